@@ -1,0 +1,114 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Dataset types of the data contract (DESIGN §3) and their registration."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CUTOUT",
+    "DATASET_TYPES",
+    "DEEP_COADD",
+    "RGB",
+    "STAMPS",
+    "TARGETS",
+    "TARGETS_PATCH",
+    "DatasetTypeSpec",
+    "register_dataset_types",
+]
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from .butler_config import check_butler_config
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetTypeSpec:
+    """Name, dimensions and storage class of a dataset type."""
+
+    name: str
+    dimensions: tuple[str, ...]
+    storage_class: str
+
+    def make(self, universe: Any) -> Any:
+        """Return the `lsst.daf.butler.DatasetType`.
+
+        Parameters
+        ----------
+        universe : `lsst.daf.butler.DimensionUniverse`
+            The repository's dimensions.
+
+        Returns
+        -------
+        dataset_type : `lsst.daf.butler.DatasetType`
+            The dataset type.
+        """
+        from lsst.daf.butler import DatasetType
+
+        return DatasetType(self.name, self.dimensions, self.storage_class, universe=universe)
+
+
+DEEP_COADD = DatasetTypeSpec("deep_coadd", ("skymap", "tract", "patch", "band"), "MaskedImageV2")
+"""Coadds, as `lsst.images.MaskedImage` read from afw-layout files."""
+TARGETS = DatasetTypeSpec("zooniverse_targets", ("htm7",), "ArrowAstropy")
+"""A PI's catalog, sharded by HTM level-7 trixel."""
+TARGETS_PATCH = DatasetTypeSpec("zooniverse_targets_patch", ("skymap", "tract", "patch"), "ArrowAstropy")
+"""Catalog rows inside one patch."""
+STAMPS = DatasetTypeSpec("zooniverse_stamps", ("skymap", "tract", "patch", "band"), "ZooniverseStamps")
+"""Postage stamps of one patch and band."""
+RGB = DatasetTypeSpec("zooniverse_rgb", ("skymap", "tract", "patch"), "ZooniverseRgb")
+"""RGB PNGs of one patch, as a ZIP."""
+CUTOUT = DatasetTypeSpec("zooniverse_cutout", (), "ZooniverseCutout")
+"""One hand-made PNG (PIs usually register their own dimensions)."""
+
+DATASET_TYPES = (DEEP_COADD, TARGETS, TARGETS_PATCH, STAMPS, RGB)
+"""The dataset types of the cutout pipeline."""
+
+
+def register_dataset_types(butler: Any, specs: Iterable[DatasetTypeSpec] = DATASET_TYPES) -> list[Any]:
+    """Register dataset types after checking the Butler's configuration.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        A writeable Butler.
+    specs : `~collections.abc.Iterable` [`DatasetTypeSpec`], optional
+        What to register.
+
+    Returns
+    -------
+    dataset_types : `list` [`lsst.daf.butler.DatasetType`]
+        The registered dataset types.
+
+    Raises
+    ------
+    lsst.epo.zooniverse.ButlerConfigError
+        Raised if the Butler lacks this package's storage classes.
+    """
+    check_butler_config(butler)
+    result = []
+    for spec in specs:
+        dataset_type = spec.make(butler.dimensions)
+        butler.registry.registerDatasetType(dataset_type)
+        result.append(dataset_type)
+    return result

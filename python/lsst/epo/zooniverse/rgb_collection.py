@@ -1,0 +1,612 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Collections of RGB images with per-image metadata (`zooniverse_rgb`),
+stored as a ZIP of PNGs.
+
+ZIP layout (DESIGN §4)::
+
+    index.csv              one row per image: file, object_id, ra, dec,
+                           skymap, tract, patch, bands, coverage, stretch,
+                           ..., wcs
+    <object_id>.png        one PNG per image (sanitised, unique names)
+
+Entries are stored (``ZIP_STORED``: PNG data does not deflate further), in
+a fixed order (``index.csv``, then the PNGs sorted by name) with fixed
+timestamps and attributes, so identical inputs give byte-identical ZIPs.
+ZIP64 records are written when the archive needs them.  The archive comment
+holds a short JSON description (format version, metadata policy, column
+types) so that a read gives back an equal collection.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "INDEX_NAME",
+    "METADATA_POLICIES",
+    "STANDARD_COLUMNS",
+    "RgbCollection",
+    "RgbCollectionError",
+    "normalize_metadata_policy",
+    "read_rgb_collection",
+    "read_rgb_index",
+    "sanitize_entry_names",
+    "write_rgb_collection",
+]
+
+import csv
+import io
+import json
+import math
+import re
+import stat
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
+
+import astropy.wcs
+import numpy as np
+from astropy.table import Table
+
+from .png import DEFAULT_COMPRESS_LEVEL, PngError, as_pil_image, decode_png, encode_png
+from .wcs_metadata import WCS_TEXT_KEY, wcs_from_header_string, wcs_to_header_string, wcs_to_xmp
+
+INDEX_NAME = "index.csv"
+"""Name of the index entry in the ZIP."""
+
+FORMAT_NAME = "lsst.epo.zooniverse.rgb"
+FORMAT_VERSION = 1
+
+METADATA_POLICIES = ("full", "anonymised")
+"""What goes into each PNG's metadata chunks.
+
+``full``
+    object id, RA/Dec, skymap/tract/patch, bands, coverage, stretch, the FITS
+    WCS as text and as AVM/XMP tags, software version.
+``anonymised``
+    bands, stretch and software version only: no identifier, coordinate or
+    WCS (Rubin's "anonymized" data products; the PNG may become public).
+The ``index.csv`` inside the ZIP always holds everything: the ZIP itself
+stays in the Butler and is never published.
+"""
+
+STANDARD_COLUMNS: dict[str, tuple[str, Any]] = {
+    "object_id": ("str", ""),
+    "ra": ("float", math.nan),
+    "dec": ("float", math.nan),
+    "skymap": ("str", ""),
+    "tract": ("int", -1),
+    "patch": ("int", -1),
+    "bands": ("str", ""),
+    "coverage": ("float", math.nan),
+    "stretch": ("str", ""),
+}
+"""Index columns every collection has: name -> (type, default)."""
+
+_FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+_ENTRY_MODE = (stat.S_IFREG | 0o644) << 16
+_MAX_NAME_STEM = 100
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
+_TEXT_FOR_POLICY = {
+    "full": ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch"),
+    "anonymised": ("bands", "stretch"),
+}
+
+
+class RgbCollectionError(ValueError):
+    """Raised when a ZIP is not a valid RGB collection (unsafe or
+    duplicate entry names, missing or inconsistent index, bad PNG).
+    """
+
+
+def normalize_metadata_policy(policy: str) -> str:
+    """Return the canonical name of a metadata policy.
+
+    Parameters
+    ----------
+    policy : `str`
+        ``full``, ``anonymised`` or ``anonymized``.
+
+    Returns
+    -------
+    policy : `str`
+        ``full`` or ``anonymised``.
+
+    Raises
+    ------
+    ValueError
+        Raised for any other value.
+    """
+    canonical = {"anonymized": "anonymised"}.get(str(policy).lower(), str(policy).lower())
+    if canonical not in METADATA_POLICIES:
+        raise ValueError(f"Unknown metadata policy {policy!r}; expected one of {METADATA_POLICIES}.")
+    return canonical
+
+
+def _stricter_policy(*policies: str | None) -> str:
+    chosen = [normalize_metadata_policy(p) for p in policies if p is not None]
+    return "anonymised" if "anonymised" in chosen else "full"
+
+
+def sanitize_entry_names(object_ids: Iterable[str]) -> list[str]:
+    """Make safe, unique PNG entry names from object ids.
+
+    Parameters
+    ----------
+    object_ids : `~collections.abc.Iterable` [`str`]
+        The ids, in collection order.
+
+    Returns
+    -------
+    names : `list` [`str`]
+        ``<id>.png`` where the id keeps only ``A-Z a-z 0-9 . _ + -`` (other
+        runs become ``_``; no leading dot; at most 100 characters), made
+        unique (also ignoring case, for case-insensitive file systems) by
+        appending ``~2``, ``~3``, ... in order of appearance.
+    """
+    names: list[str] = []
+    taken: set[str] = {INDEX_NAME}
+    for object_id in object_ids:
+        stem = _UNSAFE_NAME_CHARS.sub("_", str(object_id)).lstrip(".")[:_MAX_NAME_STEM] or "object"
+        candidate, n = stem, 1
+        while f"{candidate}.png".lower() in taken:
+            n += 1
+            candidate = f"{stem}~{n}"
+        taken.add(f"{candidate}.png".lower())
+        names.append(f"{candidate}.png")
+    return names
+
+
+class RgbCollection:
+    """RGB images of catalog objects and a table describing them.
+
+    Parameters
+    ----------
+    images : `~collections.abc.Sequence` [`numpy.ndarray` or `PIL.Image.Image`]
+        One picture per object: ``uint8`` ``(H, W, 3)`` arrays (or PIL RGB
+        images) with row 0 at the top, north up and east left for a
+        standard WCS.  Sizes may differ between images.
+    index : `astropy.table.Table` or `~collections.abc.Mapping`
+        One row per image.  ``object_id`` is required; the other
+        `STANDARD_COLUMNS` are filled with defaults when absent; any other
+        column (numbers or strings) is carried along.
+    wcs : `~collections.abc.Sequence` [`astropy.wcs.WCS` or `None`], optional
+        Celestial WCS of each picture, FITS pixel ``(1, 1)`` at the bottom
+        left (see `lsst.epo.zooniverse.wcs_metadata`).
+    metadata_policy : `str`, optional
+        What each PNG's metadata chunks may hold (`METADATA_POLICIES`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Raised for images that are not RGB ``uint8``, a table whose length
+        differs from the number of images, a missing ``object_id`` column,
+        or an unknown policy.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[Any],
+        index: Table | Mapping[str, Sequence[Any]],
+        *,
+        wcs: Sequence[astropy.wcs.WCS | None] | None = None,
+        metadata_policy: str = "full",
+    ) -> None:
+        arrays = []
+        for k, image in enumerate(images):
+            array = np.asarray(as_pil_image(image, what=f"RGB image {k}"))
+            if array.ndim != 3 or array.shape[2] != 3:
+                raise ValueError(f"RGB image {k} must have 3 channels, not shape {array.shape}.")
+            arrays.append(array)
+        self._images = arrays
+        table = Table(index, copy=True) if not isinstance(index, Table) else index.copy(copy_data=True)
+        if "object_id" not in table.colnames:
+            raise ValueError("The index of an RgbCollection needs an 'object_id' column.")
+        if len(table) != len(arrays):
+            raise ValueError(f"The index has {len(table)} rows for {len(arrays)} images.")
+        for name in ("file", "wcs"):
+            if name in table.colnames:
+                table.remove_column(name)  # Derived here, never taken from the caller.
+        for name, (kind, default) in STANDARD_COLUMNS.items():
+            if name not in table.colnames:
+                table[name] = np.full(len(table), default, dtype=_DTYPES[kind])
+            else:
+                table[name] = _coerce(table[name], kind, name)
+        for name in table.colnames:
+            if name not in STANDARD_COLUMNS and _kind(table[name]) is None:
+                raise TypeError(f"Index column {name!r} has unsupported dtype {table[name].dtype}.")
+        order = list(STANDARD_COLUMNS) + [n for n in table.colnames if n not in STANDARD_COLUMNS]
+        table = table[order]
+        table.add_column(sanitize_entry_names(table["object_id"]), name="file", index=0)
+        table.meta.clear()
+        self._index = table
+        if wcs is None:
+            wcs = [None] * len(arrays)
+        if len(wcs) != len(arrays):
+            raise ValueError(f"{len(wcs)} WCS for {len(arrays)} images.")
+        self._wcs = list(wcs)
+        self.metadata_policy = normalize_metadata_policy(metadata_policy)
+
+    @property
+    def images(self) -> list[np.ndarray]:
+        """The pictures as ``uint8`` ``(H, W, 3)`` arrays (`list`)."""
+        return self._images
+
+    @property
+    def index(self) -> Table:
+        """Per-image metadata, with the ZIP entry name in ``file``
+        (`astropy.table.Table`).
+        """
+        return self._index
+
+    @property
+    def wcs(self) -> list[astropy.wcs.WCS | None]:
+        """Per-image WCS or `None` (`list`)."""
+        return self._wcs
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __repr__(self) -> str:
+        return f"RgbCollection(<{len(self)} images>, metadata_policy={self.metadata_policy!r})"
+
+    def png_text(self, k: int, *, metadata_policy: str | None = None) -> dict[str, str]:
+        """Return the PNG text chunks written for image ``k``.
+
+        Parameters
+        ----------
+        k : `int`
+            Image number.
+        metadata_policy : `str`, optional
+            Policy to apply on top of the collection's own; the stricter of
+            the two wins.
+
+        Returns
+        -------
+        text : `dict` [`str`, `str`]
+            Keyword to text, in the order written.
+        """
+        from . import __version__
+
+        policy = _stricter_policy(self.metadata_policy, metadata_policy)
+        row = self._index[k]
+        text = {name: _format_value(row[name]) for name in _TEXT_FOR_POLICY[policy]}
+        text["Software"] = f"lsst.epo.zooniverse {__version__}"
+        if policy == "full" and self._wcs[k] is not None:
+            text[WCS_TEXT_KEY] = wcs_to_header_string(self._wcs[k])
+        return text
+
+    def encode(self, k: int, *, metadata_policy: str | None = None, compress_level: int = 1) -> bytes:
+        """Encode image ``k`` as a PNG with its metadata chunks.
+
+        Parameters
+        ----------
+        k : `int`
+            Image number.
+        metadata_policy : `str`, optional
+            Policy to apply on top of the collection's own (stricter wins).
+        compress_level : `int`, optional
+            zlib level, 0-9.
+
+        Returns
+        -------
+        png : `bytes`
+            The PNG file.
+        """
+        policy = _stricter_policy(self.metadata_policy, metadata_policy)
+        xmp = None
+        if policy == "full" and self._wcs[k] is not None:
+            xmp = wcs_to_xmp(self._wcs[k], self._images[k].shape[:2])
+        return encode_png(
+            self._images[k],
+            text=self.png_text(k, metadata_policy=policy),
+            xmp=xmp,
+            compress_level=compress_level,
+        )
+
+    def equals(self, other: RgbCollection) -> bool:
+        """Compare pixels, index and WCS with another collection.
+
+        Parameters
+        ----------
+        other : `RgbCollection`
+            Collection to compare with.
+
+        Returns
+        -------
+        equal : `bool`
+            Whether both hold the same images, metadata and WCS.
+        """
+        if len(self) != len(other) or self._index.colnames != other._index.colnames:
+            return False
+        for name in self._index.colnames:
+            a, b = self._index[name], other._index[name]
+            if a.dtype.kind == "f":
+                if not np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True):
+                    return False
+            elif list(a) != list(b):
+                return False
+        same_wcs = all(
+            (x is None and y is None)
+            or (x is not None and y is not None and wcs_to_header_string(x) == wcs_to_header_string(y))
+            for x, y in zip(self._wcs, other._wcs)
+        )
+        return same_wcs and all(np.array_equal(a, b) for a, b in zip(self._images, other._images))
+
+
+_DTYPES = {"str": str, "int": np.int64, "float": np.float64}
+
+
+def _kind(column: Any) -> str | None:
+    kind = np.asarray(column).dtype.kind
+    return {"U": "str", "S": "str", "O": "str", "i": "int", "u": "int", "b": "int", "f": "float"}.get(kind)
+
+
+def _coerce(column: Any, kind: str, name: str) -> np.ndarray:
+    values = np.asarray(column)
+    try:
+        if kind == "str":
+            return np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
+        return values.astype(_DTYPES[kind])
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"Index column {name!r} cannot be converted to {kind}: {err}") from err
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(int(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+def _zip_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_FIXED_DATE_TIME)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = _ENTRY_MODE
+    info.create_system = 3
+    return info
+
+
+def _index_csv(collection: RgbCollection) -> bytes:
+    table = collection.index
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(table.colnames + ["wcs"])
+    for k, row in enumerate(table):
+        wcs = collection.wcs[k]
+        writer.writerow(
+            [_format_value(row[name]) for name in table.colnames]
+            + ["" if wcs is None else wcs_to_header_string(wcs)]
+        )
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_rgb_collection(
+    collection: RgbCollection,
+    target: str | IO[bytes],
+    *,
+    metadata_policy: str | None = None,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
+) -> None:
+    """Write a collection as a deterministic ZIP of PNGs.
+
+    Parameters
+    ----------
+    collection : `RgbCollection`
+        The images and their index.
+    target : `str` or binary file object
+        Path or seekable file object to write.
+    metadata_policy : `str`, optional
+        Policy applied on top of the collection's own; the stricter of the
+        two decides what the PNGs carry.
+    compress_level : `int`, optional
+        zlib level of the PNGs, 0-9.
+    """
+    policy = _stricter_policy(collection.metadata_policy, metadata_policy)
+    table = collection.index
+    description = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "metadata_policy": policy,
+        "columns": {name: _kind(table[name]) for name in table.colnames},
+    }
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        archive.comment = json.dumps(description, sort_keys=True).encode()
+        archive.writestr(_zip_info(INDEX_NAME), _index_csv(collection))
+        order = sorted(range(len(collection)), key=lambda k: table["file"][k])
+        for k in order:
+            png = collection.encode(k, metadata_policy=policy, compress_level=compress_level)
+            # Force ZIP64 extra fields only when an entry needs them.
+            archive.writestr(_zip_info(str(table["file"][k])), png)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+def _check_entry_names(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
+    entries: dict[str, zipfile.ZipInfo] = {}
+    seen_lower: set[str] = set()
+    for info in archive.infolist():
+        entry = info.filename
+        if (
+            entry.startswith(("/", "\\"))
+            or re.match(r"^[A-Za-z]:", entry)
+            or "\\" in entry
+            or any(part in ("..", ".") for part in entry.split("/"))
+        ):
+            raise RgbCollectionError(f"{name}: unsafe entry name {entry!r} (absolute path or '..').")
+        if "/" in entry or info.is_dir():
+            raise RgbCollectionError(f"{name}: unexpected directory entry {entry!r}.")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise RgbCollectionError(f"{name}: entry {entry!r} is a symbolic link.")
+        if entry.lower() in seen_lower:
+            raise RgbCollectionError(f"{name}: duplicate entry name {entry!r}.")
+        seen_lower.add(entry.lower())
+        if entry != INDEX_NAME and not entry.endswith(".png"):
+            raise RgbCollectionError(f"{name}: entry {entry!r} is neither {INDEX_NAME} nor a .png file.")
+        entries[entry] = info
+    if INDEX_NAME not in entries:
+        raise RgbCollectionError(f"{name}: no {INDEX_NAME} entry.")
+    return entries
+
+
+def _open_archive(source: str | IO[bytes], name: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(source, "r")
+    except zipfile.BadZipFile as err:
+        raise RgbCollectionError(f"{name}: not a ZIP file ({err}).") from err
+
+
+def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo], name: str):
+    try:
+        description = json.loads(archive.comment.decode() or "{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        description = {}
+    types: dict[str, str] = description.get("columns", {})
+    text = archive.read(entries[INDEX_NAME]).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or rows[0][:1] != ["file"] or "object_id" not in rows[0] or rows[0][-1] != "wcs":
+        raise RgbCollectionError(f"{name}: {INDEX_NAME} does not start with the expected header.")
+    header, body = rows[0], rows[1:]
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise RgbCollectionError(f"{name}: {INDEX_NAME} line {line} has {len(row)} fields, not {len(header)}.")
+    columns = {}
+    for j, column in enumerate(header[:-1]):
+        kind = STANDARD_COLUMNS.get(column, (types.get(column, "str"),))[0]
+        values = [row[j] for row in body]
+        try:
+            columns[column] = np.array(
+                [_DTYPES[kind](v) if kind != "str" else v for v in values], dtype=_DTYPES[kind]
+            )
+        except ValueError as err:
+            raise RgbCollectionError(f"{name}: {INDEX_NAME} column {column!r} is not {kind}: {err}") from err
+    table = Table(columns, names=header[:-1])
+    wcs_text = [row[-1] for row in body]
+    files = list(table["file"])
+    if len(set(files)) != len(files):
+        raise RgbCollectionError(f"{name}: {INDEX_NAME} names the same file twice.")
+    pngs = {entry for entry in entries if entry != INDEX_NAME}
+    if pngs != set(files):
+        missing = sorted(set(files) - pngs)
+        extra = sorted(pngs - set(files))
+        raise RgbCollectionError(
+            f"{name}: {INDEX_NAME} and the PNG entries disagree (missing: {missing[:5]}, unlisted: {extra[:5]})."
+        )
+    return table, wcs_text, description.get("metadata_policy", "full")
+
+
+def read_rgb_index(source: str | IO[bytes], *, name: str | None = None) -> Table:
+    """Read only the index of an RGB collection ZIP; no PNG is decoded.
+
+    Parameters
+    ----------
+    source : `str` or binary file object
+        The ZIP.
+    name : `str`, optional
+        Name for error messages.
+
+    Returns
+    -------
+    index : `astropy.table.Table`
+        The index table, with the WCS header text in a ``wcs`` column.
+
+    Raises
+    ------
+    RgbCollectionError
+        Raised for an invalid archive or index.
+    """
+    name = name or str(source)
+    with _open_archive(source, name) as archive:
+        entries = _check_entry_names(archive, name)
+        table, wcs_text, policy = _read_index(archive, entries, name)
+    table["wcs"] = np.array(wcs_text, dtype=str) if wcs_text else np.array([], dtype=str)
+    table.meta["metadata_policy"] = policy
+    return table
+
+
+def read_rgb_collection(
+    source: str | IO[bytes],
+    *,
+    object_ids: Sequence[str] | None = None,
+    name: str | None = None,
+    max_pixels: int | None = None,
+) -> RgbCollection:
+    """Read an RGB collection ZIP.
+
+    Parameters
+    ----------
+    source : `str` or binary file object
+        The ZIP.
+    object_ids : `~collections.abc.Sequence` [`str`], optional
+        Read only the images of these object ids, in this order.
+    name : `str`, optional
+        Name for error messages.
+    max_pixels : `int`, optional
+        Refuse PNGs declaring more pixels than this.
+
+    Returns
+    -------
+    collection : `RgbCollection`
+        The collection.
+
+    Raises
+    ------
+    RgbCollectionError
+        Raised for unsafe or duplicate entry names, a missing or
+        inconsistent index, an entry that is not a valid RGB PNG, or an
+        unknown object id.
+    """
+    name = name or str(source)
+    with _open_archive(source, name) as archive:
+        entries = _check_entry_names(archive, name)
+        table, wcs_text, policy = _read_index(archive, entries, name)
+        rows = list(range(len(table)))
+        if object_ids is not None:
+            if isinstance(object_ids, str):
+                object_ids = [object_ids]
+            position: dict[str, int] = {}
+            for k, oid in enumerate(table["object_id"]):
+                position.setdefault(str(oid), k)
+            missing = [str(oid) for oid in object_ids if str(oid) not in position]
+            if missing:
+                raise RgbCollectionError(f"{name}: no images for object ids {missing}.")
+            rows = [position[str(oid)] for oid in object_ids]
+        images = []
+        for k in rows:
+            entry = str(table["file"][k])
+            try:
+                image = decode_png(archive.read(entries[entry]), name=f"{name}:{entry}", max_pixels=max_pixels)
+            except PngError as err:
+                raise RgbCollectionError(str(err)) from err
+            if image.mode != "RGB":
+                raise RgbCollectionError(f"{name}:{entry}: PNG has mode {image.mode!r}, not RGB.")
+            images.append(np.asarray(image))
+    subset = table[rows]
+    subset.remove_column("file")
+    wcs = [wcs_from_header_string(wcs_text[k]) if wcs_text[k] else None for k in rows]
+    return RgbCollection(images, subset, wcs=wcs, metadata_policy=policy)
