@@ -1,0 +1,48 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Every module of the package imports, without daf_butler at package
+import time.
+"""
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import lsst.epo.zooniverse
+
+
+def test_all_modules_import():
+    names = [m.name for m in pkgutil.walk_packages(lsst.epo.zooniverse.__path__, "lsst.epo.zooniverse.")]
+    assert "lsst.epo.zooniverse.formatters" in names
+    for name in names:
+        importlib.import_module(name)
+
+
+def test_package_root_does_not_import_butler():
+    code = "import sys, lsst.epo.zooniverse; print('lsst.daf.butler' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_version():
+    assert lsst.epo.zooniverse.__version__ not in ("", "unknown")
