@@ -139,7 +139,12 @@ def check_butler_config(butler: Any) -> None:
             except Exception:
                 problems.append(f"no formatter for storage class {dataset_type.storageClass_name}")
     if problems:
-        root = getattr(butler, "_config", {}).get("root", None) if hasattr(butler, "_config") else None
+        # A repository's ButlerConfig usually has no "root" entry; where the
+        # configuration was read from (configDir) names the repository.
+        config = getattr(butler, "_config", None)
+        root = None
+        if config is not None:
+            root = config.get("root", None) or getattr(config, "configDir", None)
         raise ButlerConfigError(f"{_fix_text(root)} Problems: {'; '.join(problems)}.")
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .png import as_pil_image, validate_image_array
+from .png import _check_text_key, as_pil_image, validate_image_array
 
 
 def make_cutout_image(image: Any, metadata: Mapping[str, Any] | None = None) -> Image.Image:
@@ -68,12 +68,14 @@ def make_cutout_image(image: Any, metadata: Mapping[str, Any] | None = None) -> 
     TypeError
         Raised for a non-``uint8`` array or an unsupported type.
     ValueError
-        Raised for an unsupported shape or mode, or an empty image.
+        Raised for an unsupported shape or mode, an empty image, or a
+        metadata key that cannot be a PNG text keyword.
     """
     pil_image = as_pil_image(image).copy()
     for key, value in (metadata or {}).items():
         if not isinstance(key, str):
             raise TypeError(f"Cutout metadata keys must be strings, not {key!r}.")
+        _check_text_key(key)
         pil_image.info[key] = str(value)
     return pil_image
 

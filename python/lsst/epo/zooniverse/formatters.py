@@ -40,7 +40,7 @@ from PIL import Image
 
 from .cutout import cutout_text_metadata
 from .legacy_coadd import read_legacy_coadd
-from .png import DEFAULT_COMPRESS_LEVEL, decode_png, encode_png
+from .png import DEFAULT_COMPRESS_LEVEL, _check_text_key, as_pil_image, decode_png, encode_png
 from .rgb_collection import RgbCollection, read_rgb_collection, read_rgb_index, write_rgb_collection
 from .stamps import PROVENANCE_PREFIX, Stamps, read_stamps, read_stamps_index, write_stamps
 
@@ -73,6 +73,22 @@ class CutoutFormatter(FormatterV2):
     supported_write_parameters = frozenset({"compress_level"})
     unsupported_parameters = None
     can_read_from_local_file = True
+
+    def can_accept(self, in_memory_dataset: Any) -> bool:
+        # Docstring inherited.
+        # The datastore calls this before writing anything, outside the
+        # try block that turns every write error into a bare RuntimeError:
+        # check the compression level, a PIL image's mode/size and its text
+        # keys here so a bad put fails with its own TypeError/ValueError.
+        # Arrays and other types return False and go through the
+        # storage-class converter, which checks them.
+        _compress_level(self)
+        if isinstance(in_memory_dataset, Image.Image):
+            as_pil_image(in_memory_dataset, what="zooniverse_cutout image")
+            for key in cutout_text_metadata(in_memory_dataset):
+                _check_text_key(key)
+            return True
+        return False
 
     def read_from_local_file(self, path: str, component: str | None = None, expected_size: int = -1) -> Any:
         # Docstring inherited.
@@ -209,8 +225,18 @@ class LegacyCoaddFormatter(FormatterV2):
         bbox = (self.file_descriptor.parameters or {}).get("bbox")
         return read_legacy_coadd(path, bbox=bbox, component=component)
 
+    def can_accept(self, in_memory_dataset: Any) -> bool:
+        # Docstring inherited.
+        # The datastore asks this before writing and wraps any error from
+        # the write itself in a bare RuntimeError: refuse here, so a put
+        # fails with the read-only message and nothing is written.
+        raise NotImplementedError(_LEGACY_COADD_READ_ONLY)
+
     def write_local_file(self, in_memory_dataset: Any, uri: ResourcePath) -> None:
         # Docstring inherited.
-        raise NotImplementedError(
-            "LegacyCoaddFormatter is read-only: ingest afw-layout coadd files instead of putting them."
-        )
+        raise NotImplementedError(_LEGACY_COADD_READ_ONLY)
+
+
+_LEGACY_COADD_READ_ONLY = (
+    "LegacyCoaddFormatter is read-only: ingest afw-layout coadd files instead of putting them."
+)

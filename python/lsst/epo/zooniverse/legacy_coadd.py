@@ -212,7 +212,13 @@ def _read_box(path: str | os.PathLike, box: Box, layout: _CoaddLayout) -> Masked
         unit=None if layout.unit is None else layout.unit**2,
         sky_projection=projection,
     )
-    legacy_mask = planes["MASK"]
+    # int64 so that bit 31 of an int32 mask can be tested.
+    legacy_mask = planes["MASK"].astype(np.int64)
+    if layout.unmapped_bitmask and np.any(legacy_mask & layout.unmapped_bitmask):
+        # Declared legacy planes with no place in the schema have pixels
+        # set here: let lsst.images decide (it refuses such masks, or adds an
+        # optional plane) instead of silently dropping the bits.
+        return _read_box_with_sections(path, box)
     mask = Mask(0, schema=layout.mask_schema, bbox=box, sky_projection=projection)
     for bit, plane_name in layout.mask_bits:
         bits = (legacy_mask & (1 << bit)) != 0
@@ -255,6 +261,8 @@ class _CoaddLayout:
     unit: Any
     mask_schema: Any
     mask_bits: tuple[tuple[int, str], ...]
+    unmapped_bitmask: int
+    """Bits of declared legacy mask planes missing from ``mask_bits``."""
 
 
 _LAYOUT_CACHE: dict[tuple[str, int, int], _CoaddLayout] = {}
@@ -286,7 +294,14 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
             except IndexError:
                 raise ValueError(f"{path}: no {extname} HDU at index {extension}.") from None
             header = hdu.header
-            if not isinstance(hdu, fits.ImageHDU) or header.get("BSCALE", 1) != 1 or header.get("BZERO", 0) != 0:
+            # CompImageHDU is an ImageHDU subclass, but its data on disk is a
+            # binary table of compressed tiles, not rows of pixels.
+            if (
+                not isinstance(hdu, fits.ImageHDU)
+                or isinstance(hdu, fits.CompImageHDU)
+                or header.get("BSCALE", 1) != 1
+                or header.get("BZERO", 0) != 0
+            ):
                 raise _NeedsGeneralReader()
             x0, y0 = _parent_origin(header)
             bitpix = header["BITPIX"]
@@ -322,16 +337,20 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
     for mapping in (get_legacy_non_cell_coadd_mask_planes(), get_legacy_deep_coadd_mask_planes()):
         renames.update({legacy: plane.name for legacy, plane in mapping.items()})
     mask_bits = []
+    unmapped_bitmask = 0
     for legacy_name, bit in sorted(legacy_planes.items(), key=lambda item: item[1]):
         name = renames.get(legacy_name, legacy_name)
         if name in schema_names:
             mask_bits.append((bit, name))
+        else:
+            unmapped_bitmask |= 1 << bit
     return _CoaddLayout(
         planes=tuple(planes),
         sky_projection=template.sky_projection,
         unit=template.image.unit,
         mask_schema=template.mask.schema,
         mask_bits=tuple(mask_bits),
+        unmapped_bitmask=unmapped_bitmask,
     )
 
 

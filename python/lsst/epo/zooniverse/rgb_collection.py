@@ -59,6 +59,8 @@ import math
 import re
 import stat
 import zipfile
+import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
@@ -66,7 +68,14 @@ import astropy.wcs
 import numpy as np
 from astropy.table import Table
 
-from .png import DEFAULT_COMPRESS_LEVEL, PngError, as_pil_image, decode_png, encode_png
+from .png import (
+    DEFAULT_COMPRESS_LEVEL,
+    DEFAULT_MAX_DECODED_PIXELS,
+    PngError,
+    as_pil_image,
+    decode_png,
+    encode_png,
+)
 from .wcs_metadata import WCS_TEXT_KEY, wcs_from_header_string, wcs_to_header_string, wcs_to_xmp
 
 INDEX_NAME = "index.csv"
@@ -199,7 +208,8 @@ class RgbCollection:
     TypeError, ValueError
         Raised for images that are not RGB ``uint8``, a table whose length
         differs from the number of images, a missing ``object_id`` column,
-        or an unknown policy.
+        a WCS that is not a 2-axis celestial `astropy.wcs.WCS`, or an
+        unknown policy.
     """
 
     def __init__(
@@ -242,6 +252,16 @@ class RgbCollection:
             wcs = [None] * len(arrays)
         if len(wcs) != len(arrays):
             raise ValueError(f"{len(wcs)} WCS for {len(arrays)} images.")
+        for k, image_wcs in enumerate(wcs):
+            # Checked here so that a bad WCS fails now, not inside a put.
+            if image_wcs is None:
+                continue
+            if not isinstance(image_wcs, astropy.wcs.WCS):
+                kind = type(image_wcs).__name__
+                raise TypeError(f"WCS {k} must be an astropy.wcs.WCS or None, not {kind}.")
+            if image_wcs.naxis != 2 or not image_wcs.has_celestial:
+                ctype = list(image_wcs.wcs.ctype)
+                raise ValueError(f"WCS {k} must be a 2-axis celestial WCS, not ctype {ctype}.")
         self._wcs = list(wcs)
         self.metadata_policy = normalize_metadata_policy(metadata_policy)
 
@@ -364,9 +384,16 @@ def _coerce(column: Any, kind: str, name: str) -> np.ndarray:
     values = np.asarray(column)
     try:
         if kind == "str":
-            return np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
+            # Bytes (e.g. string columns of FITS tables) are text, not "b'...'".
+            return np.array(
+                [
+                    "" if v is None else v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                    for v in values.tolist()
+                ],
+                dtype=str,
+            )
         return values.astype(_DTYPES[kind])
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:  # UnicodeDecodeError is a ValueError.
         raise TypeError(f"Index column {name!r} cannot be converted to {kind}: {err}") from err
 
 
@@ -474,6 +501,15 @@ def _check_entry_names(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile
     return entries
 
 
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    # zipfile reports corrupt, encrypted or oddly compressed entries with its
+    # own exceptions; report them as an invalid collection naming the entry.
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        raise RgbCollectionError(f"{name}:{info.filename}: cannot read ZIP entry ({err}).") from err
+
+
 def _open_archive(source: str | IO[bytes], name: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(source, "r")
@@ -486,12 +522,26 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
         description = json.loads(archive.comment.decode() or "{}")
     except (UnicodeDecodeError, json.JSONDecodeError):
         description = {}
-    types: dict[str, str] = description.get("columns", {})
-    text = archive.read(entries[INDEX_NAME]).decode("utf-8")
+    if not isinstance(description, dict):
+        description = {}
+    types = description.get("columns", {})
+    if not isinstance(types, dict) or any(kind not in _DTYPES for kind in types.values()):
+        raise RgbCollectionError(f"{name}: the archive comment has invalid column types {types!r}.")
+    policy = description.get("metadata_policy", "full")
+    try:
+        policy = normalize_metadata_policy(policy)
+    except ValueError as err:
+        raise RgbCollectionError(f"{name}: {err}") from err
+    try:
+        text = _read_entry(archive, entries[INDEX_NAME], name).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RgbCollectionError(f"{name}: {INDEX_NAME} is not UTF-8 text ({err}).") from err
     rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or rows[0][:1] != ["file"] or "object_id" not in rows[0] or rows[0][-1] != "wcs":
         raise RgbCollectionError(f"{name}: {INDEX_NAME} does not start with the expected header.")
     header, body = rows[0], rows[1:]
+    if len(set(header)) != len(header):
+        raise RgbCollectionError(f"{name}: {INDEX_NAME} header repeats a column name.")
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise RgbCollectionError(f"{name}: {INDEX_NAME} line {line} has {len(row)} fields, not {len(header)}.")
@@ -507,7 +557,7 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
             raise RgbCollectionError(f"{name}: {INDEX_NAME} column {column!r} is not {kind}: {err}") from err
     table = Table(columns, names=header[:-1])
     wcs_text = [row[-1] for row in body]
-    files = list(table["file"])
+    files = [str(f) for f in table["file"]]
     if len(set(files)) != len(files):
         raise RgbCollectionError(f"{name}: {INDEX_NAME} names the same file twice.")
     pngs = {entry for entry in entries if entry != INDEX_NAME}
@@ -517,7 +567,7 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
         raise RgbCollectionError(
             f"{name}: {INDEX_NAME} and the PNG entries disagree (missing: {missing[:5]}, unlisted: {extra[:5]})."
         )
-    return table, wcs_text, description.get("metadata_policy", "full")
+    return table, wcs_text, policy
 
 
 def read_rgb_index(source: str | IO[bytes], *, name: str | None = None) -> Table:
@@ -554,7 +604,7 @@ def read_rgb_collection(
     *,
     object_ids: Sequence[str] | None = None,
     name: str | None = None,
-    max_pixels: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_DECODED_PIXELS,
 ) -> RgbCollection:
     """Read an RGB collection ZIP.
 
@@ -563,11 +613,15 @@ def read_rgb_collection(
     source : `str` or binary file object
         The ZIP.
     object_ids : `~collections.abc.Sequence` [`str`], optional
-        Read only the images of these object ids, in this order.
+        Read only the images of these object ids, in this order (each id
+        at most once).  The ``file`` column keeps the entry names of the
+        ZIP.
     name : `str`, optional
         Name for error messages.
-    max_pixels : `int`, optional
-        Refuse PNGs declaring more pixels than this.
+    max_pixels : `int` or `None`, optional
+        Refuse PNGs declaring more pixels than this (default
+        `~lsst.epo.zooniverse.png.DEFAULT_MAX_DECODED_PIXELS`; `None`: no
+        limit).
 
     Returns
     -------
@@ -579,7 +633,7 @@ def read_rgb_collection(
     RgbCollectionError
         Raised for unsafe or duplicate entry names, a missing or
         inconsistent index, an entry that is not a valid RGB PNG, or an
-        unknown object id.
+        unknown or repeated object id.
     """
     name = name or str(source)
     with _open_archive(source, name) as archive:
@@ -595,18 +649,38 @@ def read_rgb_collection(
             missing = [str(oid) for oid in object_ids if str(oid) not in position]
             if missing:
                 raise RgbCollectionError(f"{name}: no images for object ids {missing}.")
+            counts = Counter(str(oid) for oid in object_ids)
+            repeated = sorted(oid for oid, count in counts.items() if count > 1)
+            if repeated:
+                # Entry names must stay unique for the subset to be written.
+                raise RgbCollectionError(f"{name}: object ids {repeated} requested more than once.")
             rows = [position[str(oid)] for oid in object_ids]
         images = []
         for k in rows:
             entry = str(table["file"][k])
             try:
-                image = decode_png(archive.read(entries[entry]), name=f"{name}:{entry}", max_pixels=max_pixels)
+                image = decode_png(
+                    _read_entry(archive, entries[entry], name), name=f"{name}:{entry}", max_pixels=max_pixels
+                )
             except PngError as err:
                 raise RgbCollectionError(str(err)) from err
             if image.mode != "RGB":
                 raise RgbCollectionError(f"{name}:{entry}: PNG has mode {image.mode!r}, not RGB.")
             images.append(np.asarray(image))
     subset = table[rows]
+    files = [str(f) for f in subset["file"]]
     subset.remove_column("file")
-    wcs = [wcs_from_header_string(wcs_text[k]) if wcs_text[k] else None for k in rows]
-    return RgbCollection(images, subset, wcs=wcs, metadata_policy=policy)
+    wcs = []
+    for k, entry in zip(rows, files):
+        try:
+            wcs.append(wcs_from_header_string(wcs_text[k]) if wcs_text[k] else None)
+        except Exception as err:  # astropy raises many kinds for a bad header.
+            raise RgbCollectionError(f"{name}: {INDEX_NAME} has an invalid WCS for {entry}: {err}") from err
+    try:
+        collection = RgbCollection(images, subset, wcs=wcs, metadata_policy=policy)
+    except (TypeError, ValueError) as err:
+        raise RgbCollectionError(f"{name}: {err}") from err
+    # Keep the entry names of the ZIP (the constructor derives them from the
+    # ids, which differ for a subset of duplicate or case-colliding ids).
+    collection.index["file"] = np.array(files, dtype=str)
+    return collection

@@ -537,7 +537,11 @@ def _plane_header(plane: str, number: int, stamp: Stamp, mask_planes: Mapping[st
     header.append(("CUNIT1A", "PIXEL", "Column unit"), end=True)
     header.append(("CUNIT2A", "PIXEL", "Row unit"), end=True)
     if plane == "IMAGE" and stamp.wcs is not None:
-        header.extend(stamp.wcs.to_header(relax=True).cards, end=True)
+        wcs_header = stamp.wcs.to_header(relax=True)
+        # WCSAXES must precede every WCS keyword (the A-WCS above too), so a
+        # late one breaks the FITS standard; it only repeats NAXIS = 2.
+        wcs_header.remove("WCSAXES", ignore_missing=True)
+        header.extend(wcs_header.cards, end=True)
     return header
 
 
@@ -559,7 +563,11 @@ def write_stamps(stamps: Stamps, filename: str | os.PathLike | IO[bytes]) -> Non
     TypeError
         Raised for a metadata value FITS cannot hold.
     """
-    hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [fits.PrimaryHDU(header=_primary_header(stamps))]
+    primary = fits.PrimaryHDU(header=_primary_header(stamps))
+    # cfitsio's primary always has EXTEND = T; astropy adds it only when
+    # there are extensions (so not for an empty collection).
+    primary.header.set("EXTEND", True, after="NAXIS")
+    hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [primary]
     for number, stamp in enumerate(stamps, start=1):
         planes = [("IMAGE", stamp.image)]
         if stamps.use_mask:

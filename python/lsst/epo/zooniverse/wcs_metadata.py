@@ -60,8 +60,14 @@ def wcs_to_header_string(wcs: astropy.wcs.WCS) -> str:
     -------
     text : `str`
         The header cards, without ``END``; deterministic for a given WCS.
+        Floating-point values keep 17 significant digits, so that
+        `wcs_from_header_string` gives back the same WCS (astropy's default
+        of 14 would make a read-back WCS differ from the one written).
     """
-    header = wcs.to_header(relax=True)
+    # relax=True means all informal extensions plus SIP; an integer relax
+    # needs the SIP bit spelled out.
+    relax = astropy.wcs.WCSHDO_all | astropy.wcs.WCSHDO_P17 | astropy.wcs.wcs.WCSHDO_SIP
+    header = wcs.to_header(relax=relax)
     for key in ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF"):
         header.remove(key, ignore_missing=True)
     return "".join(str(card) for card in header.cards)
