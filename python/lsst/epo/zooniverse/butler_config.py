@@ -63,7 +63,7 @@ SEED_CONFIG = os.path.join(CONFIG_DIR, "seed.yaml")
 CONFIG_PATH_VARIABLE = "DAF_BUTLER_CONFIG_PATH"
 """Environment variable daf_butler reads extra configuration from."""
 
-STORAGE_CLASS_NAMES = ("ZooniverseCutout", "ZooniverseStamps", "ZooniverseRgb")
+STORAGE_CLASS_NAMES = ("ZooniverseCutout", "ZooniverseStamps", "ZooniverseRgb", "ZooniverseSkyMap")
 """Storage classes defined by this package."""
 
 

@@ -31,6 +31,9 @@ __all__ = [
     "STAMPS",
     "TARGETS",
     "TARGETS_PATCH",
+    "TARGETS_REJECTED",
+    "RGB_REPORT",
+    "SKYMAP",
     "DatasetTypeSpec",
     "register_dataset_types",
 ]
@@ -72,16 +75,22 @@ DEEP_COADD = DatasetTypeSpec("deep_coadd", ("skymap", "tract", "patch", "band"),
 """Coadds, as `lsst.images.MaskedImage` read from afw-layout files."""
 TARGETS = DatasetTypeSpec("zooniverse_targets", ("htm7",), "ArrowAstropy")
 """A PI's catalog, sharded by HTM level-7 trixel."""
+TARGETS_REJECTED = DatasetTypeSpec("zooniverse_targets_rejected", (), "ArrowAstropy")
+"""Catalog rows refused by the sharding command, with the reason per row."""
 TARGETS_PATCH = DatasetTypeSpec("zooniverse_targets_patch", ("skymap", "tract", "patch"), "ArrowAstropy")
 """Catalog rows inside one patch."""
 STAMPS = DatasetTypeSpec("zooniverse_stamps", ("skymap", "tract", "patch", "band"), "ZooniverseStamps")
 """Postage stamps of one patch and band."""
 RGB = DatasetTypeSpec("zooniverse_rgb", ("skymap", "tract", "patch"), "ZooniverseRgb")
 """RGB PNGs of one patch, as a ZIP."""
+RGB_REPORT = DatasetTypeSpec("zooniverse_rgb_report", ("skymap", "tract", "patch"), "ArrowAstropy")
+"""One row per catalog row of a patch: its picture, or why there is none."""
+SKYMAP = DatasetTypeSpec("zooniverse_skymap", ("skymap",), "ZooniverseSkyMap")
+"""The sky map geometry (tract WCS, patch inner/outer boxes) the tasks use."""
 CUTOUT = DatasetTypeSpec("zooniverse_cutout", (), "ZooniverseCutout")
 """One hand-made PNG (PIs usually register their own dimensions)."""
 
-DATASET_TYPES = (DEEP_COADD, TARGETS, TARGETS_PATCH, STAMPS, RGB)
+DATASET_TYPES = (DEEP_COADD, SKYMAP, TARGETS, TARGETS_REJECTED, TARGETS_PATCH, STAMPS, RGB, RGB_REPORT)
 """The dataset types of the cutout pipeline."""
 
 

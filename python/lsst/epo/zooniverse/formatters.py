@@ -29,7 +29,13 @@ through the ``datastore.formatters`` configuration in
 
 from __future__ import annotations
 
-__all__ = ["CutoutFormatter", "LegacyCoaddFormatter", "RgbCollectionFormatter", "StampsFormatter"]
+__all__ = [
+    "CutoutFormatter",
+    "LegacyCoaddFormatter",
+    "RgbCollectionFormatter",
+    "SkyMapGeometryFormatter",
+    "StampsFormatter",
+]
 
 from typing import Any
 
@@ -42,6 +48,7 @@ from .cutout import cutout_text_metadata
 from .legacy_coadd import read_legacy_coadd
 from .png import DEFAULT_COMPRESS_LEVEL, _check_text_key, as_pil_image, decode_png, encode_png
 from .rgb_collection import RgbCollection, read_rgb_collection, read_rgb_index, write_rgb_collection
+from .skymap import SkyMapGeometry
 from .stamps import PROVENANCE_PREFIX, Stamps, read_stamps, read_stamps_index, write_stamps
 
 
@@ -240,3 +247,26 @@ class LegacyCoaddFormatter(FormatterV2):
 _LEGACY_COADD_READ_ONLY = (
     "LegacyCoaddFormatter is read-only: ingest afw-layout coadd files instead of putting them."
 )
+
+
+class SkyMapGeometryFormatter(FormatterV2):
+    """Read and write a `~lsst.epo.zooniverse.skymap.SkyMapGeometry` as
+    JSON (`zooniverse_skymap`).
+    """
+
+    default_extension = ".json"
+    supported_extensions = frozenset({".json"})
+    unsupported_parameters = None
+    can_read_from_local_file = True
+
+    def read_from_local_file(self, path: str, component: str | None = None, expected_size: int = -1) -> Any:
+        # Docstring inherited.
+        _check_component(component, (), self)
+        with open(path, encoding="utf-8") as stream:
+            return SkyMapGeometry.from_json(stream.read())
+
+    def to_bytes(self, in_memory_dataset: Any) -> bytes:
+        # Docstring inherited.
+        if not isinstance(in_memory_dataset, SkyMapGeometry):
+            raise TypeError(f"zooniverse_skymap takes a SkyMapGeometry, not {type(in_memory_dataset).__name__}.")
+        return in_memory_dataset.to_json().encode()

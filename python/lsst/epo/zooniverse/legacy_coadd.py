@@ -43,7 +43,7 @@ tables) for demonstration and test repositories.
 
 from __future__ import annotations
 
-__all__ = ["read_legacy_coadd", "to_pixel_box", "write_legacy_masked_image"]
+__all__ = ["legacy_mask_bits", "read_legacy_coadd", "to_pixel_box", "write_legacy_masked_image"]
 
 import dataclasses
 import os
@@ -352,6 +352,51 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
         mask_bits=tuple(mask_bits),
         unmapped_bitmask=unmapped_bitmask,
     )
+
+
+def legacy_mask_bits(mask: Mask) -> tuple[np.ndarray, dict[str, int]]:
+    """Pack an `lsst.images.Mask` into afw-style ``int32`` mask bits.
+
+    Parameters
+    ----------
+    mask : `lsst.images.Mask`
+        The mask, with any schema.
+
+    Returns
+    -------
+    bits : `numpy.ndarray`
+        ``int32`` array of the mask's shape.
+    planes : `dict` [`str`, `int`]
+        Legacy (afw) plane name to bit number: the standard afw numbers of
+        `~lsst.epo.zooniverse.stamps.DEFAULT_MASK_PLANES` for the planes
+        lsst.images renames from afw names (``SATURATED`` is ``SAT``,
+        ...), the next free bits for any other plane.
+
+    Raises
+    ------
+    ValueError
+        Raised if the mask has more planes than 32 bits hold.
+    """
+    to_legacy = {plane.name: legacy for legacy, plane in get_legacy_deep_coadd_mask_planes().items()}
+    schema = mask.schema
+    names = [name for name in schema.names]
+    planes: dict[str, int] = {}
+    free = iter(bit for bit in range(32) if bit not in DEFAULT_MASK_PLANES.values())
+    for name in names:
+        legacy = to_legacy.get(name, name)
+        bit = DEFAULT_MASK_PLANES.get(legacy)
+        if bit is None or bit in planes.values():
+            try:
+                bit = next(free)
+            except StopIteration:
+                raise ValueError(f"A mask with {len(names)} planes does not fit in 32 bits.") from None
+        planes[legacy] = bit
+    array = mask.array
+    bits = np.zeros(array.shape[:2], dtype=np.int32)
+    for name, legacy in zip(names, planes):
+        plane_bit = schema.bit(name)
+        bits |= ((array[..., plane_bit.index] & plane_bit.mask) != 0).astype(np.int32) << planes[legacy]
+    return bits, planes
 
 
 class _NeedsGeneralReader(Exception):

@@ -55,7 +55,7 @@ import astropy.wcs
 import numpy as np
 
 from ..butler_config import get_butler, make_butler_repo
-from ..dataset_types import DEEP_COADD, register_dataset_types
+from ..dataset_types import DEEP_COADD, SKYMAP, register_dataset_types
 from ..legacy_coadd import write_legacy_masked_image
 from ..skymap import Box2, SkyMapGeometry, TractGeometry, make_tan_wcs
 from ..wcs_metadata import wcs_from_header_string, wcs_to_header_string
@@ -71,6 +71,7 @@ DEMO_COLLECTION = "demo/defaults"
 
 SYNTHETIC_RUN = "demo/coadds"
 TWOMASS_RUN = "demo/2mass"
+SKYMAP_RUN = "demo/skymaps"
 SYNTHETIC_INSTRUMENT = "ZooniverseDemo"
 TWOMASS_INSTRUMENT = "TwoMass"
 TWOMASS_BANDS = {"J": "gc_2mass_j.fits", "H": "gc_2mass_h.fits", "K": "gc_2mass_k.fits"}
@@ -384,6 +385,8 @@ def make_demo_repo(
     _register_instruments(butler)
     skymap.register(butler)
     register_dataset_types(butler)
+    butler.registry.registerCollection(SKYMAP_RUN, CollectionType.RUN)
+    butler.put(skymap, SKYMAP.name, skymap=DEMO_SKYMAP, run=SKYMAP_RUN)
     dataset_type = DEEP_COADD.make(butler.dimensions)
 
     wrap, pole = skymap.tract(TRACT_WRAP), skymap.tract(TRACT_POLE)
@@ -452,7 +455,7 @@ def make_demo_repo(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     butler.registry.registerCollection(DEMO_COLLECTION, CollectionType.CHAINED)
-    butler.registry.setCollectionChain(DEMO_COLLECTION, [SYNTHETIC_RUN, TWOMASS_RUN])
+    butler.registry.setCollectionChain(DEMO_COLLECTION, [SYNTHETIC_RUN, TWOMASS_RUN, SKYMAP_RUN])
 
     say("Writing sample catalogs")
     catalog_dir = root / "catalogs"

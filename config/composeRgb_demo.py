@@ -1,0 +1,13 @@
+# composeRgb overrides for the demo repository, which holds two kinds of
+# coadd: synthetic Rubin-like g/r/i in nJy (tracts 0 and 2) and the real
+# 2MASS J/H/K images in DN (tract 1).  One pipeline run handles both: a
+# colour channel is the weighted mean of the bands a patch has, so the
+# g/r/i patches use g/r/i and the 2MASS patch uses J/H/K.  The 2MASS
+# weights put DN on the scale of the nJy stretch, after removing each
+# band's sky pedestal.
+# Use: pipetask ... -C composeRgb:config/composeRgb_demo.py
+from lsst.epo.zooniverse.compose_rgb import ChannelConfig
+
+config.channels["K"] = ChannelConfig(red=1.3, background=530.0)
+config.channels["H"] = ChannelConfig(green=1.3, background=500.0)
+config.channels["J"] = ChannelConfig(blue=1.3, background=154.0)
