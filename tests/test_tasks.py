@@ -1,0 +1,290 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""The three tasks' ``run()`` methods on in-memory data, without a Butler,
+and their config validation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import astropy.wcs
+import numpy as np
+import pytest
+from astropy.table import Table
+from lsst.pex.config import FieldValidationError
+from lsst.pipe.base import NoWorkFound
+
+from lsst.epo.zooniverse.compose_rgb import ChannelConfig, ComposeRgbConfig, ComposeRgbTask, orient_to_north_up
+from lsst.epo.zooniverse.demo.repo import make_demo_skymap
+from lsst.epo.zooniverse.extract_stamps import ExtractStampsConfig, ExtractStampsTask
+from lsst.epo.zooniverse.legacy_coadd import read_legacy_coadd, write_legacy_masked_image
+from lsst.epo.zooniverse.shard_catalog import ShardCatalogTask
+from lsst.epo.zooniverse.skymap import make_tan_wcs
+from lsst.epo.zooniverse.stamps import Stamp, Stamps
+
+
+def _targets(ra, dec, first=0):
+    n = len(ra)
+    return Table(
+        {
+            "object_id": [str(1000 + first + k) for k in range(n)],
+            "ra": np.asarray(ra, float),
+            "dec": np.asarray(dec, float),
+            "row_index": np.arange(first, first + n, dtype=np.int64),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------
+# shardCatalog
+
+
+def test_shard_catalog_keeps_rows_in_patch_across_ra_wrap():
+    skymap = make_demo_skymap()
+    tract = skymap.tract(0)
+    wcs = tract.wcs
+    # Pixel positions: in patch 1's inner box; in the overlap of patches 0
+    # and 1; far outside.  Tract 0 straddles RA 0/360.
+    pixels = np.array([[480.0, 200.0], [340.0, 200.0], [5000.0, 200.0]])
+    ra, dec = wcs.wcs_pix2world(pixels, 0).T
+    ra = ra % 360.0
+    assert ra[0] > 359 or ra[0] < 1
+    shards = [_targets(ra[:2], dec[:2]), _targets(ra[2:], dec[2:], first=2)]
+    task = ShardCatalogTask()
+    patch0 = task.run(targets=shards, sky_map=skymap, tract=0, patch=0).targets_patch
+    patch1 = task.run(targets=shards, sky_map=skymap, tract=0, patch=1).targets_patch
+    assert list(patch0["row_index"]) == [1]
+    assert list(patch1["row_index"]) == [0, 1]
+    # Distance to the inner boundary: positive inside, negative in the overlap.
+    assert patch1["edge_distance"][0] > 0
+    assert patch0["edge_distance"][0] < 0 and patch1["edge_distance"][1] > 0
+    assert patch1["x"][0] == pytest.approx(480.0, abs=1e-6)
+    assert task.metadata["n_outside"] == 1
+
+
+def test_shard_catalog_with_region_and_no_rows():
+    skymap = make_demo_skymap()
+    tract = skymap.tract(0)
+    region = tract.sky_polygon(tract.patch_outer_bbox(4))
+    ra, dec = tract.wcs.wcs_pix2world([[490.0, 480.0], [100.0, 100.0]], 0).T
+    task = ShardCatalogTask()
+    rows = task.run(targets=[_targets(ra % 360, dec)], sky_map=skymap, tract=0, patch=4, region=region).targets_patch
+    assert list(rows["object_id"]) == ["1000"]
+    with pytest.raises(NoWorkFound):
+        task.run(targets=[_targets(ra[1:] % 360, dec[1:])], sky_map=skymap, tract=0, patch=4, region=region)
+
+
+# ---------------------------------------------------------------------------
+# extractStamps
+
+
+@pytest.fixture
+def coadd(tmp_path):
+    """A 200x150 coadd at parent offset (1000, 2000) with a star and a
+    no-data strip, read back with lsst.images.
+    """
+    height, width, x0, y0 = 150, 200, 1000, 2000
+    wcs = make_tan_wcs(150.0, 2.0, 0.2, 4000, 4000)
+    yy, xx = np.mgrid[:height, :width]
+    image = (1000 * np.exp(-0.5 * ((xx - 120.0) ** 2 + (yy - 70.0) ** 2) / 2.0**2)).astype(np.float32)
+    mask = np.zeros(image.shape, np.int32)
+    image[:, :20] = np.nan
+    mask[:, :20] = 1 << 8  # NO_DATA
+    variance = np.ones_like(image)
+    path = tmp_path / "coadd.fits"
+    write_legacy_masked_image(path, image=image, mask=mask, variance=variance, x0=x0, y0=y0, wcs=wcs)
+    return read_legacy_coadd(path), wcs
+
+
+def test_extract_stamps_centres_pads_and_sizes(coadd):
+    masked_image, wcs = coadd
+    star = wcs.wcs_pix2world([[1120.0, 2070.0]], 0)[0]
+    edge = wcs.wcs_pix2world([[1005.0, 2070.0]], 0)[0]
+    targets = _targets([star[0], edge[0]], [star[1], edge[1]])
+    targets["edge_distance"] = [10.0, -3.0]
+    targets["cutout_size_pixels"] = [np.nan, 11.0]
+    config = ExtractStampsConfig()
+    config.stamp_size = 21
+    task = ExtractStampsTask(config=config)
+    stamps = task.run(targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r").stamps
+    assert len(stamps) == 2 and stamps.metadata["BAND"] == "r"
+    star_stamp, edge_stamp = stamps
+    assert star_stamp.image.shape == (21, 21) and edge_stamp.image.shape == (11, 11)
+    assert np.unravel_index(np.nanargmax(star_stamp.image), (21, 21)) == (10, 10)
+    assert (star_stamp.x0, star_stamp.y0) == (1110, 2060)
+    assert star_stamp.coverage == 1.0 and star_stamp.edge_distance == 10.0
+    # x 1000..1010 exist but 1000..1019 have no data; 995..999 are outside: 15 of 11 columns lack data.
+    assert edge_stamp.coverage == 0.0
+    assert np.isnan(edge_stamp.image).all() and (edge_stamp.mask & (1 << stamps.mask_planes["NO_DATA"])).all()
+    # The stamp's own WCS maps the star onto the stamp's centre pixel.
+    x, y = star_stamp.wcs.wcs_world2pix([star], 0)[0]
+    assert (x, y) == pytest.approx((10.0, 10.0), abs=1e-6)
+    # Size in arcsec overrides the pixel size: 3" at 0.2"/px -> 15 px.
+    config.stamp_size_arcsec = 3.0
+    config.do_use_size_column = False
+    stamps = ExtractStampsTask(config=config).run(
+        targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r"
+    ).stamps
+    assert stamps[0].image.shape == (15, 15)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("stamp_size", 0), ("stamp_size", 5000), ("max_stamp_size", 0), ("stamp_size_arcsec", -1.0)]
+)
+def test_extract_stamps_config_validation(field, value):
+    config = ExtractStampsConfig()
+    setattr(config, field, value)
+    with pytest.raises(FieldValidationError):
+        config.validate()
+
+
+# ---------------------------------------------------------------------------
+# composeRgb
+
+
+def _stamps(band, ids, *, wcs=None, value=100.0, coverage=1.0, size=15):
+    stamps = Stamps(metadata={"BAND": band})
+    for k, object_id in enumerate(ids):
+        image = np.full((size, size), value, np.float32)
+        image[size // 2, size // 2] = value * 20
+        mask = np.zeros((size, size), np.int32)
+        stamps.append(Stamp(image=image, mask=mask, object_id=object_id, ra=10.0 + k, dec=0.0, coverage=coverage,
+                            edge_distance=5.0, wcs=wcs))
+    return stamps
+
+
+def _patch_targets(ids):
+    table = _targets(np.arange(len(ids)) + 10.0, np.zeros(len(ids)))
+    table["object_id"] = ids
+    table["edge_distance"] = 5.0
+    return table
+
+
+def test_compose_rgb_missing_band_skip_and_fill():
+    ids = ["a", "b"]
+    stamps = {"r": _stamps("r", ids), "i": _stamps("i", ids)}  # no g: the blue channel is empty
+    task = ComposeRgbTask()
+    result = task.run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=5)
+    assert len(result.rgb) == 0
+    assert list(result.rgb_report["status"]) == ["missing_band", "missing_band"]
+    assert "blue" in result.rgb_report["detail"][0]
+    config = ComposeRgbConfig()
+    config.missing_band_policy = "fill"
+    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0,
+                                               patch=5)
+    assert len(result.rgb) == 2 and list(result.rgb_report["status"]) == ["ok", "ok"]
+    assert result.rgb.index["bands"][0] == "i,r"
+    assert list(result.rgb_report["file"]) == ["a.png", "b.png"]
+
+
+def test_compose_rgb_no_coverage_and_no_coadd():
+    ids = ["a"]
+    stamps = {b: _stamps(b, ids, coverage=0.0) for b in "gri"}
+    result = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    assert list(result.rgb_report["status"]) == ["no_data"]
+    stamps = {b: _stamps(b, ids, coverage=0.3) for b in "gri"}
+    result = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    assert list(result.rgb_report["status"]) == ["low_coverage"]
+    result = ComposeRgbTask().run(stamps={}, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    assert list(result.rgb_report["status"]) == ["no_coadd"] and len(result.rgb) == 0
+
+
+def test_compose_rgb_same_stretch_same_colours_across_patches():
+    ids = ["a"]
+    stamps = {b: _stamps(b, ids, value=50.0 * (k + 1)) for k, b in enumerate("gri")}
+    one = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    two = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=3, patch=7)
+    assert np.array_equal(one.rgb.images[0], two.rgb.images[0])
+    # i is brightest and maps to red by default.
+    pixel = one.rgb.images[0][0, 0]
+    assert pixel[0] > pixel[1] > pixel[2]
+
+
+@pytest.mark.parametrize("angle", [0, 90, 180, 270, 30])
+def test_compose_rgb_turns_pictures_north_up(angle):
+    """A stamp grid rotated on the sky: the picture comes out north up and
+    east left (to the nearest quarter turn), and its WCS follows it.
+    """
+    size = 21
+    wcs = astropy.wcs.WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [30.0, -10.0]
+    wcs.wcs.crpix = [11.0, 11.0]
+    scale = 0.2 / 3600
+    theta = math.radians(angle)
+    wcs.wcs.cd = scale * np.array([[-math.cos(theta), math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    # A bright pixel 6 px north of the centre, in the stamp's own grid.
+    north_x, north_y = wcs.wcs_world2pix([[30.0, -10.0 + 6 * scale]], 0)[0]
+    stamps = {}
+    for band in "gri":
+        stamp_set = _stamps(band, ["a"], wcs=wcs, value=0.0, size=size)
+        stamp_set[0].image[int(round(north_y)), int(round(north_x))] = 5000.0
+        stamps[band] = stamp_set
+    config = ComposeRgbConfig()
+    config.output_size = 0
+    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0,
+                                               patch=0)
+    picture = result.rgb.images[0].sum(axis=2)
+    row, column = np.unravel_index(np.argmax(picture), picture.shape)
+    centre = (size - 1) / 2
+    # North is up (smaller row), within the residual rotation.
+    assert row < centre - 4 and abs(column - centre) <= 4, (row, column)
+    picture_wcs = result.rgb.wcs[0]
+    x, y = picture_wcs.wcs_world2pix([[30.0, -10.0 + 6 * scale]], 0)[0]
+    assert abs(x - column) <= 0.5 and abs((size - 1 - y) - row) <= 0.5
+    turns, flip = orient_to_north_up(wcs)
+    assert not flip
+
+
+def test_compose_rgb_output_size_keeps_wcs():
+    size = 15
+    wcs = make_tan_wcs(30.0, -10.0, 0.2, size, size)
+    stamps = {b: _stamps(b, ["a"], wcs=wcs, size=size) for b in "gri"}
+    config = ComposeRgbConfig()
+    config.output_size = 60
+    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0,
+                                               patch=0)
+    assert result.rgb.images[0].shape == (60, 60, 3)
+    x, y = result.rgb.wcs[0].wcs_world2pix([[30.0, -10.0]], 0)[0]
+    assert (x, y) == pytest.approx((29.5, 29.5), abs=1e-6)
+
+
+def test_compose_rgb_config_validation():
+    config = ComposeRgbConfig()
+    config.channels = {"r": ChannelConfig(green=1.0)}
+    with pytest.raises(FieldValidationError, match="red"):
+        config.validate()
+    config = ComposeRgbConfig()
+    config.channels["g"] = ChannelConfig(red=0.0, green=0.0, blue=0.0)
+    with pytest.raises(FieldValidationError):
+        config.validate()
+    for field, value in (("min_coverage", 1.5), ("output_size", 4)):
+        config = ComposeRgbConfig()
+        setattr(config, field, value)
+        with pytest.raises(FieldValidationError):
+            config.validate()
+    config = ComposeRgbConfig()
+    config.stretch.Q = -1.0
+    with pytest.raises(FieldValidationError):
+        config.validate()
