@@ -37,6 +37,7 @@ import zipfile
 import zlib
 
 import astropy.io.fits as fits
+import astropy.wcs as astropy_wcs
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -924,3 +925,82 @@ def test_constructor_errors(kwargs, error, regex):
     index = arguments.pop("index")
     with pytest.raises(error, match=regex):
         RgbCollection(images, index, **arguments)
+
+
+# ---------------------------------------------------------------------------
+# 9. WCS metadata made from per-family templates
+
+
+def _family_wcs():
+    """WCS families of different kinds: the composeRgb kind (CD, ICRS),
+    PC + CDELT with a date and FK5, galactic SIN with CROTA, and SIP (not
+    templated: astropy every time).
+    """
+    tan = make_wcs(ra=150.0, dec=2.2, crpix=(1.0, 1.0), scale_arcsec=0.2)
+    pc = WCS(naxis=2)
+    pc.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    pc.wcs.crval = [359.9, -89.0]
+    pc.wcs.pc = [[0.7, 0.2], [-0.1, 0.9]]
+    pc.wcs.cdelt = [-2e-4, 3e-4]
+    pc.wcs.dateobs = "2024-01-01T00:00:00"
+    pc.wcs.radesys = "FK5"
+    pc.wcs.equinox = 2000.0
+    gal = WCS(naxis=2)
+    gal.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
+    gal.wcs.crval = [10.0, -20.0]
+    gal.wcs.cdelt = [-1e-4, 1e-4]
+    gal.wcs.crota = [0.0, 30.0]
+    sip = WCS(naxis=2)
+    sip.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    sip.wcs.crval = [10.0, 20.0]
+    sip.wcs.cd = [[1e-5, 0.0], [0.0, 1e-5]]
+    sip.sip = astropy_wcs.Sip(np.full((3, 3), 1e-7), np.zeros((3, 3)), None, None, [1.0, 1.0])
+    return {"tan": tan, "pc": pc, "gal": gal, "sip": sip}
+
+
+def test_wcs_metadata_templates_match_astropy_and_pyavm():
+    from lsst.epo.zooniverse import wcs_metadata
+
+    rng = np.random.default_rng(9)
+    crpix_values = [0.5, 1.0, -3.0, 1e-7, 12345.678901234567, -9.87654321e8, 1e15, 2.0 / 3.0]
+    for name, base in _family_wcs().items():
+        for k in range(40):
+            wcs = base.deepcopy()
+            crpix = [crpix_values[k % len(crpix_values)], float(rng.normal() * 10.0 ** rng.integers(-3, 9))]
+            wcs.wcs.crpix = crpix
+            if wcs.sip is not None:
+                wcs.sip = astropy_wcs.Sip(base.sip.a, base.sip.b, None, None, crpix)
+            shape = (256, 256) if k % 2 else (int(rng.integers(1, 500)), int(rng.integers(1, 500)))
+            text = wcs_metadata.wcs_to_header_string(wcs)
+            assert text == wcs_metadata._wcs_to_header_string_astropy(wcs), (name, k)
+            xmp = wcs_metadata.wcs_to_xmp(wcs, shape)
+            assert xmp == wcs_metadata._wcs_to_xmp_pyavm(wcs, shape), (name, k)
+            back = wcs_metadata.wcs_from_header_string(text)
+            assert list(back.wcs.crpix) == crpix
+    # The template path was taken: one text family per kind but SIP.
+    families = wcs_metadata._TEXT_TEMPLATES._families
+    assert sum(family is not None for family in families.values()) >= 3
+
+
+def test_templated_xmp_reads_back_with_pyavm(tmp_path):
+    from pyavm import AVM
+
+    base = make_wcs(ra=150.0, dec=2.2, crpix=(1.0, 1.0), scale_arcsec=0.2)
+    images, wcs_list = [], []
+    for k in range(3):
+        wcs = base.deepcopy()
+        wcs.wcs.crpix = [10.0 + 7.25 * k, 20.0 - 3.5 * k]
+        wcs_list.append(wcs)
+        images.append(np.full((48, 64, 3), 40 * k, np.uint8))
+    collection = RgbCollection(images, {"object_id": ["p", "q", "r"]}, wcs=wcs_list)
+    entries = zip_entries(to_bytes(collection))
+    for name, wcs in zip(("p.png", "q.png", "r.png"), wcs_list):
+        path = write_file(tmp_path, entries[name], name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            avm_wcs = AVM.from_image(path).to_wcs()
+        np.testing.assert_allclose(avm_wcs.wcs.crpix, wcs.wcs.crpix)
+        np.testing.assert_allclose(avm_wcs.wcs.crval, wcs.wcs.crval)
+        np.testing.assert_allclose(avm_wcs.pixel_scale_matrix, wcs.pixel_scale_matrix, rtol=1e-12)
+        text_wcs = WCS(fits.Header.fromstring(read_png_text(entries[name])["WCS"]))
+        assert list(text_wcs.wcs.crpix) == list(wcs.wcs.crpix)

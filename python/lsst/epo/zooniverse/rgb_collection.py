@@ -304,14 +304,16 @@ class RgbCollection:
         text : `dict` [`str`, `str`]
             Keyword to text, in the order written.
         """
+        return self._png_text(k, _stricter_policy(self.metadata_policy, metadata_policy))
+
+    def _png_text(self, k: int, policy: str, wcs_text: str | None = None) -> dict[str, str]:
         from . import __version__
 
-        policy = _stricter_policy(self.metadata_policy, metadata_policy)
         row = self._index[k]
         text = {name: _format_value(row[name]) for name in _TEXT_FOR_POLICY[policy]}
         text["Software"] = f"lsst.epo.zooniverse {__version__}"
         if policy == "full" and self._wcs[k] is not None:
-            text[WCS_TEXT_KEY] = wcs_to_header_string(self._wcs[k])
+            text[WCS_TEXT_KEY] = wcs_text if wcs_text is not None else wcs_to_header_string(self._wcs[k])
         return text
 
     def encode(self, k: int, *, metadata_policy: str | None = None, compress_level: int = 1) -> bytes:
@@ -332,12 +334,15 @@ class RgbCollection:
             The PNG file.
         """
         policy = _stricter_policy(self.metadata_policy, metadata_policy)
+        return self._encode(k, policy, compress_level)
+
+    def _encode(self, k: int, policy: str, compress_level: int, wcs_text: str | None = None) -> bytes:
         xmp = None
         if policy == "full" and self._wcs[k] is not None:
             xmp = wcs_to_xmp(self._wcs[k], self._images[k].shape[:2])
         return encode_png(
             self._images[k],
-            text=self.png_text(k, metadata_policy=policy),
+            text=self._png_text(k, policy, wcs_text),
             xmp=xmp,
             compress_level=compress_level,
         )
@@ -417,17 +422,20 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _index_csv(collection: RgbCollection) -> bytes:
+def _wcs_texts(collection: RgbCollection) -> list[str | None]:
+    """`wcs_to_header_string` of each image's WCS (`None` without one)."""
+    return [None if wcs is None else wcs_to_header_string(wcs) for wcs in collection.wcs]
+
+
+def _index_csv(collection: RgbCollection, wcs_texts: Sequence[str | None] | None = None) -> bytes:
     table = collection.index
+    if wcs_texts is None:
+        wcs_texts = _wcs_texts(collection)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(table.colnames + ["wcs"])
-    for k, row in enumerate(table):
-        wcs = collection.wcs[k]
-        writer.writerow(
-            [_format_value(row[name]) for name in table.colnames]
-            + ["" if wcs is None else wcs_to_header_string(wcs)]
-        )
+    for row, wcs_text in zip(table, wcs_texts):
+        writer.writerow([_format_value(row[name]) for name in table.colnames] + [wcs_text or ""])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -460,12 +468,14 @@ def write_rgb_collection(
         "metadata_policy": policy,
         "columns": {name: _kind(table[name]) for name in table.colnames},
     }
+    # Each WCS text goes both into the index and into its PNG: made once.
+    wcs_texts = _wcs_texts(collection)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.comment = json.dumps(description, sort_keys=True).encode()
-        archive.writestr(_zip_info(INDEX_NAME), _index_csv(collection))
+        archive.writestr(_zip_info(INDEX_NAME), _index_csv(collection, wcs_texts))
         order = sorted(range(len(collection)), key=lambda k: table["file"][k])
         for k in order:
-            png = collection.encode(k, metadata_policy=policy, compress_level=compress_level)
+            png = collection._encode(k, policy, compress_level, wcs_texts[k])
             # Force ZIP64 extra fields only when an entry needs them.
             archive.writestr(_zip_info(str(table["file"][k])), png)
 

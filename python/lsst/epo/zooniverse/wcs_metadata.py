@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 import warnings
+from typing import Any
 
 import astropy.io.fits as fits
 import astropy.wcs
@@ -46,6 +47,125 @@ import numpy as np
 
 WCS_TEXT_KEY = "WCS"
 """PNG text keyword holding the FITS WCS header cards."""
+
+_CARD = 80
+_TEXT_RELAX = astropy.wcs.WCSHDO_all | astropy.wcs.WCSHDO_P17 | astropy.wcs.wcs.WCSHDO_SIP
+_TEXT_DROP = ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF")
+
+
+def _wcslib_relax(relax: bool | int) -> int:
+    """Return the flags `astropy.wcs.WCS.to_header` passes to wcslib for
+    ``relax`` (its own logic, repeated so that the raw wcslib text can be
+    compared).
+    """
+    if relax is True:
+        flags = astropy.wcs.WCSHDO_all
+    elif relax is False:
+        flags = astropy.wcs.WCSHDO_safe
+    else:
+        flags = relax & ~astropy.wcs.wcs.WCSHDO_SIP
+    return astropy.wcs.WCSHDO_P14 | flags
+
+
+def _find_card(raw: str, prefix: str) -> int:
+    """Offset of the one card of ``raw`` starting with ``prefix``, or -1."""
+    start = raw.find(prefix)
+    while start >= 0 and start % _CARD:
+        start = raw.find(prefix, start + 1)
+    if start < 0:
+        return -1
+    later = raw.find(prefix, start + _CARD)
+    while later >= 0 and later % _CARD:
+        later = raw.find(prefix, later + 1)
+    return start if later < 0 else -1
+
+
+class _CrpixTemplates:
+    """Card images of ``wcs.to_header(relax)``, post-processed by
+    ``finish``, made by astropy once per family of WCS that differ only in
+    their reference pixel.
+
+    Stamps of one patch (and the pictures made from them) share everything
+    but CRPIX.  astropy's `~astropy.wcs.WCS.to_header` parses wcslib's
+    header text card by card, so for a WCS without SIP its output is a
+    function of that text alone: the text with the two CRPIX cards cut out
+    is the family key, and the CRPIX cards of the text itself are put in
+    the places astropy's output has them.  Any WCS that does not fit (SIP,
+    no or repeated CRPIX cards, a CRPIX card astropy would rewrite) goes
+    through astropy every time.
+
+    Parameters
+    ----------
+    relax : `bool` or `int`
+        ``relax`` argument of `~astropy.wcs.WCS.to_header`.
+    finish : callable
+        Turns the `~astropy.io.fits.Header` from ``to_header`` into the
+        final list of card images (each a multiple of 80 characters).
+    maxsize : `int`, optional
+        Families kept; the cache is emptied when it grows beyond this.
+    """
+
+    def __init__(self, relax: bool | int, finish: Any, maxsize: int = 256) -> None:
+        self._relax = relax
+        self._flags = _wcslib_relax(relax)
+        self._finish = finish
+        self._maxsize = maxsize
+        self._families: dict[str, tuple[list[str], int, int] | None] = {}
+
+    def _slow(self, wcs: astropy.wcs.WCS) -> list[str]:
+        return self._finish(wcs.to_header(relax=self._relax))
+
+    def cards(self, wcs: astropy.wcs.WCS) -> list[str]:
+        """Return the card images for ``wcs``.
+
+        Parameters
+        ----------
+        wcs : `astropy.wcs.WCS`
+            The WCS.
+
+        Returns
+        -------
+        cards : `list` [`str`]
+            What ``finish(wcs.to_header(relax))`` gives.
+        """
+        if wcs.sip is not None or wcs.wcs is None:
+            return self._slow(wcs)
+        raw = wcs.wcs.to_header(self._flags)
+        first = _find_card(raw, "CRPIX1  =")
+        second = _find_card(raw, "CRPIX2  =")
+        if first < 0 or second < 0:
+            return self._slow(wcs)
+        low, high = sorted((first, second))
+        key = f"{first < second}{raw[:low]}{raw[low + _CARD : high]}{raw[high + _CARD :]}"
+        crpix1 = raw[first : first + _CARD]
+        crpix2 = raw[second : second + _CARD]
+        try:
+            family = self._families[key]
+        except KeyError:
+            cards = self._slow(wcs)
+            family = None
+            if cards.count(crpix1) == 1 and cards.count(crpix2) == 1:
+                family = (cards, cards.index(crpix1), cards.index(crpix2))
+            if len(self._families) >= self._maxsize:
+                self._families.clear()
+            self._families[key] = family
+            return list(cards)
+        if family is None:
+            return self._slow(wcs)
+        cards, index1, index2 = family
+        cards = list(cards)
+        cards[index1] = crpix1
+        cards[index2] = crpix2
+        return cards
+
+
+def _text_cards(header: fits.Header) -> list[str]:
+    for key in _TEXT_DROP:
+        header.remove(key, ignore_missing=True)
+    return [str(card) for card in header.cards]
+
+
+_TEXT_TEMPLATES = _CrpixTemplates(_TEXT_RELAX, _text_cards)
 
 
 def wcs_to_header_string(wcs: astropy.wcs.WCS) -> str:
@@ -63,14 +183,20 @@ def wcs_to_header_string(wcs: astropy.wcs.WCS) -> str:
         Floating-point values keep 17 significant digits, so that
         `wcs_from_header_string` gives back the same WCS (astropy's default
         of 14 would make a read-back WCS differ from the one written).
+
+    Notes
+    -----
+    The text is what ``wcs.to_header`` with all informal extensions, SIP
+    and 17 digits gives, less the date keywords.  astropy makes it once per
+    family of WCS that differ only in CRPIX (`_CrpixTemplates`); the others
+    reuse it with their own CRPIX cards.
     """
-    # relax=True means all informal extensions plus SIP; an integer relax
-    # needs the SIP bit spelled out.
-    relax = astropy.wcs.WCSHDO_all | astropy.wcs.WCSHDO_P17 | astropy.wcs.wcs.WCSHDO_SIP
-    header = wcs.to_header(relax=relax)
-    for key in ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF"):
-        header.remove(key, ignore_missing=True)
-    return "".join(str(card) for card in header.cards)
+    return "".join(_TEXT_TEMPLATES.cards(wcs))
+
+
+def _wcs_to_header_string_astropy(wcs: astropy.wcs.WCS) -> str:
+    """`wcs_to_header_string` through astropy every time (the reference)."""
+    return "".join(_text_cards(wcs.to_header(relax=_TEXT_RELAX)))
 
 
 def wcs_from_header_string(text: str) -> astropy.wcs.WCS:
@@ -91,6 +217,78 @@ def wcs_from_header_string(text: str) -> astropy.wcs.WCS:
         return astropy.wcs.WCS(fits.Header.fromstring(text))
 
 
+def _wcs_to_xmp_pyavm(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
+    """`wcs_to_xmp` through pyavm every time (the reference)."""
+    from pyavm import AVM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AVM.from_wcs(wcs, shape=shape).to_xmp()
+
+
+def _reference_pixel(crpix: Any) -> bytes:
+    """Format the ``Spatial.ReferencePixel`` element as pyavm does."""
+    first, second = (float(value) for value in crpix)
+    return (
+        b"<avm:Spatial.ReferencePixel><rdf:Seq>"
+        + f"<rdf:li>{first:.16f}</rdf:li><rdf:li>{second:.16f}</rdf:li>".encode()
+        + b"</rdf:Seq></avm:Spatial.ReferencePixel>"
+    )
+
+
+class _XmpTemplates:
+    """AVM/XMP packets made by pyavm once per family of WCS that differ
+    only in their reference pixel.
+
+    ``pyavm.AVM.from_wcs`` reads the WCS's ``equinox``, ``ctype``,
+    ``crval``, ``crpix``, ``radesys``, ``get_pc()`` and ``get_cdelt()`` and
+    the picture shape, and CRPIX only becomes ``Spatial.ReferencePixel``.
+    Everything else is the family key; a new member's packet is the
+    family's with its own reference pixel element.
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._maxsize = maxsize
+        self._families: dict[tuple, tuple[bytes, bytes] | None] = {}
+
+    def xmp(self, wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
+        """Return what `_wcs_to_xmp_pyavm` gives for ``wcs`` and ``shape``."""
+        try:
+            prm = wcs.wcs
+            key = (
+                tuple(prm.ctype),
+                prm.crval.tobytes(),
+                prm.get_pc().tobytes(),
+                prm.get_cdelt().tobytes(),
+                str(prm.radesys),
+                np.float64(prm.equinox).tobytes(),
+                tuple(shape),
+                hasattr(wcs, "naxis1"),
+            )
+            crpix = prm.crpix.tolist()
+        except Exception:  # Whatever pyavm makes of it (an error, most likely).
+            return _wcs_to_xmp_pyavm(wcs, shape)
+        try:
+            family = self._families[key]
+        except KeyError:
+            packet = _wcs_to_xmp_pyavm(wcs, shape)
+            element = _reference_pixel(crpix)
+            family = None
+            if packet.count(element) == 1:
+                before, after = packet.split(element)
+                family = (before, after)
+            if len(self._families) >= self._maxsize:
+                self._families.clear()
+            self._families[key] = family
+            return packet
+        if family is None:
+            return _wcs_to_xmp_pyavm(wcs, shape)
+        return family[0] + _reference_pixel(crpix) + family[1]
+
+
+_XMP_TEMPLATES = _XmpTemplates()
+
+
 def wcs_to_xmp(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
     """Build the AVM/XMP packet of a picture's WCS with pyavm.
 
@@ -105,13 +303,12 @@ def wcs_to_xmp(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
     Returns
     -------
     xmp : `bytes`
-        The XMP packet (deterministic for a given WCS and shape).
+        The XMP packet (deterministic for a given WCS and shape).  pyavm
+        makes it once per family of WCS that differ only in CRPIX; the
+        others get the same packet with their own reference pixel
+        (`_XmpTemplates`).
     """
-    from pyavm import AVM
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AVM.from_wcs(wcs, shape=shape).to_xmp()
+    return _XMP_TEMPLATES.xmp(wcs, shape)
 
 
 def pixel_to_picture(x: float | np.ndarray, y: float | np.ndarray, height: int) -> tuple:
