@@ -59,7 +59,7 @@ fingerprint=$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ] || \
    ! "$venv/bin/python" -c 'import lsst.epo.zooniverse.version' >/dev/null 2>&1; then
     say "installing lsst-epo-zooniverse and its dependencies into $venv"
-    "$venv/bin/python" -m pip install --quiet -e "$root[test]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[test,bench]"
     echo "$fingerprint" > "$stamp"
 fi
 
