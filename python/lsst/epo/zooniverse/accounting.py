@@ -94,7 +94,6 @@ def account_targets(butler: Any, collections: Any) -> Table:
             f"No {TARGETS_REJECTED.name} dataset in {collections}: include the sharding command's output run."
         )
     rejected = rejected_tables[0]
-    n_rows = int(rejected.meta.get("n_rows", -1))
     targets = _read_all(butler, TARGETS.name, collections, columns=["row_index", "object_id"])
     accepted = vstack(targets) if targets else Table({"row_index": np.array([], int), "object_id": np.array([], str)})
     reports = _read_all(butler, RGB_REPORT.name, collections)
@@ -143,6 +142,9 @@ def account_targets(butler: Any, collections: Any) -> Table:
     dtypes = [np.int64, str, str, str, str, np.int64, np.int64, str, np.float64, np.int64, str]
     table = Table(rows=rows, names=names, dtype=dtypes) if rows else Table(names=names, dtype=dtypes)
     table.sort("row_index")
+    # Every input row is either rejected or in a shard (the table metadata
+    # that would say so does not survive the Parquet round trip).
+    n_rows = len(rejected) + len(accepted)
     table.meta = {"n_rows": n_rows, "catalog": rejected.meta.get("catalog", "")}
     return table
 

@@ -19,6 +19,6 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-__all__ = ["make_zooniverse_demo_repo"]
+__all__ = ["make_zooniverse_demo_repo", "shard_zooniverse_catalog", "summarize_zooniverse_run"]
 
-from .commands import make_zooniverse_demo_repo
+from .commands import make_zooniverse_demo_repo, shard_zooniverse_catalog, summarize_zooniverse_run

@@ -23,15 +23,17 @@
 
 from __future__ import annotations
 
-__all__ = ["make_zooniverse_demo_repo"]
+__all__ = ["make_zooniverse_demo_repo", "shard_zooniverse_catalog", "summarize_zooniverse_run"]
 
 from typing import Any
 
 import click
 from lsst.daf.butler.cli.opt import repo_argument
-from lsst.daf.butler.cli.utils import ButlerCommand
+from lsst.daf.butler.cli.utils import ButlerCommand, split_commas
 
 from ... import script
+from ...script import shard_zooniverse_catalog as shard_script
+from ...script import summarize_zooniverse_run as summary_script
 from ..opt import overwrite_option, seed_option
 
 
@@ -50,3 +52,81 @@ def make_zooniverse_demo_repo(**kwargs: Any) -> None:
     REPO is the directory to create; it must not exist unless --overwrite.
     """
     script.make_zooniverse_demo_repo(**kwargs)
+
+
+@click.command(short_help="Shard a target catalog into zooniverse_targets datasets.", cls=ButlerCommand)
+@repo_argument(required=True)
+@click.argument("catalog", type=click.Path(dir_okay=False))
+@click.option("--output-run", required=True, help="RUN collection to write (must not hold targets already).")
+@click.option("--id-column", default="object_id", show_default=True, help="Column of the object ids.")
+@click.option("--ra-column", default="ra", show_default=True, help="Column of the RA (frame longitude).")
+@click.option("--dec-column", default="dec", show_default=True, help="Column of the Dec (frame latitude).")
+@click.option("--size-column", default=None, help="Column of per-object cutout sizes (optional).")
+@click.option(
+    "--size-unit",
+    type=click.Choice(["pixel", "arcsec"]),
+    default="pixel",
+    show_default=True,
+    help="Unit of --size-column.",
+)
+@click.option(
+    "--extra-columns",
+    multiple=True,
+    callback=split_commas,
+    metavar="COLUMN[,COLUMN...]",
+    help="Columns carried unchanged into the shards (comma-separated, repeatable).",
+)
+@click.option(
+    "--frame",
+    default="icrs",
+    show_default=True,
+    help="Astropy frame of the coordinates (icrs, fk5, galactic, ...); transformed to ICRS.",
+)
+@click.option(
+    "--coordinate-unit",
+    default=None,
+    help="Unit of the coordinates if the file records none [default: deg].",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "parquet", "fits", "votable"]),
+    default=None,
+    help="Catalog format [default: from the file extension].",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="Rows read at a time.",
+)
+def shard_zooniverse_catalog(**kwargs: Any) -> None:
+    """Validate a PI's target catalog and write it into REPO as
+    zooniverse_targets datasets, one per HTM level-7 trixel, in the RUN
+    collection --output-run, with every refused row (and why) in the
+    zooniverse_targets_rejected dataset of the same run. Nothing is
+    written if the file has a structural problem.
+
+    CATALOG is a CSV (.csv, .csv.gz), Parquet (.parquet, .pq), FITS table
+    (.fits, .fit, .fits.gz) or VOTable (.vot, .xml, .votable) file.
+    """
+    shard_script.shard_zooniverse_catalog(**kwargs)
+
+
+@click.command(short_help="Summarize a Zooniverse cutout pipeline run.", cls=ButlerCommand)
+@repo_argument(required=True)
+@click.argument("collections", callback=split_commas)
+@click.option("--contact-sheet", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG contact sheet (grid of thumbnails) of the pictures here.")
+@click.option("--accounting", type=click.Path(dir_okay=False), default=None,
+              help="Write the per-catalog-row accounting table here (CSV).")
+@click.option("--max-pictures", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Most pictures on the contact sheet.")
+def summarize_zooniverse_run(**kwargs: Any) -> None:
+    """Print what a pipeline run made in COLLECTIONS (comma-separated; the
+    run's output collection, which chains its inputs): the pictures per
+    patch and what happened to every catalog row (pictured, rejected by
+    the sharding command, no picture and why, outside every coadd).
+    """
+    summary_script.summarize_zooniverse_run(**kwargs)
