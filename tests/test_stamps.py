@@ -1313,8 +1313,21 @@ def test_fast_reader_reads_afw_files(tmp_path, monkeypatch):
         _same_reads(read_stamps(path), reference)
 
 
-def test_derived_wcs_equals_astropy_wcs_of_each_header(tmp_path):
-    stamps = _with_wcs(make_many(n=12, size=8), _wcs_kinds()["tan"])
+def _tan_with_native_pole():
+    """A tract-like TAN WCS whose header carries PV1_3/PV1_4 (the native
+    pole), as the stamps extractStamps writes do.
+    """
+    wcs = _wcs_kinds()["tan"].deepcopy()
+    wcs.wcs.set_pv([(1, 3, 180.0), (1, 4, 2.2)])
+    wcs.wcs.set()
+    assert "PV1_3" in wcs.to_header()
+    return wcs
+
+
+@pytest.mark.parametrize("kind", ["tan", "tan_pv"])
+def test_derived_wcs_equals_astropy_wcs_of_each_header(tmp_path, kind):
+    base = _wcs_kinds()["tan"] if kind == "tan" else _tan_with_native_pole()
+    stamps = _with_wcs(make_many(n=12, size=8), base)
     stamps[5].image = np.zeros((40, 30), np.float32)  # Another size: another family.
     stamps[5].mask = np.zeros((40, 30), np.int32)
     stamps[5].variance = np.zeros((40, 30), np.float32)
@@ -1323,6 +1336,8 @@ def test_derived_wcs_equals_astropy_wcs_of_each_header(tmp_path):
     stamps_module._STAMP_WCS.clear()
     back = read_stamps(path)
     assert len(stamps_module._STAMP_WCS._families) == 2
+    # Family members get their WCS made when first asked for.
+    assert sum(stamp.__dict__.get("_wcs_factory") is not None for stamp in back) == 10
     with fits.open(path) as hdul:
         for k, stamp in enumerate(back):
             header = hdul["IMAGE", k + 1].header
@@ -1478,3 +1493,25 @@ def test_card_formatter_matches_astropy():
                     if comment:
                         card.comment = comment
                     assert cards.card(key, value, comment) == str(card), (key, value, comment)
+
+
+def test_shifted_wcs_written_and_made_as_an_explicit_copy(tmp_path):
+    """`Stamp.set_shifted_wcs` (what extractStamps uses) writes the same
+    file as a WCS copied and shifted by hand, and makes the same WCS.
+    """
+    parent = _tan_with_native_pole()
+    parent.wcs.crpix = [1234.5, -56.25]
+    lazy, eager = make_many(n=6, size=9), make_many(n=6, size=9)
+    for k, (a, b) in enumerate(zip(lazy, eager)):
+        dx, dy = 17.0 * k, 3.0 - 5.0 * k
+        a.set_shifted_wcs(parent, dx, dy)
+        copy = parent.deepcopy()
+        copy.wcs.crpix = [1234.5 - dx, -56.25 - dy]
+        b.wcs = copy
+    write_stamps(lazy, str(tmp_path / "lazy.fits"))
+    write_stamps(eager, str(tmp_path / "eager.fits"))
+    assert (tmp_path / "lazy.fits").read_bytes() == (tmp_path / "eager.fits").read_bytes()
+    assert list(parent.wcs.crpix) == [1234.5, -56.25]  # The shared parent is left alone.
+    for a, b in zip(lazy, eager):
+        assert a.wcs.to_header_string() == b.wcs.to_header_string()
+        assert a.wcs is a.wcs  # Made once.

@@ -237,14 +237,13 @@ class ExtractStampsTask(PipelineTask):
             size = int(sizes[k])
             x0 = int(math.floor(x[k] + 0.5)) - size // 2
             y0 = int(math.floor(y[k] + 0.5)) - size // 2
-            stamp_wcs = wcs.deepcopy()
-            stamp_wcs.wcs.crpix = stamp_wcs.wcs.crpix - [x0 - parent_x0, y0 - parent_y0]
             stamp = cut_stamp(
                 image, mask, variance,
                 parent_x0=parent_x0, parent_y0=parent_y0, x0=x0, y0=y0, width=size, height=size,
                 no_data_bit=no_data_bit, ra=float(ra[k]), dec=float(dec[k]), object_id=str(object_id),
-                edge_distance=float(edge[k]), wcs=stamp_wcs,
+                edge_distance=float(edge[k]),
             )
+            stamp.set_shifted_wcs(wcs, x0 - parent_x0, y0 - parent_y0)
             n_empty += stamp.coverage == 0
             stamps.append(stamp)
         self.metadata["n_stamps"] = len(stamps)

@@ -61,12 +61,13 @@ __all__ = [
 ]
 
 import dataclasses
+import functools
 import io
 import itertools
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import astropy.io.fits as fits
@@ -195,6 +196,24 @@ class Stamp:
         """Bounding box in parent pixels, ``(x0, y0, width, height)``."""
         return (self.x0, self.y0, self.width, self.height)
 
+    def set_shifted_wcs(self, parent_wcs: astropy.wcs.WCS, dx: float, dy: float) -> None:
+        """Give the stamp the WCS of its parent image, shifted to the stamp's
+        pixel grid; it is made when first asked for.
+
+        Parameters
+        ----------
+        parent_wcs : `astropy.wcs.WCS`
+            Celestial WCS of the parent's array (0-based pixel ``(0, 0)`` is
+            the parent array's first pixel).  It must not be changed
+            afterwards: every stamp of the parent shares it until its own
+            WCS is made.
+        dx, dy : `float`
+            Position of the stamp's pixel ``(0, 0)`` in the parent array.
+        """
+        crpix = [float(parent_wcs.wcs.crpix[0]) - dx, float(parent_wcs.wcs.crpix[1]) - dy]
+        self.__dict__["_wcs"] = None
+        self.__dict__["_wcs_factory"] = functools.partial(_shifted_wcs, parent_wcs, crpix)
+
     def equals(self, other: Stamp) -> bool:
         """Compare pixels (NaN equal to NaN) and metadata with another
         stamp.
@@ -229,6 +248,27 @@ class Stamp:
                 for a in ("ra", "dec", "coverage", "edge_distance")
             )
         )
+
+
+def _stamp_wcs(self: Stamp) -> astropy.wcs.WCS | None:
+    state = self.__dict__
+    make = state.get("_wcs_factory")
+    if make is not None:
+        state["_wcs"] = make()
+        state["_wcs_factory"] = None
+    return state.get("_wcs")
+
+
+def _set_stamp_wcs(self: Stamp, value: astropy.wcs.WCS | None) -> None:
+    self.__dict__["_wcs"] = value
+    self.__dict__["_wcs_factory"] = None
+
+
+# The WCS of a stamp read from a file is made when first asked for (most
+# readers, composeRgb included, need it for one band of each object only).
+Stamp.wcs = property(  # type: ignore[assignment]
+    _stamp_wcs, _set_stamp_wcs, doc="Celestial WCS of the stamp's pixel grid (`astropy.wcs.WCS` or `None`)."
+)
 
 
 class Stamps(Sequence[Stamp]):
@@ -714,6 +754,25 @@ class _Cards:
             return image
 
 
+def _header_wcs(
+    stamp: Stamp, scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]]
+) -> astropy.wcs.WCS | None:
+    """The WCS to write for a stamp: for a WCS not made yet from a shared
+    parent (`Stamp.set_shifted_wcs`), one working copy of the parent per
+    file with the stamp's CRPIX, instead of a copy per stamp.
+    """
+    make = stamp.__dict__.get("_wcs_factory")
+    if type(make) is functools.partial and make.func is _shifted_wcs:
+        parent, crpix = make.args
+        entry = scratch.get(id(parent))
+        if entry is None or entry[0] is not parent:
+            entry = scratch[id(parent)] = (parent, parent.deepcopy())
+        work = entry[1]
+        work.wcs.crpix = crpix
+        return work
+    return stamp.wcs
+
+
 def _header_bytes(cards: list[str]) -> bytes:
     text = "".join(cards) + _END_CARD
     return (text + " " * (-len(text) % _BLOCK)).encode("ascii")
@@ -782,6 +841,7 @@ def _write_stamps_fast(stamps: Stamps, filename: str | os.PathLike | IO[bytes]) 
         "A-WCS tail": [cards.card(key, "PIXEL", comment) for key, comment in _A_WCS_COMMENTS[6:]],
     }
     extnames = {plane: cards.card("EXTNAME", plane) for plane in _PLANES}
+    scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]] = {}
     stamp_headers = []
     for number, (stamp, planes) in enumerate(zip(stamps, all_planes), start=1):
         height, width = stamp.image.shape
@@ -814,8 +874,10 @@ def _write_stamps_fast(stamps: Stamps, filename: str | os.PathLike | IO[bytes]) 
             if plane == "MASK":
                 plane_cards += mask_cards
             plane_cards += a_wcs
-            if plane == "IMAGE" and stamp.wcs is not None:
-                plane_cards += _STAMP_WCS_TEMPLATES.cards(stamp.wcs)
+            if plane == "IMAGE":
+                header_wcs = _header_wcs(stamp, scratch)
+                if header_wcs is not None:
+                    plane_cards += _STAMP_WCS_TEMPLATES.cards(header_wcs)
             headers.append((_header_bytes(plane_cards), data, big_endian))
         stamp_headers.append(headers)
 
@@ -1219,17 +1281,19 @@ def _assemble(
         if group is None or "IMAGE" not in group:
             raise ValueError(f"{name}: no IMAGE HDU for stamp {k + 1} of {info.n_stamps}.")
         x0, y0 = group["xy0"]
-        stamps.append(
-            Stamp(
-                image=group["IMAGE"],
-                mask=group.get("MASK"),
-                variance=group.get("VARIANCE"),
-                x0=x0,
-                y0=y0,
-                wcs=group["wcs"],
-                **info.stamp_fields(k),
-            )
+        wcs = group["wcs"]
+        stamp = Stamp(
+            image=group["IMAGE"],
+            mask=group.get("MASK"),
+            variance=group.get("VARIANCE"),
+            x0=x0,
+            y0=y0,
+            wcs=wcs if not callable(wcs) else None,
+            **info.stamp_fields(k),
         )
+        if callable(wcs):
+            stamp.__dict__["_wcs_factory"] = wcs
+        stamps.append(stamp)
     result = Stamps(
         stamps,
         metadata=info.metadata,
@@ -1291,6 +1355,9 @@ _WCS_FAMILY_KEYS = frozenset(
     | {"LONPOLE", "LATPOLE", "RADESYS", "EQUINOX", "MJDREF", "DATEREF", "MJDREFI", "MJDREFF"}
     | {"MJD-OBS", "DATE-OBS", "WCSNAME"}
 )
+# Projection parameters (PVi_m; astropy writes PV1_3/PV1_4, the native
+# pole, for a TAN tract WCS): like CRVAL, they do not involve CRPIX.
+_PV_KEY = re.compile(r"PV[12]_[0-9]{1,2}")
 _ZENITHAL = frozenset({"AZP", "SZP", "TAN", "STG", "SIN", "ARC", "ZPN", "ZEA", "AIR"})
 
 
@@ -1317,8 +1384,10 @@ class _StampWcs:
         """Forget every family."""
         self._families.clear()
 
-    def get(self, header: _Header) -> astropy.wcs.WCS | None:
-        """Return the celestial WCS of a stamp's IMAGE header, or `None`."""
+    def get(self, header: _Header) -> astropy.wcs.WCS | Callable[[], astropy.wcs.WCS] | None:
+        """Return the celestial WCS of a stamp's IMAGE header (or, for a
+        known family, a function that makes it), or `None`.
+        """
         if not _is_celestial(header):
             return None
         family = self._family(header)
@@ -1332,10 +1401,7 @@ class _StampWcs:
                 self._families.clear()
             self._families[key] = wcs.deepcopy()
             return wcs
-        wcs = base.deepcopy()
-        wcs.wcs.crpix = crpix
-        wcs.wcs.set()
-        return wcs
+        return functools.partial(_shifted_wcs, base, crpix)
 
     @staticmethod
     def _family(header: _Header) -> tuple[tuple[str, ...], list[float]] | None:
@@ -1348,7 +1414,7 @@ class _StampWcs:
         key = []
         crpix = [None, None]
         for (keyword, _, value), image in zip(header.cards, header.images):
-            if keyword in _WCS_FAMILY_KEYS:
+            if keyword in _WCS_FAMILY_KEYS or _PV_KEY.fullmatch(keyword):
                 if len(image) != _CARD:
                     return None
                 key.append(image)
@@ -1361,6 +1427,13 @@ class _StampWcs:
         if None in crpix:
             return None
         return tuple(key), crpix
+
+
+def _shifted_wcs(base: astropy.wcs.WCS, crpix: list[float]) -> astropy.wcs.WCS:
+    wcs = base.deepcopy()
+    wcs.wcs.crpix = crpix
+    wcs.wcs.set()
+    return wcs
 
 
 _STAMP_WCS = _StampWcs()
