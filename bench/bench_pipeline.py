@@ -1,0 +1,345 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""Pipeline throughput against the notebook way and against the PNG
+encoder's own ceiling, measured in one run on the same objects and coadds.
+
+Set-up: a repository with one tract of 2x2 patches (1000 px inner, 50 px
+border, 0.2"/px), synthetic g/r/i coadds with stars and galaxies, and a
+catalog of N objects per patch (default 800) sharded into the Butler.
+
+Measured:
+
+1. baseline, the notebook way (RGB_ANCHORS §4.1), on a sample of the same
+   objects: per object and band ``butler.get("deep_coadd",
+   parameters={"bbox": box})``, astropy ``make_lupton_rgb``, a matplotlib
+   figure with the axes off saved as PNG;
+2. the pipeline with ``pipetask qgraph`` then ``pipetask run -g`` with
+   ``-j 1`` and ``-j 2`` (objects to finished PNGs in ZIPs; execution wall
+   time including every process start, and graph + execution);
+3. ``bps submit`` of the shipped file with ctrl_bps_parsl, ``cores: 1``
+   against ``cores: 2``, with the file's clustering (one job per patch) and
+   without it (one job per quantum); "execution" is BPS's submit stage
+   (parsl runs the workflow, final job included, inside it);
+4. the ceiling: Pillow encoding the same RGB arrays (decoded from the
+   pipeline's ZIPs) at the same compression level, and this package's own
+   PNG writer with ISA-L and with zlib, in one process.
+
+Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S] [--skip-bps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SKYMAP = "bench_skymap"
+
+
+def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, int]:
+    """Make the benchmark repository and shard its catalog; return the repo
+    path and the number of objects.
+    """
+    from astropy.table import Table
+    from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
+
+    from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
+    from lsst.epo.zooniverse.dataset_types import DEEP_COADD, SKYMAP as SKYMAP_SPEC, register_dataset_types
+    from lsst.epo.zooniverse.demo.repo import COADD_MASK_PLANES, _register_instruments
+    from lsst.epo.zooniverse.demo.scene import make_sources, render_tract
+    from lsst.epo.zooniverse.formatters import LegacyCoaddFormatter
+    from lsst.epo.zooniverse.legacy_coadd import write_legacy_masked_image
+    from lsst.epo.zooniverse.skymap import SkyMapGeometry, TractGeometry, make_tan_wcs
+    from lsst.epo.zooniverse.target_sharding import shard_target_catalog
+    from lsst.epo.zooniverse.wcs_metadata import wcs_to_header_string
+
+    repo = str(root / "repo")
+    make_butler_repo(repo)
+    butler = get_butler(repo, writeable=True)
+    inner, border = 1000, 50
+    size = 2 * inner + 2 * border
+    tract = TractGeometry(0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), 2, 2,
+                          (inner, inner), border)
+    skymap = SkyMapGeometry(SKYMAP, (tract,))
+    _register_instruments(butler)
+    skymap.register(butler)
+    register_dataset_types(butler)
+    butler.registry.registerCollection("skymaps", CollectionType.RUN)
+    butler.put(skymap, SKYMAP_SPEC.name, skymap=SKYMAP, run="skymaps")
+    sources = make_sources(tract.wcs, size, size, n_stars=4 * objects_per_patch // 2,
+                           n_galaxies=4 * objects_per_patch // 2, seed=seed)
+    staging = root / "staging"
+    staging.mkdir()
+    datasets = []
+    for band_index, band in enumerate("gri"):
+        image, variance = render_tract(sources, tract.wcs, size, size, band, seed=seed + band_index, scale_arcsec=0.2)
+        mask = np.zeros(image.shape, np.int32)
+        for patch in tract.patch_ids():
+            box = tract.patch_outer_bbox(patch)
+            cut = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+            path = staging / f"coadd_{patch}_{band}.fits"
+            write_legacy_masked_image(path, image=np.ascontiguousarray(image[cut]), mask=np.ascontiguousarray(mask[cut]),
+                                      variance=np.ascontiguousarray(variance[cut]), x0=box.x0, y0=box.y0,
+                                      wcs=tract.wcs, mask_planes=COADD_MASK_PLANES)
+            data_id = butler.registry.expandDataId(skymap=SKYMAP, tract=0, patch=patch, band=band)
+            datasets.append(FileDataset(path=str(path), refs=[DatasetRef(DEEP_COADD.make(butler.dimensions), data_id,
+                                                                         run="coadds")], formatter=LegacyCoaddFormatter))
+    butler.registry.registerCollection("coadds", CollectionType.RUN)
+    butler.ingest(*datasets, transfer="move")
+    catalog = Table({"object_id": [str(s.source_id) for s in sources], "ra": [s.ra for s in sources],
+                     "dec": [s.dec for s in sources]})
+    catalog_path = root / "catalog.csv"
+    catalog.write(catalog_path, format="ascii.csv")
+    shard_target_catalog(butler, catalog_path, run="targets")
+    return repo, len(catalog)
+
+
+def environment() -> dict[str, str]:
+    from lsst.epo.zooniverse.butler_config import CONFIG_DIR
+
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
+                EPO_ZOONIVERSE_DIR=str(ROOT))
+
+
+def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Path) -> tuple[float, float]:
+    """Build the graph (``pipetask qgraph``), then execute it
+    (``pipetask run -g``); return both wall times in seconds.
+    """
+    graph = workdir / f"{output.replace('/', '_')}.qg"
+    start = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "pipetask"), "qgraph", "-b", repo, "-i", "coadds,targets,skymaps", "-o", output,
+         "-p", str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"), "-d", f"skymap='{SKYMAP}'",
+         "--dataset-query-constraint", "zooniverse_targets", "-c", f"extractStamps:stamp_size={stamp_size}",
+         "-q", str(graph)],
+        check=True, env=environment(), capture_output=True,
+    )
+    built = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "pipetask"), "run", "-j", str(jobs), "-b", repo, "-g", str(graph), "-i", "coadds,targets,skymaps",
+         "-o", output, "--register-dataset-types"],
+        check=True, env=environment(), capture_output=True,
+    )
+    return built - start, time.perf_counter() - built
+
+
+def run_bps(
+    repo: str, output: str, cores: int, stamp_size: int, workdir: Path, cluster: bool = True
+) -> tuple[float, float]:
+    """``bps submit`` of the shipped file with ``cores`` parsl workers;
+    return the wall time of the whole command and of its submit stage (the
+    workflow's execution: parsl runs it inside ``bps submit``).
+    """
+    text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text().replace("    cores: 2", f"    cores: {cores}")
+    if not cluster:
+        text = re.sub(r"^clusterAlgorithm:.*?\n\n", "\n", text, flags=re.S | re.M)
+        assert "clusterAlgorithm" not in text
+    submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
+    submit.write_text(text)
+    env = environment()
+    env["PWD"] = str(workdir)
+    start = time.perf_counter()
+    result = subprocess.run(
+        [str(BIN / "bps"), "submit", str(submit), "-b", repo, "-i", "coadds,targets,skymaps", "-o", output,
+         "-d", f"skymap='{SKYMAP}'", "--extra-qgraph-options",
+         f"--dataset-query-constraint zooniverse_targets -c extractStamps:stamp_size={stamp_size}"],
+        check=True, env=env, capture_output=True, text=True, cwd=workdir,
+    )
+    total = time.perf_counter() - start
+    stages = re.findall(r"Submit stage completed: Took ([0-9.]+) seconds", result.stdout + result.stderr)
+    return total, float(stages[-1]) if stages else float("nan")
+
+
+def count_pictures(repo: str, output: str) -> tuple[int, list]:
+    from lsst.epo.zooniverse.butler_config import get_butler
+
+    butler = get_butler(repo)
+    refs = butler.query_datasets("zooniverse_rgb", collections=output, explain=False)
+    collections = [butler.get(ref) for ref in refs]
+    return sum(len(c) for c in collections), collections
+
+
+def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path) -> float:
+    """The notebook way, per object: three bbox gets, make_lupton_rgb, a
+    matplotlib figure saved as PNG.  Returns objects per second.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.visualization import make_lupton_rgb
+
+    from lsst.epo.zooniverse.butler_config import get_butler
+    from lsst.images import Box, Interval
+
+    butler = get_butler(repo, collections=["coadds", "targets", "skymaps"])
+    skymap = butler.get("zooniverse_skymap", skymap=SKYMAP)
+    tract = skymap.tract(0)
+    refs = butler.query_datasets("zooniverse_targets", explain=False)
+    targets = butler.get(refs[0])
+    for ref in refs[1:]:
+        if len(targets) >= n_objects:
+            break
+        from astropy.table import vstack
+
+        targets = vstack([targets, butler.get(ref)])
+    targets = targets[:n_objects]
+    x, y = tract.wcs.wcs_world2pix(np.asarray(targets["ra"]), np.asarray(targets["dec"]), 0)
+    half = stamp_size // 2
+    start = time.perf_counter()
+    done = 0
+    for k in range(len(targets)):
+        patches = [p for p in tract.patch_ids() if tract.patch_inner_bbox(p).contains(np.array(x[k]), np.array(y[k]))]
+        if not patches:
+            continue
+        outer = tract.patch_outer_bbox(patches[0])
+        cx, cy = int(np.floor(x[k] + 0.5)), int(np.floor(y[k] + 0.5))
+        x0 = min(max(cx - half, outer.x0), outer.x1 - stamp_size)
+        y0 = min(max(cy - half, outer.y0), outer.y1 - stamp_size)
+        bbox = Box(y=Interval(y0, y0 + stamp_size), x=Interval(x0, x0 + stamp_size))
+        planes = [
+            butler.get("deep_coadd", skymap=SKYMAP, tract=0, patch=patches[0], band=band,
+                       parameters={"bbox": bbox}).image.array
+            for band in ("i", "r", "g")
+        ]
+        rgb = make_lupton_rgb(*planes, stretch=400, Q=8)
+        figure = plt.figure()
+        plt.imshow(rgb, origin="lower")
+        plt.axis("off")
+        figure.savefig(out_dir / f"cutout{targets['object_id'][k]}.png")
+        plt.close(figure)
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tuple[float, float]]:
+    """PNG encode rates (pictures/s, best of 3) and mean sizes (bytes) of
+    the same RGB arrays: Pillow (the issue's ceiling) and this package's
+    own writer with ISA-L and with zlib.
+    """
+    import lsst.epo.zooniverse.png as png_module
+
+    arrays = [np.asarray(image) for collection in collections for image in collection.images]
+
+    def pillow(array: np.ndarray) -> bytes:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
+        return buffer.getvalue()
+
+    def ours(array: np.ndarray) -> bytes:
+        return png_module.encode_png(array, compress_level=compress_level)
+
+    def measure(encode) -> tuple[float, float]:
+        best = 0.0
+        for _ in range(3):
+            start = time.perf_counter()
+            sizes = [len(encode(array)) for array in arrays]
+            best = max(best, len(arrays) / (time.perf_counter() - start))
+        return best, float(np.mean(sizes))
+
+    results = {f"Pillow, level {compress_level} (the ceiling)": measure(pillow)}
+    if png_module.png_deflate_library(compress_level) == "isal":
+        results[f"encode_png, ISA-L level {compress_level}"] = measure(ours)
+    saved = png_module._isal_zlib
+    png_module._isal_zlib = None
+    try:
+        results[f"encode_png, zlib level {compress_level}"] = measure(ours)
+    finally:
+        png_module._isal_zlib = saved
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects-per-patch", type=int, default=800)
+    parser.add_argument("--stamp-size", type=int, default=101)
+    parser.add_argument("--baseline-objects", type=int, default=60)
+    parser.add_argument("--skip-bps", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
+    try:
+        t0 = time.perf_counter()
+        repo, n_objects = build_repo(work, args.objects_per_patch)
+        print(f"set-up: {n_objects} objects, 4 patches x 3 bands, stamps {args.stamp_size} px "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        rows = []
+        graph_s, exec_s = run_pipetask(repo, "out/j1", 1, args.stamp_size, work)
+        n_pictures, collections = count_pictures(repo, "out/j1")
+        rows.append(("pipetask -j 1, execution (per core)", n_pictures / exec_s))
+        rows.append(("pipetask -j 1, graph + execution", n_pictures / (graph_s + exec_s)))
+        graph2_s, exec2_s = run_pipetask(repo, "out/j2", 2, args.stamp_size, work)
+        rows.append(("pipetask -j 2, execution (both cores)", count_pictures(repo, "out/j2")[0] / exec2_s))
+        rows.append(("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s)))
+        timings = [f"pipetask: graph {graph_s:.1f} s, -j 1 {exec_s:.1f} s; graph {graph2_s:.1f} s, -j 2 {exec2_s:.1f} s"]
+        bps = {}
+        if not args.skip_bps:
+            for cluster in (True, False):
+                for cores in (1, 2):
+                    name = f"out/bps_{'clustered' if cluster else 'per_quantum'}_{cores}"
+                    total, submit_s = run_bps(repo, name, cores, args.stamp_size, work, cluster=cluster)
+                    bps[cluster, cores] = (total, submit_s)
+                    n = count_pictures(repo, name)[0]
+                    label = f"bps parsl cores: {cores}, {'one job per patch' if cluster else 'one job per quantum'}"
+                    rows.append((label + ", execution", n / submit_s))
+                    rows.append((label + ", whole submit", n / total))
+                    timings.append(f"{label}: submit stage {submit_s:.1f} s of {total:.1f} s")
+        baseline_dir = work / "notebook"
+        baseline_dir.mkdir()
+        baseline = notebook_baseline(repo, args.baseline_objects, args.stamp_size, baseline_dir)
+        encoders = encode_ceilings(collections)
+        ceiling = next(iter(encoders.values()))[0]
+        print(f"pictures made: {n_pictures} of {n_objects} objects (the rest are on tract edges)")
+        for line in timings:
+            print(line)
+        print(f"{'measurement':62s} {'pictures/s':>10s} {'x baseline':>11s} {'x ceiling':>10s}")
+        print(f"{'baseline: notebook way (1 core)':62s} {baseline:10.1f} {1.0:11.2f} {baseline / ceiling:10.3f}")
+        for name, rate in rows:
+            print(f"{name:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
+        for name, (rate, size) in encoders.items():
+            label = f"PNG encode only: {name}, {size / 1024:.1f} KiB"
+            print(f"{label:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
+        for cluster in (True, False):
+            if (cluster, 1) in bps:
+                kind = "one job per patch" if cluster else "one job per quantum"
+                print(f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
+                      f"{bps[cluster, 1][1] / bps[cluster, 2][1]:.2f}x, whole submit "
+                      f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
