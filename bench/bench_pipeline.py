@@ -155,7 +155,8 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
 
 
 def run_bps(
-    repo: str, output: str, cores: int, stamp_size: int, workdir: Path, cluster: bool = True
+    repo: str, output: str, cores: int, stamp_size: int, workdir: Path, cluster: bool = True,
+    patches_per_job: int = 1,
 ) -> tuple[float, float]:
     """``bps submit`` of the shipped file with ``cores`` parsl workers;
     return the wall time of the whole command and of its submit stage (the
@@ -165,6 +166,14 @@ def run_bps(
     if not cluster:
         text = re.sub(r"^clusterAlgorithm:.*?\n\n", "\n", text, flags=re.S | re.M)
         assert "clusterAlgorithm" not in text
+    elif patches_per_job > 1:
+        # Group several patches of a tract into one job.
+        old = "    dimensions: skymap,tract,patch\n"
+        assert old in text
+        text = text.replace(
+            old,
+            f"    dimensions: skymap,tract\n    partitionDimensions: patch\n    partitionMaxSize: {patches_per_job}\n",
+        )
     submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
     submit.write_text(text)
     env = environment()
@@ -288,6 +297,9 @@ def main() -> None:
     parser.add_argument("--stamp-size", type=int, default=101)
     parser.add_argument("--baseline-objects", type=int, default=60)
     parser.add_argument("--skip-bps", action="store_true")
+    parser.add_argument("--patches-per-job", type=int, default=1,
+                        help="with clustering, patches of a tract per BPS job (default 1, as the shipped file)")
+    parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
@@ -300,19 +312,23 @@ def main() -> None:
         n_pictures, collections = count_pictures(repo, "out/j1")
         rows.append(("pipetask -j 1, execution (per core)", n_pictures / exec_s))
         rows.append(("pipetask -j 1, graph + execution", n_pictures / (graph_s + exec_s)))
-        graph2_s, exec2_s = run_pipetask(repo, "out/j2", 2, args.stamp_size, work)
-        rows.append(("pipetask -j 2, execution (both cores)", count_pictures(repo, "out/j2")[0] / exec2_s))
-        rows.append(("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s)))
-        timings = [f"pipetask: graph {graph_s:.1f} s, -j 1 {exec_s:.1f} s; graph {graph2_s:.1f} s, -j 2 {exec2_s:.1f} s"]
+        timings = [f"pipetask: graph {graph_s:.1f} s, -j 1 {exec_s:.1f} s"]
+        if not args.bps_only:
+            graph2_s, exec2_s = run_pipetask(repo, "out/j2", 2, args.stamp_size, work)
+            rows.append(("pipetask -j 2, execution (both cores)", count_pictures(repo, "out/j2")[0] / exec2_s))
+            rows.append(("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s)))
+            timings.append(f"pipetask: graph {graph2_s:.1f} s, -j 2 {exec2_s:.1f} s")
         bps = {}
         if not args.skip_bps:
-            for cluster in (True, False):
+            for cluster in (True, False) if not args.bps_only else (True,):
                 for cores in (1, 2):
                     name = f"out/bps_{'clustered' if cluster else 'per_quantum'}_{cores}"
-                    total, submit_s = run_bps(repo, name, cores, args.stamp_size, work, cluster=cluster)
+                    total, submit_s = run_bps(repo, name, cores, args.stamp_size, work, cluster=cluster,
+                                              patches_per_job=args.patches_per_job)
                     bps[cluster, cores] = (total, submit_s)
                     n = count_pictures(repo, name)[0]
-                    label = f"bps parsl cores: {cores}, {'one job per patch' if cluster else 'one job per quantum'}"
+                    per_patch = f"{args.patches_per_job} patches per job" if args.patches_per_job > 1 else "one job per patch"
+                    label = f"bps parsl cores: {cores}, {per_patch if cluster else 'one job per quantum'}"
                     rows.append((label + ", execution", n / submit_s))
                     rows.append((label + ", whole submit", n / total))
                     timings.append(f"{label}: submit stage {submit_s:.1f} s of {total:.1f} s")
@@ -333,7 +349,8 @@ def main() -> None:
             print(f"{label:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
         for cluster in (True, False):
             if (cluster, 1) in bps:
-                kind = "one job per patch" if cluster else "one job per quantum"
+                per_patch = f"{args.patches_per_job} patches per job" if args.patches_per_job > 1 else "one job per patch"
+                kind = per_patch if cluster else "one job per quantum"
                 print(f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
                       f"{bps[cluster, 1][1] / bps[cluster, 2][1]:.2f}x, whole submit "
                       f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x")
