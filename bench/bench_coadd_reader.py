@@ -36,12 +36,11 @@ import tempfile
 import time
 
 import numpy as np
-from lsst.images import Box, Interval
 
-from lsst.epo.zooniverse import get_butler
-from lsst.epo.zooniverse import legacy_coadd
+from lsst.epo.zooniverse import get_butler, legacy_coadd
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.png import encode_png
+from lsst.images import Box, Interval
 
 
 def rate(function, n):
@@ -94,7 +93,10 @@ def main(n_objects: int = 300) -> None:
         results = {}
         for level in (1, 6, 9):
             sizes = [len(encode_png(s, compress_level=level)) for s in stamps]
-            results[level] = (rate(lambda k: encode_png(stamps[k % len(stamps)], compress_level=level), 120), np.mean(sizes))
+            results[level] = (
+                rate(lambda k: encode_png(stamps[k % len(stamps)], compress_level=level), 120),
+                np.mean(sizes),
+            )
         for level, (speed, size) in results.items():
             print(f"| {level} | {speed:.0f} | {size / 1024:.1f} | {speed / results[6][0]:.2f} |")
 

@@ -72,10 +72,11 @@ def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, 
     path and the number of objects.
     """
     from astropy.table import Table
-    from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
 
+    from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
     from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
-    from lsst.epo.zooniverse.dataset_types import DEEP_COADD, SKYMAP as SKYMAP_SPEC, register_dataset_types
+    from lsst.epo.zooniverse.dataset_types import DEEP_COADD, register_dataset_types
+    from lsst.epo.zooniverse.dataset_types import SKYMAP as SKYMAP_SPEC
     from lsst.epo.zooniverse.demo.repo import COADD_MASK_PLANES, _register_instruments
     from lsst.epo.zooniverse.demo.scene import make_sources, render_tract
     from lsst.epo.zooniverse.formatters import LegacyCoaddFormatter
@@ -89,36 +90,62 @@ def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, 
     butler = get_butler(repo, writeable=True)
     inner, border = 1000, 50
     size = 2 * inner + 2 * border
-    tract = TractGeometry(0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), 2, 2,
-                          (inner, inner), border)
+    tract = TractGeometry(
+        0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), 2, 2, (inner, inner), border
+    )
     skymap = SkyMapGeometry(SKYMAP, (tract,))
     _register_instruments(butler)
     skymap.register(butler)
     register_dataset_types(butler)
     butler.registry.registerCollection("skymaps", CollectionType.RUN)
     butler.put(skymap, SKYMAP_SPEC.name, skymap=SKYMAP, run="skymaps")
-    sources = make_sources(tract.wcs, size, size, n_stars=4 * objects_per_patch // 2,
-                           n_galaxies=4 * objects_per_patch // 2, seed=seed)
+    sources = make_sources(
+        tract.wcs,
+        size,
+        size,
+        n_stars=4 * objects_per_patch // 2,
+        n_galaxies=4 * objects_per_patch // 2,
+        seed=seed,
+    )
     staging = root / "staging"
     staging.mkdir()
     datasets = []
     for band_index, band in enumerate("gri"):
-        image, variance = render_tract(sources, tract.wcs, size, size, band, seed=seed + band_index, scale_arcsec=0.2)
+        image, variance = render_tract(
+            sources, tract.wcs, size, size, band, seed=seed + band_index, scale_arcsec=0.2
+        )
         mask = np.zeros(image.shape, np.int32)
         for patch in tract.patch_ids():
             box = tract.patch_outer_bbox(patch)
             cut = (slice(box.y0, box.y1), slice(box.x0, box.x1))
             path = staging / f"coadd_{patch}_{band}.fits"
-            write_legacy_masked_image(path, image=np.ascontiguousarray(image[cut]), mask=np.ascontiguousarray(mask[cut]),
-                                      variance=np.ascontiguousarray(variance[cut]), x0=box.x0, y0=box.y0,
-                                      wcs=tract.wcs, mask_planes=COADD_MASK_PLANES)
+            write_legacy_masked_image(
+                path,
+                image=np.ascontiguousarray(image[cut]),
+                mask=np.ascontiguousarray(mask[cut]),
+                variance=np.ascontiguousarray(variance[cut]),
+                x0=box.x0,
+                y0=box.y0,
+                wcs=tract.wcs,
+                mask_planes=COADD_MASK_PLANES,
+            )
             data_id = butler.registry.expandDataId(skymap=SKYMAP, tract=0, patch=patch, band=band)
-            datasets.append(FileDataset(path=str(path), refs=[DatasetRef(DEEP_COADD.make(butler.dimensions), data_id,
-                                                                         run="coadds")], formatter=LegacyCoaddFormatter))
+            datasets.append(
+                FileDataset(
+                    path=str(path),
+                    refs=[DatasetRef(DEEP_COADD.make(butler.dimensions), data_id, run="coadds")],
+                    formatter=LegacyCoaddFormatter,
+                )
+            )
     butler.registry.registerCollection("coadds", CollectionType.RUN)
     butler.ingest(*datasets, transfer="move")
-    catalog = Table({"object_id": [str(s.source_id) for s in sources], "ra": [s.ra for s in sources],
-                     "dec": [s.dec for s in sources]})
+    catalog = Table(
+        {
+            "object_id": [str(s.source_id) for s in sources],
+            "ra": [s.ra for s in sources],
+            "dec": [s.dec for s in sources],
+        }
+    )
     catalog_path = root / "catalog.csv"
     catalog.write(catalog_path, format="ascii.csv")
     shard_target_catalog(butler, catalog_path, run="targets")
@@ -128,8 +155,12 @@ def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, 
 def environment() -> dict[str, str]:
     from lsst.epo.zooniverse.butler_config import CONFIG_DIR
 
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
-                EPO_ZOONIVERSE_DIR=str(ROOT))
+    return dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
+        EPO_ZOONIVERSE_DIR=str(ROOT),
+    )
 
 
 def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Path) -> tuple[float, float]:
@@ -139,30 +170,72 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
     graph = workdir / f"{output.replace('/', '_')}.qg"
     start = time.perf_counter()
     subprocess.run(
-        [str(BIN / "pipetask"), "qgraph", "-b", repo, "-i", "coadds,targets,skymaps", "-o", output,
-         "-p", str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"), "-d", f"skymap='{SKYMAP}'",
-         "--dataset-query-constraint", "zooniverse_targets", "-c", f"extractStamps:stamp_size={stamp_size}",
-         "-q", str(graph)],
-        check=True, env=environment(), capture_output=True,
+        [
+            str(BIN / "pipetask"),
+            "qgraph",
+            "-b",
+            repo,
+            "-i",
+            "coadds,targets,skymaps",
+            "-o",
+            output,
+            "-p",
+            str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"),
+            "-d",
+            f"skymap='{SKYMAP}'",
+            "--dataset-query-constraint",
+            "zooniverse_targets",
+            "-c",
+            f"extractStamps:stamp_size={stamp_size}",
+            "-q",
+            str(graph),
+        ],
+        check=True,
+        env=environment(),
+        capture_output=True,
     )
     built = time.perf_counter()
     subprocess.run(
-        [str(BIN / "pipetask"), "run", "-j", str(jobs), "-b", repo, "-g", str(graph), "-i", "coadds,targets,skymaps",
-         "-o", output, "--register-dataset-types"],
-        check=True, env=environment(), capture_output=True,
+        [
+            str(BIN / "pipetask"),
+            "run",
+            "-j",
+            str(jobs),
+            "-b",
+            repo,
+            "-g",
+            str(graph),
+            "-i",
+            "coadds,targets,skymaps",
+            "-o",
+            output,
+            "--register-dataset-types",
+        ],
+        check=True,
+        env=environment(),
+        capture_output=True,
     )
     return built - start, time.perf_counter() - built
 
 
 def run_bps(
-    repo: str, output: str, cores: int, stamp_size: int, workdir: Path, cluster: bool = True,
+    repo: str,
+    output: str,
+    cores: int,
+    stamp_size: int,
+    workdir: Path,
+    cluster: bool = True,
     patches_per_job: int = 1,
 ) -> tuple[float, float]:
     """``bps submit`` of the shipped file with ``cores`` parsl workers;
     return the wall time of the whole command and of its submit stage (the
     workflow's execution: parsl runs it inside ``bps submit``).
     """
-    text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text().replace("    cores: 2", f"    cores: {cores}")
+    text = (
+        (ROOT / "config" / "bps" / "zooniverse.yaml")
+        .read_text()
+        .replace("    cores: 2", f"    cores: {cores}")
+    )
     if not cluster:
         text = re.sub(r"^clusterAlgorithm:.*?\n\n", "\n", text, flags=re.S | re.M)
         assert "clusterAlgorithm" not in text
@@ -172,7 +245,8 @@ def run_bps(
         assert old in text
         text = text.replace(
             old,
-            f"    dimensions: skymap,tract\n    partitionDimensions: patch\n    partitionMaxSize: {patches_per_job}\n",
+            "    dimensions: skymap,tract\n    partitionDimensions: patch\n"
+            f"    partitionMaxSize: {patches_per_job}\n",
         )
     submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
     submit.write_text(text)
@@ -180,10 +254,26 @@ def run_bps(
     env["PWD"] = str(workdir)
     start = time.perf_counter()
     result = subprocess.run(
-        [str(BIN / "bps"), "submit", str(submit), "-b", repo, "-i", "coadds,targets,skymaps", "-o", output,
-         "-d", f"skymap='{SKYMAP}'", "--extra-qgraph-options",
-         f"--dataset-query-constraint zooniverse_targets -c extractStamps:stamp_size={stamp_size}"],
-        check=True, env=env, capture_output=True, text=True, cwd=workdir,
+        [
+            str(BIN / "bps"),
+            "submit",
+            str(submit),
+            "-b",
+            repo,
+            "-i",
+            "coadds,targets,skymaps",
+            "-o",
+            output,
+            "-d",
+            f"skymap='{SKYMAP}'",
+            "--extra-qgraph-options",
+            f"--dataset-query-constraint zooniverse_targets -c extractStamps:stamp_size={stamp_size}",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=workdir,
     )
     total = time.perf_counter() - start
     stages = re.findall(r"Submit stage completed: Took ([0-9.]+) seconds", result.stdout + result.stderr)
@@ -229,7 +319,9 @@ def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path)
     start = time.perf_counter()
     done = 0
     for k in range(len(targets)):
-        patches = [p for p in tract.patch_ids() if tract.patch_inner_bbox(p).contains(np.array(x[k]), np.array(y[k]))]
+        patches = [
+            p for p in tract.patch_ids() if tract.patch_inner_bbox(p).contains(np.array(x[k]), np.array(y[k]))
+        ]
         if not patches:
             continue
         outer = tract.patch_outer_bbox(patches[0])
@@ -238,8 +330,9 @@ def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path)
         y0 = min(max(cy - half, outer.y0), outer.y1 - stamp_size)
         bbox = Box(y=Interval(y0, y0 + stamp_size), x=Interval(x0, x0 + stamp_size))
         planes = [
-            butler.get("deep_coadd", skymap=SKYMAP, tract=0, patch=patches[0], band=band,
-                       parameters={"bbox": bbox}).image.array
+            butler.get(
+                "deep_coadd", skymap=SKYMAP, tract=0, patch=patches[0], band=band, parameters={"bbox": bbox}
+            ).image.array
             for band in ("i", "r", "g")
         ]
         rgb = make_lupton_rgb(*planes, stretch=400, Q=8)
@@ -292,21 +385,30 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--objects-per-patch", type=int, default=800)
     parser.add_argument("--stamp-size", type=int, default=101)
     parser.add_argument("--baseline-objects", type=int, default=60)
     parser.add_argument("--skip-bps", action="store_true")
-    parser.add_argument("--patches-per-job", type=int, default=1,
-                        help="with clustering, patches of a tract per BPS job (default 1, as the shipped file)")
+    parser.add_argument(
+        "--patches-per-job",
+        type=int,
+        default=1,
+        help="with clustering, patches of a tract per BPS job (default 1, as the shipped file)",
+    )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
         t0 = time.perf_counter()
         repo, n_objects = build_repo(work, args.objects_per_patch)
-        print(f"set-up: {n_objects} objects, 4 patches x 3 bands, stamps {args.stamp_size} px "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"set-up: {n_objects} objects, 4 patches x 3 bands, stamps {args.stamp_size} px "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
         rows = []
         graph_s, exec_s = run_pipetask(repo, "out/j1", 1, args.stamp_size, work)
         n_pictures, collections = count_pictures(repo, "out/j1")
@@ -315,19 +417,34 @@ def main() -> None:
         timings = [f"pipetask: graph {graph_s:.1f} s, -j 1 {exec_s:.1f} s"]
         if not args.bps_only:
             graph2_s, exec2_s = run_pipetask(repo, "out/j2", 2, args.stamp_size, work)
-            rows.append(("pipetask -j 2, execution (both cores)", count_pictures(repo, "out/j2")[0] / exec2_s))
-            rows.append(("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s)))
+            rows.append(
+                ("pipetask -j 2, execution (both cores)", count_pictures(repo, "out/j2")[0] / exec2_s)
+            )
+            rows.append(
+                ("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s))
+            )
             timings.append(f"pipetask: graph {graph2_s:.1f} s, -j 2 {exec2_s:.1f} s")
         bps = {}
         if not args.skip_bps:
             for cluster in (True, False) if not args.bps_only else (True,):
                 for cores in (1, 2):
                     name = f"out/bps_{'clustered' if cluster else 'per_quantum'}_{cores}"
-                    total, submit_s = run_bps(repo, name, cores, args.stamp_size, work, cluster=cluster,
-                                              patches_per_job=args.patches_per_job)
+                    total, submit_s = run_bps(
+                        repo,
+                        name,
+                        cores,
+                        args.stamp_size,
+                        work,
+                        cluster=cluster,
+                        patches_per_job=args.patches_per_job,
+                    )
                     bps[cluster, cores] = (total, submit_s)
                     n = count_pictures(repo, name)[0]
-                    per_patch = f"{args.patches_per_job} patches per job" if args.patches_per_job > 1 else "one job per patch"
+                    per_patch = (
+                        f"{args.patches_per_job} patches per job"
+                        if args.patches_per_job > 1
+                        else "one job per patch"
+                    )
                     label = f"bps parsl cores: {cores}, {per_patch if cluster else 'one job per quantum'}"
                     rows.append((label + ", execution", n / submit_s))
                     rows.append((label + ", whole submit", n / total))
@@ -341,7 +458,9 @@ def main() -> None:
         for line in timings:
             print(line)
         print(f"{'measurement':62s} {'pictures/s':>10s} {'x baseline':>11s} {'x ceiling':>10s}")
-        print(f"{'baseline: notebook way (1 core)':62s} {baseline:10.1f} {1.0:11.2f} {baseline / ceiling:10.3f}")
+        print(
+            f"{'baseline: notebook way (1 core)':62s} {baseline:10.1f} {1.0:11.2f} {baseline / ceiling:10.3f}"
+        )
         for name, rate in rows:
             print(f"{name:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
         for name, (rate, size) in encoders.items():
@@ -349,11 +468,17 @@ def main() -> None:
             print(f"{label:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
         for cluster in (True, False):
             if (cluster, 1) in bps:
-                per_patch = f"{args.patches_per_job} patches per job" if args.patches_per_job > 1 else "one job per patch"
+                per_patch = (
+                    f"{args.patches_per_job} patches per job"
+                    if args.patches_per_job > 1
+                    else "one job per patch"
+                )
                 kind = per_patch if cluster else "one job per quantum"
-                print(f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
-                      f"{bps[cluster, 1][1] / bps[cluster, 2][1]:.2f}x, whole submit "
-                      f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x")
+                print(
+                    f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
+                    f"{bps[cluster, 1][1] / bps[cluster, 2][1]:.2f}x, whole submit "
+                    f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

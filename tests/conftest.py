@@ -12,4 +12,4 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from zooniverse_test_utils import test_butler  # noqa: E402, F401
+from zooniverse_test_utils import test_butler  # noqa: F401

@@ -53,21 +53,39 @@ def test_bps_submit_with_parsl(tmp_path):
     env["PWD"] = str(submit_dir)  # BPS's submitPath is ${PWD}/submit/...
     result = subprocess.run(
         [
-            str(BIN / "bps"), "submit", str(ROOT / "config" / "bps" / "zooniverse.yaml"),
-            "-b", demo.root, "-i", f"{demo.collection},targets/sample", "-o", "u/test/bps",
-            "-d", "skymap = 'zooniverse_demo' AND tract = 2",
+            str(BIN / "bps"),
+            "submit",
+            str(ROOT / "config" / "bps" / "zooniverse.yaml"),
+            "-b",
+            demo.root,
+            "-i",
+            f"{demo.collection},targets/sample",
+            "-o",
+            "u/test/bps",
+            "-d",
+            "skymap = 'zooniverse_demo' AND tract = 2",
         ],
-        cwd=submit_dir, env=env, capture_output=True, text=True,
+        cwd=submit_dir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     butler = get_butler(demo.root)
     # The final job registered the outputs and made the CHAINED collection.
     rgb = butler.get("zooniverse_rgb", skymap="zooniverse_demo", tract=2, patch=0, collections="u/test/bps")
-    report = butler.get("zooniverse_rgb_report", skymap="zooniverse_demo", tract=2, patch=0, collections="u/test/bps")
+    report = butler.get(
+        "zooniverse_rgb_report", skymap="zooniverse_demo", tract=2, patch=0, collections="u/test/bps"
+    )
     stamps = butler.query_datasets("zooniverse_stamps", collections="u/test/bps", explain=False)
     assert sorted(ref.dataId["band"] for ref in stamps) == ["g", "i", "r"]
     assert len(rgb) > 0 and len(rgb) == int((report["status"] == "ok").sum())
     assert set(report["status"]) <= {"ok", "low_coverage", "no_data"}
     # The submit directory exists with the run's logs; no other tract ran.
     assert any(submit_dir.rglob("*.qg"))
-    assert not butler.query_datasets("zooniverse_rgb", collections="u/test/bps", where="skymap = 'zooniverse_demo' AND tract = 0", explain=False)
+    assert not butler.query_datasets(
+        "zooniverse_rgb",
+        collections="u/test/bps",
+        where="skymap = 'zooniverse_demo' AND tract = 0",
+        explain=False,
+    )

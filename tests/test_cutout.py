@@ -483,3 +483,24 @@ def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
         # Exactly filter-0 rows deflated by zlib at the level asked for.
         rows = np.concatenate([np.zeros((shape[0], 1), np.uint8), pixels.reshape(shape[0], -1)], axis=1)
         assert zlib.compress(rows.tobytes(), 1) in encode_png(pixels, compress_level=1)
+
+
+def test_png_text_rules_and_pil_transparency(tmp_path):
+    """Keywords and values the PNG specification forbids are refused; a PIL
+    image's transparency and ICC profile are kept.
+    """
+    pixels = np.zeros((4, 5, 3), np.uint8)
+    for key in ("a\x7fb", "a\xa0b", "a\x85b"):
+        with pytest.raises(ValueError, match="PNG text key"):
+            encode_png(pixels, text={key: "v"})
+    with pytest.raises(ValueError, match="NUL"):
+        encode_png(pixels, text={"k": "a\0b"})
+    with pytest.raises(ValueError, match="NUL"):
+        make_cutout_image(pixels, metadata={"k": "a\0b"})
+    image = Image.fromarray(pixels)
+    image.info["transparency"] = (0, 0, 0)
+    data = encode_png(image, text={"object_id": "7"})
+    check_png_bytes(data, tmp_path)
+    decoded = decode_png(data)
+    assert decoded.convert("RGBA").getpixel((0, 0)) == (0, 0, 0, 0)
+    assert read_png_text(data) == {"object_id": "7"}

@@ -71,7 +71,9 @@ def test_coadds_present(demo, butler):
 
 
 def test_patch_regions_overlap_like_a_rubin_skymap(butler):
-    records = {r.id: r for r in butler.registry.queryDimensionRecords("patch", skymap=DEMO_SKYMAP, tract=TRACT_WRAP)}
+    records = {
+        r.id: r for r in butler.registry.queryDimensionRecords("patch", skymap=DEMO_SKYMAP, tract=TRACT_WRAP)
+    }
     assert sorted(records) == list(range(6))
     # Neighbours overlap; patches two apart do not.
     assert records[0].region.overlaps(records[1].region)
@@ -121,7 +123,8 @@ def test_truth_sources_are_where_the_wcs_says(demo, butler):
     coadd = butler.get("deep_coadd", skymap=DEMO_SKYMAP, tract=TRACT_WRAP, patch=4, band="i")
     image = np.nan_to_num(coadd.image.array)
     sky = astropy.coordinates.SkyCoord(
-        [float(r["ra"]) for r in truth] * astropy.units.deg, [float(r["dec"]) for r in truth] * astropy.units.deg
+        [float(r["ra"]) for r in truth] * astropy.units.deg,
+        [float(r["dec"]) for r in truth] * astropy.units.deg,
     )
     pixels = coadd.sky_projection.sky_to_pixel(sky)
     xs, ys = np.asarray(pixels.x), np.asarray(pixels.y)
@@ -156,8 +159,20 @@ def test_sample_catalog_cases(demo):
     rows = list(csv.DictReader(open(demo.sample_catalog)))
     notes = {r["note"] for r in rows}
     for case in (
-        "inside", "overlap", "edge", "outside", "nan", "duplicate", "missing_band",
-        "no_data", "pole", "2mass_star", "bad_dec", "ra_negative", "ra_over_360", "empty_id",
+        "inside",
+        "overlap",
+        "edge",
+        "outside",
+        "nan",
+        "duplicate",
+        "missing_band",
+        "no_data",
+        "pole",
+        "2mass_star",
+        "bad_dec",
+        "ra_negative",
+        "ra_over_360",
+        "empty_id",
     ):
         assert case in notes, case
     ids = [r["object_id"] for r in rows]

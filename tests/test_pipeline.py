@@ -59,7 +59,9 @@ def pipetask(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR))
     result = subprocess.run([str(BIN / "pipetask"), *args], capture_output=True, text=True, env=env)
     if check:
-        assert result.returncode == 0, f"pipetask {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        assert result.returncode == 0, (
+            f"pipetask {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -67,8 +69,24 @@ def run_pipeline(repo: str, inputs: str, output: str, *extra: str, subset: str =
     uri = f"{PIPELINE}#{subset}" if subset else str(PIPELINE)
     where = "skymap='zooniverse_demo'" + (f" AND {query}" if query else "")
     constraint = () if subset == "composeRgb" else ("--dataset-query-constraint", "zooniverse_targets")
-    pipetask("run", "-j", "2", "-b", repo, "-i", inputs, "-o", output, "-p", uri, "-d", where,
-             "--register-dataset-types", *constraint, *extra)
+    pipetask(
+        "run",
+        "-j",
+        "2",
+        "-b",
+        repo,
+        "-i",
+        inputs,
+        "-o",
+        output,
+        "-p",
+        uri,
+        "-d",
+        where,
+        "--register-dataset-types",
+        *constraint,
+        *extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +122,9 @@ def _avm_wcs(png: bytes, tmp_path: Path):
 
 
 def _png(butler, collection, tract, patch, object_id) -> bytes:
-    uri = butler.getURI("zooniverse_rgb", skymap="zooniverse_demo", tract=tract, patch=patch, collections=collection)
+    uri = butler.getURI(
+        "zooniverse_rgb", skymap="zooniverse_demo", tract=tract, patch=patch, collections=collection
+    )
     with zipfile.ZipFile(io.BytesIO(uri.read())) as archive:
         index = list(csv.DictReader(io.StringIO(archive.read("index.csv").decode())))
         name = next(row["file"] for row in index if row["object_id"] == str(object_id))
@@ -148,7 +168,9 @@ def test_every_row_accounted_for(demo_run):
         elif note == "missing_band":
             assert status[k] == "no_picture" and reason[k] == "missing_band", where
         elif note == "no_data":
-            assert status[k] == "no_picture" and set(reason[k].split(",")) <= {"no_data", "low_coverage"}, where
+            assert status[k] == "no_picture" and set(reason[k].split(",")) <= {"no_data", "low_coverage"}, (
+                where
+            )
         elif note == "edge":
             # Partial stamps: pictured, too little coverage, or in the patch that lacks g.
             patches = dict(zip(table["row_index"], table["patches"]))[k]
@@ -163,7 +185,10 @@ def test_every_row_accounted_for(demo_run):
     pictured = table[table["status"] == "pictured"]
     assert len(pictured) > 100
     for row in pictured[:: max(1, len(pictured) // 10)]:
-        assert _png(butler, demo_run["output"], row["tract"], row["patch"], row["object_id"])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (
+            _png(butler, demo_run["output"], row["tract"], row["patch"], row["object_id"])[:8]
+            == b"\x89PNG\r\n\x1a\n"
+        )
 
 
 def test_2mass_stars_centred(demo_run, tmp_path):
@@ -217,12 +242,37 @@ def test_synthetic_objects_centred_through_png_wcs(demo_run, tmp_path):
 def test_rerun_is_byte_identical_and_overrides_change_output(demo_run):
     demo = demo_run["demo"]
     inputs = demo_run["output"]
-    run_pipeline(demo.root, inputs, "out/rerun", "-C", f"composeRgb:{DEMO_CONFIG}", subset="composeRgb",
-                 query="tract=0 AND patch IN (0, 1, 4)")
-    run_pipeline(demo.root, inputs, "out/q2", "-C", f"composeRgb:{DEMO_CONFIG}", "-c", "composeRgb:stretch.Q=2",
-                 subset="composeRgb", query="tract=0 AND patch IN (0, 1, 4)")
-    run_pipeline(demo.root, inputs, "out/stars", "-C", f"composeRgb:{DEMO_CONFIG}", "-C",
-                 f"composeRgb:{ROOT / 'config' / 'composeRgb_star_fields.py'}", subset="composeRgb", query="tract=0 AND patch IN (0, 1, 4)")
+    run_pipeline(
+        demo.root,
+        inputs,
+        "out/rerun",
+        "-C",
+        f"composeRgb:{DEMO_CONFIG}",
+        subset="composeRgb",
+        query="tract=0 AND patch IN (0, 1, 4)",
+    )
+    run_pipeline(
+        demo.root,
+        inputs,
+        "out/q2",
+        "-C",
+        f"composeRgb:{DEMO_CONFIG}",
+        "-c",
+        "composeRgb:stretch.Q=2",
+        subset="composeRgb",
+        query="tract=0 AND patch IN (0, 1, 4)",
+    )
+    run_pipeline(
+        demo.root,
+        inputs,
+        "out/stars",
+        "-C",
+        f"composeRgb:{DEMO_CONFIG}",
+        "-C",
+        f"composeRgb:{ROOT / 'config' / 'composeRgb_star_fields.py'}",
+        subset="composeRgb",
+        query="tract=0 AND patch IN (0, 1, 4)",
+    )
     butler = get_butler(demo.root)
     for patch in (0, 1, 4):
         data_id = {"skymap": "zooniverse_demo", "tract": 0, "patch": patch}
@@ -251,7 +301,19 @@ def test_rerun_is_byte_identical_and_overrides_change_output(demo_run):
 )
 def test_bad_config_rejected(demo_run, override, message):
     demo = demo_run["demo"]
-    result = pipetask("qgraph", "-b", demo.root, "-i", demo_run["output"], "-p", str(PIPELINE),
-                      "-c", override, "-d", "skymap='zooniverse_demo'", check=False)
+    result = pipetask(
+        "qgraph",
+        "-b",
+        demo.root,
+        "-i",
+        demo_run["output"],
+        "-p",
+        str(PIPELINE),
+        "-c",
+        override,
+        "-d",
+        "skymap='zooniverse_demo'",
+        check=False,
+    )
     assert result.returncode != 0
     assert message in result.stderr + result.stdout

@@ -1515,3 +1515,26 @@ def test_shifted_wcs_written_and_made_as_an_explicit_copy(tmp_path):
     for a, b in zip(lazy, eager):
         assert a.wcs.to_header_string() == b.wcs.to_header_string()
         assert a.wcs is a.wcs  # Made once.
+
+
+def test_shifted_sip_wcs_and_duplicate_selection(tmp_path):
+    """A SIP parent's shifted WCS maps pixels as the parent does at the
+    offset; selecting one stamp twice gives two independent WCS.
+    """
+    parent = _wcs_kinds()["sip"].deepcopy()
+    parent.wcs.crpix = [1.0, 1.0]
+    parent.sip = Sip(parent.sip.a, parent.sip.b, None, None, [1.0, 1.0])
+    stamp = make_many(n=1, size=9)[0]
+    stamp.set_shifted_wcs(parent, 1500, 900)
+    np.testing.assert_allclose(
+        stamp.wcs.all_pix2world([[0.0, 0.0], [3.0, 4.0]], 0),
+        parent.all_pix2world([[1500.0, 900.0], [1503.0, 904.0]], 0),
+        rtol=0,
+        atol=1e-11,
+    )
+    path = str(tmp_path / "tan.fits")
+    write_stamps(_with_wcs(make_many(n=3, size=8), _wcs_kinds()["tan"]), path)
+    stamps_module._STAMP_WCS.clear()
+    twice = read_stamps(path, indices=[0, 0])
+    assert twice[0].wcs is not twice[1].wcs
+    assert twice[0].wcs.to_header_string() == twice[1].wcs.to_header_string()

@@ -32,16 +32,21 @@ import astropy.wcs
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.pex.config import FieldValidationError
-from lsst.pipe.base import NoWorkFound
 
-from lsst.epo.zooniverse.compose_rgb import ChannelConfig, ComposeRgbConfig, ComposeRgbTask, orient_to_north_up
+from lsst.epo.zooniverse.compose_rgb import (
+    ChannelConfig,
+    ComposeRgbConfig,
+    ComposeRgbTask,
+    orient_to_north_up,
+)
 from lsst.epo.zooniverse.demo.repo import make_demo_skymap
 from lsst.epo.zooniverse.extract_stamps import ExtractStampsConfig, ExtractStampsTask
 from lsst.epo.zooniverse.legacy_coadd import read_legacy_coadd, write_legacy_masked_image
 from lsst.epo.zooniverse.shard_catalog import ShardCatalogTask
 from lsst.epo.zooniverse.skymap import make_tan_wcs
 from lsst.epo.zooniverse.stamps import Stamp, Stamps
+from lsst.pex.config import FieldValidationError
+from lsst.pipe.base import NoWorkFound
 
 
 def _targets(ra, dec, first=0):
@@ -89,7 +94,9 @@ def test_shard_catalog_with_region_and_no_rows():
     region = tract.sky_polygon(tract.patch_outer_bbox(4))
     ra, dec = tract.wcs.wcs_pix2world([[490.0, 480.0], [100.0, 100.0]], 0).T
     task = ShardCatalogTask()
-    rows = task.run(targets=[_targets(ra % 360, dec)], sky_map=skymap, tract=0, patch=4, region=region).targets_patch
+    rows = task.run(
+        targets=[_targets(ra % 360, dec)], sky_map=skymap, tract=0, patch=4, region=region
+    ).targets_patch
     assert list(rows["object_id"]) == ["1000"]
     with pytest.raises(NoWorkFound):
         task.run(targets=[_targets(ra[1:] % 360, dec[1:])], sky_map=skymap, tract=0, patch=4, region=region)
@@ -127,7 +134,9 @@ def test_extract_stamps_centres_pads_and_sizes(coadd):
     config = ExtractStampsConfig()
     config.stamp_size = 21
     task = ExtractStampsTask(config=config)
-    stamps = task.run(targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r").stamps
+    stamps = task.run(
+        targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r"
+    ).stamps
     assert len(stamps) == 2 and stamps.metadata["BAND"] == "r"
     star_stamp, edge_stamp = stamps
     assert star_stamp.image.shape == (21, 21) and edge_stamp.image.shape == (11, 11)
@@ -143,14 +152,17 @@ def test_extract_stamps_centres_pads_and_sizes(coadd):
     # Size in arcsec overrides the pixel size: 3" at 0.2"/px -> 15 px.
     config.stamp_size_arcsec = 3.0
     config.do_use_size_column = False
-    stamps = ExtractStampsTask(config=config).run(
-        targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r"
-    ).stamps
+    stamps = (
+        ExtractStampsTask(config=config)
+        .run(targets_patch=targets, coadd=masked_image, skymap="s", tract=1, patch=2, band="r")
+        .stamps
+    )
     assert stamps[0].image.shape == (15, 15)
 
 
 @pytest.mark.parametrize(
-    "field, value", [("stamp_size", 0), ("stamp_size", 5000), ("max_stamp_size", 0), ("stamp_size_arcsec", -1.0)]
+    "field, value",
+    [("stamp_size", 0), ("stamp_size", 5000), ("max_stamp_size", 0), ("stamp_size_arcsec", -1.0)],
 )
 def test_extract_stamps_config_validation(field, value):
     config = ExtractStampsConfig()
@@ -169,8 +181,18 @@ def _stamps(band, ids, *, wcs=None, value=100.0, coverage=1.0, size=15):
         image = np.full((size, size), value, np.float32)
         image[size // 2, size // 2] = value * 20
         mask = np.zeros((size, size), np.int32)
-        stamps.append(Stamp(image=image, mask=mask, object_id=object_id, ra=10.0 + k, dec=0.0, coverage=coverage,
-                            edge_distance=5.0, wcs=wcs))
+        stamps.append(
+            Stamp(
+                image=image,
+                mask=mask,
+                object_id=object_id,
+                ra=10.0 + k,
+                dec=0.0,
+                coverage=coverage,
+                edge_distance=5.0,
+                wcs=wcs,
+            )
+        )
     return stamps
 
 
@@ -191,8 +213,9 @@ def test_compose_rgb_missing_band_skip_and_fill():
     assert "blue" in result.rgb_report["detail"][0]
     config = ComposeRgbConfig()
     config.missing_band_policy = "fill"
-    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0,
-                                               patch=5)
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=5
+    )
     assert len(result.rgb) == 2 and list(result.rgb_report["status"]) == ["ok", "ok"]
     assert result.rgb.index["bands"][0] == "i,r"
     assert list(result.rgb_report["file"]) == ["a.png", "b.png"]
@@ -201,10 +224,14 @@ def test_compose_rgb_missing_band_skip_and_fill():
 def test_compose_rgb_no_coverage_and_no_coadd():
     ids = ["a"]
     stamps = {b: _stamps(b, ids, coverage=0.0) for b in "gri"}
-    result = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    result = ComposeRgbTask().run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
     assert list(result.rgb_report["status"]) == ["no_data"]
     stamps = {b: _stamps(b, ids, coverage=0.3) for b in "gri"}
-    result = ComposeRgbTask().run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+    result = ComposeRgbTask().run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
     assert list(result.rgb_report["status"]) == ["low_coverage"]
     result = ComposeRgbTask().run(stamps={}, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
     assert list(result.rgb_report["status"]) == ["no_coadd"] and len(result.rgb) == 0
@@ -243,8 +270,9 @@ def test_compose_rgb_turns_pictures_north_up(angle):
         stamps[band] = stamp_set
     config = ComposeRgbConfig()
     config.output_size = 0
-    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0,
-                                               patch=0)
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0, patch=0
+    )
     picture = result.rgb.images[0].sum(axis=2)
     row, column = np.unravel_index(np.argmax(picture), picture.shape)
     centre = (size - 1) / 2
@@ -263,8 +291,9 @@ def test_compose_rgb_output_size_keeps_wcs():
     stamps = {b: _stamps(b, ["a"], wcs=wcs, size=size) for b in "gri"}
     config = ComposeRgbConfig()
     config.output_size = 60
-    result = ComposeRgbTask(config=config).run(stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0,
-                                               patch=0)
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0, patch=0
+    )
     assert result.rgb.images[0].shape == (60, 60, 3)
     x, y = result.rgb.wcs[0].wcs_world2pix([[30.0, -10.0]], 0)[0]
     assert (x, y) == pytest.approx((29.5, 29.5), abs=1e-6)

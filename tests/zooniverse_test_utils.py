@@ -61,7 +61,9 @@ def require_tool(name: str) -> str:
     """
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed; run the README's test command (scripts/test.sh) to install it.")
+        pytest.fail(
+            f"{name} is not installed; run the README's test command (scripts/test.sh) to install it."
+        )
     return path
 
 

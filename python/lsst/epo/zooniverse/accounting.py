@@ -51,7 +51,9 @@ ACCOUNT_STATUSES = {
 """Status of a row in the table `account_targets` returns."""
 
 
-def _read_all(butler: Any, dataset_type: str, collections: Any, columns: list[str] | None = None) -> list[Table]:
+def _read_all(
+    butler: Any, dataset_type: str, collections: Any, columns: list[str] | None = None
+) -> list[Table]:
     refs = sorted(
         butler.query_datasets(dataset_type, collections=collections, find_first=True, explain=False),
         key=lambda ref: tuple(str(v) for v in ref.dataId.required.values()),
@@ -95,7 +97,11 @@ def account_targets(butler: Any, collections: Any) -> Table:
         )
     rejected = rejected_tables[0]
     targets = _read_all(butler, TARGETS.name, collections, columns=["row_index", "object_id"])
-    accepted = vstack(targets) if targets else Table({"row_index": np.array([], int), "object_id": np.array([], str)})
+    accepted = (
+        vstack(targets)
+        if targets
+        else Table({"row_index": np.array([], int), "object_id": np.array([], str)})
+    )
     reports = _read_all(butler, RGB_REPORT.name, collections)
     report = vstack(reports) if reports else None
     patch_tables = _read_all(butler, TARGETS_PATCH.name, collections, columns=["row_index", "tract", "patch"])
@@ -111,8 +117,21 @@ def account_targets(butler: Any, collections: Any) -> Table:
 
     rows = []
     for row in rejected:
-        rows.append((int(row["row_index"]), str(row["object_id"]), "rejected", str(row["reason"]),
-                     str(row["detail"]), -1, -1, "", np.nan, 0, ""))
+        rows.append(
+            (
+                int(row["row_index"]),
+                str(row["object_id"]),
+                "rejected",
+                str(row["reason"]),
+                str(row["detail"]),
+                -1,
+                -1,
+                "",
+                np.nan,
+                0,
+                "",
+            )
+        )
     for row_index, object_id in zip(accepted["row_index"], accepted["object_id"]):
         row_index = int(row_index)
         lines = by_row.get(row_index, [])
@@ -121,24 +140,91 @@ def account_targets(butler: Any, collections: Any) -> Table:
         if pictured:
             best = min(
                 pictured,
-                key=lambda line: (-float(line["coverage"]), -float(np.nan_to_num(line["edge_distance"], nan=-1e9)),
-                                  int(line["tract"]), int(line["patch"])),
+                key=lambda line: (
+                    -float(line["coverage"]),
+                    -float(np.nan_to_num(line["edge_distance"], nan=-1e9)),
+                    int(line["tract"]),
+                    int(line["patch"]),
+                ),
             )
-            rows.append((row_index, str(object_id), "pictured", "ok", "", int(best["tract"]), int(best["patch"]),
-                         str(best["file"]), float(best["coverage"]), len(pictured), patches))
+            rows.append(
+                (
+                    row_index,
+                    str(object_id),
+                    "pictured",
+                    "ok",
+                    "",
+                    int(best["tract"]),
+                    int(best["patch"]),
+                    str(best["file"]),
+                    float(best["coverage"]),
+                    len(pictured),
+                    patches,
+                )
+            )
         elif lines:
             reasons = sorted({str(line["status"]) for line in lines})
             details = "; ".join(f"{line['tract']}:{line['patch']}: {line['detail']}" for line in lines)
-            rows.append((row_index, str(object_id), "no_picture", ",".join(reasons), details, -1, -1, "", np.nan,
-                         0, patches))
+            rows.append(
+                (
+                    row_index,
+                    str(object_id),
+                    "no_picture",
+                    ",".join(reasons),
+                    details,
+                    -1,
+                    -1,
+                    "",
+                    np.nan,
+                    0,
+                    patches,
+                )
+            )
         elif patches:
-            rows.append((row_index, str(object_id), "not_processed", "no_report",
-                         f"in patch(es) {patches} but no zooniverse_rgb_report", -1, -1, "", np.nan, 0, patches))
+            rows.append(
+                (
+                    row_index,
+                    str(object_id),
+                    "not_processed",
+                    "no_report",
+                    f"in patch(es) {patches} but no zooniverse_rgb_report",
+                    -1,
+                    -1,
+                    "",
+                    np.nan,
+                    0,
+                    patches,
+                )
+            )
         else:
-            rows.append((row_index, str(object_id), "outside_coadds", "outside",
-                         "no patch of the sky map contains it", -1, -1, "", np.nan, 0, ""))
-    names = ["row_index", "object_id", "status", "reason", "detail", "tract", "patch", "file", "coverage",
-             "n_pictures", "patches"]
+            rows.append(
+                (
+                    row_index,
+                    str(object_id),
+                    "outside_coadds",
+                    "outside",
+                    "no patch of the sky map contains it",
+                    -1,
+                    -1,
+                    "",
+                    np.nan,
+                    0,
+                    "",
+                )
+            )
+    names = [
+        "row_index",
+        "object_id",
+        "status",
+        "reason",
+        "detail",
+        "tract",
+        "patch",
+        "file",
+        "coverage",
+        "n_pictures",
+        "patches",
+    ]
     dtypes = [np.int64, str, str, str, str, np.int64, np.int64, str, np.float64, np.int64, str]
     table = Table(rows=rows, names=names, dtype=dtypes) if rows else Table(names=names, dtype=dtypes)
     table.sort("row_index")
@@ -150,7 +236,7 @@ def account_targets(butler: Any, collections: Any) -> Table:
 
 
 def summarize_accounting(table: Table) -> str:
-    """A few lines of text: counts per status and reason.
+    """Summarize the table in a few lines: counts per status and reason.
 
     Parameters
     ----------

@@ -38,6 +38,8 @@ from collections.abc import Mapping, Sequence
 import astropy.wcs
 import numpy as np
 from astropy.table import Table
+from PIL import Image
+
 from lsst.pex.config import (
     ChoiceField,
     Config,
@@ -50,7 +52,6 @@ from lsst.pex.config import (
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
-from PIL import Image
 
 from .rgb_collection import METADATA_POLICIES, RgbCollection
 from .rgb_stretch import StretchConfig
@@ -84,7 +85,9 @@ class ChannelConfig(Config):
         weights = [self.red, self.green, self.blue]
         if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
             raise FieldValidationError(
-                ChannelConfig.red, self, f"weights must be finite, non-negative and not all zero, not {weights}."
+                ChannelConfig.red,
+                self,
+                f"weights must be finite, non-negative and not all zero, not {weights}.",
             )
         if not math.isfinite(self.background):
             raise FieldValidationError(ChannelConfig.background, self, "must be finite.")
@@ -187,7 +190,9 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
         for channel in CHANNELS:
             if not any(getattr(c, channel) > 0 for c in self.channels.values()):
                 raise FieldValidationError(
-                    ComposeRgbConfig.channels, self, f"no band has a positive weight in the {channel} channel."
+                    ComposeRgbConfig.channels,
+                    self,
+                    f"no band has a positive weight in the {channel} channel.",
                 )
         if not (0.0 <= self.min_coverage <= 1.0):
             raise FieldValidationError(ComposeRgbConfig.min_coverage, self, "must be in [0, 1].")
@@ -215,7 +220,9 @@ def orient_to_north_up(wcs: astropy.wcs.WCS) -> tuple[int, bool]:
     # Pixel-space directions of east (+lon) and north (+lat).
     inverse = np.linalg.inv(cd)
     east, north = inverse[:, 0], inverse[:, 1]
-    flip_x = float(east[0] * north[1] - east[1] * north[0]) > 0  # East-left needs a clockwise (east, north) pair.
+    flip_x = (
+        float(east[0] * north[1] - east[1] * north[0]) > 0
+    )  # East-left needs a clockwise (east, north) pair.
     if flip_x:
         north = np.array([-north[0], north[1]])
     angle = math.degrees(math.atan2(north[1], north[0]))  # 90 = already up
@@ -274,7 +281,10 @@ def _picture(
         array = np.asarray(image)[::-1]
         resize = np.diag([scale_x, scale_y])
         # Output pixel centre u maps to input (u + 0.5) * s - 0.5.
-        matrix, offset = matrix @ resize, matrix @ np.array([0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5]) + offset
+        matrix, offset = (
+            matrix @ resize,
+            matrix @ np.array([0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5]) + offset,
+        )
     if wcs is not None:
         picture_wcs = _affine_wcs(wcs, matrix, offset)
     return np.ascontiguousarray(array[::-1]), picture_wcs
@@ -356,9 +366,7 @@ class ComposeRgbTask(PipelineTask):
         fill = config.missing_band_policy == "fill" and used
         stretch_text = config.stretch.describe()
         bad_bits = [self._bad_bits(stamps[band]) for band in used]
-        by_id = {
-            band: {stamp.object_id: stamp for stamp in stamps[band]} for band in used
-        }
+        by_id = {band: {stamp.object_id: stamp for stamp in stamps[band]} for band in used}
         n_rows = len(targets_patch)
         status = np.full(n_rows, "ok", dtype=object)
         detail = np.full(n_rows, "", dtype=object)
@@ -372,7 +380,9 @@ class ComposeRgbTask(PipelineTask):
                 continue
             if empty and not fill:
                 status[k] = "missing_band"
-                detail[k] = f"no coadd for the {', '.join(empty)} channel(s); bands present: {', '.join(used)}"
+                detail[k] = (
+                    f"no coadd for the {', '.join(empty)} channel(s); bands present: {', '.join(used)}"
+                )
                 continue
             band_stamps = [by_id[b].get(object_id) for b in used]
             if any(s is None for s in band_stamps):
@@ -411,13 +421,31 @@ class ComposeRgbTask(PipelineTask):
                     "coverage": coverage,
                     "stretch": stretch_text,
                     "row_index": int(row["row_index"]),
-                    "edge_distance": float(row["edge_distance"]) if "edge_distance" in row.colnames else math.nan,
+                    "edge_distance": float(row["edge_distance"])
+                    if "edge_distance" in row.colnames
+                    else math.nan,
                 }
             )
-        columns = ["object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch",
-                   "row_index", "edge_distance"]
-        index = Table(rows=[[r[c] for c in columns] for r in index_rows], names=columns) if index_rows else Table(
-            {c: [] for c in columns}, dtype=[str, float, float, str, int, int, str, float, str, int, float]
+        columns = [
+            "object_id",
+            "ra",
+            "dec",
+            "skymap",
+            "tract",
+            "patch",
+            "bands",
+            "coverage",
+            "stretch",
+            "row_index",
+            "edge_distance",
+        ]
+        index = (
+            Table(rows=[[r[c] for c in columns] for r in index_rows], names=columns)
+            if index_rows
+            else Table(
+                {c: [] for c in columns},
+                dtype=[str, float, float, str, int, int, str, float, str, int, float],
+            )
         )
         collection = RgbCollection(images, index, wcs=wcs_list, metadata_policy=config.metadata_policy)
         files = dict(zip(collection.index["object_id"], collection.index["file"]))
@@ -444,7 +472,10 @@ class ComposeRgbTask(PipelineTask):
             self.metadata[f"n_{key}"] = value
         self.log.info(
             "Tract %d patch %d: %d pictures from bands %s; skipped %s.",
-            tract, patch, len(images), ",".join(used) or "none",
+            tract,
+            patch,
+            len(images),
+            ",".join(used) or "none",
             {k: v for k, v in counts.items() if k != "ok" and v} or "none",
         )
         return Struct(rgb=collection, rgb_report=report)

@@ -93,13 +93,21 @@ def make_contact_sheet(
         text = str(label)
         while len(text) > 3 and draw.textlength(text, font=font) > thumb_size:
             text = text[:-2] + "…" if not text.endswith("…") else text[:-2] + "…"
-        draw.text((_GAP + column * cell_w, top + _GAP + row * cell_h + thumb_size + 1), text,
-                  fill=(230, 230, 230), font=font)
+        draw.text(
+            (_GAP + column * cell_w, top + _GAP + row * cell_h + thumb_size + 1),
+            text,
+            fill=(230, 230, 230),
+            font=font,
+        )
     return sheet
 
 
 def contact_sheet_from_collections(
-    collections: Sequence[Any], *, max_pictures: int = 64, thumb_size: int = 128, columns: int = 8,
+    collections: Sequence[Any],
+    *,
+    max_pictures: int = 64,
+    thumb_size: int = 128,
+    columns: int = 8,
     title: str | None = None,
 ) -> Image.Image:
     """Contact sheet of the first pictures of several RGB collections.

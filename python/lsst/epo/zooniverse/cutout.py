@@ -23,8 +23,11 @@
 
 A PI who makes an image by hand stores it with::
 
-    butler.put(make_cutout_image(rgb_array, metadata={"object_id": "42"}),
-               "zooniverse_cutout", dataId)
+    butler.put(
+        make_cutout_image(rgb_array, metadata={"object_id": "42"}),
+        "zooniverse_cutout",
+        dataId,
+    )
 
 or simply ``butler.put(rgb_array, ...)`` / ``butler.put(pil_image, ...)``.
 The PNG's text chunks come from the string entries of the PIL image's
@@ -41,7 +44,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .png import _check_text_key, as_pil_image, validate_image_array
+from .png import _check_text_key, _check_text_value, as_pil_image, validate_image_array
 
 
 def make_cutout_image(image: Any, metadata: Mapping[str, Any] | None = None) -> Image.Image:
@@ -76,6 +79,7 @@ def make_cutout_image(image: Any, metadata: Mapping[str, Any] | None = None) -> 
         if not isinstance(key, str):
             raise TypeError(f"Cutout metadata keys must be strings, not {key!r}.")
         _check_text_key(key)
+        _check_text_value(key, str(value))
         pil_image.info[key] = str(value)
     return pil_image
 
@@ -121,4 +125,6 @@ def cutout_text_metadata(image: Image.Image) -> dict[str, str]:
         Pillow uses for other purposes (``dpi``, ``gamma``, ...) are not
         strings and are left out.
     """
-    return {key: value for key, value in image.info.items() if isinstance(key, str) and isinstance(value, str)}
+    return {
+        key: value for key, value in image.info.items() if isinstance(key, str) and isinstance(value, str)
+    }

@@ -32,6 +32,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
+
 from lsst.pex.config import Field, FieldValidationError
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
@@ -165,7 +166,11 @@ class ExtractStampsTask(PipelineTask):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(
-            **inputs, skymap=data_id["skymap"], tract=data_id["tract"], patch=data_id["patch"], band=data_id["band"]
+            **inputs,
+            skymap=data_id["skymap"],
+            tract=data_id["tract"],
+            patch=data_id["patch"],
+            band=data_id["band"],
         )
         butlerQC.put(outputs, outputRefs)
 
@@ -228,7 +233,13 @@ class ExtractStampsTask(PipelineTask):
         )
         no_data_bit = mask_planes.get("NO_DATA", 8)
         stamps = Stamps(
-            metadata={"SKYMAP": skymap, "TRACT": tract, "PATCH": patch, "BAND": band, "BUNIT": str(coadd.unit or "")},
+            metadata={
+                "SKYMAP": skymap,
+                "TRACT": tract,
+                "PATCH": patch,
+                "BAND": band,
+                "BUNIT": str(coadd.unit or ""),
+            },
             mask_planes=mask_planes,
             use_variance=variance is not None,
         )
@@ -238,9 +249,19 @@ class ExtractStampsTask(PipelineTask):
             x0 = int(math.floor(x[k] + 0.5)) - size // 2
             y0 = int(math.floor(y[k] + 0.5)) - size // 2
             stamp = cut_stamp(
-                image, mask, variance,
-                parent_x0=parent_x0, parent_y0=parent_y0, x0=x0, y0=y0, width=size, height=size,
-                no_data_bit=no_data_bit, ra=float(ra[k]), dec=float(dec[k]), object_id=str(object_id),
+                image,
+                mask,
+                variance,
+                parent_x0=parent_x0,
+                parent_y0=parent_y0,
+                x0=x0,
+                y0=y0,
+                width=size,
+                height=size,
+                no_data_bit=no_data_bit,
+                ra=float(ra[k]),
+                dec=float(dec[k]),
+                object_id=str(object_id),
                 edge_distance=float(edge[k]),
             )
             stamp.set_shifted_wcs(wcs, x0 - parent_x0, y0 - parent_y0)
@@ -249,6 +270,11 @@ class ExtractStampsTask(PipelineTask):
         self.metadata["n_stamps"] = len(stamps)
         self.metadata["n_without_data"] = int(n_empty)
         self.log.info(
-            "Tract %d patch %d band %s: cut %d stamps (%d without data).", tract, patch, band, len(stamps), n_empty
+            "Tract %d patch %d band %s: cut %d stamps (%d without data).",
+            tract,
+            patch,
+            band,
+            len(stamps),
+            n_empty,
         )
         return Struct(stamps=stamps)

@@ -40,13 +40,21 @@ __all__ = [
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
 from lsst.daf.butler import DatasetProvenance, FormatterV2
 from lsst.resources import ResourcePath
-from PIL import Image
 
 from .cutout import cutout_text_metadata
 from .legacy_coadd import read_legacy_coadd
-from .png import DEFAULT_COMPRESS_LEVEL, _check_text_key, as_pil_image, decode_png, encode_png
+from .png import (
+    DEFAULT_COMPRESS_LEVEL,
+    _check_text_key,
+    _check_text_value,
+    as_pil_image,
+    decode_png,
+    encode_png,
+)
 from .rgb_collection import RgbCollection, read_rgb_collection, read_rgb_index, write_rgb_collection
 from .skymap import SkyMapGeometry
 from .stamps import PROVENANCE_PREFIX, Stamps, read_stamps, read_stamps_index, write_stamps
@@ -92,8 +100,9 @@ class CutoutFormatter(FormatterV2):
         _compress_level(self)
         if isinstance(in_memory_dataset, Image.Image):
             as_pil_image(in_memory_dataset, what="zooniverse_cutout image")
-            for key in cutout_text_metadata(in_memory_dataset):
+            for key, value in cutout_text_metadata(in_memory_dataset).items():
                 _check_text_key(key)
+                _check_text_value(key, value)
             return True
         return False
 
@@ -155,7 +164,9 @@ class StampsFormatter(FormatterV2):
         flat = (provenance or DatasetProvenance()).to_flat_dict(
             self.dataset_ref, prefix=PROVENANCE_PREFIX, sep=" ", simple_types=True, max_inputs=3000
         )
-        metadata = {k: v for k, v in in_memory_dataset.metadata.items() if not k.startswith(PROVENANCE_PREFIX)}
+        metadata = {
+            k: v for k, v in in_memory_dataset.metadata.items() if not k.startswith(PROVENANCE_PREFIX)
+        }
         metadata.update(flat)
         return Stamps(
             in_memory_dataset,
@@ -268,5 +279,7 @@ class SkyMapGeometryFormatter(FormatterV2):
     def to_bytes(self, in_memory_dataset: Any) -> bytes:
         # Docstring inherited.
         if not isinstance(in_memory_dataset, SkyMapGeometry):
-            raise TypeError(f"zooniverse_skymap takes a SkyMapGeometry, not {type(in_memory_dataset).__name__}.")
+            raise TypeError(
+                f"zooniverse_skymap takes a SkyMapGeometry, not {type(in_memory_dataset).__name__}."
+            )
         return in_memory_dataset.to_json().encode()

@@ -51,9 +51,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import astropy.io.fits as fits
+import astropy.units
 import astropy.wcs
 import numpy as np
-import astropy.units
+
 from lsst.images import (
     Box,
     GeneralFrame,
@@ -205,7 +206,9 @@ def _read_box(path: str | os.PathLike, box: Box, layout: _CoaddLayout) -> Masked
         for plane in layout.planes:
             planes[plane.extname] = plane.read(stream, box, path)
     projection = layout.sky_projection
-    image = Image(planes["IMAGE"], yx0=(box.y.start, box.x.start), unit=layout.unit, sky_projection=projection)
+    image = Image(
+        planes["IMAGE"], yx0=(box.y.start, box.x.start), unit=layout.unit, sky_projection=projection
+    )
     variance = Image(
         planes["VARIANCE"],
         yx0=(box.y.start, box.x.start),
@@ -379,7 +382,7 @@ def legacy_mask_bits(mask: Mask) -> tuple[np.ndarray, dict[str, int]]:
     """
     to_legacy = {plane.name: legacy for legacy, plane in get_legacy_deep_coadd_mask_planes().items()}
     schema = mask.schema
-    names = [name for name in schema.names]
+    names = list(schema.names)
     planes: dict[str, int] = {}
     free = iter(bit for bit in range(32) if bit not in DEFAULT_MASK_PLANES.values())
     for name in names:

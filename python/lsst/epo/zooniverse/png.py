@@ -276,23 +276,28 @@ def encode_png(
         raise ValueError(f"PNG compress_level must be an integer from 0 to 9, not {compress_level!r}.")
     if isinstance(image, Image.Image):
         as_pil_image(image)  # Validates the mode and size.
+        if "transparency" in image.info or "icc_profile" in image.info:
+            # Pillow writes these (tRNS, iCCP) from the image itself.
+            for key, value in (text or {}).items():
+                _check_text_key(key)
+                _check_text_value(key, value)
+            return _encode_png_pillow(image, text=text, xmp=xmp, compress_level=compress_level)
         array = np.asarray(image)
     else:
         array = validate_image_array(image)
     chunks = []
     for key, value in (text or {}).items():
         _check_text_key(key)
-        if not isinstance(value, str):
-            raise TypeError(f"PNG text value for {key!r} must be a str, not {type(value).__name__}.")
+        _check_text_value(key, value)
         chunks.append(_text_chunk(key, value))
     if xmp is not None:
-        chunks.append(_itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp))
+        chunks.append(
+            _itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)
+        )
     height, width = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
     ihdr = (
-        width.to_bytes(4, "big")
-        + height.to_bytes(4, "big")
-        + bytes([8, _PNG_COLOUR_TYPE[channels], 0, 0, 0])
+        width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, _PNG_COLOUR_TYPE[channels], 0, 0, 0])
     )
     rows = np.empty((height, width * channels + 1), dtype=np.uint8)
     rows[:, 0] = 0  # Filter type None.
@@ -339,8 +344,16 @@ def _check_text_key(key: Any) -> None:
         key.encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError(f"PNG text key {key!r} must be Latin-1.") from None
-    if key != key.strip() or "  " in key or any(ord(c) < 32 for c in key):
-        raise ValueError(f"PNG text key {key!r} has control characters or stray spaces.")
+    if key != key.strip() or "  " in key or any(ord(c) < 32 or 127 <= ord(c) <= 160 for c in key):
+        raise ValueError(f"PNG text key {key!r} has control characters, non-breaking or stray spaces.")
+
+
+def _check_text_value(key: str, value: Any) -> None:
+    """Raise if ``value`` cannot be the text of a PNG text chunk."""
+    if not isinstance(value, str):
+        raise TypeError(f"PNG text value for {key!r} must be a str, not {type(value).__name__}.")
+    if "\0" in value:
+        raise ValueError(f"PNG text value for {key!r} contains a NUL character.")
 
 
 def _iter_chunks(data: bytes, name: str):

@@ -554,7 +554,9 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
         raise RgbCollectionError(f"{name}: {INDEX_NAME} header repeats a column name.")
     for line, row in enumerate(body, start=2):
         if len(row) != len(header):
-            raise RgbCollectionError(f"{name}: {INDEX_NAME} line {line} has {len(row)} fields, not {len(header)}.")
+            raise RgbCollectionError(
+                f"{name}: {INDEX_NAME} line {line} has {len(row)} fields, not {len(header)}."
+            )
     columns = {}
     for j, column in enumerate(header[:-1]):
         kind = STANDARD_COLUMNS.get(column, (types.get(column, "str"),))[0]
@@ -575,7 +577,8 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
         missing = sorted(set(files) - pngs)
         extra = sorted(pngs - set(files))
         raise RgbCollectionError(
-            f"{name}: {INDEX_NAME} and the PNG entries disagree (missing: {missing[:5]}, unlisted: {extra[:5]})."
+            f"{name}: {INDEX_NAME} and the PNG entries disagree "
+            f"(missing: {missing[:5]}, unlisted: {extra[:5]})."
         )
     return table, wcs_text, policy
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
+
 from lsst.pex.config import Field
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
@@ -110,7 +111,9 @@ def select_patch_rows(
     if tables:
         rows = vstack(tables, join_type="exact", metadata_conflicts="silent")
     else:
-        rows = Table({"object_id": np.array([], dtype=str), "ra": [], "dec": [], "row_index": np.array([], int)})
+        rows = Table(
+            {"object_id": np.array([], dtype=str), "ra": [], "dec": [], "row_index": np.array([], int)}
+        )
     n_input = len(rows)
     if n_input:
         # A row can sit in two shards only if a shard is listed twice.
@@ -193,8 +196,14 @@ class ShardCatalogTask(PipelineTask):
         self.metadata["n_selected"] = len(rows)
         self.log.info(
             "Tract %d patch %d: %d of %d rows from %d shards fall in the patch.",
-            tract, patch, len(rows), counts["n_input"], len(tables),
+            tract,
+            patch,
+            len(rows),
+            counts["n_input"],
+            len(tables),
         )
         if not len(rows):
-            raise NoWorkFound(f"None of the {counts['n_input']} rows of the overlapping shards is in the patch.")
+            raise NoWorkFound(
+                f"None of the {counts['n_input']} rows of the overlapping shards is in the patch."
+            )
         return Struct(targets_patch=rows)

@@ -184,7 +184,7 @@ class TractGeometry:
         return self.patch_inner_bbox(patch_id).dilated(self.border, self.bbox)
 
     def sky_polygon(self, box: Box2):
-        """The sky polygon through the outer corners of a pixel box.
+        """Return the sky polygon through the outer corners of a pixel box.
 
         Parameters
         ----------
@@ -313,9 +313,7 @@ class SkyMapGeometry:
             registry.insertDimensionData("patch", *records, skip_existing=True)
 
 
-def make_tan_wcs(
-    ra: float, dec: float, scale_arcsec: float, width: int, height: int
-) -> astropy.wcs.WCS:
+def make_tan_wcs(ra: float, dec: float, scale_arcsec: float, width: int, height: int) -> astropy.wcs.WCS:
     """Make a north-up, east-left TAN WCS centred on a pixel grid.
 
     Parameters
@@ -340,4 +338,3 @@ def make_tan_wcs(
     wcs.wcs.cd = [[-scale, 0.0], [0.0, scale]]
     wcs.wcs.radesys = "ICRS"
     return wcs
-

@@ -757,12 +757,14 @@ class _Cards:
 def _header_wcs(
     stamp: Stamp, scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]]
 ) -> astropy.wcs.WCS | None:
-    """The WCS to write for a stamp: for a WCS not made yet from a shared
-    parent (`Stamp.set_shifted_wcs`), one working copy of the parent per
-    file with the stamp's CRPIX, instead of a copy per stamp.
+    """Return the WCS to write for a stamp.
+
+    For a WCS not made yet from a shared parent (`Stamp.set_shifted_wcs`),
+    one working copy of the parent per file takes the stamp's CRPIX,
+    instead of a copy per stamp.
     """
     make = stamp.__dict__.get("_wcs_factory")
-    if type(make) is functools.partial and make.func is _shifted_wcs:
+    if type(make) is functools.partial and make.func is _shifted_wcs and make.args[0].sip is None:
         parent, crpix = make.args
         entry = scratch.get(id(parent))
         if entry is None or entry[0] is not parent:
@@ -1276,12 +1278,17 @@ def _assemble(
     name: str,
 ) -> Stamps:
     stamps = []
+    handed_out: set[int] = set()
     for k in selected:
         group = parts.get(k + 1)
         if group is None or "IMAGE" not in group:
             raise ValueError(f"{name}: no IMAGE HDU for stamp {k + 1} of {info.n_stamps}.")
         x0, y0 = group["xy0"]
         wcs = group["wcs"]
+        if isinstance(wcs, astropy.wcs.WCS):
+            if id(wcs) in handed_out:  # The same stamp selected twice.
+                wcs = wcs.deepcopy()
+            handed_out.add(id(wcs))
         stamp = Stamp(
             image=group["IMAGE"],
             mask=group.get("MASK"),
@@ -1432,6 +1439,8 @@ class _StampWcs:
 def _shifted_wcs(base: astropy.wcs.WCS, crpix: list[float]) -> astropy.wcs.WCS:
     wcs = base.deepcopy()
     wcs.wcs.crpix = crpix
+    if wcs.sip is not None:  # SIP polynomials are about their own CRPIX.
+        wcs.sip = astropy.wcs.Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, crpix)
     wcs.wcs.set()
     return wcs
 

@@ -58,7 +58,7 @@ from ..butler_config import get_butler, make_butler_repo
 from ..dataset_types import DEEP_COADD, SKYMAP, register_dataset_types
 from ..legacy_coadd import write_legacy_masked_image
 from ..skymap import Box2, SkyMapGeometry, TractGeometry, make_tan_wcs
-from ..wcs_metadata import wcs_from_header_string, wcs_to_header_string
+from ..wcs_metadata import wcs_to_header_string
 from .scene import DEMO_BANDS, SATURATION_NJY, DemoSource, make_sources, render_tract
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.demo")
@@ -275,7 +275,7 @@ def _twomass_stars(n: int = 8) -> list[tuple[float, float, float]]:
 
 
 def _sample_rows(skymap: SkyMapGeometry, sources: list[DemoSource], twomass_stars) -> list[dict]:
-    """The sample catalog: real objects in every situation plus bad rows."""
+    """Make the sample catalog: real objects in every situation plus bad rows."""
     wrap = skymap.tract(TRACT_WRAP)
     wcs = wrap.wcs
     rows = []
@@ -298,17 +298,25 @@ def _sample_rows(skymap: SkyMapGeometry, sources: list[DemoSource], twomass_star
         x, y = wcs.wcs_world2pix([[source.ra, source.dec]], 0)[0]
         tract = TRACT_POLE if source.dec > 80 else TRACT_WRAP
         note = "pole" if tract == TRACT_POLE else situation(x, y)
-        rows.append({"object_id": str(1_000_000 + source.source_id), "ra": source.ra, "dec": source.dec, "note": note})
+        rows.append(
+            {"object_id": str(1_000_000 + source.source_id), "ra": source.ra, "dec": source.dec, "note": note}
+        )
     for k, (ra, dec, _) in enumerate(twomass_stars):
         rows.append({"object_id": str(2_000_000 + k), "ra": ra, "dec": dec, "note": "2mass_star"})
     # Partial cutouts at the outer edge of the tract.
-    for k, (x, y) in enumerate([(wrap.bbox.x1 - 3.0, 300.0), (500.0, 2.0), (wrap.bbox.x1 - 2.0, wrap.bbox.y1 - 2.0)]):
+    for k, (x, y) in enumerate(
+        [(wrap.bbox.x1 - 3.0, 300.0), (500.0, 2.0), (wrap.bbox.x1 - 2.0, wrap.bbox.y1 - 2.0)]
+    ):
         ra, dec = wcs.wcs_pix2world([[x, y]], 0)[0]
-        rows.append({"object_id": str(3_000_000 + k), "ra": float(ra % 360), "dec": float(dec), "note": "edge"})
+        rows.append(
+            {"object_id": str(3_000_000 + k), "ra": float(ra % 360), "dec": float(dec), "note": "edge"}
+        )
     # Exactly on a patch overlap (the middle of a shared border).
     for k, (x, y) in enumerate([(340.0, 200.0), (640.0, 340.0)]):
         ra, dec = wcs.wcs_pix2world([[x, y]], 0)[0]
-        rows.append({"object_id": str(3_100_000 + k), "ra": float(ra % 360), "dec": float(dec), "note": "overlap"})
+        rows.append(
+            {"object_id": str(3_100_000 + k), "ra": float(ra % 360), "dec": float(dec), "note": "overlap"}
+        )
     extras = [
         ("4000000", 10.0, 10.0, "outside"),
         ("4000001", 180.0, -45.0, "outside"),
@@ -390,9 +398,7 @@ def make_demo_repo(
     dataset_type = DEEP_COADD.make(butler.dimensions)
 
     wrap, pole = skymap.tract(TRACT_WRAP), skymap.tract(TRACT_POLE)
-    sources = make_sources(
-        wrap.wcs, wrap.bbox.width, wrap.bbox.height, n_stars=60, n_galaxies=70, seed=seed
-    )
+    sources = make_sources(wrap.wcs, wrap.bbox.width, wrap.bbox.height, n_stars=60, n_galaxies=70, seed=seed)
     sources.append(
         DemoSource(
             900,
@@ -412,7 +418,9 @@ def make_demo_repo(
         for tract, tract_sources, edge in ((wrap, sources, NO_DATA_X_MAX), (pole, pole_sources, 0)):
             for band_index, band in enumerate(DEMO_BANDS):
                 say(f"Rendering tract {tract.tract_id} band {band}")
-                planes = _synthetic_planes(tract, tract_sources, band, seed + 10 * tract.tract_id + band_index, edge)
+                planes = _synthetic_planes(
+                    tract, tract_sources, band, seed + 10 * tract.tract_id + band_index, edge
+                )
                 for patch_id in tract.patch_ids():
                     if (tract.tract_id, patch_id, band) == MISSING_BAND:
                         continue
@@ -420,11 +428,27 @@ def make_demo_repo(
                     image, mask, variance = _cut(planes, box)
                     path = staging / f"deep_coadd_{tract.tract_id}_{patch_id}_{band}.fits"
                     write_legacy_masked_image(
-                        path, image=image, mask=mask, variance=variance, x0=box.x0, y0=box.y0,
-                        wcs=tract.wcs, mask_planes=COADD_MASK_PLANES,
-                        metadata={"BAND": band, "SKYMAP": DEMO_SKYMAP, "TRACT": tract.tract_id, "PATCH": patch_id},
+                        path,
+                        image=image,
+                        mask=mask,
+                        variance=variance,
+                        x0=box.x0,
+                        y0=box.y0,
+                        wcs=tract.wcs,
+                        mask_planes=COADD_MASK_PLANES,
+                        metadata={
+                            "BAND": band,
+                            "SKYMAP": DEMO_SKYMAP,
+                            "TRACT": tract.tract_id,
+                            "PATCH": patch_id,
+                        },
                     )
-                    data_id = {"skymap": DEMO_SKYMAP, "tract": tract.tract_id, "patch": patch_id, "band": band}
+                    data_id = {
+                        "skymap": DEMO_SKYMAP,
+                        "tract": tract.tract_id,
+                        "patch": patch_id,
+                        "band": band,
+                    }
                     datasets[SYNTHETIC_RUN].append((path, data_id))
         twomass = skymap.tract(TRACT_2MASS)
         for band in TWOMASS_BANDS:
@@ -432,9 +456,22 @@ def make_demo_repo(
             image, mask, variance = _twomass_planes(band)
             path = staging / f"deep_coadd_{TRACT_2MASS}_0_{band}.fits"
             write_legacy_masked_image(
-                path, image=image, mask=mask, variance=variance, x0=0, y0=0, wcs=twomass.wcs,
-                mask_planes=COADD_MASK_PLANES, bunit=None,
-                metadata={"BAND": band, "SURVEY": "2MASS", "SKYMAP": DEMO_SKYMAP, "TRACT": TRACT_2MASS, "PATCH": 0},
+                path,
+                image=image,
+                mask=mask,
+                variance=variance,
+                x0=0,
+                y0=0,
+                wcs=twomass.wcs,
+                mask_planes=COADD_MASK_PLANES,
+                bunit=None,
+                metadata={
+                    "BAND": band,
+                    "SURVEY": "2MASS",
+                    "SKYMAP": DEMO_SKYMAP,
+                    "TRACT": TRACT_2MASS,
+                    "PATCH": 0,
+                },
             )
             datasets[TWOMASS_RUN].append(
                 (path, {"skymap": DEMO_SKYMAP, "tract": TRACT_2MASS, "patch": 0, "band": band})
@@ -466,14 +503,27 @@ def make_demo_repo(
     truth = catalog_dir / "truth_catalog.csv"
     truth_rows = [
         {
-            "source_id": s.source_id, "kind": s.kind, "ra": s.ra, "dec": s.dec,
-            "mag_g": s.mag["g"], "mag_r": s.mag["r"], "mag_i": s.mag["i"],
+            "source_id": s.source_id,
+            "kind": s.kind,
+            "ra": s.ra,
+            "dec": s.dec,
+            "mag_g": s.mag["g"],
+            "mag_r": s.mag["r"],
+            "mag_i": s.mag["i"],
             "tract": TRACT_POLE if s.dec > 80 else TRACT_WRAP,
         }
         for s in sources + pole_sources
     ] + [
-        {"source_id": 2_000_000 + k, "kind": "2mass_star", "ra": ra, "dec": dec,
-         "mag_g": math.nan, "mag_r": math.nan, "mag_i": math.nan, "tract": TRACT_2MASS}
+        {
+            "source_id": 2_000_000 + k,
+            "kind": "2mass_star",
+            "ra": ra,
+            "dec": dec,
+            "mag_g": math.nan,
+            "mag_r": math.nan,
+            "mag_i": math.nan,
+            "tract": TRACT_2MASS,
+        }
         for k, (ra, dec, _) in enumerate(twomass_stars)
     ]
     _write_csv(truth, truth_rows)

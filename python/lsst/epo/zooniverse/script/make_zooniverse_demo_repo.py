@@ -44,7 +44,9 @@ def make_zooniverse_demo_repo(repo: str, overwrite: bool = False, seed: int = 20
         Raised if ``repo`` exists and ``overwrite`` is false.
     """
     try:
-        demo = make_demo_repo(repo, overwrite=overwrite, seed=seed, progress=lambda m: click.echo(m, err=True))
+        demo = make_demo_repo(
+            repo, overwrite=overwrite, seed=seed, progress=lambda m: click.echo(m, err=True)
+        )
     except FileExistsError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"repository:     {demo.root}")

@@ -92,7 +92,9 @@ def summarize_zooniverse_run(
     if contact_sheet and rgb_collections:
         os.makedirs(os.path.dirname(os.path.abspath(contact_sheet)), exist_ok=True)
         sheet = contact_sheet_from_collections(
-            rgb_collections, max_pictures=max_pictures, title=f"{','.join(collections)}: {n_pictures} pictures"
+            rgb_collections,
+            max_pictures=max_pictures,
+            title=f"{','.join(collections)}: {n_pictures} pictures",
         )
         sheet.save(contact_sheet)
         click.echo(f"contact sheet: {contact_sheet}")

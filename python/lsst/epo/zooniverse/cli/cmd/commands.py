@@ -28,6 +28,7 @@ __all__ = ["make_zooniverse_demo_repo", "shard_zooniverse_catalog", "summarize_z
 from typing import Any
 
 import click
+
 from lsst.daf.butler.cli.opt import repo_argument
 from lsst.daf.butler.cli.utils import ButlerCommand, split_commas
 
@@ -117,12 +118,25 @@ def shard_zooniverse_catalog(**kwargs: Any) -> None:
 @click.command(short_help="Summarize a Zooniverse cutout pipeline run.", cls=ButlerCommand)
 @repo_argument(required=True)
 @click.argument("collections", callback=split_commas)
-@click.option("--contact-sheet", type=click.Path(dir_okay=False), default=None,
-              help="Write a PNG contact sheet (grid of thumbnails) of the pictures here.")
-@click.option("--accounting", type=click.Path(dir_okay=False), default=None,
-              help="Write the per-catalog-row accounting table here (CSV).")
-@click.option("--max-pictures", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Most pictures on the contact sheet.")
+@click.option(
+    "--contact-sheet",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a PNG contact sheet (grid of thumbnails) of the pictures here.",
+)
+@click.option(
+    "--accounting",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the per-catalog-row accounting table here (CSV).",
+)
+@click.option(
+    "--max-pictures",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Most pictures on the contact sheet.",
+)
 def summarize_zooniverse_run(**kwargs: Any) -> None:
     """Print what a pipeline run made in COLLECTIONS (comma-separated; the
     run's output collection, which chains its inputs): the pictures per
