@@ -67,7 +67,9 @@ BIN = Path(sys.executable).parent
 SKYMAP = "bench_skymap"
 
 
-def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, int]:
+def build_repo(
+    root: Path, objects_per_patch: int, seed: int = 7, patches_per_side: int = 2
+) -> tuple[str, int]:
     """Make the benchmark repository and shard its catalog; return the repo
     path and the number of objects.
     """
@@ -89,9 +91,10 @@ def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, 
     make_butler_repo(repo)
     butler = get_butler(repo, writeable=True)
     inner, border = 1000, 50
-    size = 2 * inner + 2 * border
+    n = patches_per_side
+    size = n * inner + 2 * border
     tract = TractGeometry(
-        0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), 2, 2, (inner, inner), border
+        0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), n, n, (inner, inner), border
     )
     skymap = SkyMapGeometry(SKYMAP, (tract,))
     _register_instruments(butler)
@@ -103,8 +106,8 @@ def build_repo(root: Path, objects_per_patch: int, seed: int = 7) -> tuple[str, 
         tract.wcs,
         size,
         size,
-        n_stars=4 * objects_per_patch // 2,
-        n_galaxies=4 * objects_per_patch // 2,
+        n_stars=n * n * objects_per_patch // 2,
+        n_galaxies=n * n * objects_per_patch // 2,
         seed=seed,
     )
     staging = root / "staging"
@@ -225,7 +228,7 @@ def run_bps(
     stamp_size: int,
     workdir: Path,
     cluster: bool = True,
-    patches_per_job: int = 1,
+    patches_per_job: int | None = None,
 ) -> tuple[float, float]:
     """``bps submit`` of the shipped file with ``cores`` parsl workers;
     return the wall time of the whole command and of its submit stage (the
@@ -239,15 +242,10 @@ def run_bps(
     if not cluster:
         text = re.sub(r"^clusterAlgorithm:.*?\n\n", "\n", text, flags=re.S | re.M)
         assert "clusterAlgorithm" not in text
-    elif patches_per_job > 1:
-        # Group several patches of a tract into one job.
-        old = "    dimensions: skymap,tract,patch\n"
-        assert old in text
-        text = text.replace(
-            old,
-            "    dimensions: skymap,tract\n    partitionDimensions: patch\n"
-            f"    partitionMaxSize: {patches_per_job}\n",
-        )
+    elif patches_per_job is not None:
+        # Patches of a tract per job (the shipped file has 4).
+        text, n = re.subn(r"partitionMaxSize: \d+", f"partitionMaxSize: {patches_per_job}", text)
+        assert n == 1
     submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
     submit.write_text(text)
     env = environment()
@@ -384,6 +382,12 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
     return results
 
 
+def _jobs_label(patches_per_job: int | None) -> str:
+    if patches_per_job is None:
+        return "jobs as the shipped file (up to 4 patches)"
+    return "one job per patch" if patches_per_job == 1 else f"up to {patches_per_job} patches per job"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -393,19 +397,22 @@ def main() -> None:
     parser.add_argument("--baseline-objects", type=int, default=60)
     parser.add_argument("--skip-bps", action="store_true")
     parser.add_argument(
+        "--patches-per-side", type=int, default=2, help="the tract has N x N patches (default 2)"
+    )
+    parser.add_argument(
         "--patches-per-job",
         type=int,
-        default=1,
-        help="with clustering, patches of a tract per BPS job (default 1, as the shipped file)",
+        default=None,
+        help="with clustering, patches of a tract per BPS job (default: the shipped file's 4)",
     )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
         t0 = time.perf_counter()
-        repo, n_objects = build_repo(work, args.objects_per_patch)
+        repo, n_objects = build_repo(work, args.objects_per_patch, patches_per_side=args.patches_per_side)
         print(
-            f"set-up: {n_objects} objects, 4 patches x 3 bands, stamps {args.stamp_size} px "
+            f"set-up: {n_objects} objects, {args.patches_per_side**2} patches x 3 bands, stamps {args.stamp_size} px "
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
@@ -440,11 +447,7 @@ def main() -> None:
                     )
                     bps[cluster, cores] = (total, submit_s)
                     n = count_pictures(repo, name)[0]
-                    per_patch = (
-                        f"{args.patches_per_job} patches per job"
-                        if args.patches_per_job > 1
-                        else "one job per patch"
-                    )
+                    per_patch = _jobs_label(args.patches_per_job)
                     label = f"bps parsl cores: {cores}, {per_patch if cluster else 'one job per quantum'}"
                     rows.append((label + ", execution", n / submit_s))
                     rows.append((label + ", whole submit", n / total))
@@ -468,11 +471,7 @@ def main() -> None:
             print(f"{label:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
         for cluster in (True, False):
             if (cluster, 1) in bps:
-                per_patch = (
-                    f"{args.patches_per_job} patches per job"
-                    if args.patches_per_job > 1
-                    else "one job per patch"
-                )
+                per_patch = _jobs_label(args.patches_per_job)
                 kind = per_patch if cluster else "one job per quantum"
                 print(
                     f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
