@@ -44,7 +44,8 @@ Measured:
    pipeline's ZIPs) at the same compression level, and this package's own
    PNG writer with ISA-L and with zlib, in one process.
 
-Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S] [--skip-bps]
+Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
+       [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
 """
 
 from __future__ import annotations
@@ -412,7 +413,8 @@ def main() -> None:
         t0 = time.perf_counter()
         repo, n_objects = build_repo(work, args.objects_per_patch, patches_per_side=args.patches_per_side)
         print(
-            f"set-up: {n_objects} objects, {args.patches_per_side**2} patches x 3 bands, stamps {args.stamp_size} px "
+            f"set-up: {n_objects} objects, {args.patches_per_side**2} patches x 3 bands, "
+            f"stamps {args.stamp_size} px "
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
