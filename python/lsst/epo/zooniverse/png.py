@@ -274,22 +274,19 @@ def encode_png(
     """
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise ValueError(f"PNG compress_level must be an integer from 0 to 9, not {compress_level!r}.")
+    text = dict(text or {})
+    for key, value in text.items():
+        _check_text_key(key)
+        _check_text_value(key, value)
     if isinstance(image, Image.Image):
         as_pil_image(image)  # Validates the mode and size.
         if "transparency" in image.info or "icc_profile" in image.info:
             # Pillow writes these (tRNS, iCCP) from the image itself.
-            for key, value in (text or {}).items():
-                _check_text_key(key)
-                _check_text_value(key, value)
             return _encode_png_pillow(image, text=text, xmp=xmp, compress_level=compress_level)
         array = np.asarray(image)
     else:
         array = validate_image_array(image)
-    chunks = []
-    for key, value in (text or {}).items():
-        _check_text_key(key)
-        _check_text_value(key, value)
-        chunks.append(_text_chunk(key, value))
+    chunks = [_text_chunk(key, value) for key, value in text.items()]
     if xmp is not None:
         chunks.append(
             _itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)

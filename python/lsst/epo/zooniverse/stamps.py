@@ -211,8 +211,7 @@ class Stamp:
             Position of the stamp's pixel ``(0, 0)`` in the parent array.
         """
         crpix = [float(parent_wcs.wcs.crpix[0]) - dx, float(parent_wcs.wcs.crpix[1]) - dy]
-        self.__dict__["_wcs"] = None
-        self.__dict__["_wcs_factory"] = functools.partial(_shifted_wcs, parent_wcs, crpix)
+        _set_wcs_factory(self, functools.partial(_shifted_wcs, parent_wcs, crpix))
 
     def equals(self, other: Stamp) -> bool:
         """Compare pixels (NaN equal to NaN) and metadata with another
@@ -262,6 +261,12 @@ def _stamp_wcs(self: Stamp) -> astropy.wcs.WCS | None:
 def _set_stamp_wcs(self: Stamp, value: astropy.wcs.WCS | None) -> None:
     self.__dict__["_wcs"] = value
     self.__dict__["_wcs_factory"] = None
+
+
+def _set_wcs_factory(stamp: Stamp, make: Callable[[], astropy.wcs.WCS]) -> None:
+    """Give ``stamp`` the WCS ``make()`` returns, made when first asked for."""
+    stamp.__dict__["_wcs"] = None
+    stamp.__dict__["_wcs_factory"] = make
 
 
 # The WCS of a stamp read from a file is made when first asked for (most
@@ -1299,7 +1304,7 @@ def _assemble(
             **info.stamp_fields(k),
         )
         if callable(wcs):
-            stamp.__dict__["_wcs_factory"] = wcs
+            _set_wcs_factory(stamp, wcs)
         stamps.append(stamp)
     result = Stamps(
         stamps,
