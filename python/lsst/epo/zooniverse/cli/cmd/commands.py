@@ -32,9 +32,9 @@ import click
 from lsst.daf.butler.cli.opt import repo_argument
 from lsst.daf.butler.cli.utils import ButlerCommand, split_commas
 
-from ... import script
-from ...script import shard_zooniverse_catalog as shard_script
-from ...script import summarize_zooniverse_run as summary_script
+# The script modules (and the package's heavy imports behind them) are
+# imported when a command runs: daf_butler imports this module for every
+# `butler` command, BPS final jobs included.
 from ..opt import overwrite_option, seed_option
 
 
@@ -52,7 +52,9 @@ def make_zooniverse_demo_repo(**kwargs: Any) -> None:
 
     REPO is the directory to create; it must not exist unless --overwrite.
     """
-    script.make_zooniverse_demo_repo(**kwargs)
+    from ...script.make_zooniverse_demo_repo import make_zooniverse_demo_repo as run
+
+    run(**kwargs)
 
 
 @click.command(short_help="Shard a target catalog into zooniverse_targets datasets.", cls=ButlerCommand)
@@ -112,7 +114,9 @@ def shard_zooniverse_catalog(**kwargs: Any) -> None:
     CATALOG is a CSV (.csv, .csv.gz), Parquet (.parquet, .pq), FITS table
     (.fits, .fit, .fits.gz) or VOTable (.vot, .xml, .votable) file.
     """
-    shard_script.shard_zooniverse_catalog(**kwargs)
+    from ...script.shard_zooniverse_catalog import shard_zooniverse_catalog as run
+
+    run(**kwargs)
 
 
 @click.command(short_help="Summarize a Zooniverse cutout pipeline run.", cls=ButlerCommand)
@@ -143,4 +147,6 @@ def summarize_zooniverse_run(**kwargs: Any) -> None:
     patch and what happened to every catalog row (pictured, rejected by
     the sharding command, no picture and why, outside every coadd).
     """
-    summary_script.summarize_zooniverse_run(**kwargs)
+    from ...script.summarize_zooniverse_run import summarize_zooniverse_run as run
+
+    run(**kwargs)
