@@ -66,6 +66,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SKYMAP = "bench_skymap"
+INPUTS = ("coadds", "targets", "skymaps")
 
 
 def build_repo(
@@ -167,6 +168,11 @@ def environment() -> dict[str, str]:
     )
 
 
+def _collection_options(repo: str, output: str) -> list[str]:
+    """Repository, input and output options of pipetask and bps."""
+    return ["-b", repo, "-i", ",".join(INPUTS), "-o", output]
+
+
 def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Path) -> tuple[float, float]:
     """Build the graph (``pipetask qgraph``), then execute it
     (``pipetask run -g``); return both wall times in seconds.
@@ -177,12 +183,7 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
         [
             str(BIN / "pipetask"),
             "qgraph",
-            "-b",
-            repo,
-            "-i",
-            "coadds,targets,skymaps",
-            "-o",
-            output,
+            *_collection_options(repo, output),
             "-p",
             str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"),
             "-d",
@@ -205,14 +206,9 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
             "run",
             "-j",
             str(jobs),
-            "-b",
-            repo,
+            *_collection_options(repo, output),
             "-g",
             str(graph),
-            "-i",
-            "coadds,targets,skymaps",
-            "-o",
-            output,
             "--register-dataset-types",
         ],
         check=True,
@@ -257,12 +253,7 @@ def run_bps(
             str(BIN / "bps"),
             "submit",
             str(submit),
-            "-b",
-            repo,
-            "-i",
-            "coadds,targets,skymaps",
-            "-o",
-            output,
+            *_collection_options(repo, output),
             "-d",
             f"skymap='{SKYMAP}'",
             "--extra-qgraph-options",
@@ -301,7 +292,7 @@ def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path)
     from lsst.epo.zooniverse.butler_config import get_butler
     from lsst.images import Box, Interval
 
-    butler = get_butler(repo, collections=["coadds", "targets", "skymaps"])
+    butler = get_butler(repo, collections=list(INPUTS))
     skymap = butler.get("zooniverse_skymap", skymap=SKYMAP)
     tract = skymap.tract(0)
     refs = butler.query_datasets("zooniverse_targets", explain=False)
