@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up epo_zooniverse on this machine: find Python >= 3.12, make a virtual
 # environment (.venv, or $EPO_ZOONIVERSE_VENV), install the project into it,
-# and with --test-tools install the Debian checkers the tests use.
+# and with --test-tools install the Debian checkers and the PostgreSQL server
+# the tests use.
 # Safe to run again: it only redoes what changed.
 set -euo pipefail
 
@@ -59,14 +60,33 @@ fingerprint=$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ] || \
    ! "$venv/bin/python" -c 'import lsst.epo.zooniverse.version' >/dev/null 2>&1; then
     say "installing lsst-epo-zooniverse and its dependencies into $venv"
-    "$venv/bin/python" -m pip install --quiet -e "$root[test,bench]"
+    "$venv/bin/python" -m pip install --quiet -e "$root[test,bench,postgres]"
     echo "$fingerprint" > "$stamp"
 fi
+
+# The state-database tests start their own throw-away PostgreSQL server
+# (tests/postgres_server.py): they need initdb and pg_ctl, from PATH or from
+# Debian's /usr/lib/postgresql/<version>/bin, and as root a `postgres` account
+# to run the server as.  The Debian package's default cluster is not used.
+have_postgres_server() {
+    if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
+        return 1
+    fi
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        return 0
+    fi
+    local bin
+    for bin in /usr/lib/postgresql/*/bin; do
+        if [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ]; then return 0; fi
+    done
+    return 1
+}
 
 if [ "$want_test_tools" = 1 ]; then
     missing=()
     command -v pngcheck >/dev/null 2>&1 || missing+=(pngcheck)
     command -v fitsverify >/dev/null 2>&1 || missing+=(fitsverify)
+    have_postgres_server || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             say "installing Debian packages: ${missing[*]}"
