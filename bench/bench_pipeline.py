@@ -259,12 +259,15 @@ def run_bps(
             "--extra-qgraph-options",
             f"--dataset-query-constraint zooniverse_targets -c extractStamps:stamp_size={stamp_size}",
         ],
-        check=True,
         env=env,
         capture_output=True,
         text=True,
         cwd=workdir,
     )
+    if result.returncode != 0:
+        sys.exit(
+            f"bps submit failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     total = time.perf_counter() - start
     stages = re.findall(r"Submit stage completed: Took ([0-9.]+) seconds", result.stdout + result.stderr)
     return total, float(stages[-1]) if stages else float("nan")

@@ -7,7 +7,11 @@
 #      running shardCatalog -> extractStamps -> composeRgb,
 #   5. print the output collection, counts, what happened to every catalog
 #      row, and the path of a contact sheet of the pictures,
-#   6. put and get a single hand-made PNG cutout through the Butler.
+#   6. put and get a single hand-made PNG cutout through the Butler,
+#   7. EPO's side (zooniverse-epo, state in OUTPUT_DIR/epo_service): register
+#      the PI's project, poll (retrieve, validate, quarantine), approve as an
+#      operator, publish, serve the public directory over HTTP and fetch
+#      the published URLs back.
 # Usage: scripts/demo.sh [REPO] [OUTPUT_DIR]   (defaults: demo_repo demo_output)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,10 +31,47 @@ butler shard-zooniverse-catalog "$repo" "$repo/catalogs/sample_catalog.csv" \
 mkdir -p "$output"
 cd "$output"
 bps submit "$root/config/bps/zooniverse.yaml" \
-    -b "$repo" -i demo/defaults,targets/sample -o demo/zooniverse_cutouts \
+    -b "$repo" -i demo/defaults,targets/sample -o u/demo_pi/zooniverse_cutouts \
     -d "skymap = 'zooniverse_demo'" \
     --extra-qgraph-options "--dataset-query-constraint zooniverse_targets -C composeRgb:$root/config/composeRgb_demo.py"
 
-butler summarize-zooniverse-run "$repo" demo/zooniverse_cutouts \
+butler summarize-zooniverse-run "$repo" u/demo_pi/zooniverse_cutouts \
     --contact-sheet "$output/contact_sheet.png" --accounting "$output/accounting.csv"
 python "$root/examples/put_get_cutout.py" "$repo" "$output"
+
+# EPO's side: a fresh service state for this run of the demo.
+rm -rf "$output/epo_service"
+port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+epo() { zooniverse-epo --public-url "http://127.0.0.1:$port/" "$@"; }
+epo register demo-galaxies --zooniverse-project 1 --owner demo_pi --repo "$repo" \
+    --collections 'u/demo_pi/*' --dataset-type zooniverse_rgb --dataset-type zooniverse_cutout \
+    --contact demo_pi@example.org
+epo poll
+epo review
+epo approve $(epo review --json | python -c 'import json, sys; print(" ".join(b["batch"] for b in json.load(sys.stdin)))') \
+    --operator demo_operator --reason "demo: reviewed the contact sheet"
+epo publish
+epo report demo-galaxies --output "$output/epo_report.csv"
+epo serve --port "$port" 2> "$output/epo_serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+python - "$output/epo_report.csv" "http://127.0.0.1:$port/" <<'PY'
+import csv, sys, time, urllib.request
+report, base = sys.argv[1], sys.argv[2]
+for attempt in range(100):
+    try:
+        status = urllib.request.urlopen(base + "status.json", timeout=5).read().decode()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("zooniverse-epo serve did not start")
+rows = list(csv.DictReader(open(report)))
+urls = [r["url"] for r in rows if r["state"] == "published"]
+for url in urls:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/png" and response.read(8) == b"\x89PNG\r\n\x1a\n"
+print(f"EPO: {len(urls)} published images fetched over HTTP from {base}, e.g. {urls[0] if urls else '-'}")
+print(f"EPO: per-image report {report}; status {base}status.json:")
+print(status)
+PY

@@ -40,12 +40,13 @@ __all__ = [
     "encode_png",
     "png_deflate_library",
     "read_png_text",
+    "strip_png_text_chunks",
     "validate_image_array",
 ]
 
 import io
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -438,7 +439,7 @@ def decode_png(
     return image
 
 
-def read_png_text(data: bytes, *, name: str = "PNG") -> dict[str, str]:
+def read_png_text(data: bytes, *, name: str = "PNG", max_text_bytes: int | None = None) -> dict[str, str]:
     """Read the text chunks (``tEXt``, ``zTXt``, ``iTXt``) of a PNG without
     decoding its pixels.
 
@@ -448,6 +449,11 @@ def read_png_text(data: bytes, *, name: str = "PNG") -> dict[str, str]:
         The PNG file contents.
     name : `str`, optional
         Name of the file, for error messages.
+    max_text_bytes : `int` or `None`, optional
+        Refuse a compressed text chunk (``zTXt``, compressed ``iTXt``) that
+        inflates to more than this many bytes (`None`: no limit).  Set it
+        for untrusted files: a few kilobytes of deflate can inflate to
+        gigabytes.
 
     Returns
     -------
@@ -457,7 +463,8 @@ def read_png_text(data: bytes, *, name: str = "PNG") -> dict[str, str]:
     Raises
     ------
     PngError
-        Raised if the file is not a structurally valid PNG.
+        Raised if the file is not a structurally valid PNG, or a text chunk
+        is corrupt or inflates past ``max_text_bytes``.
     """
     text: dict[str, str] = {}
     for chunk_type, payload in _iter_chunks(data, name):
@@ -467,15 +474,140 @@ def read_png_text(data: bytes, *, name: str = "PNG") -> dict[str, str]:
                 text[key.decode("latin-1")] = value.decode("latin-1")
             elif chunk_type == b"zTXt":
                 key, _, rest = payload.partition(b"\0")
-                text[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+                value = _inflate_text(rest[1:], max_text_bytes, name, key)
+                text[key.decode("latin-1")] = value.decode("latin-1")
             elif chunk_type == b"iTXt":
                 key, _, rest = payload.partition(b"\0")
                 compressed, rest = rest[0], rest[2:]
                 _language, _, rest = rest.partition(b"\0")
                 _translated, _, value = rest.partition(b"\0")
                 if compressed:
-                    value = zlib.decompress(value)
+                    value = _inflate_text(value, max_text_bytes, name, key)
                 text[key.decode("latin-1")] = value.decode("utf-8")
         except (zlib.error, UnicodeDecodeError, IndexError) as err:
             raise PngError(f"{name}: corrupt {chunk_type.decode()} chunk ({err}).") from err
     return text
+
+
+def _inflate_text(compressed: bytes, limit: int | None, name: str, key: bytes) -> bytes:
+    """Inflate the text of a compressed text chunk, at most ``limit``
+    bytes.
+    """
+    if limit is None:
+        return zlib.decompress(compressed)
+    inflater = zlib.decompressobj()
+    value = inflater.decompress(compressed, limit + 1)
+    if len(value) > limit:
+        raise PngError(
+            f"{name}: compressed text chunk {_printable(key)!r} inflates to more than {limit} bytes."
+        )
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return value
+
+
+_KEPT_CHUNK_TYPES = frozenset(
+    {
+        b"IHDR",
+        b"PLTE",
+        b"IDAT",
+        b"IEND",
+        b"tRNS",
+        b"gAMA",
+        b"cHRM",
+        b"sRGB",
+        b"iCCP",
+        b"sBIT",
+        b"pHYs",
+        b"bKGD",
+    }
+)
+"""Chunks `strip_png_text_chunks` always keeps: the critical chunks and the
+ancillary chunks that say how to display the pixels.
+"""
+
+_TEXT_CHUNK_TYPES = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+
+
+def _printable(raw: bytes) -> str:
+    """Latin-1 text of ``raw`` with anything but printable ASCII escaped,
+    safe to put in a log line.
+    """
+    text = raw.decode("latin-1")
+    if text.isascii() and text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def strip_png_text_chunks(
+    data: bytes, *, keep_keys: Collection[str] = (), name: str = "PNG"
+) -> tuple[bytes, list[str]]:
+    """Remove metadata chunks from a PNG without re-encoding its pixels.
+
+    Parameters
+    ----------
+    data : `bytes`
+        The PNG file contents.
+    keep_keys : `~collections.abc.Collection` [`str`], optional
+        Keywords of the text chunks (``tEXt``, ``zTXt``, ``iTXt``) to keep;
+        every other text chunk is removed.
+    name : `str`, optional
+        Name of the file, for error messages.
+
+    Returns
+    -------
+    stripped : `bytes`
+        The PNG with only ``IHDR``, ``PLTE``, ``IDAT``, ``IEND``, the
+        colour and display chunks (``tRNS``, ``gAMA``, ``cHRM``, ``sRGB``,
+        ``iCCP``, ``sBIT``, ``pHYs``, ``bKGD``) and the kept text chunks,
+        each copied byte for byte in its original order.  ``data`` itself
+        when nothing was removed.
+    dropped : `list` [`str`]
+        What was removed, in file order: the chunk type (``"eXIf"``,
+        ``"tIME"``), ``"<type>:<keyword>"`` for text chunks
+        (``"tEXt:object_id"``, ``"iTXt:XML:com.adobe.xmp"``), and
+        ``"trailing-data"`` for bytes after ``IEND``.  Non-printable
+        characters are escaped.
+
+    Raises
+    ------
+    PngError
+        Raised if ``data`` is not a structurally valid PNG (signature,
+        chunk lengths and CRCs, ``IHDR`` first, ``IEND`` present).
+
+    Notes
+    -----
+    Every other chunk goes: ``eXIf``, ``tIME``, ``sPLT``, ``hIST``, the
+    APNG animation chunks and private or unknown chunks.  Pixels, and the
+    ``IDAT`` bytes themselves, are untouched.
+    """
+    keep = set()
+    for key in keep_keys:
+        try:
+            keep.add(key.encode("latin-1"))
+        except UnicodeEncodeError:
+            continue  # Not a possible PNG keyword: matches no chunk.
+    view = memoryview(data)
+    parts: list[bytes | memoryview] = [view[: len(PNG_SIGNATURE)]]
+    dropped: list[str] = []
+    pos = len(PNG_SIGNATURE)
+    for number, (chunk_type, payload) in enumerate(_iter_chunks(data, name)):
+        end = pos + 12 + len(payload)
+        if number == 0 and chunk_type != b"IHDR":
+            raise PngError(f"{name}: corrupt PNG (first chunk is {chunk_type!r}, not IHDR).")
+        if chunk_type in _KEPT_CHUNK_TYPES:
+            parts.append(view[pos:end])
+        elif chunk_type in _TEXT_CHUNK_TYPES:
+            keyword = payload.partition(b"\0")[0]
+            if keyword in keep:
+                parts.append(view[pos:end])
+            else:
+                dropped.append(f"{_printable(chunk_type)}:{_printable(keyword)}")
+        else:
+            dropped.append(_printable(chunk_type))
+        pos = end
+    if pos < len(data):
+        dropped.append("trailing-data")
+    if not dropped:
+        return data, dropped
+    return b"".join(parts), dropped

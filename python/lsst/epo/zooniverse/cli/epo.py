@@ -1,0 +1,436 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""``zooniverse-epo``: the EPO export service's command-line program.
+
+Thin click wrappers around `lsst.epo.zooniverse.export.service.ExportService`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import csv
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+_LOG = logging.getLogger("lsst.epo.zooniverse.export")
+
+
+class _ClickProgress:
+    """`~lsst.epo.zooniverse.export.service.Progress` drawn as a click
+    progress bar on standard error (only when it is a terminal, or when
+    ``--progress`` asks for it).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        if self._enabled and total > 0:
+            self._bar = click.progressbar(
+                length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True
+            )
+            self._bar.__enter__()
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _service(ctx: click.Context) -> Any:
+    """Build the service from the group's options, once."""
+    obj = ctx.ensure_object(dict)
+    if "service" not in obj:
+        from ..export.service import ExportService
+        from ..export.service_config import ServiceConfig
+
+        config = ServiceConfig.load(obj["config"], **obj["overrides"])
+        obj["service"] = ExportService(config)
+        ctx.call_on_close(obj["service"].close)
+    return obj["service"]
+
+
+def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the service's errors into clean command-line errors (with
+    secrets masked).
+    """
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..export.notify import NotificationError
+        from ..export.policy import PolicyError
+        from ..export.publication import PublicationError
+        from ..export.redaction import default_redactor
+        from ..export.service import ExportServiceError
+        from ..export.service_config import ServiceConfigError
+        from ..export.state import StateDatabaseError
+
+        try:
+            return function(*args, **kwargs)
+        except (
+            ExportServiceError,
+            ServiceConfigError,
+            StateDatabaseError,
+            PolicyError,
+            PublicationError,
+            NotificationError,
+        ) as err:
+            raise click.ClickException(default_redactor().redact(err)) from None
+
+    return wrapper
+
+
+def _progress(ctx: click.Context) -> _ClickProgress:
+    enabled = ctx.ensure_object(dict).get("progress")
+    return _ClickProgress(sys.stderr.isatty() if enabled is None else enabled)
+
+
+@click.group(name="zooniverse-epo", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Service configuration YAML (default: $ZOONIVERSE_EPO_CONFIG, else built-in defaults "
+    "under ./epo_service).",
+)
+@click.option(
+    "--database",
+    default=None,
+    envvar="ZOONIVERSE_EPO_DATABASE",
+    help="State database URL (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB); "
+    "put the password in the variable the config's database_password_env names.",
+)
+@click.option("--staging", default=None, help="Private staging directory.")
+@click.option("--public-root", default=None, help="Public location (directory or lsst.resources URI).")
+@click.option("--public-url", default=None, help="URL prefix that serves the public location.")
+@click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Data-rights policy YAML.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal)."
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    show_default=True,
+    help="Logging level.",
+)
+@click.pass_context
+def main(
+    ctx: click.Context, config: str | None, log_level: str, progress: bool | None, **overrides: Any
+) -> None:
+    """Run the Rubin EPO export service: find what PIs put in their registered
+    Butler collections, validate it against the data-rights policy, hold it
+    in quarantine until an operator approves it, and publish it at a public
+    HTTP location.
+    """
+    from ..export.redaction import install_log_redaction
+
+    logging.basicConfig(
+        level=getattr(logging, log_level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    install_log_redaction()
+    obj = ctx.ensure_object(dict)
+    obj["config"] = config
+    obj["overrides"] = {
+        "database": overrides["database"],
+        "staging": overrides["staging"],
+        "public_root": overrides["public_root"],
+        "public_url": overrides["public_url"],
+        "policy": overrides["policy"],
+    }
+    obj["progress"] = progress
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--zooniverse-project",
+    "zooniverse_project_id",
+    type=int,
+    required=True,
+    help="The Zooniverse project id.",
+)
+@click.option("--owner", required=True, help="The PI's RSP user name (collections must be under u/OWNER/).")
+@click.option("--repo", required=True, help="Butler repository (path, URI or label).")
+@click.option("--collections", required=True, help="Collection name or glob under u/OWNER/.")
+@click.option(
+    "--dataset-type",
+    "dataset_types",
+    multiple=True,
+    default=("zooniverse_rgb",),
+    show_default=True,
+    help="Dataset type to retrieve (repeatable).",
+)
+@click.option("--contact", default=None, help="PI e-mail address(es), comma-separated, for notifications.")
+@click.option(
+    "--metadata-policy",
+    type=click.Choice(["full", "anonymised"]),
+    default="full",
+    show_default=True,
+    help="anonymised: PNG text chunks with ids or coordinates are stripped at validation.",
+)
+@click.option("--operator", default=None, help="Who registers (default: the current user).")
+@click.pass_context
+@_guard
+def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any) -> None:
+    """Register the PI project NAME: which collections of which repository
+    the service polls, and for which Zooniverse project.
+    """
+    record = _service(ctx).register_project(name, actor=operator, **kwargs)
+    click.echo(
+        f"Registered project {record['name']} (owner {record['owner']}, {record['collections']} "
+        f"in {record['repo']})."
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_guard
+def projects(ctx: click.Context, as_json: bool) -> None:
+    """List the registered projects."""
+    records = _service(ctx).projects()
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    if not records:
+        click.echo("No projects registered.")
+    for r in records:
+        click.echo(
+            f"{r['name']}\towner={r['owner']}\tzooniverse={r['zooniverse_project_id']}\t"
+            f"{r['collections']}\t{','.join(r['dataset_types'])}\t{r['metadata_policy']}\t{r['repo']}"
+        )
+
+
+@main.command()
+@click.option("--project", default=None, help="Only this project.")
+@click.option("--watch", is_flag=True, help="Poll again every --interval seconds until interrupted.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1.0),
+    default=300.0,
+    show_default=True,
+    help="Seconds between polls with --watch.",
+)
+@click.pass_context
+@_guard
+def poll(ctx: click.Context, project: str | None, watch: bool, interval: float) -> None:
+    """Find new datasets in the registered collections, retrieve them,
+    validate them and put them in quarantine.
+    """
+    service = _service(ctx)
+    while True:
+        summary = service.poll(project, progress=_progress(ctx))
+        click.echo(
+            f"Poll: {summary.discovered} new datasets; {summary.quarantined} batches quarantined "
+            f"({summary.images_quarantined} images), {summary.rejected} rejected, "
+            f"{summary.images_rejected} images refused, {len(summary.refused)} refused by ownership rules"
+            + (f", {summary.skipped} busy elsewhere" if summary.skipped else "")
+            + "."
+        )
+        if not watch:
+            return
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+
+@main.command()
+@click.option("--project", default=None, help="Only this project.")
+@click.pass_context
+@_guard
+def status(ctx: click.Context, project: str | None) -> None:
+    """Print counts of datasets and images by state, as JSON."""
+    click.echo(json.dumps(_service(ctx).status(project), indent=2, sort_keys=True))
+
+
+@main.command()
+@click.option("--project", default=None, help="Only this project.")
+@click.option("--batch", default=None, help="Show this batch, whatever its state, image by image.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_guard
+def review(ctx: click.Context, project: str | None, batch: str | None, as_json: bool) -> None:
+    """List quarantined batches (or one batch) with their images and the
+    validation findings.
+    """
+    batches = _service(ctx).review(project, batch)
+    if as_json:
+        click.echo(json.dumps(batches, indent=2, default=str))
+        return
+    if not batches:
+        click.echo("Nothing in quarantine.")
+    for b in batches:
+        states: dict[str, int] = {}
+        for image in b["images"]:
+            states[image["state"]] = states.get(image["state"], 0) + 1
+        click.echo(
+            f"{b['batch']}\t{b['project']}\t{b['state']}\t{b['dataset_type']} {b['data_id']}\t"
+            + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            + (f"\t{b['reason']}" if b["reason"] else "")
+        )
+        if batch:
+            for image in b["images"]:
+                click.echo(
+                    f"  {image['entry']}\t{image['object_id']}\t{image['state']}\t"
+                    f"{image['width']}x{image['height']}\t{image['size']}\t{image['reason'] or ''}"
+                )
+
+
+def _decision_command(approve: bool) -> Callable[..., None]:
+    verb = "approve" if approve else "reject"
+
+    @click.argument("batches", nargs=-1, required=True)
+    @click.option("--operator", required=True, help="Who decides (recorded in the audit log).")
+    @click.option("--reason", required=not approve, default=None, help="Why (recorded; sent to the PI).")
+    @click.option(
+        "--image", "entries", multiple=True, help=f"Only {verb} this image (entry name; repeatable)."
+    )
+    @click.pass_context
+    @_guard
+    def command(
+        ctx: click.Context,
+        batches: tuple[str, ...],
+        operator: str,
+        reason: str | None,
+        entries: tuple[str, ...],
+    ) -> None:
+        service = _service(ctx)
+        for batch in batches:
+            if approve:
+                n = service.approve(batch, operator=operator, reason=reason, entries=entries or None)
+            else:
+                n = service.reject(batch, operator=operator, reason=reason or "", entries=entries or None)
+            click.echo(f"{batch}: {n} images {'approved' if approve else 'rejected'}.")
+
+    command.__doc__ = (
+        f"{verb.capitalize()} quarantined BATCHES (all their images, or those given with --image)."
+        + ("" if approve else " Published images cannot be rejected.")
+    )
+    return command
+
+
+main.command(name="approve")(_decision_command(True))
+main.command(name="reject")(_decision_command(False))
+
+
+@main.command()
+@click.option("--project", default=None, help="Only this project.")
+@click.pass_context
+@_guard
+def publish(ctx: click.Context, project: str | None) -> None:
+    """Publish every approved image at the public location, exactly once."""
+    summary = _service(ctx).publish(project, progress=_progress(ctx))
+    click.echo(
+        f"Published {summary.published} images"
+        + (
+            f" (and recorded {summary.already_present} written by an interrupted run)"
+            if summary.already_present
+            else ""
+        )
+        + f"; {summary.batches} batches complete"
+        + (f"; {summary.rejected} refused (staging copy changed)" if summary.rejected else "")
+        + "."
+    )
+
+
+@main.command()
+@click.argument("project")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="CSV file to write (default: standard output).",
+)
+@click.pass_context
+@_guard
+def report(ctx: click.Context, project: str, output: str | None) -> None:
+    """Write a CSV with one line per image (and per rejected batch) of
+    PROJECT: its state, the reason, and its public URL.
+    """
+    rows = _service(ctx).report(project)
+    fields = ["batch", "dataset_type", "data_id", "entry", "object_id", "state", "reason", "url"]
+    stream = open(output, "w", newline="") if output else sys.stdout
+    try:
+        writer = csv.DictWriter(stream, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if output:
+            stream.close()
+    if output:
+        click.echo(f"Wrote {len(rows)} lines to {output}.", err=True)
+
+
+@main.command()
+@click.option("--batch", default=None, help="Only this batch.")
+@click.option("--project", default=None, help="Only this project.")
+@click.pass_context
+@_guard
+def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
+    """Print the audit log (JSON lines, oldest first)."""
+    for record in _service(ctx).audit_log(batch=batch, project=project):
+        click.echo(json.dumps(record, default=str))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port (0: any free port).")
+@click.pass_context
+@_guard
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the public location over HTTP, with the service's status as
+    JSON at /status.json.
+    """
+    from ..export.serve import PublicServer
+
+    service = _service(ctx)
+    if not service.public.root.isLocal:
+        raise click.ClickException(f"serve needs a local public location, not {service.public.root}.")
+    server = PublicServer(service.public.root.ospath, host=host, port=port, status=service.status)
+    click.echo(
+        f"Serving {service.public.root.ospath} at {server.url} (status: {server.url}status.json)", err=True
+    )
+    sys.stderr.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,151 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Helpers for the export-service tests: a Butler repository with PIs'
+RGB collections and cutouts, and the public-location invariant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+
+import numpy as np
+import sqlalchemy as sa
+
+from lsst.daf.butler import CollectionType, DatasetRef, DatasetType, FileDataset
+from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
+from lsst.epo.zooniverse.dataset_types import CUTOUT, register_dataset_types
+from lsst.epo.zooniverse.demo.repo import make_demo_skymap
+from lsst.epo.zooniverse.export.state import DATASETS, IMAGES
+from lsst.epo.zooniverse.formatters import RgbCollectionFormatter
+from lsst.epo.zooniverse.rgb_collection import RgbCollection
+
+SKYMAP = "demo_rings"
+
+
+def make_collection(n: int, *, seed: int, first_id: int = 0, size: int = 24) -> RgbCollection:
+    """A small RGB collection with ids ``obj<first_id>...``."""
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
+    index = {
+        "object_id": [f"obj{first_id + k}" for k in range(n)],
+        "ra": [10.0 + k / 100 for k in range(n)],
+        "dec": [-5.0 - k / 100 for k in range(n)],
+        "bands": ["g,r,i"] * n,
+        "coverage": [1.0] * n,
+        "stretch": ["lupton(Q=8)"] * n,
+    }
+    return RgbCollection(images, index)
+
+
+class ExportRepo:
+    """A Butler repository holding PIs' outputs."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        make_butler_repo(root)
+        butler = get_butler(root, writeable=True)
+        skymap = make_demo_skymap()
+        self.skymap = skymap.name
+        skymap.register(butler)
+        register_dataset_types(butler)
+        butler.registry.registerDatasetType(CUTOUT.make(butler.dimensions))
+        butler.registry.registerDatasetType(
+            DatasetType("pi_private_table", (), "ArrowAstropy", universe=butler.dimensions)
+        )
+        self.butler = butler
+
+    def put_rgb(self, run: str, patch: int, n: int, *, seed: int, tract: int = 0, first_id: int = 0):
+        """Put a `zooniverse_rgb` collection of ``n`` images."""
+        self.butler.registry.registerCollection(run, CollectionType.RUN)
+        return self.butler.put(
+            make_collection(n, seed=seed, first_id=first_id),
+            "zooniverse_rgb",
+            skymap=self.skymap,
+            tract=tract,
+            patch=patch,
+            run=run,
+        )
+
+    def ingest_raw_rgb(self, run: str, path: str, patch: int, tract: int = 0):
+        """Ingest any file as a `zooniverse_rgb` dataset (hostile input: the
+        formatter never reads it)."""
+        self.butler.registry.registerCollection(run, CollectionType.RUN)
+        dataset_type = self.butler.get_dataset_type("zooniverse_rgb")
+        data_id = self.butler.registry.expandDataId(skymap=self.skymap, tract=tract, patch=patch)
+        ref = DatasetRef(dataset_type, data_id, run=run)
+        self.butler.ingest(
+            FileDataset(path=path, refs=[ref], formatter=RgbCollectionFormatter), transfer="copy"
+        )
+        return ref
+
+    def put_cutout(self, run: str, image, metadata=None):
+        """Put one `zooniverse_cutout` PNG."""
+        from lsst.epo.zooniverse.cutout import make_cutout_image
+
+        self.butler.registry.registerCollection(run, CollectionType.RUN)
+        return self.butler.put(make_cutout_image(image, metadata), "zooniverse_cutout", run=run)
+
+
+def zip_png_entries(data: bytes) -> dict[str, bytes]:
+    """The PNG entries of a ZIP."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {n: archive.read(n) for n in archive.namelist() if n.endswith(".png")}
+
+
+def public_files(root: str) -> dict[str, str]:
+    """Every file under the public root: key -> sha256."""
+    result = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as stream:
+                result[os.path.relpath(path, root)] = hashlib.sha256(stream.read()).hexdigest()
+    return result
+
+
+def assert_public_invariant(service) -> dict[str, str]:
+    """Nothing is under the public prefix that is not approved.
+
+    Every file must be the public copy of an image that an operator
+    approved (states publishing or published); published images must be
+    there with the validated bytes.  Returns the public files.
+    """
+    root = service.public.root.ospath
+    files = public_files(root)
+    with service.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                IMAGES.c.public_key, IMAGES.c.state, IMAGES.c.sha256, DATASETS.c.state.label("batch_state")
+            ).join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+        ).all()
+    allowed = {key: (state, sha) for key, state, sha, _ in rows if state in ("publishing", "published")}
+    for key, digest in files.items():
+        assert not os.path.basename(key).startswith("."), f"leftover partial file {key} under the public root"
+        assert key in allowed, f"{key} is public but not approved"
+        assert digest == allowed[key][1], f"{key} differs from the validated bytes"
+    for key, (state, _) in allowed.items():
+        if state == "published":
+            assert key in files, f"published image {key} is missing"
+    return files

@@ -1,0 +1,348 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The export service on a real Butler repository and both state
+databases: registration, the state flow, ownership, hostile datasets,
+metadata policy, audit log, HTTP publication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from export_test_utils import ExportRepo, assert_public_invariant, public_files, zip_png_entries
+
+from lsst.daf.butler import CollectionType
+from lsst.epo.zooniverse.export.notify import Notifier
+from lsst.epo.zooniverse.export.serve import PublicServer
+from lsst.epo.zooniverse.export.service import ExportService, ExportServiceError
+from lsst.epo.zooniverse.export.service_config import ServiceConfig
+from lsst.epo.zooniverse.export.state import (
+    AUDIT_LOG,
+    SCHEMA_VERSION,
+    open_state_database,
+    schema_version,
+)
+from lsst.epo.zooniverse.png import read_png_text
+
+
+class RecordingNotifier(Notifier):
+    def __init__(self):
+        self.notifications = []
+
+    def notify(self, notification):
+        self.notifications.append(notification)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return ExportRepo(str(tmp_path / "repo"))
+
+
+def make_service(tmp_path, url, public_url="http://127.0.0.1:1/", **overrides):
+    config = ServiceConfig.load(
+        None,
+        database=url,
+        staging=str(tmp_path / "staging"),
+        public_root=str(tmp_path / "public"),
+        public_url=public_url,
+        **overrides,
+    )
+    notifier = RecordingNotifier()
+    return ExportService(config, notifier=notifier), notifier
+
+
+def register_alice(service, repo, **kwargs):
+    options = {
+        "zooniverse_project_id": 4242,
+        "owner": "alice",
+        "repo": repo.root,
+        "collections": "u/alice/zoo/*",
+        "dataset_types": ["zooniverse_rgb", "zooniverse_cutout"],
+        "contact": "alice@example.org",
+    }
+    options.update(kwargs)
+    return service.register_project("galaxies", **options)
+
+
+def tree(path):
+    return sorted(os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs)
+
+
+def test_schema_is_migrated_and_audit_log_is_append_only(state_db_url):
+    engine = open_state_database(state_db_url, target_version=1)
+    with engine.begin() as connection:
+        assert schema_version(connection) == 1
+        connection.execute(AUDIT_LOG.insert().values(at="t", actor="a", action="registered"))
+    engine.dispose()
+    engine = open_state_database(state_db_url)
+    with engine.connect() as connection:
+        assert schema_version(connection) == SCHEMA_VERSION == 2
+        assert connection.execute(sa.select(sa.func.count()).select_from(AUDIT_LOG)).scalar() == 1
+    for statement in (AUDIT_LOG.update().values(actor="mallory"), AUDIT_LOG.delete()):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            with engine.begin() as connection:
+                connection.execute(statement)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(AUDIT_LOG.c.actor)).scalars().all() == ["a"]
+    engine.dispose()
+    # Opening again is a no-op; a database newer than the code is refused.
+    open_state_database(state_db_url).dispose()
+    with pytest.raises(Exception, match="no-upgrade|version"):
+        open_state_database(state_db_url, upgrade=False, target_version=SCHEMA_VERSION + 1)
+
+
+def test_registration_rules(tmp_path, repo, state_db_url):
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        project = register_alice(service, repo)
+        assert project["dataset_types"] == ["zooniverse_rgb", "zooniverse_cutout"]
+        with pytest.raises(ExportServiceError, match="already registered"):
+            register_alice(service, repo)
+        for collections, match in [
+            ("u/bob/zoo/*", "under u/alice/"),
+            ("u/alice*/zoo", "glob in the owner part|under u/alice/"),
+            ("u/alice/../bob/run", r"'\.\.'"),
+            ("u/alice/", "under u/alice/"),
+            ("prod/DR1", "under u/alice/"),
+        ]:
+            with pytest.raises(ExportServiceError, match=match):
+                service.register_project(
+                    "other", zooniverse_project_id=1, owner="alice", repo=repo.root, collections=collections
+                )
+        with pytest.raises(ExportServiceError, match="not allowed by the data-rights policy"):
+            service.register_project(
+                "other",
+                zooniverse_project_id=1,
+                owner="alice",
+                repo=repo.root,
+                collections="u/alice/x",
+                dataset_types=["deep_coadd"],
+            )
+        with pytest.raises(ExportServiceError, match="e-mail"):
+            service.register_project(
+                "other",
+                zooniverse_project_id=1,
+                owner="alice",
+                repo=repo.root,
+                collections="u/alice/x",
+                contact="not an address",
+            )
+        with pytest.raises(ExportServiceError, match="Project name"):
+            service.register_project(
+                "Bad Name", zooniverse_project_id=1, owner="alice", repo=repo.root, collections="u/alice/x"
+            )
+        assert [p["name"] for p in service.projects()] == ["galaxies"]
+        refused = [r for r in service.audit_log() if r["action"] == "refused"]
+        assert len(refused) == 5 and "u/bob/zoo/*" in refused[0]["detail"]
+
+
+def test_flow_from_butler_to_public_http(tmp_path, repo, state_db_url):
+    rgb_a = repo.put_rgb("u/alice/zoo/run1", patch=0, n=5, seed=1)
+    rgb_b = repo.put_rgb("u/alice/zoo/run1", patch=1, n=3, seed=2, first_id=100)
+    repo.put_rgb("u/bob/zoo/run1", patch=0, n=2, seed=3)  # another PI: never touched
+    public_root = tmp_path / "public"
+    public_root.mkdir()
+    with PublicServer(str(public_root)) as server:
+        service, notes = make_service(tmp_path, state_db_url, public_url=server.url)
+        with service:
+            register_alice(service, repo)
+            summary = service.poll()
+            assert (summary.discovered, summary.quarantined, summary.images_quarantined) == (2, 2, 8)
+            assert public_files(str(public_root)) == {}
+            # Idempotent: nothing new on the second poll.
+            again = service.poll()
+            assert (again.discovered, again.quarantined) == (0, 0)
+            batches = service.review("galaxies")
+            assert [b["state"] for b in batches] == ["quarantined", "quarantined"]
+            by_uuid = {b["dataset_uuid"]: b for b in batches}
+            batch_a = by_uuid[str(rgb_a.id)]["batch"]
+            batch_b = by_uuid[str(rgb_b.id)]["batch"]
+            assert batch_a.startswith("rgb-zooniverse_demo-t0-p0-")
+            # Publication before approval publishes nothing.
+            assert service.publish().published == 0
+            assert_public_invariant(service)
+            # Approve one image of B and all of A.
+            assert service.approve(batch_b, operator="eve", entries=["obj100.png"]) == 1
+            assert service.approve(batch_a, operator="eve", reason="looks fine") == 5
+            with pytest.raises(ExportServiceError, match="approved; only quarantined"):
+                service.approve(batch_a, operator="eve")
+            with pytest.raises(ExportServiceError, match="operator"):
+                service.approve(batch_b, operator=" ")
+            published = service.publish()
+            assert published.published == 6 and published.batches == 1
+            files = assert_public_invariant(service)
+            assert len(files) == 6
+            # The public bytes are the ZIP's PNGs, fetched over HTTP.
+            entries = zip_png_entries(open(repo.butler.getURI(rgb_a).ospath, "rb").read())
+            for url in published.urls:
+                assert url.startswith(server.url + "galaxies/")
+                with urllib.request.urlopen(url) as response:
+                    body = response.read()
+                    assert response.headers["Content-Type"] == "image/png"
+                name = url.rsplit("/", 1)[1]
+                if url.split("/")[-2] == batch_a:
+                    assert body == entries[name]
+            # Nothing published twice.
+            assert service.publish().published == 0
+            # Reject the rest of B: its published image stays.
+            with pytest.raises(ExportServiceError, match="already public"):
+                service.reject(batch_b, operator="eve", reason="no", entries=["obj100.png"])
+            with pytest.raises(ExportServiceError, match="reason"):
+                service.reject(batch_b, operator="eve", reason="")
+            assert (
+                service.reject(batch_b, operator="eve", reason="blurry", entries=["obj101.png", "obj102.png"])
+                == 2
+            )
+            assert_public_invariant(service)
+            # A new dataset in an old collection is found on the next poll.
+            repo.put_rgb("u/alice/zoo/run1", patch=2, n=2, seed=4, first_id=200)
+            assert service.poll().discovered == 1
+            status = service.status()["projects"]["galaxies"]
+            assert status["images"] == {"published": 6, "rejected": 2, "quarantined": 2}
+            with urllib.request.urlopen(server.url + "status.json") as response:
+                assert response.status == 200
+            report = service.report("galaxies")
+            assert len(report) == 10
+            assert {r["state"] for r in report} == {"published", "rejected", "quarantined"}
+            assert all(r["url"] for r in report if r["state"] == "published")
+            # The audit log tells the story of every image.
+            log = service.audit_log(batch=batch_a)
+            actions = [r["action"] for r in log]
+            assert actions[:4] == ["discovered", "retrieved", "validated", "quarantined"]
+            # Five images and the batch itself.
+            assert actions.count("approved") == 6 and actions.count("published") == 6
+            assert sorted(r["entry"] or "" for r in log if r["action"] == "published")[0] == ""
+            assert {r["actor"] for r in log if r["action"] == "approved"} == {"eve"}
+            events = [n.event for n in notes.notifications]
+            assert events.count("retrieved") == 3 and "quarantined" in events and "published" in events
+            assert all(n.recipients == ("alice@example.org",) for n in notes.notifications)
+    # Nothing from bob's namespace was ever retrieved.
+    assert not any("bob" in p for p in tree(tmp_path / "staging"))
+
+
+def test_other_owners_runs_behind_a_chain_are_refused(tmp_path, repo, state_db_url):
+    repo.put_rgb("u/bob/secret", patch=0, n=2, seed=5)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=2, seed=6)
+    repo.butler.registry.registerCollection("u/alice/zoo/chain", CollectionType.CHAINED)
+    repo.butler.registry.setCollectionChain("u/alice/zoo/chain", ["u/bob/secret", "u/alice/zoo/run1"])
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo, collections="u/alice/zoo/chain")
+        summary = service.poll()
+        assert summary.discovered == 1
+        assert any("u/bob/secret" in r for r in summary.refused)
+        refused = [r for r in service.audit_log() if r["action"] == "refused"]
+        assert refused and "u/bob/secret" in refused[0]["detail"]
+        assert [b["run"] for b in service.review()] == ["u/alice/zoo/run1"]
+
+
+def hostile_zip(tmp_path, name, entries):
+    path = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, data in entries:
+            archive.writestr(entry, data)
+    return str(path)
+
+
+def test_hostile_datasets_are_rejected_and_the_service_goes_on(tmp_path, repo, state_db_url):
+    good = repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=7)
+    good_bytes = open(repo.butler.getURI(good).ospath, "rb").read()
+    with zipfile.ZipFile(io.BytesIO(good_bytes)) as archive:
+        index = archive.read("index.csv")
+        png = archive.read("obj0.png")
+    slip = hostile_zip(tmp_path, "slip", [("index.csv", index), ("../../evil.png", png)])
+    not_zip = tmp_path / "notzip.zip"
+    not_zip.write_bytes(b"GIF89a not a zip at all")
+    repo.ingest_raw_rgb("u/alice/zoo/run2", slip, patch=1)
+    repo.ingest_raw_rgb("u/alice/zoo/run2", str(not_zip), patch=2)
+    repo.butler.registry.registerCollection("u/alice/zoo/run3", CollectionType.RUN)
+    service, notes = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo)
+        summary = service.poll()
+        assert (summary.discovered, summary.quarantined, summary.rejected) == (3, 1, 2)
+        reasons = {
+            row["batch"]: (row["state"], row["reason"])
+            for row in service.report("galaxies")
+            if not row["entry"] or row["state"] == "quarantined"
+        }
+        states = sorted(state for state, _ in reasons.values())
+        assert states == ["quarantined", "rejected", "rejected"]
+        texts = " ".join(reason for _, reason in reasons.values())
+        assert "zip.entry_name" in texts and "../../evil.png" in texts
+        assert "zip.not_zip" in texts
+        # Nothing was written outside the staging area and the repository.
+        assert not (tmp_path / "evil.png").exists() and not (tmp_path.parent / "evil.png").exists()
+        for path in tree(tmp_path / "staging"):
+            assert ".." not in path
+        assert "rejected" in [n.event for n in notes.notifications]
+
+
+def test_cutouts_and_anonymised_projects(tmp_path, repo, state_db_url):
+    rng = np.random.default_rng(8)
+    repo.put_cutout(
+        "u/alice/zoo/cutouts",
+        rng.integers(0, 255, (20, 30, 3), dtype=np.uint8),
+        {"object_id": "star 7", "ra": "10.5", "dec": "-3.25", "bands": "gri"},
+    )
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=9)
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo, metadata_policy="anonymised")
+        assert service.poll().images_quarantined == 3
+        for batch in service.review():
+            service.approve(batch["batch"], operator="eve")
+        result = service.publish()
+        assert result.published == 3
+        files = assert_public_invariant(service)
+        names = sorted(os.path.basename(k) for k in files)
+        assert names == ["obj0.png", "obj1.png", "star_7.png"]
+        for key in files:
+            text = read_png_text((tmp_path / "public" / key).read_bytes())
+            assert not {"object_id", "ra", "dec", "WCS", "XML:com.adobe.xmp"} & set(text), (key, text)
+
+
+def test_staging_tampering_is_caught_before_publication(tmp_path, repo, state_db_url):
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=10)
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo)
+        service.poll()
+        (batch,) = service.review()
+        service.approve(batch["batch"], operator="eve")
+        victim = batch["images"][0]["quarantine_path"]
+        with open(victim, "r+b") as stream:
+            stream.seek(40)
+            stream.write(b"\x00\x01")
+        result = service.publish()
+        assert (result.published, result.rejected) == (1, 1)
+        files = assert_public_invariant(service)
+        assert len(files) == 1
+        expected = hashlib.sha256(open(batch["images"][1]["quarantine_path"], "rb").read()).hexdigest()
+        assert list(files.values()) == [expected]
