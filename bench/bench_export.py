@@ -39,7 +39,8 @@ under 60 s.  ``--database URL`` runs the same on another state database
 Usage::
 
     python bench/bench_export.py [--images 10000] [--datasets 10]
-        [--metadata-policy full|anonymised] [--database URL] [--workdir DIR]
+        [--metadata-policy full|anonymised] [--database URL | --postgres]
+        [--workdir DIR]
 """
 
 import argparse
@@ -74,11 +75,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=101)
     parser.add_argument("--metadata-policy", default="full", choices=["full", "anonymised"])
     parser.add_argument("--database", default=None)
+    parser.add_argument(
+        "--postgres", action="store_true", help="start a throw-away PostgreSQL server for the state"
+    )
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
     from export_test_utils import ExportRepo
 
+    from lsst.daf.butler import CollectionType
     from lsst.epo.zooniverse.export.service import ExportService
     from lsst.epo.zooniverse.export.service_config import ServiceConfig
     from lsst.epo.zooniverse.rgb_collection import RgbCollection
@@ -100,7 +105,7 @@ def main() -> None:
                 "stretch": ["lupton(Q=8)"] * per,
             }
             run = f"u/alice/zoo/run{k // n_patches}"
-            repo.butler.registry.registerCollection(run)
+            repo.butler.registry.registerCollection(run, CollectionType.RUN)
             repo.butler.put(
                 RgbCollection(pictures, index),
                 "zooniverse_rgb",
@@ -110,7 +115,9 @@ def main() -> None:
                 run=run,
             )
         sizes = []
-        for ref in repo.butler.query_datasets("zooniverse_rgb", collections="u/alice/zoo/*", limit=None):
+        for ref in repo.butler.query_datasets(
+            "zooniverse_rgb", collections="u/alice/zoo/*", find_first=False, limit=None
+        ):
             sizes.append(os.path.getsize(repo.butler.getURI(ref).ospath))
         print(
             f"set-up: {args.datasets} ZIPs of {per} {args.size}x{args.size} PNGs, "
@@ -118,9 +125,16 @@ def main() -> None:
             flush=True,
         )
 
+        database = args.database
+        if args.postgres:
+            from postgres_server import ThrowawayPostgres
+
+            server = ThrowawayPostgres()
+            server.create_database("bench")
+            database = server.url("bench")
         config = ServiceConfig.load(
             None,
-            database=args.database or f"sqlite:///{workdir}/epo/state.sqlite3",
+            database=database or f"sqlite:///{workdir}/epo/state.sqlite3",
             staging=os.path.join(workdir, "epo", "staging"),
             public_root=os.path.join(workdir, "epo", "public"),
             public_url="http://127.0.0.1:8080/",

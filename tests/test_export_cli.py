@@ -190,7 +190,9 @@ def test_serve_publishes_every_reported_url(tmp_path):
     with open_service(config) as service:
         batches = [b["batch"] for b in service.review()]
     cli(config, "approve", batches[0], "--operator", "eve")
-    cli(config, "publish")
+    # Long commands draw a progress bar on request (here stderr is a pipe).
+    progress = cli(config, "--progress", "publish")
+    assert "publishing" in progress.stderr and "3/3" in progress.stderr, progress.stderr
     server = subprocess.Popen(
         [
             sys.executable,

@@ -346,3 +346,34 @@ def test_staging_tampering_is_caught_before_publication(tmp_path, repo, state_db
         assert len(files) == 1
         expected = hashlib.sha256(open(batch["images"][1]["quarantine_path"], "rb").read()).hexdigest()
         assert list(files.values()) == [expected]
+
+
+def test_wrong_storage_class_and_empty_datasets_are_rejected(tmp_path, repo, state_db_url):
+    from astropy.table import Table
+
+    from lsst.epo.zooniverse.export.policy import DataRightsPolicy
+    from lsst.epo.zooniverse.rgb_collection import RgbCollection
+
+    repo.butler.registry.registerCollection("u/alice/zoo/tables", CollectionType.RUN)
+    repo.butler.put(Table({"a": [1, 2]}), "pi_private_table", run="u/alice/zoo/tables")
+    repo.butler.registry.registerCollection("u/alice/zoo/run1", CollectionType.RUN)
+    repo.butler.put(
+        RgbCollection([], {"object_id": []}),
+        "zooniverse_rgb",
+        skymap=repo.skymap,
+        tract=0,
+        patch=3,
+        run="u/alice/zoo/run1",
+    )
+    policy = DataRightsPolicy(dataset_types=("zooniverse_rgb", "pi_private_table"))
+    service, _ = make_service(tmp_path, state_db_url, policy=policy.to_mapping())
+    with service:
+        register_alice(service, repo, dataset_types=["zooniverse_rgb", "pi_private_table"])
+        summary = service.poll()
+        assert (summary.discovered, summary.rejected, summary.quarantined) == (2, 2, 0)
+        reasons = sorted(row["reason"] for row in service.report("galaxies"))
+        assert reasons[0].startswith("empty: the dataset holds no images")
+        assert reasons[1].startswith("policy.storage_class: dataset type pi_private_table has storage class")
+        assert public_files(str(tmp_path / "public")) == {}
+        # Nothing of the table was copied out of the Butler.
+        assert not any(p.endswith(".parq") or "tables" in p for p in tree(tmp_path / "staging"))

@@ -42,30 +42,44 @@ _LOG = logging.getLogger("lsst.epo.zooniverse.export")
 
 
 class _ClickProgress:
-    """`~lsst.epo.zooniverse.export.service.Progress` drawn as a click
-    progress bar on standard error (only when it is a terminal, or when
-    ``--progress`` asks for it).
+    """`~lsst.epo.zooniverse.export.service.Progress` on standard error: a
+    click progress bar on a terminal, otherwise (``--progress`` into a log
+    file) one line per tenth of the work.
     """
 
     def __init__(self, enabled: bool) -> None:
         self._enabled = enabled
         self._bar: Any = None
+        self._label = ""
+        self._total = self._done = self._next_line = 0
 
     def start(self, label: str, total: int) -> None:
-        if self._enabled and total > 0:
+        if not self._enabled or total <= 0:
+            return
+        self._label, self._total, self._done = label, total, 0
+        if sys.stderr.isatty():
             self._bar = click.progressbar(
                 length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True
             )
             self._bar.__enter__()
+        else:
+            self._next_line = max(1, total // 10)
+            click.echo(f"{label}: 0/{total}", err=True)
 
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
             self._bar.update(n)
+        elif self._total:
+            self._done += n
+            if self._done >= self._next_line or self._done == self._total:
+                click.echo(f"{self._label}: {self._done}/{self._total}", err=True)
+                self._next_line = self._done + max(1, self._total // 10)
 
     def finish(self) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+        self._total = 0
 
 
 def _service(ctx: click.Context) -> Any:
@@ -138,7 +152,9 @@ def _progress(ctx: click.Context) -> _ClickProgress:
 @click.option("--public-url", default=None, help="URL prefix that serves the public location.")
 @click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Data-rights policy YAML.")
 @click.option(
-    "--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal)."
+    "--progress/--no-progress",
+    default=None,
+    help="Progress on standard error: a bar on a terminal, else a line per tenth (default: on a terminal).",
 )
 @click.option(
     "--log-level",

@@ -871,7 +871,12 @@ class ExportService:
         ]
         if findings_text or not accepted:
             state = "rejected"
-            reason = "; ".join(findings_text) or "no image passed validation"
+            if findings_text:
+                reason = "; ".join(findings_text)
+            elif rejected:
+                reason = "no image passed validation"
+            else:
+                reason = "empty: the dataset holds no images"
         else:
             state, reason = "quarantined", None
         audit = [
