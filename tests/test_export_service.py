@@ -40,7 +40,7 @@ from export_test_utils import ExportRepo, assert_public_invariant, public_files,
 from lsst.daf.butler import CollectionType
 from lsst.epo.zooniverse.export.notify import Notifier
 from lsst.epo.zooniverse.export.serve import PublicServer
-from lsst.epo.zooniverse.export.service import ExportService, ExportServiceError
+from lsst.epo.zooniverse.export.service import ExportService, ExportServiceError, PollSummary
 from lsst.epo.zooniverse.export.service_config import ServiceConfig
 from lsst.epo.zooniverse.export.state import (
     AUDIT_LOG,
@@ -220,6 +220,9 @@ def test_flow_from_butler_to_public_http(tmp_path, repo, state_db_url):
                 == 2
             )
             assert_public_invariant(service)
+            # Nothing of B waits any more: its public image makes it published.
+            assert service.review(batch=batch_b)[0]["state"] == "published"
+            assert batch_b not in [b["batch"] for b in service.review()]
             # A new dataset in an old collection is found on the next poll.
             repo.put_rgb("u/alice/zoo/run1", patch=2, n=2, seed=4, first_id=200)
             assert service.poll().discovered == 1
@@ -377,3 +380,67 @@ def test_wrong_storage_class_and_empty_datasets_are_rejected(tmp_path, repo, sta
         assert public_files(str(tmp_path / "public")) == {}
         # Nothing of the table was copied out of the Butler.
         assert not any(p.endswith(".parq") or "tables" in p for p in tree(tmp_path / "staging"))
+
+
+def test_one_failing_dataset_or_project_does_not_stop_the_others(tmp_path, repo, state_db_url):
+    broken = repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=11)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=2, seed=12, first_id=10)
+    # The artifact vanished from the datastore behind the registry's back.
+    os.unlink(repo.butler.getURI(broken).ospath)
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        service.register_project(
+            "aardvark",
+            zooniverse_project_id=1,
+            owner="alice",
+            repo=str(tmp_path / "no-such-repo"),
+            collections="u/alice/zoo/*",
+        )
+        register_alice(service, repo)
+        summary = service.poll()
+        assert len(summary.errors) == 2, summary.errors
+        assert summary.errors[0].startswith("aardvark: ")
+        assert summary.errors[1].startswith("galaxies/rgb-zooniverse_demo-t0-p0-")
+        assert (summary.quarantined, summary.images_quarantined) == (1, 2)
+        errors = [r for r in service.audit_log() if r["action"] == "error"]
+        assert len(errors) == 2
+        # The failed dataset is retried (and fails again) on the next poll,
+        # no claim left behind.
+        again = service.poll()
+        assert len(again.errors) == 2 and again.skipped == 0
+
+
+def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_url):
+    from lsst.epo.zooniverse.export.service import _ClaimLostError
+    from lsst.epo.zooniverse.export.state import DATASETS
+
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=13)
+    slow, _ = make_service(tmp_path, state_db_url)
+    fast, _ = make_service(tmp_path, state_db_url)
+    with slow, fast:
+        project = register_alice(slow, repo)
+        slow._discover(project, PollSummary())
+        with slow.engine.connect() as connection:
+            (dataset_id,) = connection.execute(sa.select(DATASETS.c.id)).scalars().all()
+        claimed = slow._claim(dataset_id, ("discovered",))
+        assert claimed is not None
+        # Another worker cannot take a live claim...
+        assert fast._claim(dataset_id, ("discovered",)) is None
+        # ...until its lease runs out (slow worker stuck for too long).
+        with slow.engine.begin() as connection:
+            connection.execute(DATASETS.update().values(claim_expires=0.0))
+        summary = fast.poll()
+        assert summary.quarantined == 1
+        (batch,) = fast.review()
+        fast.approve(batch["batch"], operator="eve")
+        assert fast.publish().published == 2
+        # The slow worker wakes up: every write it tries is refused.
+        with pytest.raises(_ClaimLostError):
+            slow._retrieve(project, claimed)
+        with pytest.raises(_ClaimLostError):
+            slow._renew(dataset_id)
+        assert fast.review(batch=batch["batch"])[0]["state"] == "published"
+        assert [r["action"] for r in fast.audit_log() if r["action"] == "claim_taken_over"] == [
+            "claim_taken_over"
+        ]
+        assert_public_invariant(fast)

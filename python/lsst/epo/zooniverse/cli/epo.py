@@ -31,6 +31,7 @@ __all__ = ["main"]
 import csv
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -111,8 +112,11 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
         from ..export.service_config import ServiceConfigError
         from ..export.state import StateDatabaseError
 
+        redact = default_redactor().redact
         try:
             return function(*args, **kwargs)
+        except click.ClickException:
+            raise
         except (
             ExportServiceError,
             ServiceConfigError,
@@ -121,7 +125,14 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
             PublicationError,
             NotificationError,
         ) as err:
-            raise click.ClickException(default_redactor().redact(err)) from None
+            raise click.ClickException(redact(err)) from None
+        except Exception as err:
+            # Anything unexpected: a short, redacted message; the redacted
+            # traceback in the log at DEBUG (never the raw one on stderr).
+            import traceback
+
+            _LOG.debug("%s", redact("".join(traceback.format_exception(err))))
+            raise click.ClickException(redact(f"{type(err).__name__}: {err}")) from None
 
     return wrapper
 
@@ -182,12 +193,23 @@ def main(
     install_log_redaction()
     obj = ctx.ensure_object(dict)
     obj["config"] = config
+
+    # Paths given on the command line are relative to the current
+    # directory (those in the configuration file to the file).
+    def absolute(value: str | None) -> str | None:
+        return value if value is None or "://" in value else os.path.abspath(value)
+
+    database = overrides["database"]
+    if database and database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        path = database[len("sqlite:///") :]
+        if path and path != ":memory:":
+            database = "sqlite:///" + os.path.abspath(path)
     obj["overrides"] = {
-        "database": overrides["database"],
-        "staging": overrides["staging"],
-        "public_root": overrides["public_root"],
+        "database": database,
+        "staging": absolute(overrides["staging"]),
+        "public_root": absolute(overrides["public_root"]),
         "public_url": overrides["public_url"],
-        "policy": overrides["policy"],
+        "policy": absolute(overrides["policy"]),
     }
     obj["progress"] = progress
 
@@ -228,6 +250,9 @@ def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any)
     the service polls, and for which Zooniverse project.
     """
     record = _service(ctx).register_project(name, actor=operator, **kwargs)
+    from ..export.redaction import default_redactor
+
+    record["repo"] = default_redactor().redact(record["repo"])
     click.echo(
         f"Registered project {record['name']} (owner {record['owner']}, {record['collections']} "
         f"in {record['repo']})."
@@ -240,7 +265,11 @@ def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any)
 @_guard
 def projects(ctx: click.Context, as_json: bool) -> None:
     """List the registered projects."""
+    from ..export.redaction import default_redactor
+
     records = _service(ctx).projects()
+    for r in records:
+        r["repo"] = default_redactor().redact(r["repo"])
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
         return
@@ -279,7 +308,11 @@ def poll(ctx: click.Context, project: str | None, watch: bool, interval: float) 
             + (f", {summary.skipped} busy elsewhere" if summary.skipped else "")
             + "."
         )
+        for error in summary.errors:
+            click.echo(f"error: {error}", err=True)
         if not watch:
+            if summary.errors:
+                raise click.ClickException(f"{len(summary.errors)} datasets or projects failed; see above.")
             return
         try:
             time.sleep(interval)
@@ -373,6 +406,8 @@ main.command(name="reject")(_decision_command(False))
 def publish(ctx: click.Context, project: str | None) -> None:
     """Publish every approved image at the public location, exactly once."""
     summary = _service(ctx).publish(project, progress=_progress(ctx))
+    for error in summary.errors:
+        click.echo(f"error: {error}", err=True)
     click.echo(
         f"Published {summary.published} images"
         + (
@@ -384,6 +419,8 @@ def publish(ctx: click.Context, project: str | None) -> None:
         + (f"; {summary.rejected} refused (staging copy changed)" if summary.rejected else "")
         + "."
     )
+    if summary.errors:
+        raise click.ClickException(f"{len(summary.errors)} batches failed; see above.")
 
 
 @main.command()

@@ -45,7 +45,9 @@ from collections.abc import Iterator
 
 from lsst.resources import ResourcePath, ResourcePathExpression
 
-_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,159}$")
+# What validation accepts as an entry name (validation.ENTRY_NAME_PATTERN)
+# and what the service makes project and batch names of.
+_KEY_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+~-]{0,159}$")
 _PARTIAL_MARK = ".partial-"
 
 
@@ -181,6 +183,25 @@ class PublicLocation:
         else:
             path.write(data, overwrite=True)
         return self.url(key)
+
+    def remove(self, key: str) -> bool:
+        """Remove a public object if it exists.
+
+        Parameters
+        ----------
+        key : `str`
+            Key of the image.
+
+        Returns
+        -------
+        removed : `bool`
+            `True` if there was something to remove.
+        """
+        path = self._path(key)
+        if not path.exists():
+            return False
+        path.remove()
+        return True
 
     def remove_partials(self, project: str, batch: str) -> int:
         """Remove partial files a crashed publication left in a batch.

@@ -98,6 +98,25 @@ class ExportServiceError(RuntimeError):
     """A request the service refuses (bad input, wrong state, ownership)."""
 
 
+class _ClaimLostError(RuntimeError):
+    """Another worker took over this worker's claim (its lease ran out):
+    stop working on the dataset and write nothing more about it.
+    """
+
+
+def _batch_state(image_states: set[str], current: str) -> str:
+    """Return a batch's state from its images' states (after approval,
+    rejection or publication).
+    """
+    if "quarantined" in image_states:
+        return "quarantined"
+    if image_states & {"approved", "publishing"}:
+        return "approved"
+    if "published" in image_states:
+        return "published"
+    return "rejected" if image_states else current
+
+
 class Progress(Protocol):
     """What long operations report their progress to."""
 
@@ -140,6 +159,8 @@ class PollSummary:
     """Collections or datasets refused by the ownership rules."""
     skipped: int = 0
     """Datasets another worker is processing."""
+    errors: list[str] = dataclasses.field(default_factory=list)
+    """Unexpected failures (the dataset or project is retried next time)."""
 
 
 @dataclasses.dataclass
@@ -156,6 +177,8 @@ class PublishSummary:
     """Batches finished."""
     urls: list[str] = dataclasses.field(default_factory=list)
     """Public URLs of the images published by this run."""
+    errors: list[str] = dataclasses.field(default_factory=list)
+    """Unexpected failures (the batch is retried next time)."""
 
 
 def _now() -> str:
@@ -215,7 +238,9 @@ class ExportService:
         self.engine = open_state_database(config.database_url)
         self.public = PublicLocation(config.public_root, config.public_url)
         self.notifier = notifier or notifier_from_config(list(config.notify))
-        os.makedirs(config.staging, exist_ok=True)
+        # Private: quarantined images must not be readable by other users.
+        os.makedirs(config.staging, mode=0o700, exist_ok=True)
+        os.chmod(config.staging, 0o700)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._butlers: dict[str, Any] = {}
 
@@ -521,10 +546,28 @@ class ExportService:
         progress = progress or _NoProgress()
         summary = PollSummary()
         for record in self._selected_projects(project):
-            self._discover(record, summary)
-            fault_point("poll.discovered")
-            self._process_pending(record, summary, progress)
+            try:
+                self._discover(record, summary)
+                fault_point("poll.discovered")
+                self._process_pending(record, summary, progress)
+            except Exception as err:
+                # One project's unreachable repository must not stop the
+                # others; it is polled again next time.
+                self._record_error(summary.errors, f"poll@{self.worker}", record["name"], None, err)
         return summary
+
+    def _record_error(
+        self, errors: list[str], actor: str, project: str, batch: str | None, err: BaseException
+    ) -> None:
+        message = self.redactor.redact(f"{type(err).__name__}: {err}")
+        errors.append(f"{project}{'/' + batch if batch else ''}: {message}")
+        _LOG.error("%s%s: %s", project, f" batch {batch}" if batch else "", message)
+        _LOG.debug("Traceback", exc_info=err)
+        try:
+            with self.engine.begin() as connection:
+                self._audit(connection, actor, "error", project=project, batch=batch, detail=message)
+        except Exception as audit_err:  # The database itself may be the problem.
+            _LOG.error("Cannot record the error in the audit log: %s", self.redactor.redact(audit_err))
 
     def _discover(self, project: dict[str, Any], summary: PollSummary) -> None:
         actor = f"poll@{self.worker}"
@@ -572,6 +615,12 @@ class ExportService:
                     )
                     continue
                 if not self.policy.allows_dataset_type(ref.datasetType.name):
+                    summary.refused.append(f"{ref.datasetType.name} ({ref.id})")
+                    self._refuse(
+                        project,
+                        actor,
+                        f"dataset type {ref.datasetType.name} is not allowed by the data-rights policy",
+                    )
                     continue
                 data_id = dict(ref.dataId.required.items())
                 uuid = str(ref.id)
@@ -615,9 +664,23 @@ class ExportService:
                     summary.discovered += 1
 
     def _refuse(self, project: Mapping[str, Any], actor: str, detail: str) -> None:
+        """Log and audit a refusal, once per project and reason (a poll
+        every few minutes would otherwise repeat it for ever).
+        """
         _LOG.warning("Project %s: refused %s", project["name"], detail)
+        detail = self.redactor.redact(detail)
         with self.engine.begin() as connection:
-            self._audit(connection, actor, "refused", project=project["name"], detail=detail)
+            seen = connection.execute(
+                sa.select(AUDIT_LOG.c.id)
+                .where(
+                    AUDIT_LOG.c.action == "refused",
+                    AUDIT_LOG.c.project == project["name"],
+                    AUDIT_LOG.c.detail == detail,
+                )
+                .limit(1)
+            ).first()
+            if seen is None:
+                self._audit(connection, actor, "refused", project=project["name"], detail=detail)
 
     def _claim(self, dataset_id: int, states: Iterable[str]) -> dict[str, Any] | None:
         """Claim a dataset in one of ``states``; `None` if another live
@@ -657,11 +720,37 @@ class ExportService:
         return claimed
 
     def _release(self, connection: sa.Connection, dataset_id: int, **values: Any) -> None:
-        connection.execute(
+        """Update a claimed dataset and give the claim up, in the caller's
+        transaction; raise `_ClaimLostError` (rolling it back) if another
+        worker holds the dataset now.
+        """
+        self._update_claimed(connection, dataset_id, claimed_by=None, claim_expires=None, **values)
+
+    def _update_claimed(self, connection: sa.Connection, dataset_id: int, **values: Any) -> None:
+        result = connection.execute(
             DATASETS.update()
             .where(DATASETS.c.id == dataset_id, DATASETS.c.claimed_by == self.worker)
-            .values(claimed_by=None, claim_expires=None, updated_at=_now(), **values)
+            .values(updated_at=_now(), **values)
         )
+        if result.rowcount != 1:
+            raise _ClaimLostError(f"Dataset {dataset_id}: another worker took over the claim.")
+
+    def _renew(self, dataset_id: int) -> None:
+        """Extend this worker's lease on a dataset (a heartbeat before each
+        long step).
+        """
+        with self.engine.begin() as connection:
+            self._update_claimed(
+                connection, dataset_id, claim_expires=time.time() + self.config.claim_seconds
+            )
+
+    def _give_up(self, dataset_id: int) -> None:
+        """Release a claim after a failure, if this worker still holds it."""
+        try:
+            with self.engine.begin() as connection:
+                self._release(connection, dataset_id)
+        except _ClaimLostError:
+            pass
 
     def _process_pending(self, project: dict[str, Any], summary: PollSummary, progress: Progress) -> None:
         with self._reading() as connection:
@@ -695,12 +784,16 @@ class ExportService:
                         self._validate(project, dataset, summary)
                     elif dataset["state"] == "rejected":
                         summary.rejected += 1
-                except Exception:
-                    # Leave the dataset to a later poll; release the claim
-                    # so that it need not wait for the lease to run out.
-                    with self.engine.begin() as connection:
-                        self._release(connection, dataset_id)
-                    raise
+                except _ClaimLostError as err:
+                    _LOG.warning("Project %s: %s", project["name"], err)
+                    summary.skipped += 1
+                except Exception as err:
+                    # Leave the dataset to a later poll, release the claim so
+                    # that it need not wait for the lease, go on with the next.
+                    self._give_up(dataset_id)
+                    self._record_error(
+                        summary.errors, f"poll@{self.worker}", project["name"], dataset["batch"], err
+                    )
                 progress.advance()
         finally:
             progress.finish()
@@ -752,7 +845,7 @@ class ExportService:
                 )
             dataset.update(state="rejected", reason=reason)
             return dataset
-        os.makedirs(directory, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         suffix = ".zip" if storage_class == _RGB_STORAGE_CLASS else ".png"
         artifact = os.path.join(directory, "artifact" + suffix)
         incoming = os.path.join(directory, ".incoming")
@@ -776,10 +869,13 @@ class ExportService:
         fault_point("retrieve.copied")
         digest = _sha256_file(artifact)
         with self.engine.begin() as connection:
-            connection.execute(
-                DATASETS.update()
-                .where(DATASETS.c.id == dataset["id"])
-                .values(state="retrieved", artifact=artifact, artifact_sha256=digest, updated_at=_now())
+            self._update_claimed(
+                connection,
+                dataset["id"],
+                state="retrieved",
+                artifact=artifact,
+                artifact_sha256=digest,
+                claim_expires=time.time() + self.config.claim_seconds,
             )
             self._audit(
                 connection,
@@ -808,9 +904,10 @@ class ExportService:
         actor = f"poll@{self.worker}"
         directory = self._batch_directory(project, dataset["batch"])
         quarantine = os.path.join(directory, "quarantine")
+        self._renew(dataset["id"])
         # Idempotent: a crashed validation's files are discarded.
         shutil.rmtree(quarantine, ignore_errors=True)
-        os.makedirs(quarantine)
+        os.makedirs(quarantine, mode=0o700)
         artifact = dataset["artifact"]
         findings_text: list[str] = []
         if (
@@ -915,6 +1012,16 @@ class ExportService:
             }
         )
         with self.engine.begin() as connection:
+            # The claim is checked first: a worker whose lease ran out and
+            # was taken over writes nothing (the transaction rolls back).
+            self._release(
+                connection,
+                dataset["id"],
+                state=state,
+                reason=reason,
+                n_images=len(image_rows),
+                n_rejected=len(rejected) if state == "quarantined" else len(image_rows),
+            )
             # A crashed validation may have recorded nothing; never both.
             connection.execute(IMAGES.delete().where(IMAGES.c.dataset_id == dataset["id"]))
             if image_rows and state == "quarantined":
@@ -932,14 +1039,6 @@ class ExportService:
                         for r in image_rows
                     ],
                 )
-            self._release(
-                connection,
-                dataset["id"],
-                state=state,
-                reason=reason,
-                n_images=len(image_rows),
-                n_rejected=len(rejected) if state == "quarantined" else len(image_rows),
-            )
             self._audit_many(connection, audit)
         fault_point("validate.recorded")
         if state == "rejected":
@@ -1102,6 +1201,8 @@ class ExportService:
         action = "approved" if approve else "rejected"
         with self.engine.begin() as connection:
             dataset = self._dataset_by_batch(connection, batch)
+            # Serialise with a publication of the same batch (PostgreSQL).
+            self._lock_dataset(connection, dataset["id"])
             allowed_states = ("quarantined",) if approve else ("quarantined", "approved")
             if dataset["state"] not in allowed_states:
                 raise ExportServiceError(
@@ -1159,15 +1260,9 @@ class ExportService:
                 }
                 for i in targets
             ]
-            remaining = {i["state"] for i in images.values() if i not in targets}
-            if not entries:
-                batch_state = new_state
-            elif approve:
-                batch_state = "quarantined" if "quarantined" in remaining else "approved"
-            else:
-                batch_state = dataset["state"]
-                if not remaining & {"quarantined", "approved", "publishing", "published"}:
-                    batch_state = "rejected"
+            target_ids = {i["id"] for i in targets}
+            after = {new_state if i["id"] in target_ids else i["state"] for i in images.values()}
+            batch_state = _batch_state(after, dataset["state"])
             if batch_state != dataset["state"]:
                 connection.execute(
                     DATASETS.update()
@@ -1243,6 +1338,7 @@ class ExportService:
             query = query.where(PROJECTS.c.name == project)
         with self._reading() as connection:
             work = [(dataset_id, int(n or 0)) for dataset_id, n in connection.execute(query).all()]
+        names = {record["id"]: record["name"] for record in self.projects()}
         progress.start("publishing", sum(n for _, n in work))
         try:
             for dataset_id, _ in work:
@@ -1252,13 +1348,31 @@ class ExportService:
                 fault_point("publish.claimed")
                 try:
                     self._publish_dataset(dataset, summary, progress)
-                except Exception:
-                    with self.engine.begin() as connection:
-                        self._release(connection, dataset_id)
-                    raise
+                except _ClaimLostError as err:
+                    _LOG.warning("%s", err)
+                except Exception as err:
+                    self._give_up(dataset_id)
+                    self._record_error(
+                        summary.errors,
+                        f"publish@{self.worker}",
+                        names.get(dataset["project_id"], str(dataset["project_id"])),
+                        dataset["batch"],
+                        err,
+                    )
         finally:
             progress.finish()
         return summary
+
+    def _lock_dataset(self, connection: sa.Connection, dataset_id: int) -> dict[str, Any]:
+        """Read a dataset row and lock it for this transaction (PostgreSQL
+        ``FOR UPDATE``; a SQLite writer already holds the database), so
+        that approval, rejection and publication of one batch serialise.
+        """
+        return dict(
+            connection.execute(sa.select(DATASETS).where(DATASETS.c.id == dataset_id).with_for_update())
+            .mappings()
+            .one()
+        )
 
     def _publish_dataset(self, dataset: dict[str, Any], summary: PublishSummary, progress: Progress) -> None:
         actor = f"publish@{self.worker}"
@@ -1270,33 +1384,37 @@ class ExportService:
             )
         self.public.remove_partials(project["name"], dataset["batch"])
         with self.engine.begin() as connection:
+            self._lock_dataset(connection, dataset["id"])
+            self._update_claimed(
+                connection, dataset["id"], claim_expires=time.time() + self.config.claim_seconds
+            )
+            # Only what is approved now becomes `publishing` (an operator may
+            # have rejected images since the claim); operators cannot reject
+            # `publishing` images, so this list is final.
+            connection.execute(
+                IMAGES.update()
+                .where(IMAGES.c.dataset_id == dataset["id"], IMAGES.c.state == "approved")
+                .values(state="publishing", updated_at=_now())
+            )
             images = [
                 dict(r)
                 for r in connection.execute(
                     sa.select(IMAGES)
-                    .where(
-                        IMAGES.c.dataset_id == dataset["id"], IMAGES.c.state.in_(("approved", "publishing"))
-                    )
+                    .where(IMAGES.c.dataset_id == dataset["id"], IMAGES.c.state == "publishing")
                     .order_by(IMAGES.c.entry)
                 ).mappings()
             ]
-            fresh = [i["id"] for i in images if i["state"] == "approved"]
-            for start in range(0, len(fresh), 500):
-                connection.execute(
-                    IMAGES.update()
-                    .where(IMAGES.c.id.in_(fresh[start : start + 500]), IMAGES.c.state == "approved")
-                    .values(state="publishing", updated_at=_now())
-                )
         fault_point("publish.marked")
         published_urls: list[str] = []
         for start in range(0, len(images), _PUBLISH_CHUNK):
             chunk = images[start : start + _PUBLISH_CHUNK]
+            self._renew(dataset["id"])
             done, refused, records = [], [], []
             for image in chunk:
                 key = image["public_key"]
-                if image["state"] == "publishing" and self.public.has(key, image["sha256"]):
-                    done.append((image, self.public.url(key)))
-                    summary.already_present += 1
+                if self.public.has(key, image["sha256"]):
+                    # Written by a run that stopped before recording it.
+                    done.append((image, self.public.url(key), False))
                     continue
                 try:
                     with open(image["quarantine_path"], "rb") as stream:
@@ -1306,20 +1424,26 @@ class ExportService:
                 else:
                     problem = "staging copy changed since validation"
                 if data is None or hashlib.sha256(data).hexdigest() != image["sha256"]:
+                    # A stale public copy of other bytes must not stay.
+                    self.public.remove(key)
                     refused.append((image, problem))
                     continue
                 url = self.public.write(key, data)
                 fault_point("publish.written")
-                done.append((image, url))
-                summary.published += 1
+                done.append((image, url, True))
             now = _now()
             with self.engine.begin() as connection:
-                for image, url in done:
-                    connection.execute(
+                self._update_claimed(
+                    connection, dataset["id"], claim_expires=time.time() + self.config.claim_seconds
+                )
+                for image, url, written in done:
+                    result = connection.execute(
                         IMAGES.update()
                         .where(IMAGES.c.id == image["id"], IMAGES.c.state == "publishing")
                         .values(state="published", public_url=url, published_at=now, updated_at=now)
                     )
+                    if result.rowcount != 1:
+                        continue
                     records.append(
                         {
                             "actor": actor,
@@ -1333,12 +1457,18 @@ class ExportService:
                         }
                     )
                     published_urls.append(url)
+                    if written:
+                        summary.published += 1
+                    else:
+                        summary.already_present += 1
                 for image, problem in refused:
-                    connection.execute(
+                    result = connection.execute(
                         IMAGES.update()
-                        .where(IMAGES.c.id == image["id"])
+                        .where(IMAGES.c.id == image["id"], IMAGES.c.state == "publishing")
                         .values(state="rejected", reason=f"publish.integrity: {problem}", updated_at=now)
                     )
+                    if result.rowcount != 1:
+                        continue
                     records.append(
                         {
                             "actor": actor,
@@ -1346,43 +1476,37 @@ class ExportService:
                             "project": project["name"],
                             "batch": dataset["batch"],
                             "entry": image["entry"],
-                            "from_state": image["state"],
+                            "from_state": "publishing",
                             "to_state": "rejected",
                             "detail": f"publish.integrity: {problem}",
                         }
                     )
                     summary.rejected += 1
                 self._audit_many(connection, records)
-                connection.execute(
-                    DATASETS.update()
-                    .where(DATASETS.c.id == dataset["id"], DATASETS.c.claimed_by == self.worker)
-                    .values(claim_expires=time.time() + self.config.claim_seconds)
-                )
             fault_point("publish.recorded")
             progress.advance(len(chunk))
         with self.engine.begin() as connection:
+            current = self._lock_dataset(connection, dataset["id"])["state"]
             states = set(
                 connection.execute(
                     sa.select(IMAGES.c.state).where(IMAGES.c.dataset_id == dataset["id"])
                 ).scalars()
             )
-            final = dataset["state"]
-            if dataset["state"] == "approved" and not states & {"quarantined", "approved", "publishing"}:
-                final = "published" if "published" in states else "rejected"
+            final = _batch_state(states, current)
             self._release(connection, dataset["id"], state=final)
-            if final != dataset["state"]:
+            if final != current:
                 self._audit(
                     connection,
                     actor,
                     final,
                     project=project["name"],
                     batch=dataset["batch"],
-                    from_state=dataset["state"],
+                    from_state=current,
                     to_state=final,
                     detail=f"{len(published_urls)} images published by this run",
                 )
         summary.urls.extend(published_urls)
-        if final == "published":
+        if final == "published" and current != "published":
             summary.batches += 1
         if published_urls:
             self._notify(

@@ -161,6 +161,13 @@ class ServiceConfig:
         public_root = str(values.get("public_root") or os.path.join(default_dir, "public"))
         if "://" not in public_root:
             public_root = local(public_root)
+        if "://" not in public_root:
+            inside = os.path.commonpath([os.path.abspath(staging), os.path.abspath(public_root)])
+            if inside in (os.path.abspath(staging), os.path.abspath(public_root)):
+                raise ServiceConfigError(
+                    f"The staging area {staging} and the public location {public_root} must not contain "
+                    "each other: quarantined files would be public."
+                )
         public_url = str(values.get("public_url") or "http://127.0.0.1:8080/")
         policy_value = values.get("policy")
         try:
