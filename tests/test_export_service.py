@@ -444,3 +444,57 @@ def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_ur
             "claim_taken_over"
         ]
         assert_public_invariant(fast)
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """A local S3 endpoint (moto's server, real HTTP) with one bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "epo-test-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "epo-test-cloud-secret-0123456789")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="epo-public")
+    yield client
+    server.stop()
+
+
+def test_publication_to_an_object_store(tmp_path, repo, state_db_url, s3_bucket):
+    from lsst.epo.zooniverse.export.redaction import Redactor
+
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=3, seed=14)
+    config = ServiceConfig.load(
+        None,
+        database=state_db_url,
+        staging=str(tmp_path / "staging"),
+        public_root="s3://epo-public/zooniverse/",
+        public_url="https://epo.example.org/zooniverse/",
+    )
+    with ExportService(config, notifier=RecordingNotifier(), redactor=Redactor()) as service:
+        register_alice(service, repo)
+        service.poll()
+        listing = s3_bucket.list_objects_v2(Bucket="epo-public")
+        assert listing.get("KeyCount", 0) == 0  # nothing public before approval
+        (batch,) = service.review()
+        service.approve(batch["batch"], operator="eve", entries=["obj0.png", "obj2.png"])
+        result = service.publish()
+        assert result.published == 2
+        assert sorted(result.urls) == [
+            f"https://epo.example.org/zooniverse/galaxies/{batch['batch']}/obj{k}.png" for k in (0, 2)
+        ]
+        keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket="epo-public")["Contents"])
+        assert keys == [f"zooniverse/galaxies/{batch['batch']}/obj{k}.png" for k in (0, 2)]
+        images = {i["entry"]: i for i in service.review(batch=batch["batch"])[0]["images"]}
+        for key in keys:
+            body = s3_bucket.get_object(Bucket="epo-public", Key=key)["Body"].read()
+            assert body == open(images[key.rsplit("/", 1)[1]]["quarantine_path"], "rb").read()
+        assert service.publish().published == 0
+        audit = "\n".join(str(r) for r in service.audit_log())
+        assert "epo-test-cloud-secret-0123456789" not in audit
