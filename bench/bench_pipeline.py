@@ -401,6 +401,7 @@ def main() -> None:
         help="with clustering, patches of a tract per BPS job (default: the shipped file's 4)",
     )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of failed jobs)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
@@ -475,7 +476,10 @@ def main() -> None:
                     f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x"
                 )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

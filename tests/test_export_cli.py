@@ -150,30 +150,38 @@ def test_kill_at_each_fault_point_then_resume(tmp_path, state_db_url, point):
         assert status["images"] == {"published": 6} and status["datasets"] == {"published": 2}
 
 
-def test_two_pollers_at_once_do_no_double_work(tmp_path, state_db_url):
-    _, config = setup_project(tmp_path, state_db_url, n_datasets=6)
+def run_at_once(config, command, n=2):
     env = dict(os.environ)
     env.pop("ZOONIVERSE_EPO_FAULT", None)
-    command = [
-        sys.executable,
-        "-m",
-        "lsst.epo.zooniverse.cli.epo",
-        "--config",
-        config,
-        "--no-progress",
-        "poll",
+    argv = [sys.executable, "-m", "lsst.epo.zooniverse.cli.epo", "--config", config, "--no-progress", command]
+    processes = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(n)
     ]
-    pollers = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    outputs = [p.communicate(timeout=300) for p in pollers]
-    assert [p.returncode for p in pollers] == [0, 0], outputs
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0] * n, outputs
+    return outputs
+
+
+def test_two_pollers_and_two_publishers_at_once_do_no_double_work(tmp_path, state_db_url):
+    _, config = setup_project(tmp_path, state_db_url, n_datasets=6)
+    run_at_once(config, "poll")
     with open_service(config) as service:
         for action in ("discovered", "retrieved", "validated", "quarantined"):
             counts = audit_counts(service, action)
             assert len(counts) == 6 and set(counts.values()) == {1}, (action, counts)
         assert service.status()["projects"]["galaxies"]["images"] == {"quarantined": 18}
+        batches = [b["batch"] for b in service.review()]
+    cli(config, "approve", *batches, "--operator", "eve")
+    outputs = run_at_once(config, "publish")
+    published_by = [int(out.split("Published ")[1].split()[0]) for out, _ in outputs]
+    assert sum(published_by) == 18, outputs
+    with open_service(config) as service:
+        files = assert_public_invariant(service)
+        assert len(files) == 18
+        per_image = {k: n for k, n in audit_counts(service, "published").items() if k[1] is not None}
+        assert len(per_image) == 18 and set(per_image.values()) == {1}
+        assert service.status()["projects"]["galaxies"]["datasets"] == {"published": 6}
 
 
 def free_port():
