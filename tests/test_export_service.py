@@ -30,6 +30,7 @@ import hashlib
 import io
 import os
 import urllib.request
+import uuid
 import zipfile
 
 import numpy as np
@@ -38,6 +39,7 @@ import sqlalchemy as sa
 from export_test_utils import ExportRepo, assert_public_invariant, public_files, zip_png_entries
 
 from lsst.daf.butler import CollectionType
+from lsst.epo.zooniverse.export.manifest import anonymous_subject_id
 from lsst.epo.zooniverse.export.notify import Notifier
 from lsst.epo.zooniverse.export.serve import PublicServer
 from lsst.epo.zooniverse.export.service import ExportService, ExportServiceError, PollSummary
@@ -324,8 +326,14 @@ def test_cutouts_and_anonymised_projects(tmp_path, repo, state_db_url):
         result = service.publish()
         assert result.published == 3
         files = assert_public_invariant(service)
+        # No URL shows an object id or a tract/patch: opaque batch and file
+        # names, the same as the subjects' external ids.
         names = sorted(os.path.basename(k) for k in files)
-        assert names == ["obj0.png", "obj1.png", "star_7.png"]
+        expected = sorted(anonymous_subject_id("galaxies", i) + ".png" for i in ("obj0", "obj1", "star_7"))
+        assert names == expected
+        for key in files:
+            assert "obj" not in key and "star" not in key and "-t0-" not in key and "-p" not in key
+            assert key.split("/")[1].startswith("b-")
         for key in files:
             text = read_png_text((tmp_path / "public" / key).read_bytes())
             assert not {"object_id", "ra", "dec", "WCS", "XML:com.adobe.xmp"} & set(text), (key, text)
@@ -461,26 +469,30 @@ def s3_bucket(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "epo-test-cloud-secret-0123456789")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket="epo-public")
-    yield client
+    # moto keeps its buckets per process, across servers: one bucket per test.
+    bucket = f"epo-public-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield client, bucket
     server.stop()
 
 
 def test_publication_to_an_object_store(tmp_path, repo, state_db_url, s3_bucket):
     from lsst.epo.zooniverse.export.redaction import Redactor
 
+    s3_bucket, bucket = s3_bucket
+
     repo.put_rgb("u/alice/zoo/run1", patch=0, n=3, seed=14)
     config = ServiceConfig.load(
         None,
         database=state_db_url,
         staging=str(tmp_path / "staging"),
-        public_root="s3://epo-public/zooniverse/",
+        public_root=f"s3://{bucket}/zooniverse/",
         public_url="https://epo.example.org/zooniverse/",
     )
     with ExportService(config, notifier=RecordingNotifier(), redactor=Redactor()) as service:
         register_alice(service, repo)
         service.poll()
-        listing = s3_bucket.list_objects_v2(Bucket="epo-public")
+        listing = s3_bucket.list_objects_v2(Bucket=bucket)
         assert listing.get("KeyCount", 0) == 0  # nothing public before approval
         (batch,) = service.review()
         service.approve(batch["batch"], operator="eve", entries=["obj0.png", "obj2.png"])
@@ -489,11 +501,11 @@ def test_publication_to_an_object_store(tmp_path, repo, state_db_url, s3_bucket)
         assert sorted(result.urls) == [
             f"https://epo.example.org/zooniverse/galaxies/{batch['batch']}/obj{k}.png" for k in (0, 2)
         ]
-        keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket="epo-public")["Contents"])
+        keys = sorted(o["Key"] for o in s3_bucket.list_objects_v2(Bucket=bucket)["Contents"])
         assert keys == [f"zooniverse/galaxies/{batch['batch']}/obj{k}.png" for k in (0, 2)]
         images = {i["entry"]: i for i in service.review(batch=batch["batch"])[0]["images"]}
         for key in keys:
-            body = s3_bucket.get_object(Bucket="epo-public", Key=key)["Body"].read()
+            body = s3_bucket.get_object(Bucket=bucket, Key=key)["Body"].read()
             assert body == open(images[key.rsplit("/", 1)[1]]["quarantine_path"], "rb").read()
         assert service.publish().published == 0
         audit = "\n".join(str(r) for r in service.audit_log())

@@ -463,6 +463,40 @@ def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
         click.echo(json.dumps(record, default=str))
 
 
+@main.command(name="validate-manifest")
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--url-prefix", default=None, help="Every location must start with this public URL prefix.")
+@click.option(
+    "--metadata-policy",
+    type=click.Choice(["full", "anonymised"]),
+    default=None,
+    help="anonymised: no identifying metadata, external ids or locations.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=10_000, show_default=True, help="Rows per manifest."
+)
+def validate_manifest(
+    manifests: tuple[str, ...], url_prefix: str | None, metadata_policy: str | None, limit: int
+) -> None:
+    """Check Zooniverse subject manifests (subject_set_imports CSV) against
+    Zooniverse's import rules before anything is sent; print every finding
+    with its line, column and rule (doc/zooniverse_manifest.md).
+    """
+    from ..export.manifest import format_finding
+    from ..export.manifest import validate_manifest as validate
+
+    n_findings = 0
+    for path in manifests:
+        findings = validate(path, limit=limit, url_prefix=url_prefix, metadata_policy=metadata_policy)
+        for finding in findings:
+            click.echo(format_finding(path, finding))
+        n_findings += len(findings)
+        if not findings:
+            click.echo(f"{path}: OK")
+    if n_findings:
+        raise click.ClickException(f"{n_findings} findings.")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port (0: any free port).")

@@ -49,6 +49,7 @@ __all__ = [
     "ManifestError",
     "ManifestFinding",
     "SubjectRow",
+    "anonymous_subject_id",
     "format_finding",
     "main",
     "subject_row",
@@ -249,10 +250,35 @@ class SubjectRow:
                 )
             if not isinstance(value, str):
                 raise ManifestError(
-                    f"Subject {self.external_id!r}: metadata {key!r} must be text, not {type(value).__name__}."
+                    f"Subject {self.external_id!r}: metadata {key!r} must be text, "
+                    f"not {type(value).__name__}."
                 )
         object.__setattr__(self, "locations", locations)
         object.__setattr__(self, "metadata", types.MappingProxyType(metadata))
+
+
+def anonymous_subject_id(project: str, object_id: str) -> str:
+    """Return the opaque, stable name of an object of an anonymised project.
+
+    It is the subject's ``external_id`` and the public file name of its
+    image (``<id>.png``): neither may show the catalog id.  The mapping
+    back to the object stays on EPO's side; whoever knows the catalog and
+    the project name can still recompute it (a hash, not a secret).
+
+    Parameters
+    ----------
+    project : `str`
+        Project name.
+    object_id : `str`
+        The PI's object id.
+
+    Returns
+    -------
+    subject_id : `str`
+        ``s-`` and 24 hexadecimal digits of SHA-256(project NUL object_id).
+    """
+    digest = hashlib.sha256(f"{project}\0{object_id}".encode()).hexdigest()
+    return "s-" + digest[:24]
 
 
 def subject_row(
@@ -296,9 +322,9 @@ def subject_row(
         for each extra ``index.csv`` column (``file`` and ``wcs`` are never
         included).  ``#`` hides a value in the web interface only: the
         public API returns it.  For ``anonymised``: external id
-        ``s-<24 hex digits>`` (start of SHA-256 of
-        ``<project>\\0<object_id>``), metadata ``bands`` and ``!stretch``
-        only.
+        ``s-<24 hex digits>`` (start of the SHA-256 of ``<project>``, a
+        NUL character and ``<object_id>``), metadata ``bands`` and
+        ``!stretch`` only.
 
     Raises
     ------
@@ -337,8 +363,7 @@ def subject_row(
                 )
             metadata["#" + column] = value
     else:
-        digest = hashlib.sha256(f"{project}\0{object_id}".encode()).hexdigest()
-        external_id = "s-" + digest[:24]
+        external_id = anonymous_subject_id(project, object_id)
         for column, key in _ANONYMISED_KEYS.items():
             if column in index_row:
                 metadata[key] = index_row[column]
@@ -441,7 +466,7 @@ def write_manifests(
     Notes
     -----
     Each part is RFC 4180 CSV in UTF-8 without byte order mark, with
-    ``\\r\\n`` line ends.  Its header is ``external_id``,
+    CRLF line ends.  Its header is ``external_id``,
     ``location:1`` ... ``location:N`` (``N`` the part's frame count),
     then ``metadata:<key>`` for every key of the part's rows in first-seen
     order; a row without a key gets an empty cell, which the import reads
@@ -581,7 +606,9 @@ class _Validator:
                 self.check_metadata_header(name, key, metadata)
                 continue
             else:
-                self.add(1, name, "manifest.ignored_column", f"column {name!r} is ignored by subject_set_imports")
+                self.add(
+                    1, name, "manifest.ignored_column", f"column {name!r} is ignored by subject_set_imports"
+                )
             if name in plain and name:
                 self.add(1, name, "manifest.duplicate_column", f"column {name!r} is repeated")
             plain.add(name)

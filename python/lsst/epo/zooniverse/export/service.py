@@ -70,6 +70,7 @@ import sqlalchemy as sa
 from lsst.resources import ResourcePath
 
 from .faults import fault_point
+from .manifest import anonymous_subject_id
 from .notify import Notification, NotificationError, Notifier, notifier_from_config
 from .policy import METADATA_POLICIES, DataRightsPolicy
 from .publication import PublicLocation
@@ -193,13 +194,23 @@ def _sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def _batch_name(dataset_type: str, data_id: Mapping[str, Any], dataset_uuid: str) -> str:
+def _batch_name(
+    dataset_type: str, data_id: Mapping[str, Any], dataset_uuid: str, *, anonymised: bool = False
+) -> str:
+    """Name of a batch: readable (type, data ID) for most projects, opaque
+    for anonymised ones (a tract and patch say where on the sky); both end
+    in the random part of the dataset UUID (UUIDv7 starts with a
+    timestamp that datasets of one run share).
+    """
+    random_part = dataset_uuid.replace("-", "")[-12:]
+    if anonymised:
+        return f"b-{random_part}"
     short = {"zooniverse_rgb": "rgb", "zooniverse_cutout": "cutout"}.get(dataset_type, dataset_type)
     parts = [short]
     for key, value in data_id.items():
         prefix = {"tract": "t", "patch": "p"}.get(key, "")
         parts.append(f"{prefix}{value}")
-    parts.append(dataset_uuid.replace("-", "")[:12])
+    parts.append(random_part)
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(str(p) for p in parts))
     return name[-120:].lstrip("._-+") or dataset_uuid
 
@@ -632,7 +643,12 @@ class ExportService:
                         "dataset_type": ref.datasetType.name,
                         "run": ref.run,
                         "data_id": json.dumps(data_id, sort_keys=True, default=str),
-                        "batch": _batch_name(ref.datasetType.name, data_id, uuid),
+                        "batch": _batch_name(
+                            ref.datasetType.name,
+                            data_id,
+                            uuid,
+                            anonymised=project["metadata_policy"] != "full",
+                        ),
                         "state": "discovered",
                         "discovered_at": now,
                         "updated_at": now,
@@ -798,6 +814,16 @@ class ExportService:
         finally:
             progress.finish()
 
+    @staticmethod
+    def _public_name(project: Mapping[str, Any], image: Any) -> str:
+        """Public file name of an accepted image: its entry name
+        (``<object_id>.png``), or for an anonymised project the opaque
+        subject id, so that no URL shows the catalog id.
+        """
+        if project["metadata_policy"] == "full":
+            return image.entry
+        return anonymous_subject_id(project["name"], image.object_id) + ".png"
+
     def _batch_directory(self, project: Mapping[str, Any], batch: str) -> str:
         return os.path.join(self.config.staging, project["name"], batch)
 
@@ -949,7 +975,9 @@ class ExportService:
                 "width": a.width,
                 "height": a.height,
                 "quarantine_path": a.path,
-                "public_key": PublicLocation.key(project["name"], dataset["batch"], a.entry),
+                "public_key": PublicLocation.key(
+                    project["name"], dataset["batch"], self._public_name(project, a)
+                ),
                 "updated_at": now,
                 "reason": ("stripped " + ",".join(a.stripped)) if a.stripped else None,
             }
