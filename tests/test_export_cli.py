@@ -91,24 +91,20 @@ def audit_counts(service, action):
     return collections.Counter(rows)
 
 
+def register_args(repo):
+    """Arguments registering Alice's project on the test repository."""
+    return [
+        "register", "galaxies", "--zooniverse-project", "77", "--owner", "alice", "--repo", repo.root,
+        "--collections", "u/alice/zoo/*",
+    ]  # fmt: skip
+
+
 def setup_project(tmp_path, url, n_datasets=2, public_url="http://127.0.0.1:1/"):
     repo = ExportRepo(str(tmp_path / "repo"))
     for patch in range(n_datasets):
         repo.put_rgb("u/alice/zoo/run1", patch=patch, n=3, seed=patch, first_id=10 * patch)
     config = write_config(tmp_path, url, public_url=public_url)
-    cli(
-        config,
-        "register",
-        "galaxies",
-        "--zooniverse-project",
-        "77",
-        "--owner",
-        "alice",
-        "--repo",
-        repo.root,
-        "--collections",
-        "u/alice/zoo/*",
-    )
+    cli(config, *register_args(repo))
     return repo, config
 
 
@@ -279,24 +275,7 @@ def test_credentials_never_appear(tmp_path, state_db_url):
         "EPO_TEST_WEBHOOK_TOKEN": webhook_token,
     }
     outputs = []
-    outputs.append(
-        cli(
-            config,
-            "--log-level",
-            "DEBUG",
-            "register",
-            "galaxies",
-            "--zooniverse-project",
-            "77",
-            "--owner",
-            "alice",
-            "--repo",
-            repo.root,
-            "--collections",
-            "u/alice/zoo/*",
-            env=env,
-        )
-    )
+    outputs.append(cli(config, "--log-level", "DEBUG", *register_args(repo), env=env))
     outputs.append(cli(config, "--log-level", "DEBUG", "poll", env=env))
     outputs.append(cli(config, "status", env=env))
     # Failures: a wrong password; a password inline in an unreachable URL.
