@@ -104,7 +104,7 @@ def test_schema_is_migrated_and_audit_log_is_append_only(state_db_url):
     engine.dispose()
     engine = open_state_database(state_db_url)
     with engine.connect() as connection:
-        assert schema_version(connection) == SCHEMA_VERSION == 2
+        assert schema_version(connection) == SCHEMA_VERSION == 3
         assert connection.execute(sa.select(sa.func.count()).select_from(AUDIT_LOG)).scalar() == 1
     for statement in (AUDIT_LOG.update().values(actor="mallory"), AUDIT_LOG.delete()):
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):
@@ -232,6 +232,12 @@ def test_flow_from_butler_to_public_http(tmp_path, repo, state_db_url):
             assert status["images"] == {"published": 6, "rejected": 2, "quarantined": 2}
             with urllib.request.urlopen(server.url + "status.json") as response:
                 assert response.status == 200
+            # Published images keep their index.csv rows (for manifests).
+            published_rows = service.published_images("galaxies")
+            assert len(published_rows) == 6
+            first = next(r for r in published_rows if r["entry"] == "obj0.png")
+            assert first["index_row"]["object_id"] == "obj0" and float(first["index_row"]["coverage"]) == 1.0
+            assert first["url"].endswith("/obj0.png")
             report = service.report("galaxies")
             assert len(report) == 10
             assert {r["state"] for r in report} == {"published", "rejected", "quarantined"}

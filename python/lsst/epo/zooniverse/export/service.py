@@ -79,6 +79,7 @@ from .service_config import ServiceConfig
 from .state import (
     AUDIT_LOG,
     DATASETS,
+    IMAGE_INDEX_ROWS,
     IMAGES,
     PROJECTS,
     insert_ignoring_duplicates,
@@ -1051,9 +1052,23 @@ class ExportService:
                 n_rejected=len(rejected) if state == "quarantined" else len(image_rows),
             )
             # A crashed validation may have recorded nothing; never both.
+            old_ids = sa.select(IMAGES.c.id).where(IMAGES.c.dataset_id == dataset["id"])
+            connection.execute(IMAGE_INDEX_ROWS.delete().where(IMAGE_INDEX_ROWS.c.image_id.in_(old_ids)))
             connection.execute(IMAGES.delete().where(IMAGES.c.dataset_id == dataset["id"]))
             if image_rows and state == "quarantined":
                 connection.execute(IMAGES.insert(), image_rows)
+                ids = dict(
+                    connection.execute(
+                        sa.select(IMAGES.c.entry, IMAGES.c.id).where(IMAGES.c.dataset_id == dataset["id"])
+                    ).all()
+                )
+                connection.execute(
+                    IMAGE_INDEX_ROWS.insert(),
+                    [
+                        {"image_id": ids[a.entry], "index_row": json.dumps(dict(a.index_row), sort_keys=True)}
+                        for a in accepted
+                    ],
+                )
             elif image_rows:
                 connection.execute(
                     IMAGES.insert(),
@@ -1652,6 +1667,49 @@ class ExportService:
                         )
                     )
         return rows
+
+    def published_images(self, project: str) -> list[dict[str, Any]]:
+        """Return the published images of a project with their index rows.
+
+        Parameters
+        ----------
+        project : `str`
+            Project name.
+
+        Returns
+        -------
+        images : `list` [`dict`]
+            ``batch, entry, object_id, url, sha256, index_row`` (the
+            image's ``index.csv`` row as a `dict`; empty for images
+            validated before schema version 3 and for cutouts).
+        """
+        record = self.project(project)
+        query = (
+            sa.select(
+                DATASETS.c.batch,
+                IMAGES.c.entry,
+                IMAGES.c.object_id,
+                IMAGES.c.public_url,
+                IMAGES.c.sha256,
+                IMAGE_INDEX_ROWS.c.index_row,
+            )
+            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+            .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
+            .where(DATASETS.c.project_id == record["id"], IMAGES.c.state == "published")
+            .order_by(DATASETS.c.batch, IMAGES.c.entry)
+        )
+        with self._reading() as connection:
+            return [
+                {
+                    "batch": batch,
+                    "entry": entry,
+                    "object_id": object_id,
+                    "url": url,
+                    "sha256": sha256,
+                    "index_row": json.loads(index_row) if index_row else {},
+                }
+                for batch, entry, object_id, url, sha256, index_row in connection.execute(query)
+            ]
 
     def audit_log(self, *, batch: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
         """Return audit records, oldest first.

@@ -37,6 +37,8 @@ Tables
     dataset UUID); the dataset is an operator's *batch*.
 ``images``
     One row per image of a dataset that passed or failed validation.
+``image_index_rows``
+    The ``index.csv`` row of each accepted image (schema version 3).
 ``audit_log``
     Append-only record of every transition: who, when, what, why.  From
     schema version 2 the database itself refuses updates and deletes.
@@ -49,6 +51,7 @@ __all__ = [
     "DATASETS",
     "DATASET_STATES",
     "IMAGES",
+    "IMAGE_INDEX_ROWS",
     "IMAGE_STATES",
     "MIGRATIONS",
     "PROJECTS",
@@ -166,6 +169,16 @@ AUDIT_LOG = sa.Table(
 )
 
 
+IMAGE_INDEX_ROWS = sa.Table(
+    "image_index_rows",
+    METADATA,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id"), primary_key=True, autoincrement=False),
+    sa.Column("index_row", sa.Text, nullable=False),
+)
+"""The ``index.csv`` row of each accepted image (JSON), from schema
+version 3: what manifests and the one-image-per-object choice read."""
+
+
 class StateDatabaseError(RuntimeError):
     """The state database cannot be opened or is newer than this code."""
 
@@ -205,9 +218,14 @@ def _migration_2(connection: sa.Connection) -> None:
         connection.exec_driver_sql(statement)
 
 
+def _migration_3(connection: sa.Connection) -> None:
+    IMAGE_INDEX_ROWS.create(connection)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "projects, datasets, images and audit_log tables", _migration_1),
     (2, "audit_log refuses updates and deletes (triggers)", _migration_2),
+    (3, "image_index_rows: the index.csv row of each accepted image", _migration_3),
 )
 """Schema migrations: (version, description, function), applied in order."""
 
