@@ -42,7 +42,8 @@ python "$root/examples/put_get_cutout.py" "$repo" "$output"
 # EPO's side: a fresh service state for this run of the demo.
 rm -rf "$output/epo_service"
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-epo() { zooniverse-epo --public-url "http://127.0.0.1:$port/" "$@"; }
+# Notifications to the PI are logged at INFO; the demo shows the commands' own output.
+epo() { zooniverse-epo --log-level WARNING --public-url "http://127.0.0.1:$port/" "$@"; }
 epo register demo-galaxies --zooniverse-project 1 --owner demo_pi --repo "$repo" \
     --collections 'u/demo_pi/*' --dataset-type zooniverse_rgb --dataset-type zooniverse_cutout \
     --contact demo_pi@example.org
