@@ -314,3 +314,15 @@ class OpenServiceWithEnv:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_image_selection_needs_one_batch(tmp_path):
+    _, config = setup_project(tmp_path, f"sqlite:///{tmp_path}/state.sqlite3")
+    cli(config, "poll")
+    with open_service(config) as service:
+        batches = [b["batch"] for b in service.review()]
+    result = cli(config, "approve", *batches, "--operator", "eve", "--image", "obj0.png", check=False)
+    assert result.returncode == 2 and "--image needs exactly one batch" in result.stderr
+    with open_service(config) as service:
+        assert {b["state"] for b in service.review()} == {"quarantined"}
+        assert not [r for r in service.audit_log() if r["action"] == "approved"]

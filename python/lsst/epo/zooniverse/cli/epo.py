@@ -380,6 +380,10 @@ def _decision_command(approve: bool) -> Callable[..., None]:
         reason: str | None,
         entries: tuple[str, ...],
     ) -> None:
+        if entries and len(batches) != 1:
+            # Image names belong to one batch; checking them batch by batch
+            # would leave the first batches decided when a later one fails.
+            raise click.UsageError("--image needs exactly one batch.")
         service = _service(ctx)
         for batch in batches:
             if approve:
