@@ -44,7 +44,15 @@ from lsst.epo.zooniverse.rgb_collection import RgbCollection
 SKYMAP = "demo_rings"
 
 
-def make_collection(n: int, *, seed: int, first_id: int = 0, size: int = 24) -> RgbCollection:
+def make_collection(
+    n: int,
+    *,
+    seed: int,
+    first_id: int = 0,
+    size: int = 24,
+    coverage: float = 1.0,
+    edge_distance: float = 50.0,
+) -> RgbCollection:
     """A small RGB collection with ids ``obj<first_id>...``."""
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
@@ -53,8 +61,9 @@ def make_collection(n: int, *, seed: int, first_id: int = 0, size: int = 24) -> 
         "ra": [10.0 + k / 100 for k in range(n)],
         "dec": [-5.0 - k / 100 for k in range(n)],
         "bands": ["g,r,i"] * n,
-        "coverage": [1.0] * n,
+        "coverage": [coverage] * n,
         "stretch": ["lupton(Q=8)"] * n,
+        "edge_distance": [edge_distance] * n,
     }
     return RgbCollection(images, index)
 
@@ -76,11 +85,14 @@ class ExportRepo:
         )
         self.butler = butler
 
-    def put_rgb(self, run: str, patch: int, n: int, *, seed: int, tract: int = 0, first_id: int = 0):
-        """Put a `zooniverse_rgb` collection of ``n`` images."""
+    def put_rgb(
+        self, run: str, patch: int, n: int, *, seed: int, tract: int = 0, first_id: int = 0, **kwargs
+    ):
+        """Put a `zooniverse_rgb` collection of ``n`` images (``kwargs``
+        go to `make_collection`)."""
         self.butler.registry.registerCollection(run, CollectionType.RUN)
         return self.butler.put(
-            make_collection(n, seed=seed, first_id=first_id),
+            make_collection(n, seed=seed, first_id=first_id, **kwargs),
             "zooniverse_rgb",
             skymap=self.skymap,
             tract=tract,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import urllib.request
 import uuid
@@ -516,3 +517,57 @@ def test_publication_to_an_object_store(tmp_path, repo, state_db_url, s3_bucket)
         assert service.publish().published == 0
         audit = "\n".join(str(r) for r in service.audit_log())
         assert "epo-test-cloud-secret-0123456789" not in audit
+
+
+def test_one_picture_per_catalog_object(tmp_path, repo, state_db_url):
+    # Patches overlap: obj0..obj2 are in patch 0 (partial coverage) and in
+    # patch 1 (full coverage); obj1 only ties on coverage with patch 2.
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=3, seed=20, coverage=0.6)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=3, seed=21, coverage=1.0, edge_distance=10.0)
+    repo.put_rgb("u/alice/zoo/run1", patch=2, n=2, seed=22, first_id=1, coverage=1.0, edge_distance=80.0)
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo)
+        service.poll()
+        batches = {b["data_id"]: b["batch"] for b in service.review()}
+        by_patch = {json.loads(k)["patch"]: v for k, v in batches.items()}
+        for batch in by_patch.values():
+            service.approve(batch, operator="eve")
+        result = service.publish()
+        assert (result.published, result.superseded) == (3, 5)
+        chosen = {r["object_id"]: r["batch"] for r in service.published_images("galaxies")}
+        # Best coverage wins (patch 1 over patch 0), then the larger
+        # distance from the patch edge (patch 2 over patch 1).
+        assert chosen == {"obj0": by_patch[1], "obj1": by_patch[2], "obj2": by_patch[2]}
+        assert len(assert_public_invariant(service)) == 3
+        report = {(r["batch"], r["object_id"]): r for r in service.report("galaxies")}
+        loser = report[(by_patch[0], "obj0")]
+        assert loser["state"] == "superseded" and by_patch[1] in loser["reason"]
+        assert all(b["state"] == "published" for b in service.review(batch=by_patch[0]))
+        # A better picture arriving later does not move a public URL.
+        repo.put_rgb("u/alice/zoo/run2", patch=3, n=1, seed=23, coverage=1.0, edge_distance=500.0)
+        service.poll()
+        (new,) = service.review()
+        service.approve(new["batch"], operator="eve")
+        again = service.publish()
+        assert (again.published, again.superseded) == (0, 1)
+        assert {r["object_id"]: r["batch"] for r in service.published_images("galaxies")} == chosen
+
+
+def test_a_rejected_choice_brings_the_next_picture_back(tmp_path, repo, state_db_url):
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=1, seed=24, coverage=0.5)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=1, seed=25, coverage=0.9)
+    service, _ = make_service(tmp_path, state_db_url)
+    with service:
+        project = register_alice(service, repo)
+        service.poll()
+        by_patch = {json.loads(b["data_id"])["patch"]: b["batch"] for b in service.review()}
+        for batch in by_patch.values():
+            service.approve(batch, operator="eve")
+        # A publication run chose patch 1's picture and stopped there.
+        assert service._choose_one_image_per_object(project) == 1
+        service.reject(by_patch[1], operator="eve", reason="satellite trail")
+        result = service.publish()
+        assert result.published == 1
+        assert [r["batch"] for r in service.published_images("galaxies")] == [by_patch[0]]
+        assert_public_invariant(service)

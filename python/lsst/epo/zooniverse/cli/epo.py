@@ -421,6 +421,11 @@ def publish(ctx: click.Context, project: str | None) -> None:
         )
         + f"; {summary.batches} batches complete"
         + (f"; {summary.rejected} refused (staging copy changed)" if summary.rejected else "")
+        + (
+            f"; {summary.superseded} not published: another picture of the same object is"
+            if summary.superseded
+            else ""
+        )
         + "."
     )
     if summary.errors:

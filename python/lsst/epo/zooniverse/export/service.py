@@ -56,6 +56,7 @@ import getpass
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -114,7 +115,8 @@ def _batch_state(image_states: set[str], current: str) -> str:
         return "quarantined"
     if image_states & {"approved", "publishing"}:
         return "approved"
-    if "published" in image_states:
+    if image_states & {"published", "superseded"}:
+        # Done: its objects are public (through this or another batch).
         return "published"
     return "rejected" if image_states else current
 
@@ -181,6 +183,9 @@ class PublishSummary:
     """Public URLs of the images published by this run."""
     errors: list[str] = dataclasses.field(default_factory=list)
     """Unexpected failures (the batch is retried next time)."""
+    superseded: int = 0
+    """Approved images not published: a better picture of the same object
+    is (or already was)."""
 
 
 def _now() -> str:
@@ -214,6 +219,23 @@ def _batch_name(
     parts.append(random_part)
     name = re.sub(r"[^A-Za-z0-9._+-]+", "_", "-".join(str(p) for p in parts))
     return name[-120:].lstrip("._-+") or dataset_uuid
+
+
+def _picture_rank(row: Any) -> tuple:
+    """Sort key of candidate pictures of one object: best first."""
+    try:
+        index = json.loads(row.index_row) if row.index_row else {}
+    except ValueError:
+        index = {}
+
+    def number(key: str) -> float:
+        try:
+            value = float(index.get(key, "nan"))
+        except ValueError:
+            return -math.inf
+        return -math.inf if math.isnan(value) else value
+
+    return (-number("coverage"), -number("edge_distance"), row.batch, row.entry)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -1365,6 +1387,8 @@ class ExportService:
         """
         progress = progress or _NoProgress()
         summary = PublishSummary()
+        for record in self._selected_projects(project):
+            summary.superseded += self._choose_one_image_per_object(record)
         pending = sa.func.sum(sa.case((IMAGES.c.state.in_(("approved", "publishing")), 1), else_=0))
         # Datasets with images to publish, and approved datasets whose last
         # images were published by a run that stopped before closing them.
@@ -1405,6 +1429,90 @@ class ExportService:
         finally:
             progress.finish()
         return summary
+
+    def _choose_one_image_per_object(self, project: Mapping[str, Any]) -> int:
+        """Keep one picture per catalog object of a project (patches
+        overlap, so an object can have several).
+
+        An object that already has a public (or ``publishing``) picture
+        keeps it: public URLs are stable.  Otherwise the approved picture
+        with the best coverage, then the largest distance from its patch's
+        edge, then the smallest (batch, entry) is kept.  The others become
+        ``superseded``, with the kept picture as the reason.  A superseded
+        picture whose object lost every candidate (the operator rejected
+        it) is approved again first, so the choice heals itself.
+
+        Returns
+        -------
+        superseded : `int`
+            Pictures newly superseded.
+        """
+        actor = f"publish@{self.worker}"
+        rank_columns = (
+            IMAGES.c.id,
+            IMAGES.c.object_id,
+            IMAGES.c.state,
+            IMAGES.c.entry,
+            DATASETS.c.batch,
+            IMAGE_INDEX_ROWS.c.index_row,
+        )
+        with self.engine.begin() as connection:
+            # One chooser per project at a time (PostgreSQL row lock; a
+            # SQLite writer holds the whole database).
+            connection.execute(
+                sa.select(PROJECTS.c.id).where(PROJECTS.c.id == project["id"]).with_for_update()
+            ).all()
+            rows = connection.execute(
+                sa.select(*rank_columns)
+                .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+                .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
+                .where(
+                    DATASETS.c.project_id == project["id"],
+                    IMAGES.c.state.in_(("approved", "publishing", "published", "superseded")),
+                )
+            ).all()
+            by_object: dict[str, list[Any]] = {}
+            for row in rows:
+                by_object.setdefault(row.object_id, []).append(row)
+            revive, supersede, records = [], [], []
+            for object_id, candidates in by_object.items():
+                live = [c for c in candidates if c.state != "superseded"]
+                if not live:
+                    # Its chosen picture was rejected: choose again.
+                    revive.extend(c.id for c in candidates)
+                    live = candidates
+                public = [c for c in live if c.state in ("publishing", "published")]
+                chosen = public[0] if public else min(live, key=_picture_rank)
+                for c in live:
+                    if c.id != chosen.id and c.state in ("approved", "superseded"):
+                        supersede.append((c, chosen))
+            now = _now()
+            if revive:
+                connection.execute(
+                    IMAGES.update().where(IMAGES.c.id.in_(revive)).values(state="approved", updated_at=now)
+                )
+            for image, chosen in supersede:
+                reason = f"superseded: {chosen.batch}/{chosen.entry} is this object's picture"
+                connection.execute(
+                    IMAGES.update()
+                    .where(IMAGES.c.id == image.id)
+                    .values(state="superseded", reason=reason, updated_at=now)
+                )
+                if image.state != "superseded" or image.id in revive:
+                    records.append(
+                        {
+                            "actor": actor,
+                            "action": "superseded",
+                            "project": project["name"],
+                            "batch": image.batch,
+                            "entry": image.entry,
+                            "from_state": "approved",
+                            "to_state": "superseded",
+                            "detail": reason,
+                        }
+                    )
+            self._audit_many(connection, records)
+        return len(records)
 
     def _lock_dataset(self, connection: sa.Connection, dataset_id: int) -> dict[str, Any]:
         """Read a dataset row and lock it for this transaction (PostgreSQL

@@ -76,9 +76,11 @@ DATASET_STATES = ("discovered", "retrieved", "quarantined", "approved", "publish
 but is never a resting state: a validated dataset is quarantined in the
 same transaction."""
 
-IMAGE_STATES = ("quarantined", "approved", "publishing", "published", "rejected")
+IMAGE_STATES = ("quarantined", "approved", "publishing", "published", "rejected", "superseded")
 """States of an image.  ``publishing`` marks an image whose public copy may
-or may not have been written (a crash between the write and its record)."""
+or may not have been written (a crash between the write and its record);
+``superseded``: approved, but another picture of the same catalog object
+is the one published (patches overlap)."""
 
 METADATA = sa.MetaData()
 
