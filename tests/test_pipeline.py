@@ -96,8 +96,9 @@ def demo_run(tmp_path_factory):
     demo = make_demo_repo(root / "repo")
     butler = get_butler(demo.root, writeable=True)
     summary = shard_target_catalog(butler, demo.sample_catalog, run=TARGETS_RUN, extra_columns=["note"])
-    run_pipeline(demo.root, f"{demo.collection},{TARGETS_RUN}", "out/run1", "-C", f"composeRgb:{DEMO_CONFIG}")
-    return {"demo": demo, "summary": summary, "output": "out/run1", "root": root}
+    output = "u/demo_pi/run1"  # a PI's namespace: the EPO test below polls it
+    run_pipeline(demo.root, f"{demo.collection},{TARGETS_RUN}", output, "-C", f"composeRgb:{DEMO_CONFIG}")
+    return {"demo": demo, "summary": summary, "output": output, "root": root}
 
 
 def _sample(demo) -> Table:
@@ -317,3 +318,43 @@ def test_bad_config_rejected(demo_run, override, message):
     )
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
+
+
+def test_epo_report_has_a_line_per_catalog_row(demo_run, tmp_path):
+    """From the PI's catalog to public URLs: every row has its URL or the
+    reason it has none, and the lines add up to the catalog."""
+    from lsst.epo.zooniverse.export.service import ExportService
+    from lsst.epo.zooniverse.export.service_config import ServiceConfig
+
+    demo = demo_run["demo"]
+    config = ServiceConfig.load(
+        None,
+        database=f"sqlite:///{tmp_path}/state.sqlite3",
+        staging=str(tmp_path / "staging"),
+        public_root=str(tmp_path / "public"),
+        public_url="http://127.0.0.1:8080/",
+    )
+    with ExportService(config) as service:
+        service.register_project(
+            "demo", zooniverse_project_id=1, owner="demo_pi", repo=demo.root, collections="u/demo_pi/run1/*"
+        )
+        service.poll()
+        batches = sorted(b["batch"] for b in service.review())
+        service.reject(batches[0], operator="eve", reason="test rejection")
+        for batch in batches[1:-1]:
+            service.approve(batch, operator="eve")
+        service.publish()  # the last batch stays in quarantine
+        rows = service.catalog_report("demo", demo_run["output"])
+        published = {r["object_id"]: r["url"] for r in service.published_images("demo")}
+    sample = _sample(demo)
+    assert len(rows) == len(sample) and [r["row_index"] for r in rows] == list(range(len(sample)))
+    outcomes = {(r["outcome"], r["stage"]) for r in rows}
+    assert ("published", "epo") in outcomes and ("not_published", "sharding") in outcomes
+    assert ("not_published", "pipeline") in outcomes
+    reasons = " ".join(r["reason"] for r in rows)
+    assert "test rejection" in reasons and "waiting for EPO's approval" in reasons
+    for row in rows:
+        if row["outcome"] == "published":
+            assert row["url"] == published[row["object_id"]]
+        else:
+            assert row["url"] == "" and row["reason"]

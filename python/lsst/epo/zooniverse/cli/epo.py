@@ -441,14 +441,27 @@ def publish(ctx: click.Context, project: str | None) -> None:
     default=None,
     help="CSV file to write (default: standard output).",
 )
+@click.option(
+    "--catalog",
+    "catalog_collection",
+    default=None,
+    help="The PI's pipeline output collection: write one line per row of the original catalog instead.",
+)
 @click.pass_context
 @_guard
-def report(ctx: click.Context, project: str, output: str | None) -> None:
+def report(ctx: click.Context, project: str, output: str | None, catalog_collection: str | None) -> None:
     """Write a CSV with one line per image (and per rejected batch) of
-    PROJECT: its state, the reason, and its public URL.
+    PROJECT: its state, the reason, and its public URL.  With --catalog,
+    one line per row of the PI's original catalog: its public URL or why it
+    has none (sharding, pipeline or EPO), the lines adding up to the
+    catalog's row count.
     """
-    rows = _service(ctx).report(project)
-    fields = ["batch", "dataset_type", "data_id", "entry", "object_id", "state", "reason", "url"]
+    if catalog_collection:
+        rows = _service(ctx).catalog_report(project, catalog_collection)
+        fields = ["row_index", "object_id", "outcome", "stage", "reason", "url"]
+    else:
+        rows = _service(ctx).report(project)
+        fields = ["batch", "dataset_type", "data_id", "entry", "object_id", "state", "reason", "url"]
     stream = open(output, "w", newline="") if output else sys.stdout
     try:
         writer = csv.DictWriter(stream, fieldnames=fields)

@@ -1776,6 +1776,96 @@ class ExportService:
                     )
         return rows
 
+    def catalog_report(self, project: str, collection: str) -> list[dict[str, Any]]:
+        """Say, for every row of the PI's original catalog, its public URL
+        or why it has none.
+
+        Parameters
+        ----------
+        project : `str`
+            Project name.
+        collection : `str`
+            The PI's pipeline output collection (a chain that includes the
+            sharding run), under the owner's namespace.
+
+        Returns
+        -------
+        rows : `list` [`dict`]
+            One per catalog row, in catalog order: ``row_index``,
+            ``object_id``, ``outcome`` (``published`` or
+            ``not_published``), ``stage`` (``sharding``, ``pipeline`` or
+            ``epo``), ``reason`` and ``url``.  There are exactly as many
+            rows as the catalog had.
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if the collection is not the owner's, or holds no
+            sharding output.
+        """
+        from ..accounting import account_targets
+
+        record = self.project(project)
+        if not self.policy.allows_collection(collection, record["owner"]):
+            raise ExportServiceError(f"Collection {collection!r} is not in {record['owner']}'s namespace.")
+        try:
+            accounting = account_targets(self._butler(record["repo"]), collection)
+        except LookupError as err:
+            raise ExportServiceError(str(err)) from None
+        states: dict[str, dict[str, Any]] = {}
+        query = (
+            sa.select(IMAGES.c.object_id, IMAGES.c.state, IMAGES.c.reason, IMAGES.c.public_url)
+            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+            .where(DATASETS.c.project_id == record["id"])
+        )
+        order = {
+            "published": 0,
+            "publishing": 1,
+            "approved": 2,
+            "quarantined": 3,
+            "superseded": 4,
+            "rejected": 5,
+        }
+        with self._reading() as connection:
+            for object_id, state, reason, url in connection.execute(query):
+                best = states.get(object_id)
+                if best is None or order[state] < order[best["state"]]:
+                    states[object_id] = {"state": state, "reason": reason, "url": url}
+        epo_reasons = {
+            "publishing": "being published",
+            "approved": "approved, not yet published",
+            "quarantined": "waiting for EPO's approval",
+        }
+        rows = []
+        for line in accounting:
+            object_id = str(line["object_id"])
+            row = {"row_index": int(line["row_index"]), "object_id": object_id, "url": ""}
+            if line["status"] == "rejected":
+                row.update(
+                    outcome="not_published", stage="sharding", reason=f"{line['reason']}: {line['detail']}"
+                )
+            elif line["status"] != "pictured":
+                row.update(
+                    outcome="not_published",
+                    stage="pipeline",
+                    reason=f"{line['status']}: {line['reason']} {line['detail']}".strip(),
+                )
+            elif object_id not in states:
+                row.update(outcome="not_published", stage="epo", reason="not retrieved by EPO yet")
+            else:
+                state = states[object_id]
+                if state["state"] == "published":
+                    row.update(outcome="published", stage="epo", reason="", url=state["url"])
+                else:
+                    reason = epo_reasons.get(state["state"]) or state["reason"] or state["state"]
+                    row.update(outcome="not_published", stage="epo", reason=reason)
+            rows.append(row)
+        if len(rows) != accounting.meta.get("n_rows", len(rows)):
+            raise ExportServiceError(
+                f"The accounting of {collection} has {len(rows)} lines for {accounting.meta['n_rows']} catalog rows."
+            )
+        return rows
+
     def published_images(self, project: str) -> list[dict[str, Any]]:
         """Return the published images of a project with their index rows.
 
