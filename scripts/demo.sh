@@ -54,6 +54,7 @@ epo approve $(epo review --json | python -c 'import json, sys; print(" ".join(b[
 epo publish
 epo report demo-galaxies --output "$output/epo_report.csv"
 epo report demo-galaxies --catalog u/demo_pi/zooniverse_cutouts --output "$output/epo_catalog_report.csv"
+epo manifest demo-galaxies --output "$output/manifests"
 epo serve --port "$port" 2> "$output/epo_serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

@@ -571,3 +571,38 @@ def test_a_rejected_choice_brings_the_next_picture_back(tmp_path, repo, state_db
         assert result.published == 1
         assert [r["batch"] for r in service.published_images("galaxies")] == [by_patch[0]]
         assert_public_invariant(service)
+
+
+@pytest.mark.parametrize("metadata_policy", ["full", "anonymised"])
+def test_manifests_of_published_images(tmp_path, repo, metadata_policy):
+    import csv
+
+    from lsst.epo.zooniverse.export.manifest import validate_manifest
+
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=3, seed=30, coverage=0.5)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=3, seed=31)  # the same objects, better
+    service, _ = make_service(
+        tmp_path, f"sqlite:///{tmp_path}/state.sqlite3", public_url="https://epo.example.org/z/"
+    )
+    with service:
+        register_alice(service, repo, metadata_policy=metadata_policy)
+        service.poll()
+        for batch in service.review():
+            service.approve(batch["batch"], operator="eve")
+        service.publish()
+        (path,) = service.write_manifests("galaxies", str(tmp_path / "manifests"))
+        assert (
+            validate_manifest(path, url_prefix="https://epo.example.org/z/", metadata_policy=metadata_policy)
+            == []
+        )
+        rows = list(csv.DictReader(open(path, newline="")))
+        published = {r["url"]: r for r in service.published_images("galaxies")}
+    # One subject per catalog object, pointing at its published picture.
+    assert len(rows) == 3 and {r["location:1"] for r in rows} == set(published)
+    text = open(path).read()
+    if metadata_policy == "full":
+        assert {r["external_id"] for r in rows} == {"galaxies:obj0", "galaxies:obj1", "galaxies:obj2"}
+        assert "metadata:#object_id" in rows[0] or "metadata:#object_id" in text
+    else:
+        assert all(r["external_id"].startswith("s-") for r in rows)
+        assert "obj0" not in text and "obj1" not in text and "10.0" not in text

@@ -485,6 +485,29 @@ def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
         click.echo(json.dumps(record, default=str))
 
 
+@main.command()
+@click.argument("project")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory for the manifest parts.",
+)
+@click.pass_context
+@_guard
+def manifest(ctx: click.Context, project: str, output: str) -> None:
+    """Write PROJECT's Zooniverse subject manifests (subject_set_imports
+    CSV, at most 10,000 rows per part) from its published images, one
+    subject per catalog object, and validate them.
+    """
+    paths = _service(ctx).write_manifests(project, output)
+    if not paths:
+        click.echo(f"{project} has no published images yet.")
+    for path in paths:
+        click.echo(path)
+
+
 @main.command(name="validate-manifest")
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--url-prefix", default=None, help="Every location must start with this public URL prefix.")

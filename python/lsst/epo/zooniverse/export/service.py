@@ -1862,9 +1862,62 @@ class ExportService:
             rows.append(row)
         if len(rows) != accounting.meta.get("n_rows", len(rows)):
             raise ExportServiceError(
-                f"The accounting of {collection} has {len(rows)} lines for {accounting.meta['n_rows']} catalog rows."
+                f"The accounting of {collection} has {len(rows)} lines for "
+                f"{accounting.meta['n_rows']} catalog rows."
             )
         return rows
+
+    def write_manifests(self, project: str, directory: str) -> list[str]:
+        """Write the Zooniverse import manifests of a project's published
+        images (one subject per catalog object) and validate them.
+
+        Parameters
+        ----------
+        project : `str`
+            Project name.
+        directory : `str`
+            Where to write ``manifest_partNNN.csv`` (at most 10,000 rows
+            each).
+
+        Returns
+        -------
+        paths : `list` [`str`]
+            The manifest parts, in order.
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if a row cannot be made (e.g. identifying text in an
+            anonymised project's URLs) or a written part fails validation.
+        """
+        from .manifest import ManifestError, subject_row, validate_manifest, write_manifests
+
+        record = self.project(project)
+        try:
+            rows = [
+                subject_row(
+                    project=record["name"],
+                    batch=image["batch"],
+                    entry=image["entry"],
+                    object_id=image["object_id"],
+                    url=image["url"],
+                    index_row=image["index_row"],
+                    metadata_policy=record["metadata_policy"],
+                )
+                for image in self.published_images(project)
+            ]
+            paths = write_manifests(rows, directory)
+        except ManifestError as err:
+            raise ExportServiceError(f"Cannot write the manifest of {project}: {err}") from None
+        for path in paths:
+            findings = validate_manifest(
+                path, url_prefix=self.public.url_prefix, metadata_policy=record["metadata_policy"]
+            )
+            if findings:
+                raise ExportServiceError(
+                    f"{path} fails validation: " + "; ".join(f.message for f in findings[:5])
+                )
+        return paths
 
     def published_images(self, project: str) -> list[dict[str, Any]]:
         """Return the published images of a project with their index rows.
