@@ -602,7 +602,8 @@ def test_manifests_of_published_images(tmp_path, repo, metadata_policy):
     text = open(path).read()
     if metadata_policy == "full":
         assert {r["external_id"] for r in rows} == {"galaxies:obj0", "galaxies:obj1", "galaxies:obj2"}
-        assert "metadata:#object_id" in rows[0] or "metadata:#object_id" in text
+        assert "metadata:#object_id" in rows[0]
+        assert not any("edge_distance" in column or "row_index" in column for column in rows[0])
     else:
         assert all(r["external_id"].startswith("s-") for r in rows)
         assert "obj0" not in text and "obj1" not in text and "10.0" not in text

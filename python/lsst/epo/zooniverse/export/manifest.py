@@ -118,7 +118,10 @@ _STANDARD_COLUMNS = ("object_id", "ra", "dec", "skymap", "tract", "patch", "band
 # index.csv columns that never become metadata: the entry name (already in
 # the URL) and the FITS WCS header (about 1.5 kB of text per image; it stays
 # in the PNG's own text chunks and on EPO's side).
-_NOT_METADATA = ("file", "wcs")
+# Index columns that never become metadata: the file name is in the URL,
+# the WCS is ~1.5 kB of header, row_index and edge_distance are the
+# pipeline's bookkeeping (catalog order, the one-picture-per-object choice).
+_NOT_METADATA = ("file", "wcs", "row_index", "edge_distance")
 _FULL_KEYS = {
     "object_id": "#object_id",
     "ra": "#ra",
