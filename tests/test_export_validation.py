@@ -44,6 +44,7 @@ import pytest
 import yaml
 from astropy.wcs import WCS
 from PIL import Image
+from zooniverse_test_utils import png_chunks
 
 from lsst.epo.zooniverse.export.policy import (
     METADATA_POLICIES,
@@ -201,17 +202,6 @@ def chunk(chunk_type, payload):
         + payload
         + struct.pack(">I", zlib.crc32(chunk_type + payload))
     )
-
-
-def png_chunks(data):
-    """``[(type, payload)]``, parsed independently of the package."""
-    assert data.startswith(PNG_SIGNATURE)
-    chunks, pos = [], len(PNG_SIGNATURE)
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
-        pos += 12 + length
-    return chunks
 
 
 def assemble_png(chunks):

@@ -43,7 +43,7 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 from PIL import Image
-from zooniverse_test_utils import check_png_bytes, run_in_fresh_process
+from zooniverse_test_utils import check_png_bytes, png_chunks, run_in_fresh_process
 
 import lsst.epo.zooniverse.rgb_collection as rgb_module
 from lsst.epo.zooniverse import __version__
@@ -166,17 +166,6 @@ def zip_entries(data):
     """``{name: bytes}`` of every entry of a ZIP, in order."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {info.filename: archive.read(info) for info in archive.infolist()}
-
-
-def png_chunks(data):
-    """``[(type, payload)]`` of a PNG, parsed independently of the package."""
-    assert data.startswith(PNG_SIGNATURE)
-    chunks, pos = [], len(PNG_SIGNATURE)
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
-        pos += 12 + length
-    return chunks
 
 
 def column_reprs(table):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,7 @@ import pytest
 
 from lsst.daf.butler import Butler, DatasetType
 from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
+from lsst.epo.zooniverse.png import PNG_SIGNATURE
 
 TEST_DATASET_TYPES = {
     "zooniverse_cutout": "ZooniverseCutout",
@@ -88,6 +90,17 @@ def check_fits_file(path: str) -> None:
     assert result.returncode == 0 and output.startswith("verification OK"), (
         f"fitsverify failed on {path}:\n{output}"
     )
+
+
+def png_chunks(data):
+    """``[(type, payload)]`` of a PNG, parsed independently of the package."""
+    assert data.startswith(PNG_SIGNATURE)
+    chunks, pos = [], len(PNG_SIGNATURE)
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return chunks
 
 
 def run_in_fresh_process(code: str, **env: str) -> str:

@@ -850,6 +850,29 @@ class ExportService:
     def _batch_directory(self, project: Mapping[str, Any], batch: str) -> str:
         return os.path.join(self.config.staging, project["name"], batch)
 
+    def _reject_before_retrieval(
+        self, project: dict[str, Any], dataset: dict[str, Any], reason: str, *, notify: bool
+    ) -> dict[str, Any]:
+        """Reject a claimed, discovered dataset (release, audit, notify)."""
+        with self.engine.begin() as connection:
+            self._release(connection, dataset["id"], state="rejected", reason=reason)
+            self._audit(
+                connection,
+                f"poll@{self.worker}",
+                "rejected",
+                project=project["name"],
+                batch=dataset["batch"],
+                from_state="discovered",
+                to_state="rejected",
+                detail=reason,
+            )
+        if notify:
+            self._notify(
+                project, "rejected", dataset["batch"], f"Batch {dataset['batch']} rejected: {reason}."
+            )
+        dataset.update(state="rejected", reason=reason)
+        return dataset
+
     def _retrieve(self, project: dict[str, Any], dataset: dict[str, Any]) -> dict[str, Any]:
         actor = f"poll@{self.worker}"
         butler = self._butler(project["repo"])
@@ -857,43 +880,14 @@ class ExportService:
         directory = self._batch_directory(project, dataset["batch"])
         if ref is None:
             reason = "the dataset is no longer in the Butler repository"
-            with self.engine.begin() as connection:
-                self._release(connection, dataset["id"], state="rejected", reason=reason)
-                self._audit(
-                    connection,
-                    actor,
-                    "rejected",
-                    project=project["name"],
-                    batch=dataset["batch"],
-                    from_state="discovered",
-                    to_state="rejected",
-                    detail=reason,
-                )
-            self._notify(
-                project, "rejected", dataset["batch"], f"Batch {dataset['batch']} rejected: {reason}."
-            )
-            dataset.update(state="rejected", reason=reason)
-            return dataset
+            return self._reject_before_retrieval(project, dataset, reason, notify=True)
         storage_class = ref.datasetType.storageClass_name
         if storage_class not in (_RGB_STORAGE_CLASS, _CUTOUT_STORAGE_CLASS):
             reason = (
                 f"policy.storage_class: dataset type {ref.datasetType.name} has storage class "
                 f"{storage_class}, not {_RGB_STORAGE_CLASS} or {_CUTOUT_STORAGE_CLASS}"
             )
-            with self.engine.begin() as connection:
-                self._release(connection, dataset["id"], state="rejected", reason=reason)
-                self._audit(
-                    connection,
-                    actor,
-                    "rejected",
-                    project=project["name"],
-                    batch=dataset["batch"],
-                    from_state="discovered",
-                    to_state="rejected",
-                    detail=reason,
-                )
-            dataset.update(state="rejected", reason=reason)
-            return dataset
+            return self._reject_before_retrieval(project, dataset, reason, notify=False)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         suffix = ".zip" if storage_class == _RGB_STORAGE_CLASS else ".png"
         artifact = os.path.join(directory, "artifact" + suffix)
