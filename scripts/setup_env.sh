@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up epo_zooniverse on this machine: find Python >= 3.12, make a virtual
 # environment (.venv, or $EPO_ZOONIVERSE_VENV), install the project into it,
-# and with --test-tools install the Debian checkers and the PostgreSQL server
-# the tests use.
+# and with --test-tools install the Debian checkers, the PostgreSQL server and
+# the Chromium browser the tests use.
 # Safe to run again: it only redoes what changed.
 set -euo pipefail
 
@@ -98,6 +98,13 @@ if [ "$want_test_tools" = 1 ]; then
     command -v pngcheck >/dev/null 2>&1 || missing+=(pngcheck)
     command -v fitsverify >/dev/null 2>&1 || missing+=(fitsverify)
     have_postgres_server || missing+=(postgresql)
+    # The review-page test drives a real headless Chromium through
+    # Playwright (tests/test_review_page.py); browsers cannot be downloaded
+    # by Playwright here, so it uses Debian's.
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+        && [ ! -x /usr/bin/chromium ]; then
+        missing+=(chromium)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
             say "installing Debian packages: ${missing[*]}"

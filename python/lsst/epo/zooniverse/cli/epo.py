@@ -545,20 +545,48 @@ def validate_manifest(
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8080, show_default=True, help="Port (0: any free port).")
+@click.option(
+    "--review/--no-review",
+    default=None,
+    help="Also serve the operators' review page at /_review/ (default: when the configuration has a "
+    "review section, which --review requires).",
+)
 @click.pass_context
 @_guard
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None:
     """Serve the public location over HTTP, with the service's status as
-    JSON at /status.json.
+    JSON at /status.json and, when the configuration names review
+    operators, the operators' review page at /_review/: log in with an
+    operator name and token, look at the quarantined batches (contact
+    sheets, thumbnails, findings), approve or reject them (recorded in the
+    audit log like the approve and reject commands) and publish
+    (doc/review_page.md).  Quarantined files are only reachable through
+    the review page, after login.
     """
     from ..export.serve import PublicServer
 
     service = _service(ctx)
     if not service.public.root.isLocal:
         raise click.ClickException(f"serve needs a local public location, not {service.public.root}.")
-    server = PublicServer(service.public.root.ospath, host=host, port=port, status=service.status)
+    settings = service.config.review
+    if review and settings is None:
+        raise click.ClickException(
+            "--review needs a review section (operators and where their tokens are) in the service "
+            "configuration; see doc/review_page.md."
+        )
+    page = None
+    if settings is not None and review is not False:
+        from ..export.review_page import ReviewPage
+
+        page = ReviewPage(service, settings)
+    server = PublicServer(
+        service.public.root.ospath, host=host, port=port, status=service.status, review=page
+    )
     click.echo(
-        f"Serving {service.public.root.ospath} at {server.url} (status: {server.url}status.json)", err=True
+        f"Serving {service.public.root.ospath} at {server.url} (status: {server.url}status.json"
+        + (f"; review page: {server.url}_review/ for {', '.join(settings.operators)}" if page else "")
+        + ")",
+        err=True,
     )
     sys.stderr.flush()
     server.serve_forever()

@@ -35,6 +35,14 @@ temporary dot-files before renaming them), directories (no listings) and
 anything that is not a regular file.  Methods other than GET and HEAD get
 405.  Every request is logged through `logging` on the
 ``lsst.epo.zooniverse.export.serve`` logger.
+
+With a `~lsst.epo.zooniverse.export.review_page.ReviewPage`, the server
+also answers the operators' review page under ``/_review/`` (GET, HEAD
+and POST; see that module).  The first path segment ``_review`` (in any
+letter case or percent-encoding) is reserved: without a review page it is
+404, and files under a ``_review`` directory of the root are never
+served.  Publication cannot write there: public keys start with a project
+name, which never starts with ``_``.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ _CHUNK = 1 << 16
 # Control characters are escaped in log lines so that a request line
 # cannot forge log records.
 _LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+# First path segment reserved for the review page (review_page.REVIEW_PREFIX).
+_REVIEW_SEGMENT = "_review"
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -114,6 +124,33 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._respond(head=True)
 
+    def _other_method(self) -> None:
+        if not self._review():
+            self._method_not_allowed()
+
+    def _review(self) -> bool:
+        """Answer a request of the review page; `False` if the path is not
+        the review page's.
+        """
+        review = self.server.public.review
+        path = self.path.split("?", 1)[0].split("#", 1)[0]
+        if review is None or not self.path.startswith("/") or not review.handles(path):
+            return False
+        response = review.handle(self.command, self.path, self.headers, self.rfile, self.client_address[0])
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+            if name.lower() == "connection" and value.lower() == "close":
+                self.close_connection = True
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            try:
+                self.wfile.write(response.body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+        return True
+
     def _method_not_allowed(self) -> None:
         self.send_response(405)
         self.send_header("Allow", "GET, HEAD")
@@ -125,7 +162,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _method_not_allowed
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _other_method
 
     def end_headers(self) -> None:
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -145,6 +182,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(400, "Bad request target")
             return
         path = target.split("?", 1)[0].split("#", 1)[0]
+        if self._review():
+            return
         if path == public.status_path:
             self._send_status(head)
             return
@@ -255,6 +294,9 @@ class PublicServer:
     status_path : `str`, optional
         URL path of the status endpoint; it takes precedence over a file
         of the same name.
+    review : `~lsst.epo.zooniverse.export.review_page.ReviewPage`, optional
+        The operators' review page, served under its prefix
+        (``/_review/``); `None` (the default) serves no review page.
 
     Raises
     ------
@@ -285,6 +327,7 @@ class PublicServer:
         port: int = 0,
         status: Callable[[], Mapping[str, Any]] | None = None,
         status_path: str = "/status.json",
+        review: Any = None,
     ) -> None:
         real_root = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real_root):
@@ -293,7 +336,10 @@ class PublicServer:
             raise ValueError(f"status_path {status_path!r} must be a URL path starting with '/'.")
         self.root = real_root
         self.status = status
+        if status_path.split("/")[1].lower() == _REVIEW_SEGMENT:
+            raise ValueError(f"status_path {status_path!r} is in the review page's reserved prefix.")
         self.status_path = status_path
+        self.review = review
         self._server = _Server((host, port), self)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -409,6 +455,8 @@ class PublicServer:
         # ".." start with a dot like temporary files.
         if not parts or any(not part or part.startswith(".") for part in parts):
             return None
+        if parts[0].lower() == _REVIEW_SEGMENT:
+            return None
         real = os.path.realpath(os.path.join(self.root, *parts))
         try:
             relative = os.path.relpath(real, self.root)
@@ -417,5 +465,7 @@ class PublicServer:
         if relative == os.curdir or relative.split(os.sep)[0] == os.pardir or os.path.isabs(relative):
             return None
         if any(part.startswith(".") for part in relative.split(os.sep)):
+            return None
+        if relative.split(os.sep)[0].lower() == _REVIEW_SEGMENT:
             return None
         return real
