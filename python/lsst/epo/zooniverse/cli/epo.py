@@ -111,6 +111,7 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
         from ..export.service import ExportServiceError
         from ..export.service_config import ServiceConfigError
         from ..export.state import StateDatabaseError
+        from ..export.subject_sets import SubjectSetError
 
         redact = default_redactor().redact
         try:
@@ -121,6 +122,7 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
             ExportServiceError,
             ServiceConfigError,
             StateDatabaseError,
+            SubjectSetError,
             PolicyError,
             PublicationError,
             NotificationError,
@@ -590,6 +592,12 @@ def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None
     )
     sys.stderr.flush()
     server.serve_forever()
+
+
+from .epo_subject_sets import subject_set, subjects  # noqa: E402
+
+main.add_command(subject_set)
+main.add_command(subjects)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,9 +115,6 @@ RULES: dict[str, str] = {
 """Every rule `validate_manifest` applies: stable id -> short description."""
 
 _STANDARD_COLUMNS = ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch")
-# index.csv columns that never become metadata: the entry name (already in
-# the URL) and the FITS WCS header (about 1.5 kB of text per image; it stays
-# in the PNG's own text chunks and on EPO's side).
 # Index columns that never become metadata: the file name is in the URL,
 # the WCS is ~1.5 kB of header, row_index and edge_distance are the
 # pipeline's bookkeeping (catalog order, the one-picture-per-object choice).

@@ -71,7 +71,7 @@ import sqlalchemy as sa
 from lsst.resources import ResourcePath
 
 from .faults import fault_point
-from .manifest import anonymous_subject_id
+from .manifest import SubjectRow, anonymous_subject_id
 from .notify import Notification, NotificationError, Notifier, notifier_from_config
 from .policy import METADATA_POLICIES, DataRightsPolicy
 from .publication import PublicLocation
@@ -1861,6 +1861,53 @@ class ExportService:
             )
         return rows
 
+    def subject_rows(
+        self, project: str, images: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[SubjectRow]:
+        """Return the Zooniverse subjects of a project's published images:
+        one per catalog object, as manifests and subject sets carry them.
+
+        Parameters
+        ----------
+        project : `str`
+            Project name.
+        images : `~collections.abc.Sequence` [`dict`], optional
+            Published images as `published_images` returns them (read if
+            not given).
+
+        Returns
+        -------
+        rows : `list` [`~lsst.epo.zooniverse.export.manifest.SubjectRow`]
+            One per image, in the same order: external id, public URL and
+            metadata following the project's metadata policy.
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if a row cannot be made (e.g. identifying text in an
+            anonymised project's URLs).
+        """
+        from .manifest import ManifestError, subject_row
+
+        record = self.project(project)
+        if images is None:
+            images = self.published_images(project)
+        try:
+            return [
+                subject_row(
+                    project=record["name"],
+                    batch=image["batch"],
+                    entry=image["entry"],
+                    object_id=image["object_id"],
+                    url=image["url"],
+                    index_row=image["index_row"],
+                    metadata_policy=record["metadata_policy"],
+                )
+                for image in images
+            ]
+        except ManifestError as err:
+            raise ExportServiceError(f"Cannot make the subjects of {project}: {err}") from None
+
     def write_manifests(self, project: str, directory: str) -> list[str]:
         """Write the Zooniverse import manifests of a project's published
         images (one subject per catalog object) and validate them.
@@ -1884,22 +1931,11 @@ class ExportService:
             Raised if a row cannot be made (e.g. identifying text in an
             anonymised project's URLs) or a written part fails validation.
         """
-        from .manifest import ManifestError, subject_row, validate_manifest, write_manifests
+        from .manifest import ManifestError, validate_manifest, write_manifests
 
         record = self.project(project)
+        rows = self.subject_rows(project)
         try:
-            rows = [
-                subject_row(
-                    project=record["name"],
-                    batch=image["batch"],
-                    entry=image["entry"],
-                    object_id=image["object_id"],
-                    url=image["url"],
-                    index_row=image["index_row"],
-                    metadata_policy=record["metadata_policy"],
-                )
-                for image in self.published_images(project)
-            ]
             paths = write_manifests(rows, directory)
         except ManifestError as err:
             raise ExportServiceError(f"Cannot write the manifest of {project}: {err}") from None

@@ -39,6 +39,13 @@ Tables
     One row per image of a dataset that passed or failed validation.
 ``image_index_rows``
     The ``index.csv`` row of each accepted image (schema version 3).
+``zooniverse_subject_sets``
+    One row per Zooniverse subject set the service created or adopted for
+    a project (schema version 4).
+``zooniverse_subjects``
+    One row per subject known to be in such a set, by ``external_id``,
+    with its Zooniverse subject id (schema version 4): what makes sending
+    a subject set idempotent.
 ``audit_log``
     Append-only record of every transition: who, when, what, why.  From
     schema version 2 the database itself refuses updates and deletes.
@@ -56,6 +63,8 @@ __all__ = [
     "MIGRATIONS",
     "PROJECTS",
     "SCHEMA_VERSION",
+    "ZOONIVERSE_SUBJECTS",
+    "ZOONIVERSE_SUBJECT_SETS",
     "StateDatabaseError",
     "insert_ignoring_duplicates",
     "open_state_database",
@@ -181,6 +190,40 @@ IMAGE_INDEX_ROWS = sa.Table(
 version 3: what manifests and the one-image-per-object choice read."""
 
 
+ZOONIVERSE_SUBJECT_SETS = sa.Table(
+    "zooniverse_subject_sets",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("zooniverse_project_id", sa.BigInteger, nullable=False),
+    sa.Column("subject_set_id", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("endpoint", "subject_set_id", name="zooniverse_subject_sets_endpoint_set"),
+    sa.Index("zooniverse_subject_sets_project", "project_id"),
+)
+"""Zooniverse subject sets of a project (schema version 4), identified by
+the API endpoint and the set's id there (staging and production number
+their sets independently)."""
+
+ZOONIVERSE_SUBJECTS = sa.Table(
+    "zooniverse_subjects",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject_set", sa.Integer, sa.ForeignKey("zooniverse_subject_sets.id"), nullable=False),
+    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("subject_id", sa.BigInteger, nullable=True),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("locations", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.Text, nullable=False),
+    sa.UniqueConstraint("subject_set", "external_id", name="zooniverse_subjects_set_external_id"),
+)
+"""Subjects sent to (or found in) a subject set (schema version 4): one
+row per ``external_id`` and set, with the Zooniverse subject id and the
+image URLs (JSON list)."""
+
+
 class StateDatabaseError(RuntimeError):
     """The state database cannot be opened or is newer than this code."""
 
@@ -224,10 +267,16 @@ def _migration_3(connection: sa.Connection) -> None:
     IMAGE_INDEX_ROWS.create(connection)
 
 
+def _migration_4(connection: sa.Connection) -> None:
+    ZOONIVERSE_SUBJECT_SETS.create(connection)
+    ZOONIVERSE_SUBJECTS.create(connection)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "projects, datasets, images and audit_log tables", _migration_1),
     (2, "audit_log refuses updates and deletes (triggers)", _migration_2),
     (3, "image_index_rows: the index.csv row of each accepted image", _migration_3),
+    (4, "zooniverse_subject_sets and zooniverse_subjects: what was sent to Zooniverse", _migration_4),
 )
 """Schema migrations: (version, description, function), applied in order."""
 

@@ -1,0 +1,201 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""``zooniverse-epo subject-set`` and ``zooniverse-epo subjects``: send a
+project's published images to its Zooniverse project as a subject set,
+and list what was sent.
+
+Thin click wrappers around
+`lsst.epo.zooniverse.export.subject_sets.SubjectSetPublisher`; they are
+added to the ``zooniverse-epo`` group by `lsst.epo.zooniverse.cli.epo`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["subject_set", "subjects"]
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+# The helpers of .epo are looked up when a command runs: .epo imports this
+# module at its end, and ``python -m lsst.epo.zooniverse.cli.epo`` runs it
+# as __main__, so importing .epo here would be circular.
+def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .epo import _guard as guard
+
+        return guard(function)(*args, **kwargs)
+
+    return wrapper
+
+
+def _service(ctx: click.Context) -> Any:
+    from .epo import _service as service
+
+    return service(ctx)
+
+
+def _progress(ctx: click.Context) -> Any:
+    from .epo import _progress as progress
+
+    return progress(ctx)
+
+
+def _fail(err: Exception) -> click.ClickException:
+    from ..export.redaction import default_redactor
+
+    return click.ClickException(default_redactor().redact(err))
+
+
+@click.command(name="subject-set")
+@click.argument("project")
+@click.option("--name", "subject_set_name", required=True, help="Display name of the subject set.")
+@click.option(
+    "--zooniverse-project",
+    type=int,
+    default=None,
+    help="Zooniverse project id (default and only allowed value: the one PROJECT is registered with).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["import", "subjects"]),
+    default="import",
+    show_default=True,
+    help="import: subject_set_imports of manifests at the public location; subjects: one create "
+    "request per subject (remote image URLs).",
+)
+@click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML file (mode 600) with endpoint and client_id/client_secret or username/password "
+    "(default: the PANOPTES_* environment variables).",
+)
+@click.option("--dry-run", is_flag=True, help="Write and validate the manifests; send nothing.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory for the manifests of a dry run or of --method subjects (default: under staging).",
+)
+@click.option("--operator", default=None, help="Who runs it (audit log; default: the current user).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@_guard
+def subject_set(
+    ctx: click.Context,
+    project: str,
+    subject_set_name: str,
+    zooniverse_project: int | None,
+    method: str,
+    credentials_file: str | None,
+    dry_run: bool,
+    output: str | None,
+    operator: str | None,
+    as_json: bool,
+) -> None:
+    """Create (or complete) subject set --name in PROJECT's Zooniverse
+    project with one subject per published catalog object.  Subjects
+    already in the set (by external id) are never sent again, so after an
+    error just run the same command again.
+    """
+    from ..export.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
+
+    service = _service(ctx)
+    try:
+        credentials = None
+        if credentials_file or not dry_run:
+            credentials = ZooniverseCredentials.load(credentials_file)
+        publisher = SubjectSetPublisher(service, credentials)
+        summary = publisher.sync(
+            project,
+            subject_set_name=subject_set_name,
+            zooniverse_project=zooniverse_project,
+            method=method,
+            dry_run=dry_run,
+            progress=_progress(ctx),
+            output_directory=output,
+            operator=operator,
+        )
+    except SubjectSetError as err:
+        raise _fail(err) from None
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    where = f"subject set {summary.subject_set_name!r}" + (
+        f" ({summary.subject_set_id})" if summary.subject_set_id else ""
+    )
+    if dry_run:
+        click.echo(
+            f"Dry run: would send {summary.pending} of {summary.total} subjects to {where} of Zooniverse "
+            f"project {summary.zooniverse_project}; {summary.already_present} already sent."
+        )
+        for path in summary.manifests:
+            click.echo(path)
+        return
+    click.echo(
+        f"{where} of Zooniverse project {summary.zooniverse_project}"
+        + (" (created)" if summary.subject_set_created else "")
+        + f": {summary.created} subjects sent, {summary.already_present} already present"
+        + (f", {summary.linked} linked again" if summary.linked else "")
+        + f"; {summary.total} in all."
+    )
+    if summary.duplicates:
+        click.echo(
+            f"warning: {len(summary.duplicates)} external ids are in the set more than once "
+            f"(e.g. {summary.duplicates[0]}).",
+            err=True,
+        )
+
+
+@click.command()
+@click.argument("project")
+@click.option("--name", "subject_set_name", default=None, help="Only this subject set.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_guard
+def subjects(ctx: click.Context, project: str, subject_set_name: str | None, as_json: bool) -> None:
+    """List the subjects sent to PROJECT's Zooniverse subject sets (as
+    recorded in the state database): set, external id, Zooniverse subject
+    id, image URL.
+    """
+    from ..export.subject_sets import SubjectSetPublisher
+
+    rows = SubjectSetPublisher(_service(ctx)).recorded_subjects(project, subject_set_name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"No subjects of {project} have been sent to Zooniverse.")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['subject_set_id']}\t{row['subject_set_name']}\t{row['external_id']}\t"
+            f"{row['subject_id'] or '-'}\t{row['locations'][0] if row['locations'] else '-'}"
+        )

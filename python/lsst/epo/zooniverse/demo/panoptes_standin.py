@@ -1,0 +1,615 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""A local stand-in for the Panoptes (Zooniverse API) endpoints that
+panoptes-client 1.7 calls when a subject set is created and filled.
+
+It is not Zooniverse: it keeps everything in memory and serves one
+project, for the demo (``scripts/demo.sh``), the tutorial notebook, the
+tests and the benchmark, on a machine that cannot reach Zooniverse.  Run
+it alone with::
+
+    python -m lsst.epo.zooniverse.demo.panoptes_standin --port 8081
+
+and point the tools at it with ``PANOPTES_ENDPOINT`` and the printed
+client credentials.
+
+It answers as the real API does (Panoptes ``app/controllers/api/v1``,
+``app/schemas``, serializers; ZOONIVERSE.md §1.5, §2): JSON-API envelopes
+``{"<type>": [...], "meta": {"<type>": {page, page_count, next_href,
+...}}}``, ids as strings, 404 without the ``application/vnd.api+json;
+version=1`` Accept header, 401 without a valid bearer token, 422 for a
+body its schema refuses (subjects have no ``external_id``), doorkeeper's
+``{"error": "invalid_client"}`` for wrong client credentials, and
+``subject_set_imports`` that download the manifest at creation (counting
+its rows) and import it afterwards in a worker (upsert by
+``external_id``, MIME type from the URL's extension as Ruby's
+``File.extname`` gives it).
+
+Every request is recorded (method, path, query, JSON or form body).
+Faults: ``rate_limit(n, retry_after)`` answers 429 to the next ``n`` API
+requests; ``fail_creates_after`` / ``fail_imports_after`` answer 500 to
+every subject (import) create once that many were made, after creating
+it if ``commit_before_failing`` (a lost answer).
+"""
+
+from __future__ import annotations
+
+__all__ = ["API_ACCEPT", "PanoptesStandIn", "Recorded", "main"]
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+API_ACCEPT = "application/vnd.api+json; version=1"
+FIRST_PARTY_CLIENT_ID = "ce310d45f951de68c4cc8ef46ca38cc0a008f607a2026680295757bfef99f43c"
+"""panoptes-client's built-in client id (password flow)."""
+IMPORT_ROW_LIMIT = 10_000
+_MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif"}
+
+
+@dataclasses.dataclass
+class Recorded:
+    """One request the stand-in received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+
+
+class _Answer(Exception):  # noqa: N818 (an answer, not an error)
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _errors(status: int, message: str) -> _Answer:
+    return _Answer(status, {"errors": [{"message": message}]})
+
+
+class PanoptesStandIn:
+    """The stand-in server on ``127.0.0.1`` (any free port).
+
+    Parameters
+    ----------
+    project_id : `int`
+        The one Zooniverse project, owned by the signed-in user.
+    client_id, client_secret : `str`
+        The OAuth application's credentials (client credentials flow).
+    username, password : `str`
+        The user's (password flow).
+    port : `int`, optional
+        Port on ``127.0.0.1`` (0: any free port).
+    record_bodies : `bool`, optional
+        Keep request bodies in `requests` (off for long runs).
+    """
+
+    def __init__(
+        self,
+        project_id: int = 77,
+        *,
+        client_id: str = "epo-app",
+        client_secret: str = "standin-client-secret-0123",
+        username: str = "alice",
+        password: str = "standin-password-4567",
+        port: int = 0,
+        record_bodies: bool = True,
+    ) -> None:
+        self.client_id, self.client_secret = client_id, client_secret
+        self.username, self.password = username, password
+        self.projects = {str(project_id): {"id": str(project_id), "display_name": "Galaxy shapes"}}
+        self.subject_sets: dict[str, dict[str, Any]] = {}
+        self.subjects: dict[str, dict[str, Any]] = {}
+        self.members: list[tuple[str, str]] = []  # (subject_set_id, subject_id), in link order
+        self.imports: dict[str, dict[str, Any]] = {}
+        self.requests: list[Recorded] = []
+        self.tokens: set[str] = set()
+        self.refresh_tokens: set[str] = set()
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.rate_limited = 0
+        self.retry_after = "1"
+        self.fail_creates_after: int | None = None
+        self.fail_imports_after: int | None = None
+        self.commit_before_failing = False
+        self.subjects_created = 0
+        self.imports_created = 0
+        self._ids = 1000
+        self._lock = threading.RLock()
+        self._workers: list[threading.Thread] = []
+        handler = type("Handler", (_Handler,), {"standin": self})
+        self.record_bodies = record_bodies
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the server (and wait for import workers)."""
+        for worker in self._workers:
+            worker.join(10)
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> PanoptesStandIn:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.close()
+
+    # Faults and inspection.
+
+    def rate_limit(self, n: int, retry_after: str = "1") -> None:
+        """Answer HTTP 429 with ``Retry-After`` to the next ``n`` API
+        requests.
+        """
+        self.rate_limited, self.retry_after = n, retry_after
+
+    def api_requests(self, method: str | None = None, prefix: str = "/api/") -> list[Recorded]:
+        """Return the recorded requests under ``prefix`` (of one method)."""
+        return [r for r in self.requests if r.path.startswith(prefix) and method in (None, r.method)]
+
+    def set_subjects(self, subject_set_id: str | int) -> list[dict[str, Any]]:
+        """Return the subjects of a set, in link order."""
+        return [self.subjects[s] for k, s in self.members if k == str(subject_set_id)]
+
+    def external_ids(self, subject_set_id: str | int) -> list[str]:
+        """External ids of a set's subjects (``external_id``, else the
+        ``#external_id`` metadata), duplicates kept.
+        """
+        return [
+            s.get("external_id") or s["metadata"].get("#external_id")
+            for s in self.set_subjects(subject_set_id)
+        ]
+
+    # Request handling.
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(self._ids)
+
+    def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        split = urllib.parse.urlsplit(request.path)
+        query = dict(urllib.parse.parse_qsl(split.query))
+        raw = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        body: Any = None
+        if raw:
+            if "json" in (request.headers.get("Content-Type") or ""):
+                body = json.loads(raw)
+            else:
+                body = dict(urllib.parse.parse_qsl(raw.decode()))
+        with self._lock:
+            self.requests.append(
+                Recorded(
+                    method,
+                    split.path,
+                    query,
+                    body if self.record_bodies else None,
+                    dict(request.headers.items()) if self.record_bodies else {},
+                )
+            )
+        headers: dict[str, str] = {}
+        try:
+            with self._lock:
+                status, answer = self._route(request, method, split.path, query, body, headers)
+        except _Answer as answer_error:
+            status, answer = answer_error.status, answer_error.body
+            headers.update(answer_error.headers)
+        data = b"" if answer is None else json.dumps(answer).encode()
+        request.send_response(status)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Type", "application/json; charset=utf-8")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def _route(self, request, method, path, query, body, headers) -> tuple[int, Any]:
+        if path == "/users/sign_in":
+            return self._sign_in(request, method, body, headers)
+        if path == "/oauth/token" and method == "POST":
+            return self._token(request, body or {})
+        if not path.startswith("/api/"):
+            raise _errors(404, "Not found")
+        # Routes are constrained to the versioned JSON-API media type.
+        if API_ACCEPT not in (request.headers.get("Accept") or ""):
+            raise _errors(404, "Not found")
+        auth = request.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
+            raise _errors(401, "You must be logged in to access this resource.")
+        if self.rate_limited > 0:
+            self.rate_limited -= 1
+            raise _Answer(
+                429, {"errors": [{"message": "Too many requests"}]}, {"Retry-After": self.retry_after}
+            )
+        parts = path[len("/api/") :].strip("/").split("/")
+        handler = getattr(self, f"_{method.lower()}_{parts[0]}", None)
+        if handler is None:
+            raise _errors(404, "Not found")
+        return handler(parts[1:], query, body)
+
+    # Authentication.
+
+    def _session(self, request, headers) -> dict[str, Any]:
+        cookies = dict(
+            c.strip().split("=", 1) for c in (request.headers.get("Cookie") or "").split(";") if "=" in c
+        )
+        sid = cookies.get("_panoptes_session")
+        if sid not in self.sessions:
+            sid = secrets.token_hex(8)
+            self.sessions[sid] = {"csrf": secrets.token_hex(16), "user": None}
+            headers["Set-Cookie"] = f"_panoptes_session={sid}; path=/; HttpOnly"
+        return self.sessions[sid]
+
+    def _sign_in(self, request, method, body, headers) -> tuple[int, Any]:
+        session = self._session(request, headers)
+        if method == "GET":
+            headers["x-csrf-token"] = session["csrf"]
+            return 200, {}
+        body = body or {}
+        if body.get("authenticity_token") != session["csrf"]:
+            raise _Answer(422, {"error": "Can't verify CSRF token authenticity."})
+        user = body.get("user") or {}
+        if user.get("login") != self.username or user.get("password") != self.password:
+            raise _Answer(401, {"error": "Invalid login or password."})
+        session["user"] = self.username
+        return 200, {"users": [{"id": "1", "login": self.username}]}
+
+    def _issue(self, refresh: bool) -> dict[str, Any]:
+        token = "tok-" + secrets.token_hex(16)
+        self.tokens.add(token)
+        answer = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 7200,
+            "scope": "public project",
+        }
+        if refresh:
+            answer["refresh_token"] = "ref-" + secrets.token_hex(16)
+            self.refresh_tokens.add(answer["refresh_token"])
+        answer["created_at"] = int(time.time())
+        return answer
+
+    def _token(self, request, form) -> tuple[int, Any]:
+        grant = form.get("grant_type")
+        if grant == "client_credentials":
+            if form.get("client_id") == self.client_id and form.get("client_secret") == self.client_secret:
+                return 200, self._issue(refresh=False)
+            raise _Answer(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "Client authentication failed due to unknown client, no client "
+                    "authentication included, or unsupported authentication method.",
+                },
+            )
+        if grant == "password":
+            session = self._session(request, {})
+            if session["user"] and form.get("client_id") == FIRST_PARTY_CLIENT_ID:
+                return 200, self._issue(refresh=True)
+        if grant == "refresh_token" and form.get("refresh_token") in self.refresh_tokens:
+            return 200, self._issue(refresh=True)
+        raise _Answer(
+            400,
+            {"error": "invalid_grant", "error_description": "The provided authorization grant is invalid."},
+        )
+
+    # Resources.
+
+    def _page(self, slug: str, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:
+        page = max(1, int(query.get("page", 1)))
+        size = min(100, max(1, int(query.get("page_size", 20))))
+        count = len(items)
+        page_count = max(1, -(-count // size))
+
+        def href(number: int | None) -> str | None:
+            if number is None:
+                return None
+            return f"/{slug}?" + urllib.parse.urlencode({**query, "page": number, "page_size": size})
+
+        next_page = page + 1 if page < page_count else None
+        previous_page = page - 1 if page > 1 else None
+        meta = {
+            "page": page,
+            "page_size": size,
+            "count": count,
+            "include": [],
+            "page_count": page_count,
+            "previous_page": previous_page,
+            "next_page": next_page,
+            "first_href": href(1),
+            "previous_href": href(previous_page),
+            "next_href": href(next_page),
+            "last_href": href(page_count),
+        }
+        return 200, {slug: items[(page - 1) * size : page * size], "links": {}, "meta": {slug: meta}}
+
+    def _get_projects(self, parts, query, body) -> tuple[int, Any]:
+        ids = parts[:1] or ([query["id"]] if "id" in query else list(self.projects))
+        found = [self.projects[i] for i in ids if i in self.projects]
+        if parts and not found:
+            raise _errors(404, f"Could not find project with id='{parts[0]}'")
+        return self._page("projects", found, query)
+
+    def _set_json(self, subject_set: dict[str, Any]) -> dict[str, Any]:
+        count = sum(1 for k, _ in self.members if k == subject_set["id"])
+        return {
+            **subject_set,
+            "set_member_subjects_count": count,
+            "href": f"/subject_sets/{subject_set['id']}",
+        }
+
+    def _get_subject_sets(self, parts, query, body) -> tuple[int, Any]:
+        if parts:
+            if parts[0] not in self.subject_sets:
+                raise _errors(404, f"Could not find subject_set with id='{parts[0]}'")
+            items = [self.subject_sets[parts[0]]]
+        else:
+            items = [
+                s
+                for s in self.subject_sets.values()
+                if all(
+                    str(query[k]) == str(v)
+                    for k, v in (
+                        ("id", s["id"]),
+                        ("project_id", s["links"]["project"]),
+                        ("display_name", s["display_name"]),
+                    )
+                    if k in query
+                )
+            ]
+        return self._page("subject_sets", [self._set_json(s) for s in items], query)
+
+    def _post_subject_sets(self, parts, query, body) -> tuple[int, Any]:
+        if parts:  # /subject_sets/:id/links/subjects
+            if len(parts) != 3 or parts[1:] != ["links", "subjects"] or parts[0] not in self.subject_sets:
+                raise _errors(404, "Not found")
+            ids = [str(i) for i in (body or {}).get("subjects", [])]
+            missing = [i for i in ids if i not in self.subjects]
+            if missing:
+                raise _errors(404, f"Could not find subjects with ids='{','.join(missing)}'")
+            for subject_id in ids:
+                self._link(parts[0], subject_id)
+            return 200, {"subject_sets": [self._set_json(self.subject_sets[parts[0]])]}
+        attributes = (body or {}).get("subject_sets")
+        if not isinstance(attributes, dict) or set(attributes) - {"display_name", "metadata", "links"}:
+            raise _errors(422, "schema: subject_sets has properties other than display_name, metadata, links")
+        project = str((attributes.get("links") or {}).get("project", ""))
+        if project not in self.projects:
+            raise _errors(422, "project must exist and be updatable")
+        subject_set = {
+            "id": self._next_id(),
+            "display_name": attributes.get("display_name"),
+            "metadata": attributes.get("metadata") or {},
+            "links": {"project": project, "workflows": []},
+        }
+        self.subject_sets[subject_set["id"]] = subject_set
+        return 201, {"subject_sets": [self._set_json(subject_set)]}
+
+    def _link(self, subject_set_id: str, subject_id: str) -> None:
+        if (subject_set_id, subject_id) not in self.members:
+            self.members.append((subject_set_id, subject_id))
+            self.subjects[subject_id]["links"]["subject_sets"].append(subject_set_id)
+
+    def _subject_json(self, subject: dict[str, Any]) -> dict[str, Any]:
+        return {**subject, "href": f"/subjects/{subject['id']}"}
+
+    def _get_subjects(self, parts, query, body) -> tuple[int, Any]:
+        if parts:
+            if parts[0] not in self.subjects:
+                raise _errors(404, f"Could not find subject with id='{parts[0]}'")
+            items = [self.subjects[parts[0]]]
+        elif "subject_set_id" in query:
+            items = self.set_subjects(query["subject_set_id"])
+        else:
+            items = list(self.subjects.values())
+        return self._page("subjects", [self._subject_json(s) for s in items], query)
+
+    def _new_subject(self, project, locations, metadata, external_id=None) -> dict[str, Any]:
+        subject = {
+            "id": self._next_id(),
+            "external_id": external_id,
+            "locations": locations,
+            "metadata": metadata,
+            "links": {"project": project, "collections": [], "subject_sets": []},
+        }
+        self.subjects[subject["id"]] = subject
+        return subject
+
+    def _post_subjects(self, parts, query, body) -> tuple[int, Any]:
+        # SubjectCreateSchema: required links and locations, nothing else
+        # than metadata besides (no external_id).
+        attributes = (body or {}).get("subjects")
+        if not isinstance(attributes, dict) or set(attributes) - {"metadata", "locations", "links"}:
+            raise _errors(422, "schema: subjects has properties other than metadata, locations, links")
+        links, locations = attributes.get("links"), attributes.get("locations")
+        if (
+            not isinstance(links, dict)
+            or not isinstance(locations, list)
+            or set(links) - {"project", "subject_sets", "owner"}
+        ):
+            raise _errors(422, "schema: links (project) and locations are required")
+        project = str(links.get("project", ""))
+        if project not in self.projects:
+            raise _errors(422, "project must exist")
+        set_ids = [str(i) for i in links.get("subject_sets", [])]
+        if any(i not in self.subject_sets for i in set_ids):
+            raise _errors(422, "subject_sets must exist")
+        for location in locations:
+            if isinstance(location, dict) and (
+                len(location) != 1 or next(iter(location)) not in _MIME.values()
+            ):
+                raise _errors(422, f"Validation failed: Locations content type is invalid: {location}")
+        failing = self.fail_creates_after is not None and self.subjects_created >= self.fail_creates_after
+        if failing and not self.commit_before_failing:
+            raise _Answer(500, {"errors": [{"message": "Internal server error"}]})
+        subject = self._new_subject(project, locations, attributes.get("metadata") or {})
+        for set_id in set_ids:
+            self._link(set_id, subject["id"])
+        self.subjects_created += 1
+        if failing:
+            raise _Answer(504, None)  # created, but the answer is lost
+        return 201, {"subjects": [self._subject_json(subject)]}
+
+    def _get_set_member_subjects(self, parts, query, body) -> tuple[int, Any]:
+        items = [
+            {"id": f"{k}-{s}", "state": "active", "priority": None, "links": {"subject_set": k, "subject": s}}
+            for k, s in self.members
+            if query.get("subject_set_id", k) == k and query.get("subject_id", s) == s
+        ]
+        return self._page("set_member_subjects", items, query)
+
+    # Subject set imports.
+
+    def _download(self, url: str) -> list[dict[str, str]]:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise _errors(422, f"Manifest URL {url!r} is not http(s)")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode("utf-8")
+        except Exception as err:
+            raise _errors(422, f"Could not download the manifest: {err}") from None
+        return list(csv.DictReader(io.StringIO(text)))
+
+    def _post_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
+        attributes = (body or {}).get("subject_set_imports")
+        if not isinstance(attributes, dict) or set(attributes) - {"source_url", "links"}:
+            raise _errors(422, "schema: subject_set_imports takes source_url and links only")
+        set_id = str((attributes.get("links") or {}).get("subject_set", ""))
+        if set_id not in self.subject_sets:
+            raise _errors(422, "subject_set must exist and be updatable")
+        if self.fail_imports_after is not None and self.imports_created >= self.fail_imports_after:
+            raise _Answer(500, {"errors": [{"message": "Internal server error"}]})
+        rows = self._download(attributes.get("source_url", ""))  # CountManifestRows, synchronously
+        if len(rows) > IMPORT_ROW_LIMIT:
+            raise _errors(422, f"Manifest row count ({len(rows)}) exceeds the limit ({IMPORT_ROW_LIMIT})")
+        record = {
+            "id": self._next_id(),
+            "source_url": attributes["source_url"],
+            "imported_count": 0,
+            "failed_count": 0,
+            "manifest_count": len(rows),
+            "progress": 0.0,
+            "links": {"subject_set": set_id, "user": "1"},
+        }
+        self.imports[record["id"]] = record
+        self.imports_created += 1
+        worker = threading.Thread(target=self._import_worker, args=(record, set_id), daemon=True)
+        self._workers.append(worker)
+        worker.start()
+        return 201, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
+
+    def _import_worker(self, record: dict[str, Any], set_id: str) -> None:
+        # SubjectSetImportWorker: stream the manifest again, upsert by
+        # external_id within the set.
+        try:
+            rows = self._download(record["source_url"])
+        except Exception:  # The import fails (and mails the project team).
+            with self._lock:
+                record.update(failed_count=record["manifest_count"], progress=1.0)
+            return
+        project = self.subject_sets[set_id]["links"]["project"]
+        for number, row in enumerate(rows, start=1):
+            time.sleep(0.002)
+            with self._lock:
+                locations, metadata = [], {}
+                for header, value in row.items():
+                    kind, _, rest = header.partition(":")
+                    key = rest.split(":")[0]
+                    if kind == "location":
+                        # Ruby File.extname keeps a query string.
+                        name = urllib.parse.urlsplit(value).path.rsplit("/", 1)[-1]
+                        extension = name.rsplit(".", 1)[-1] if "." in name else ""
+                        if "?" in value:
+                            extension += value[value.index("?") :]
+                        locations.append({_MIME.get(extension, ""): value})
+                    elif kind == "metadata":
+                        metadata[key] = value
+                if any("" in location for location in locations) or not locations:
+                    record["failed_count"] += 1
+                else:
+                    existing = [
+                        s for s in self.set_subjects(set_id) if s["external_id"] == row.get("external_id")
+                    ]
+                    if existing:
+                        existing[0].update(locations=locations, metadata=metadata)
+                    else:
+                        subject = self._new_subject(project, locations, metadata, row.get("external_id"))
+                        self._link(set_id, subject["id"])
+                    record["imported_count"] += 1
+                record["progress"] = number / len(rows)
+        with self._lock:
+            record["progress"] = 1.0
+
+    def _get_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
+        if not parts or parts[0] not in self.imports:
+            raise _errors(404, "Could not find subject_set_import")
+        record = self.imports[parts[0]]
+        return 200, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: PanoptesStandIn
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.standin.handle(self, "GET")
+
+    def do_POST(self) -> None:
+        self.standin.handle(self, "POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the stand-in until interrupted (``python -m``)."""
+    parser = argparse.ArgumentParser(description="A local stand-in for the Zooniverse API (not Zooniverse).")
+    parser.add_argument("--port", type=int, default=8081, help="port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--project-id", type=int, default=1, help="the one Zooniverse project's id")
+    args = parser.parse_args(argv)
+    with PanoptesStandIn(args.project_id, port=args.port, record_bodies=False) as server:
+        print(
+            f"Panoptes stand-in at {server.url} (project {args.project_id}); use\n"
+            f"  PANOPTES_ENDPOINT={server.url} PANOPTES_CLIENT_ID={server.client_id} "
+            f"PANOPTES_CLIENT_SECRET={server.client_secret}",
+            flush=True,
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
