@@ -37,7 +37,7 @@ from lsst.daf.butler import CollectionType, DatasetRef, DatasetType, FileDataset
 from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
 from lsst.epo.zooniverse.dataset_types import CUTOUT, register_dataset_types
 from lsst.epo.zooniverse.demo.repo import make_demo_skymap
-from lsst.epo.zooniverse.export.state import DATASETS, IMAGES
+from lsst.epo.zooniverse.export.state import DATASETS, IMAGE_FRAMES, IMAGES
 from lsst.epo.zooniverse.formatters import RgbCollectionFormatter
 from lsst.epo.zooniverse.rgb_collection import RgbCollection
 
@@ -140,9 +140,10 @@ def public_files(root: str) -> dict[str, str]:
 def assert_public_invariant(service) -> dict[str, str]:
     """Nothing is under the public prefix that is not approved.
 
-    Every file must be the public copy of an image that an operator
-    approved (states publishing or published); published images must be
-    there with the validated bytes.  Returns the public files.
+    Every file must be the public copy of an image (or of a band frame of
+    an image) that an operator approved (states publishing or
+    published); published images and their frames must be there with the
+    validated bytes.  Returns the public files.
     """
     root = service.public.root.ospath
     files = public_files(root)
@@ -152,12 +153,19 @@ def assert_public_invariant(service) -> dict[str, str]:
                 IMAGES.c.public_key, IMAGES.c.state, IMAGES.c.sha256, DATASETS.c.state.label("batch_state")
             ).join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
         ).all()
+        frames = connection.execute(
+            sa.select(IMAGE_FRAMES.c.public_key, IMAGES.c.state, IMAGE_FRAMES.c.sha256).join(
+                IMAGES, IMAGES.c.id == IMAGE_FRAMES.c.image_id
+            )
+        ).all()
     allowed = {key: (state, sha) for key, state, sha, _ in rows if state in ("publishing", "published")}
+    # A band frame may be public only with its approved image.
+    allowed.update({key: (state, sha) for key, state, sha in frames if state in ("publishing", "published")})
     for key, digest in files.items():
         assert not os.path.basename(key).startswith("."), f"leftover partial file {key} under the public root"
         assert key in allowed, f"{key} is public but not approved"
         assert digest == allowed[key][1], f"{key} differs from the validated bytes"
     for key, (state, _) in allowed.items():
         if state == "published":
-            assert key in files, f"published image {key} is missing"
+            assert key in files, f"published image or frame {key} is missing"
     return files

@@ -365,10 +365,15 @@ def test_duplicates_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_mixed_frame_counts_refused(tmp_path):
-    with pytest.raises(ManifestError, match="frame"):
-        write_manifests([make_row(1), make_row(2, frames=3), make_row(3)], str(tmp_path))
-    assert os.listdir(tmp_path) == []
+def test_mixed_frame_counts_start_new_parts(tmp_path):
+    # A part never mixes frame counts: an empty location cell would import
+    # as a broken medium.
+    paths = write_manifests([make_row(1), make_row(2, frames=3), make_row(3)], str(tmp_path))
+    headers = [read_text(p).split("\r\n")[0].split(",") for p in paths]
+    assert [sum(h.startswith("location:") for h in header) for header in headers] == [1, 3, 1]
+    for path in paths:
+        assert validate_manifest(path) == []
+    assert [len(read_text(p).strip().split("\r\n")) for p in paths] == [2, 2, 2]
 
 
 def test_write_argument_errors(tmp_path):

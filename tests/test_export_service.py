@@ -105,7 +105,7 @@ def test_schema_is_migrated_and_audit_log_is_append_only(state_db_url):
     engine.dispose()
     engine = open_state_database(state_db_url)
     with engine.connect() as connection:
-        assert schema_version(connection) == SCHEMA_VERSION == 4
+        assert schema_version(connection) == SCHEMA_VERSION == 5
         assert connection.execute(sa.select(sa.func.count()).select_from(AUDIT_LOG)).scalar() == 1
     for statement in (AUDIT_LOG.update().values(actor="mallory"), AUDIT_LOG.delete()):
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):

@@ -47,7 +47,13 @@ from zooniverse_test_utils import check_png_bytes, png_chunks, run_in_fresh_proc
 
 import lsst.epo.zooniverse.rgb_collection as rgb_module
 from lsst.epo.zooniverse import __version__
-from lsst.epo.zooniverse.png import PNG_SIGNATURE, XMP_KEYWORD, encode_png, read_png_text
+from lsst.epo.zooniverse.png import (
+    DEFAULT_COMPRESS_LEVEL,
+    PNG_SIGNATURE,
+    XMP_KEYWORD,
+    encode_png,
+    read_png_text,
+)
 from lsst.epo.zooniverse.rgb_collection import (
     INDEX_NAME,
     STANDARD_COLUMNS,
@@ -993,3 +999,305 @@ def test_templated_xmp_reads_back_with_pyavm(tmp_path):
         np.testing.assert_allclose(avm_wcs.pixel_scale_matrix, wcs.pixel_scale_matrix, rtol=1e-12)
         text_wcs = WCS(fits.Header.fromstring(read_png_text(entries[name])["WCS"]))
         assert list(text_wcs.wcs.crpix) == list(wcs.wcs.crpix)
+
+
+# ---------------------------------------------------------------------------
+# 10. Band frames (multi-frame subjects)
+
+FRAME_IDS = ["obj1", "obj1+g", "OBJ1+R", "plain", "z" * 150]
+"""Ids whose entry names collide with the natural frame names of obj1."""
+
+FRAME_NAMES = [
+    {"g": "obj1+g~2.png", "r": "obj1+r~2.png", "i": "obj1+i.png"},
+    None,
+    None,
+    {"J": "plain+J.png"},
+    {"g": "z" * 98 + "+g.png", "i": "z" * 98 + "+i.png"},
+]
+"""The frame entry names of `make_frames_collection`: ``obj1+g`` is a
+picture, ``obj1+r`` collides with ``OBJ1+R.png`` ignoring case, the long
+stem is shortened to keep within 100 characters.
+"""
+
+
+def make_frames_collection(metadata_policy="full"):
+    """A collection where some pictures have band frames (one of them
+    without WCS), deterministically.
+    """
+    rng = np.random.default_rng(99)
+    shapes = [(6, 8), (3, 4), (5, 5), (4, 7), (2, 3)]
+    images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for shape in shapes]
+    frames = []
+    for shape, names in zip(shapes, FRAME_NAMES):
+        if names is None:
+            frames.append(None)
+        else:
+            frames.append({band: rng.integers(0, 256, size=shape, dtype=np.uint8) for band in names})
+    n = len(FRAME_IDS)
+    index = {
+        "object_id": FRAME_IDS,
+        "ra": [150.0 + k / 7 for k in range(n)],
+        "dec": [-30.0 + k / 11 for k in range(n)],
+        "bands": ["g,i,r"] * n,
+        "stretch": ["lupton(Q=8)"] * n,
+        "mag": [20.0 + k for k in range(n)],
+    }
+    wcs = [make_wcs(ra=150.0 + k / 7, dec=-30.0 + k / 11) if k != 3 else None for k in range(n)]
+    return RgbCollection(images, index, wcs=wcs, metadata_policy=metadata_policy, frames=frames)
+
+
+def _expected_frames_cells():
+    return [" ".join(f"{b}={e}" for b, e in names.items()) if names else "" for names in FRAME_NAMES]
+
+
+def test_frames_names_index_and_png_layout(tmp_path):
+    from lsst.epo.zooniverse.export.validation import ENTRY_NAME_PATTERN
+
+    collection = make_frames_collection()
+    assert collection.frame_files == FRAME_NAMES
+    assert list(collection.index["file"]) == [
+        "obj1.png",
+        "obj1+g.png",
+        "OBJ1+R.png",
+        "plain.png",
+        "z" * 100 + ".png",
+    ]
+    assert "frames" not in collection.index.colnames
+    data = to_bytes(collection)
+    # Deterministic, and one changed frame pixel changes the bytes.
+    assert data == to_bytes(make_frames_collection())
+    frames = [None if f is None else {b: a.copy() for b, a in f.items()} for f in collection.frames]
+    frames[0]["r"][0, 0] ^= 1
+    index = collection.index.copy()
+    index.remove_column("file")
+    changed = RgbCollection(collection.images, index, wcs=collection.wcs, frames=frames)
+    assert to_bytes(changed) != data and not changed.equals(collection)
+
+    entries = zip_entries(data)
+    frame_entries = [e for names in FRAME_NAMES if names for e in names.values()]
+    names = list(entries)
+    assert names[0] == INDEX_NAME
+    assert names[1:] == sorted(list(collection.index["file"]) + frame_entries)
+    assert len({n.lower() for n in names}) == len(names)
+    for name in names:
+        assert ENTRY_NAME_PATTERN.fullmatch(name), name
+        assert len(name) - len(".png") <= 100 or name == INDEX_NAME
+    # index.csv: the frames column just before wcs, exact text.
+    rows = list(csv_rows(entries[INDEX_NAME]))
+    assert rows[0][-2:] == ["frames", "wcs"]
+    assert rows[0][:-2] == ["file", *STANDARD_COLUMNS, "mag"]
+    assert [row[-2] for row in rows[1:]] == _expected_frames_cells()
+    assert rows[1][-2] == "g=obj1+g~2.png r=obj1+r~2.png i=obj1+i.png"
+    index = read_rgb_index(io.BytesIO(data))
+    assert index.colnames[-2:] == ["frames", "wcs"]
+    assert list(index["frames"]) == _expected_frames_cells()
+
+    # Frame PNGs: 8-bit grey (colour type 0), pngcheck-clean, the picture's
+    # size, text chunks of the picture plus 'band' after 'bands', same XMP.
+    for k, picture_names in enumerate(FRAME_NAMES):
+        if picture_names is None:
+            continue
+        picture_png = entries[str(collection.index["file"][k])]
+        picture_text = read_png_text(picture_png)
+        for band, entry in picture_names.items():
+            png = entries[entry]
+            check_png_bytes(png, tmp_path, name=f"frame{k}{band}.png")
+            chunks = png_chunks(png)
+            assert chunks[0][0] == b"IHDR"
+            width, height, depth, colour_type = struct.unpack(">IIBB", chunks[0][1][:10])
+            assert (height, width) == collection.images[k].shape[:2]
+            assert (depth, colour_type) == (8, 0)
+            decoded = np.asarray(Image.open(io.BytesIO(png)))
+            np.testing.assert_array_equal(decoded, collection.frames[k][band])
+            text = read_png_text(png)
+            keys = list(picture_text)
+            keys.insert(keys.index("bands") + 1, "band")
+            assert list(text) == keys
+            assert text["band"] == band
+            assert {key: v for key, v in text.items() if key != "band"} == picture_text
+            assert {key: v for key, v in text.items() if key != XMP_KEYWORD} == collection.png_text(
+                k, band=band
+            )
+            assert collection.encode_frame(k, band, compress_level=DEFAULT_COMPRESS_LEVEL) == png
+            assert ("WCS" in text) == (collection.wcs[k] is not None)
+            itxt = [p for kind, p in chunks if kind == b"iTXt"]
+            assert itxt == [p for kind, p in png_chunks(picture_png) if kind == b"iTXt"]
+    with pytest.raises(KeyError, match="no 'q' frame"):
+        collection.encode_frame(0, "q")
+    with pytest.raises(KeyError):
+        collection.png_text(1, band="g")
+
+
+def csv_rows(data):
+    import csv
+
+    return csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+
+
+def test_frames_round_trip_subset_and_policy(tmp_path, test_butler):
+    original = make_frames_collection()
+    data = to_bytes(original)
+    read = read_rgb_collection(io.BytesIO(data))
+    assert read.equals(original) and original.equals(read)
+    assert read.frame_files == FRAME_NAMES
+    assert [None if f is None else list(f) for f in read.frames] == [
+        None if n is None else list(n) for n in FRAME_NAMES
+    ]
+    for got, expected in zip(read.frames, original.frames):
+        if expected is not None:
+            for band in expected:
+                assert got[band].dtype == np.uint8
+                np.testing.assert_array_equal(got[band], expected[band])
+    assert to_bytes(read) == data
+    # A subset keeps the entry names of the ZIP, also for frames.
+    subset = read_rgb_collection(io.BytesIO(data), object_ids=["plain", "obj1"])
+    assert subset.frame_files == [FRAME_NAMES[3], FRAME_NAMES[0]]
+    np.testing.assert_array_equal(subset.frames[1]["r"], original.frames[0]["r"])
+    again = read_rgb_collection(io.BytesIO(to_bytes(subset)))
+    assert again.equals(subset) and again.frame_files == subset.frame_files
+    # A subset without frames has none, and writes a ZIP without a frames
+    # column.
+    plain = read_rgb_collection(io.BytesIO(data), object_ids=["obj1+g"])
+    assert plain.frames is None and plain.frame_files is None
+    assert "frames" not in read_rgb_index(io.BytesIO(to_bytes(plain))).colnames
+
+    # Anonymised: frames carry only what the policy allows, plus the band.
+    anonymised = to_bytes(original, metadata_policy="anonymised")
+    entries = zip_entries(anonymised)
+    for entry in ("obj1+g~2.png", "plain+J.png"):
+        png = entries[entry]
+        assert list(read_png_text(png)) == ["bands", "band", "stretch", "Software"]
+        assert not any(kind == b"iTXt" for kind, _ in png_chunks(png))
+        assert b"obj1" not in png.replace(b"obj1+g~2", b"") and b"RA---TAN" not in png
+    assert read_rgb_collection(io.BytesIO(anonymised)).metadata_policy == "anonymised"
+    assert to_bytes(make_frames_collection("anonymised")) == anonymised
+
+    # Through the Butler formatter, with and without parameters.
+    ref = test_butler.put(original, "test_rgb")
+    assert test_butler.getURI(ref).read() == data
+    assert test_butler.get(ref).equals(original)
+    index = test_butler.get(ref.makeComponentRef("index"))
+    assert list(index["frames"]) == _expected_frames_cells()
+    got = test_butler.get(ref, parameters={"object_ids": ["z" * 150]})
+    assert got.frame_files == [FRAME_NAMES[4]]
+
+
+def test_no_frames_keeps_todays_layout():
+    base = to_bytes(make_odd_collection())
+    n = len(ODD_IDS)
+    collection = make_odd_collection()
+    index = collection.index.copy()
+    index.remove_column("file")
+    for frames in (None, [None] * n, [{}] * n):
+        other = RgbCollection(collection.images, index, wcs=collection.wcs, frames=frames)
+        assert other.frames is None and other.frame_files is None
+        assert to_bytes(other) == base
+        assert other.equals(collection)
+    entries = zip_entries(base)
+    assert not any("+" in name for name in entries)
+    assert next(csv_rows(entries[INDEX_NAME]))[-2:] == ["note", "wcs"]
+    assert "frames" not in read_rgb_index(io.BytesIO(base)).colnames
+    assert read_rgb_collection(io.BytesIO(base)).frames is None
+    # A caller's 'frames' column is derived, like 'file' and 'wcs', never
+    # taken.
+    index["frames"] = ["x"] * n
+    assert to_bytes(RgbCollection(collection.images, index, wcs=collection.wcs)) == base
+
+
+def test_frame_entry_names_suffix_keeps_length():
+    from lsst.epo.zooniverse.rgb_collection import frame_entry_names
+
+    stem = "y" * 100
+    files = [f"{stem}.png", f"{stem[:83]}+abcdefghijklmnop.png"]
+    names = frame_entry_names(files, [["abcdefghijklmnop", "G", "g"], None])
+    assert names[1] is None
+    assert names[0] == {
+        "abcdefghijklmnop": f"{stem[:81]}+abcdefghijklmnop~2.png",
+        "G": f"{stem[:98]}+G.png",
+        "g": f"{stem[:96]}+g~2.png",
+    }
+    for name in names[0].values():
+        assert len(name) - len(".png") <= 100
+
+
+_GOOD_FRAME = {"g": np.zeros((2, 3), np.uint8)}
+
+
+@pytest.mark.parametrize(
+    "frames, error, regex",
+    [
+        ({"g": np.zeros((2, 3), np.uint8)}, TypeError, "frames must be None or a list"),
+        ([_GOOD_FRAME, _GOOD_FRAME], ValueError, "2 frame entries for 1 images"),
+        ([[np.zeros((2, 3), np.uint8)]], TypeError, r"frames\[0\] must be None or a dict"),
+        (
+            [{"g": np.zeros((3, 2), np.uint8)}],
+            ValueError,
+            r"frames\[0\]\['g'\] has shape \(3, 2\); expected \(2, 3\)",
+        ),
+        ([{"g": np.zeros((2, 3, 3), np.uint8)}], ValueError, r"has shape \(2, 3, 3\)"),
+        ([{"g": np.zeros((2, 3), np.float32)}], TypeError, r"frames\[0\]\['g'\] must have dtype uint8"),
+        ([{"g": np.zeros((2, 3), np.uint16)}], TypeError, "dtype uint8, not uint16"),
+        ([{"g": [[0, 0, 0], [0, 0, 0]]}], TypeError, "must be a 2-D uint8 numpy array, not list"),
+        ([{"g/r": np.zeros((2, 3), np.uint8)}], ValueError, r"band name 'g/r' is not 1-16 characters"),
+        ([{"": np.zeros((2, 3), np.uint8)}], ValueError, "band name '' is not"),
+        ([{"a" * 17: np.zeros((2, 3), np.uint8)}], ValueError, "is not 1-16 characters"),
+        ([{"g.png": np.zeros((2, 3), np.uint8)}], ValueError, "band name 'g.png'"),
+        ([{3: np.zeros((2, 3), np.uint8)}], ValueError, "band name 3 is not"),
+    ],
+)
+def test_bad_frames_are_refused(frames, error, regex):
+    with pytest.raises(error, match=regex):
+        RgbCollection([np.zeros((2, 3, 3), np.uint8)], {"object_id": ["x"]}, frames=frames)
+
+
+def _frames_zip(change):
+    """The ZIP of a one-picture collection with a g frame, with its index
+    or entries changed by ``change(index_text, entries) -> (index_text,
+    entries)``.
+    """
+    image = np.zeros((4, 5, 3), np.uint8)
+    collection = RgbCollection(
+        [image, image], {"object_id": ["a", "b"]}, frames=[{"g": np.full((4, 5), 7, np.uint8)}, None]
+    )
+    entries = zip_entries(to_bytes(collection))
+    text, entries = change(entries.pop(INDEX_NAME).decode(), entries)
+    return _build_zip([(INDEX_NAME, text.encode()), *entries.items()])
+
+
+def _replace_index(old, new):
+    def change(text, entries):
+        assert old in text
+        return text.replace(old, new), entries
+
+    return change
+
+
+def _replace_entry(name, data):
+    def change(text, entries):
+        entries[name] = data
+        return text, entries
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, regex",
+    [
+        (_replace_index("g=a+g.png", "g:a+g.png"), r"frames of 'a\.png' has 'g:a\+g\.png'"),
+        (_replace_index("g=a+g.png", "g=a+g.png g=a+g.png"), r"names band 'g' twice"),
+        (_replace_index("g=a+g.png", "g=a+g.png r=b.png"), r"names 'b\.png', which is a picture"),
+        (_replace_index("g=a+g.png", "g=a+g.png r=c.png"), r"missing: \['c\.png'\]"),
+        (_replace_index("g=a+g.png", "g/x=a+g.png"), r"has 'g/x=a\+g\.png'"),
+        (_replace_index("g=a+g.png", ""), r"unlisted: \['a\+g\.png'\]"),
+        (
+            _replace_entry("a+g.png", encode_png(np.zeros((4, 5, 3), np.uint8))),
+            r"a\+g\.png.*mode 'RGB', not L",
+        ),
+        (_replace_entry("a+g.png", encode_png(np.zeros((3, 5), np.uint8))), r"'g'.*shape \(3, 5\)"),
+        (_replace_entry("a+g.png", b"not a png"), r"a\+g\.png.*not a PNG"),
+    ],
+)
+def test_bad_frames_in_zip_are_refused(change, regex, tmp_path):
+    path = write_file(tmp_path, _frames_zip(change), "frames.zip")
+    with pytest.raises(RgbCollectionError, match=regex):
+        read_rgb_collection(path)

@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +48,8 @@ from lsst.epo.zooniverse.export.service import ExportService
 from lsst.epo.zooniverse.export.service_config import ServiceConfig
 from lsst.epo.zooniverse.export.state import (
     PROJECTS,
+    SCHEMA_VERSION,
+    ZOONIVERSE_IMPORTS,
     ZOONIVERSE_SUBJECT_SETS,
     ZOONIVERSE_SUBJECTS,
     open_state_database,
@@ -361,10 +364,11 @@ def test_server_error_midway_then_resume(service, standin, method, commit):
     assert len(standin.subject_sets) == 1
 
 
-def test_import_failures_are_reported(service, standin, monkeypatch):
-    # An import that fails rows (here: the worker cannot read the manifest
-    # any more) leaves subjects missing: reported, rerun retries them.
-    sender = publisher(service, standin)
+def test_failed_import_jobs_are_reported_then_resumed(service, standin, monkeypatch):
+    # A failed import job (the worker cannot read the manifest again, or
+    # dies mid-way) is not retried by Zooniverse and never finishes: the
+    # run says so instead of waiting for its timeout; a rerun sends what
+    # is missing, once.
     original = standin._download
     calls = []
 
@@ -375,12 +379,51 @@ def test_import_failures_are_reported(service, standin, monkeypatch):
         return original(url)
 
     monkeypatch.setattr(standin, "_download", flaky)
-    with pytest.raises(SubjectSetError, match=f"{N_OBJECTS} of {N_OBJECTS} subjects did not arrive"):
-        sender.sync("galaxies", subject_set_name="F")
+    with pytest.raises(SubjectSetError, match="stopped: 0 of 9 imported and no change"):
+        publisher(service, standin, import_stall_seconds=0.05).sync("galaxies", subject_set_name="F")
     monkeypatch.setattr(standin, "_download", original)
+    standin.import_dies_after = 4
+    with pytest.raises(SubjectSetError, match="stopped: 4 of 9 imported.*after importing 4 of 9"):
+        publisher(service, standin, import_stall_seconds=0.05).sync("galaxies", subject_set_name="F")
+    standin.import_dies_after = None
     summary = publisher(service, standin).sync("galaxies", subject_set_name="F")
-    assert summary.created == N_OBJECTS
+    assert (summary.created, summary.already_present) == (N_OBJECTS - 4, 4)
     assert_set_complete(service, standin, summary.subject_set_id)
+    with service.engine.connect() as connection:
+        outcomes = connection.execute(
+            sa.select(ZOONIVERSE_IMPORTS.c.outcome).order_by(ZOONIVERSE_IMPORTS.c.id)
+        ).scalars()
+        assert list(outcomes) == ["stalled", "stalled", "done"]
+
+
+def test_rerun_waits_for_a_running_import(service, standin):
+    # The first run gives up waiting while Zooniverse still imports; the
+    # rerun waits for that import instead of sending an overlapping one
+    # (two imports of the same ids can race into duplicate subjects).
+    standin.import_row_seconds = 0.05
+    with pytest.raises(SubjectSetError, match="still running"):
+        publisher(service, standin, import_timeout=0.02).sync("galaxies", subject_set_name="W")
+    summary = publisher(service, standin, sleep=time.sleep, poll_interval=0.05).sync(
+        "galaxies", subject_set_name="W"
+    )
+    assert (summary.created, summary.already_present) == (0, N_OBJECTS)
+    assert len(standin.api_requests("POST", "/api/subject_set_imports")) == 1
+    assert_set_complete(service, standin, summary.subject_set_id)
+
+
+def test_import_in_parts(service, standin):
+    summary = publisher(service, standin, part_rows=4).sync("galaxies", subject_set_name="P")
+    assert (summary.created, summary.failed, len(summary.imports)) == (N_OBJECTS, 0, 3)
+    assert_set_complete(service, standin, summary.subject_set_id)
+
+
+def test_set_of_another_project_is_not_adopted(service, standin):
+    publisher(service, standin).sync("galaxies", subject_set_name="Shared")
+    service.register_project(
+        "other", zooniverse_project_id=77, owner="bob", repo="r", collections="u/bob/zoo/*"
+    )
+    with pytest.raises(SubjectSetError, match="belongs to another EPO project"):
+        publisher(service, standin).sync("other", subject_set_name="Shared")
 
 
 def test_wrong_project_and_method_refused(service, standin):
@@ -494,7 +537,7 @@ def test_migration_from_version_3(state_db_url):
     engine.dispose()
     engine = open_state_database(state_db_url)
     with engine.begin() as connection:
-        assert schema_version(connection) == 4
+        assert schema_version(connection) == SCHEMA_VERSION >= 4
         connection.execute(
             ZOONIVERSE_SUBJECT_SETS.insert().values(
                 project_id=1,

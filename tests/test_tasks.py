@@ -26,7 +26,9 @@ and their config validation.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 
 import astropy.wcs
 import numpy as np
@@ -42,11 +44,14 @@ from lsst.epo.zooniverse.compose_rgb import (
 from lsst.epo.zooniverse.demo.repo import make_demo_skymap
 from lsst.epo.zooniverse.extract_stamps import ExtractStampsConfig, ExtractStampsTask
 from lsst.epo.zooniverse.legacy_coadd import read_legacy_coadd, write_legacy_masked_image
+from lsst.epo.zooniverse.rgb_collection import read_rgb_collection, write_rgb_collection
 from lsst.epo.zooniverse.shard_catalog import ShardCatalogTask
 from lsst.epo.zooniverse.skymap import make_tan_wcs
 from lsst.epo.zooniverse.stamps import Stamp, Stamps
 from lsst.pex.config import FieldValidationError
 from lsst.pipe.base import NoWorkFound
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _targets(ra, dec, first=0):
@@ -317,3 +322,196 @@ def test_compose_rgb_config_validation():
     config.stretch.Q = -1.0
     with pytest.raises(FieldValidationError):
         config.validate()
+
+
+def _rotated_wcs(angle, size):
+    wcs = astropy.wcs.WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [30.0, -10.0]
+    wcs.wcs.crpix = [(size + 1) / 2, (size + 1) / 2]
+    scale = 0.2 / 3600
+    theta = math.radians(angle)
+    wcs.wcs.cd = scale * np.array([[-math.cos(theta), math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    wcs.wcs.set()
+    return wcs
+
+
+def _star_stamps(wcs, size, ids=("a", "b")):
+    """g, r, i stamps: a star A bright in every band, a star B bright only
+    in i and a star C bright only in g, at different stamp pixels.
+    """
+    stars = {"A": (4, 13), "B": (15, 5), "C": (7, 3)}  # (x, y) in the stamp grid
+    stamps = {}
+    for band in "gri":
+        stamp_set = _stamps(band, list(ids), wcs=wcs, value=0.0, size=size)
+        for stamp in stamp_set:
+            image = stamp.image
+            image[:] = 1.0
+            image[stars["A"][1], stars["A"][0]] = 3000.0
+            if band == "i":
+                image[stars["B"][1], stars["B"][0]] = 800.0
+            if band == "g":
+                image[stars["C"][1], stars["C"][0]] = 800.0
+        stamps[band] = stamp_set
+    return stamps, stars
+
+
+@pytest.mark.parametrize("angle, output_size", [(0, 0), (90, 0), (180, 40), (270, 0), (30, 33)])
+def test_compose_rgb_band_frames(angle, output_size, tmp_path):
+    from zooniverse_test_utils import check_png_bytes
+
+    size = 21
+    wcs = _rotated_wcs(angle, size)
+    stamps, stars = _star_stamps(wcs, size)
+    # "c" lacks an i stamp and "d" has low coverage: no picture, no frames.
+    ids = ["a", "b", "c", "d"]
+    stamps["g"].append(_stamps("g", ["c"], wcs=wcs, size=size)[0])
+    stamps["r"].append(_stamps("r", ["c"], wcs=wcs, size=size)[0])
+    for band in "gri":
+        stamps[band].append(_stamps(band, ["d"], wcs=wcs, size=size, coverage=0.1)[0])
+    config = ComposeRgbConfig()
+    config.output_size = output_size
+    config.stretch.stretch = 20000.0  # Nothing saturates: one brightest pixel.
+    targets = _patch_targets(ids)
+    plain = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=targets, skymap="s", tract=0, patch=0
+    )
+    assert plain.rgb.frames is None
+    config.band_frames = True
+    config.validate()
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=targets, skymap="s", tract=0, patch=0
+    )
+    # Pictures, index and report are those made without frames.
+    assert list(result.rgb_report["status"]) == ["ok", "ok", "missing_band", "low_coverage"]
+    assert result.rgb_report.pformat(max_lines=-1, max_width=-1) == plain.rgb_report.pformat(
+        max_lines=-1, max_width=-1
+    )
+    assert result.rgb.index.pformat(max_lines=-1, max_width=-1) == plain.rgb.index.pformat(
+        max_lines=-1, max_width=-1
+    )
+    assert all(np.array_equal(x, y) for x, y in zip(result.rgb.images, plain.rgb.images))
+    assert len(result.rgb.frames) == len(result.rgb) == 2
+    for k, (picture, frames, picture_wcs) in enumerate(
+        zip(result.rgb.images, result.rgb.frames, result.rgb.wcs)
+    ):
+        assert list(frames) == ["g", "i", "r"]  # The bands used, in order.
+        for frame in frames.values():
+            assert frame.dtype == np.uint8 and frame.shape == picture.shape[:2]
+        # Star A: the brightest pixel of the picture and of every frame.
+        peak = np.unravel_index(np.argmax(picture.astype(int).sum(axis=2)), picture.shape[:2])
+        for band, frame in frames.items():
+            assert np.unravel_index(np.argmax(frame), frame.shape) == peak, band
+        # Where each star is in the picture, from its WCS.
+        height = picture.shape[0]
+        where = {}
+        for name, (x, y) in stars.items():
+            sky = wcs.wcs_pix2world([[x, y]], 0)
+            u, v = picture_wcs.wcs_world2pix(sky, 0)[0]
+            where[name] = (int(round(height - 1 - v)), int(round(u)))
+        assert where["A"] == peak
+        # B is bright in i only, C in g only; r sees neither.
+        assert frames["i"][where["B"]] > frames["g"][where["B"]]
+        assert frames["i"][where["B"]] > frames["r"][where["B"]]
+        assert frames["g"][where["C"]] > frames["i"][where["C"]]
+        assert frames["g"][where["C"]] > frames["r"][where["C"]]
+        # The red channel (i) is brighter at B than blue (g), and vice versa
+        # at C.
+        assert picture[where["B"]][0] > picture[where["B"]][2]
+        assert picture[where["C"]][2] > picture[where["C"]][0]
+    # Through the ZIP: grey PNGs that pngcheck accepts, read back equal.
+    buffer = io.BytesIO()
+    write_rgb_collection(result.rgb, buffer)
+    read = read_rgb_collection(io.BytesIO(buffer.getvalue()))
+    assert read.equals(result.rgb)
+    assert read.frame_files[0] == {"g": "a+g.png", "i": "a+i.png", "r": "a+r.png"}
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        for band in "gri":
+            data = archive.read(f"b+{band}.png")
+            assert data[24:26] == bytes([8, 0])  # 8-bit grey (IHDR bit depth, colour type)
+            check_png_bytes(data, tmp_path, name=f"b{band}.png")
+
+
+@pytest.mark.parametrize("algorithm", ["asinh", "linear"])
+@pytest.mark.parametrize("scaling", ["global", "per_image"])
+def test_compose_rgb_band_frames_match_single_band_channels(algorithm, scaling):
+    """With per-band stretches and one band per channel, a band's frame is
+    exactly its channel of the RGB picture: same levels, same pixels.
+    """
+    size = 21
+    wcs = _rotated_wcs(90, size)
+    stamps, _ = _star_stamps(wcs, size)
+    config = ComposeRgbConfig()
+    config.band_frames = True
+    config.output_size = 30
+    config.stretch.algorithm = algorithm
+    config.stretch.scaling = scaling
+    config.stretch.minimum = [0.0, -5.0, 2.0]
+    config.stretch.maximum = [3000.0, 1500.0, 1000.0]
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(["a", "b"]), skymap="s", tract=0, patch=0
+    )
+    for picture, frames in zip(result.rgb.images, result.rgb.frames):
+        for band, channel in (("i", 0), ("r", 1), ("g", 2)):  # the default channels
+            np.testing.assert_array_equal(frames[band], picture[:, :, channel])
+
+
+@pytest.mark.parametrize("algorithm", ["lupton", "perceptual"])
+@pytest.mark.parametrize("scaling", ["global", "per_image"])
+def test_compose_rgb_band_frames_other_stretches(algorithm, scaling):
+    size = 21
+    stamps, stars = _star_stamps(None, size, ids=("a",))
+    config = ComposeRgbConfig()
+    config.band_frames = True
+    config.stretch.algorithm = algorithm
+    config.stretch.scaling = scaling
+    config.stretch.stretch = 20000.0
+    config.stretch.maximum = [4000.0]
+    # Per-image levels between the star peaks (the stamps are flat elsewhere).
+    config.stretch.per_image_percentiles = [0.0, 99.9]
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(["a"]), skymap="s", tract=0, patch=0
+    )
+    frames = result.rgb.frames[0]
+    # No WCS: the picture is the stamp with row 0 at the top.
+    b = (size - 1 - stars["B"][1], stars["B"][0])
+    c = (size - 1 - stars["C"][1], stars["C"][0])
+    assert frames["i"][b] > frames["g"][b] and frames["g"][c] > frames["i"][c]
+    if scaling == "global":
+        # The same global stretch whatever the other bands hold.
+        assert np.array_equal(frames["r"], _frame_of_identical_band(config, stamps, "r"))
+    else:
+        _frame_of_identical_band(config, stamps, "r")
+
+
+def _frame_of_identical_band(config, stamps, band):
+    """The frame of ``band`` when every band holds its image."""
+    same = dict.fromkeys("gri", stamps[band])
+    result = ComposeRgbTask(config=config).run(
+        stamps=same, targets_patch=_patch_targets(["a"]), skymap="s", tract=0, patch=0
+    )
+    frames = result.rgb.frames[0]
+    assert np.array_equal(frames["g"], frames["i"]) and np.array_equal(frames["g"], frames["r"])
+    # A grey picture's frames are that picture (to rounding, for perceptual).
+    assert np.abs(frames["g"].astype(int) - result.rgb.images[0].astype(int).mean(axis=2)).max() <= 1
+    return frames[band]
+
+
+def test_compose_rgb_band_frames_config():
+    config = ComposeRgbConfig()
+    assert config.band_frames is False
+    config.channels["g/x"] = ChannelConfig(blue=1.0)
+    config.validate()  # Band names only matter for frames.
+    config.band_frames = True
+    with pytest.raises(FieldValidationError, match="g/x"):
+        config.validate()
+    config = ComposeRgbConfig()
+    with pytest.raises(FieldValidationError):
+        config.band_frames = "sometimes"
+    # The shipped override file turns frames on and validates.
+    config = ComposeRgbConfig()
+    config.load(os.path.join(ROOT, "config", "composeRgb_flipbook.py"))
+    assert config.band_frames is True
+    config.validate()

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import astropy.wcs
@@ -54,10 +55,19 @@ from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from .rgb_collection import METADATA_POLICIES, RgbCollection
-from .rgb_stretch import StretchConfig
+from .rgb_stretch import StretchConfig, asinh_rgb, linear_rgb, lupton_rgb, perceptual_rgb
 from .stamps import Stamps
 
 CHANNELS = ("red", "green", "blue")
+
+_STRETCH_FUNCTIONS = {
+    "lupton": lupton_rgb,
+    "asinh": asinh_rgb,
+    "linear": linear_rgb,
+    "perceptual": perceptual_rgb,
+}
+_FRAME_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
+"""Band names a band frame may have (they become part of ZIP entry names)."""
 
 REPORT_REASONS = {
     "ok": "picture made",
@@ -172,6 +182,19 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
         doc="Mask planes whose pixels are shown black (their values are set to zero).",
         default=["NO_DATA"],
     )
+    band_frames = Field[bool](
+        doc="Also make one grey 8-bit frame per band used (in band order) for every picture, for "
+        "multi-frame (flipbook) subjects that show the RGB picture then each band.  A frame is its band "
+        "alone (background subtracted, bad pixels zeroed) stretched like the RGB picture: the same "
+        "algorithm and the same levels (with scaling='per_image', those measured on the picture's "
+        "channels), the band's image given as all three channels with the black/white level of the "
+        "channel the band weighs most in, reduced to grey (for lupton the Lupton stretch of the band's "
+        "own intensity: in the linear part of the stretch a source seen only in this band has the same "
+        "value in its frame as in its RGB channel; for asinh and linear a band alone in its channel "
+        "gives exactly that channel).  Frames are oriented and resized exactly like the picture, so "
+        "their pixels line up with it and share its WCS.  Band names must match [A-Za-z0-9_-]{1,16}.",
+        default=False,
+    )
 
     def setDefaults(self):
         super().setDefaults()
@@ -198,6 +221,14 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
             raise FieldValidationError(ComposeRgbConfig.min_coverage, self, "must be in [0, 1].")
         if not (self.output_size == 0 or 8 <= self.output_size <= 8192):
             raise FieldValidationError(ComposeRgbConfig.output_size, self, "must be 0 or in [8, 8192].")
+        if self.band_frames:
+            bad = sorted(b for b in self.channels if not _FRAME_BAND_NAME.fullmatch(b))
+            if bad:
+                raise FieldValidationError(
+                    ComposeRgbConfig.band_frames,
+                    self,
+                    f"band frames need band names of 1-16 characters from A-Z a-z 0-9 _ -, not {bad}.",
+                )
 
 
 def orient_to_north_up(wcs: astropy.wcs.WCS) -> tuple[int, bool]:
@@ -303,6 +334,8 @@ class ComposeRgbTask(PipelineTask):
     ``stretch.scaling`` is ``per_image``), turned north up / east left,
     resized if asked, and stored with their WCS as a ZIP of PNG.  Every
     catalog row of the patch gets a line in ``zooniverse_rgb_report``.
+    With ``band_frames``, every picture also gets one grey frame per band
+    used, aligned pixel for pixel with it (see the field's doc).
     """
 
     ConfigClass = ComposeRgbConfig
@@ -354,7 +387,8 @@ class ComposeRgbTask(PipelineTask):
         -------
         result : `lsst.pipe.base.Struct`
             ``rgb``
-                The pictures (`~lsst.epo.zooniverse.rgb_collection.RgbCollection`).
+                The pictures (`~lsst.epo.zooniverse.rgb_collection.RgbCollection`),
+                with their band frames if ``band_frames`` is set.
             ``rgb_report``
                 One row per catalog row (`astropy.table.Table`): ``row_index``,
                 ``object_id``, ``tract``, ``patch``, ``status`` (a key of
@@ -372,6 +406,7 @@ class ComposeRgbTask(PipelineTask):
         detail = np.full(n_rows, "", dtype=object)
         coverage_column = np.full(n_rows, np.nan)
         images, wcs_list, index_rows = [], [], []
+        frames: list[dict[str, np.ndarray]] = []
         orientation = None
         for k, row in enumerate(targets_patch):
             object_id = str(row["object_id"])
@@ -398,7 +433,8 @@ class ComposeRgbTask(PipelineTask):
                 status[k] = "low_coverage"
                 detail[k] = f"coverage {coverage:.3f} < min_coverage {config.min_coverage}"
                 continue
-            channels = self._mix(band_stamps, used, weights, bad_bits)
+            planes = self._planes(band_stamps, used, bad_bits)
+            channels = self._mix(planes, weights)
             rgb = config.stretch.apply(channels[0], channels[1], channels[2])
             reference = band_stamps[0]
             if orientation is None:
@@ -408,6 +444,8 @@ class ComposeRgbTask(PipelineTask):
                     orientation = (0, False)
             picture, picture_wcs = _picture(rgb, reference.wcs, *orientation, config.output_size)
             images.append(picture)
+            if config.band_frames:
+                frames.append(self._band_frames(planes, used, weights, channels, orientation))
             wcs_list.append(picture_wcs)
             index_rows.append(
                 {
@@ -447,7 +485,13 @@ class ComposeRgbTask(PipelineTask):
                 dtype=[str, float, float, str, int, int, str, float, str, int, float],
             )
         )
-        collection = RgbCollection(images, index, wcs=wcs_list, metadata_policy=config.metadata_policy)
+        collection = RgbCollection(
+            images,
+            index,
+            wcs=wcs_list,
+            metadata_policy=config.metadata_policy,
+            frames=frames if config.band_frames else None,
+        )
         files = dict(zip(collection.index["object_id"], collection.index["file"]))
         report = Table(
             {
@@ -489,9 +533,9 @@ class ComposeRgbTask(PipelineTask):
                 bits |= 1 << bit
         return bits
 
-    def _mix(self, band_stamps, used, weights, bad_bits) -> list[np.ndarray]:
-        """Weighted-mean channels of one object's stamps; a channel no band
-        feeds is the mean of the others.
+    def _planes(self, band_stamps, used, bad_bits) -> list[np.ndarray]:
+        """One object's stamps, background subtracted, with bad and
+        non-finite pixels set to zero.
         """
         planes = []
         for stamp, band, bits in zip(band_stamps, used, bad_bits):
@@ -499,6 +543,56 @@ class ComposeRgbTask(PipelineTask):
             if stamp.mask is not None and bits:
                 image = np.where((stamp.mask & bits) != 0, np.float32(0), image)
             planes.append(np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0))
+        return planes
+
+    def _band_frames(
+        self,
+        planes: Sequence[np.ndarray],
+        used: Sequence[str],
+        weights: np.ndarray,
+        channels: Sequence[np.ndarray],
+        orientation: tuple[int, bool],
+    ) -> dict[str, np.ndarray]:
+        """Grey frames of one picture, band -> ``(H, W)`` uint8, oriented
+        and resized like the picture (see ``band_frames``).
+        """
+        stretch = self.config.stretch
+        if stretch.scaling == "per_image":
+            # The levels the RGB picture was stretched with, measured on
+            # its channels.
+            kwargs = stretch._per_image_parameters(tuple(np.asarray(c) for c in channels))
+        else:
+            kwargs = stretch._global_parameters()
+        frames = {}
+        for j, band in enumerate(used):
+            plane = planes[j]
+            if kwargs is None:  # No finite pixel: the picture is black, and so is the frame.
+                grey = np.zeros(plane.shape, dtype=np.uint8)
+            else:
+                # The level of the channel the band weighs most in (red
+                # first on a tie).
+                channel = int(np.argmax(weights[j]))
+                band_kwargs = dict(kwargs)
+                for name in ("minimum", "maximum"):
+                    if name in band_kwargs:
+                        levels = list(np.atleast_1d(band_kwargs[name]))
+                        band_kwargs[name] = [float(levels[channel if len(levels) == 3 else 0])]
+                rgb = _STRETCH_FUNCTIONS[stretch.algorithm](plane, plane, plane, **band_kwargs)
+                # Equal channels give grey (to rounding, for perceptual):
+                # their rounded mean.
+                grey = ((rgb.astype(np.uint16).sum(axis=2) + 1) // 3).astype(np.uint8)
+            # Through the picture's own orientation and resampling, so that
+            # frame pixels line up exactly with the picture's.
+            frame, _ = _picture(
+                np.repeat(grey[:, :, None], 3, axis=2), None, *orientation, self.config.output_size
+            )
+            frames[band] = np.ascontiguousarray(frame[:, :, 0])
+        return frames
+
+    def _mix(self, planes: Sequence[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:
+        """Weighted-mean channels of one object's planes (see `_planes`);
+        a channel no band feeds is the mean of the others.
+        """
         stack = np.stack(planes)  # (n_bands, H, W)
         channels: list[np.ndarray | None] = []
         for k in range(3):

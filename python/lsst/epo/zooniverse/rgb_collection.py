@@ -26,8 +26,17 @@ ZIP layout (DESIGN §4)::
 
     index.csv              one row per image: file, object_id, ra, dec,
                            skymap, tract, patch, bands, coverage, stretch,
-                           ..., wcs
-    <object_id>.png        one PNG per image (sanitised, unique names)
+                           ..., [frames,] wcs
+    <object_id>.png        one RGB PNG per image (sanitised, unique names)
+    <stem>+<band>.png      optional: one grey PNG per band of an image
+                           (multi-frame subjects, see `RgbCollection`)
+
+The ``frames`` column is only there when at least one image has band
+frames: space-separated ``<band>=<entry>`` pairs in frame order (e.g.
+``g=obj1+g.png r=obj1+r.png``), empty for an image without frames.  A frame
+entry is named after its image's entry (``<stem>`` is that name without
+``.png``), made unique like the image names (``~2``, ``~3``, ... before
+``.png``); see `frame_entry_names`.
 
 Entries are stored (``ZIP_STORED``: PNG data does not deflate further), in
 a fixed order (``index.csv``, then the PNGs sorted by name) with fixed
@@ -45,6 +54,7 @@ __all__ = [
     "STANDARD_COLUMNS",
     "RgbCollection",
     "RgbCollectionError",
+    "frame_entry_names",
     "normalize_metadata_policy",
     "read_rgb_collection",
     "read_rgb_index",
@@ -114,6 +124,9 @@ _FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _ENTRY_MODE = (stat.S_IFREG | 0o644) << 16
 _MAX_NAME_STEM = 100
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
+_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
+"""What a band name of a frame may be (it becomes part of an entry name)."""
+FRAMES_COLUMN = "frames"
 _TEXT_FOR_POLICY = {
     "full": ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch"),
     "anonymised": ("bands", "stretch"),
@@ -184,6 +197,53 @@ def sanitize_entry_names(object_ids: Iterable[str]) -> list[str]:
     return names
 
 
+def frame_entry_names(
+    files: Sequence[str], bands: Sequence[Sequence[str] | None]
+) -> list[dict[str, str] | None]:
+    """Make the entry names of the band frames of a collection.
+
+    Parameters
+    ----------
+    files : `~collections.abc.Sequence` [`str`]
+        The entry names of the RGB pictures (``<stem>.png``, unique), in
+        collection order.
+    bands : `~collections.abc.Sequence` [`list` [`str`] or `None`]
+        The bands of each picture's frames, in frame order (`None`: no
+        frames).
+
+    Returns
+    -------
+    names : `list` [`dict` [`str`, `str`] or `None`]
+        Band -> entry name for each picture: ``<stem>+<band>.png``, with
+        ``<stem>`` shortened so that ``<stem>+<band>`` keeps within 100
+        characters, made unique against ``index.csv``, every picture and
+        every earlier frame (also ignoring case) by appending ``~2``,
+        ``~3``, ... before ``.png`` (in collection then frame order; the
+        suffix too keeps within the 100 characters).
+    """
+    taken = {INDEX_NAME.lower()} | {str(name).lower() for name in files}
+    result: list[dict[str, str] | None] = []
+    for file, picture_bands in zip(files, bands):
+        if picture_bands is None:
+            result.append(None)
+            continue
+        stem = str(file)[: -len(".png")] if str(file).endswith(".png") else str(file)
+        names: dict[str, str] = {}
+        for band in picture_bands:
+            n, suffix = 1, ""
+            while True:
+                room = _MAX_NAME_STEM - len(band) - 1 - len(suffix)
+                candidate = f"{stem[:room]}+{band}{suffix}.png"
+                if candidate.lower() not in taken:
+                    break
+                n += 1
+                suffix = f"~{n}"
+            taken.add(candidate.lower())
+            names[band] = candidate
+        result.append(names)
+    return result
+
+
 class RgbCollection:
     """RGB images of catalog objects and a table describing them.
 
@@ -202,14 +262,27 @@ class RgbCollection:
         left (see `lsst.epo.zooniverse.wcs_metadata`).
     metadata_policy : `str`, optional
         What each PNG's metadata chunks may hold (`METADATA_POLICIES`).
+    frames : `~collections.abc.Sequence` [`dict` or `None`], optional
+        Band frames for multi-frame subjects (the RGB picture first, then
+        one grey picture per band): `None`, or one entry per image, each
+        `None` (no frames; an empty `dict` counts as `None`) or a `dict`
+        band -> 2-D ``uint8`` array of the image's height and width, in
+        the image's orientation (same WCS), in frame order.  Band names
+        are 1-16 characters from ``A-Z a-z 0-9 _ -``.
 
     Raises
     ------
     TypeError, ValueError
         Raised for images that are not RGB ``uint8``, a table whose length
         differs from the number of images, a missing ``object_id`` column,
-        a WCS that is not a 2-axis celestial `astropy.wcs.WCS`, or an
-        unknown policy.
+        a WCS that is not a 2-axis celestial `astropy.wcs.WCS`, an unknown
+        policy, or frames that are not as described above.
+
+    Notes
+    -----
+    The ``file``, ``frames`` and ``wcs`` columns of ``index.csv`` are
+    derived from the images, frames and WCS: such columns of ``index`` are
+    ignored.
     """
 
     def __init__(
@@ -219,6 +292,7 @@ class RgbCollection:
         *,
         wcs: Sequence[astropy.wcs.WCS | None] | None = None,
         metadata_policy: str = "full",
+        frames: Sequence[Mapping[str, np.ndarray] | None] | None = None,
     ) -> None:
         arrays = []
         for k, image in enumerate(images):
@@ -232,7 +306,7 @@ class RgbCollection:
             raise ValueError("The index of an RgbCollection needs an 'object_id' column.")
         if len(table) != len(arrays):
             raise ValueError(f"The index has {len(table)} rows for {len(arrays)} images.")
-        for name in ("file", "wcs"):
+        for name in ("file", FRAMES_COLUMN, "wcs"):
             if name in table.colnames:
                 table.remove_column(name)  # Derived here, never taken from the caller.
         for name, (kind, default) in STANDARD_COLUMNS.items():
@@ -264,6 +338,10 @@ class RgbCollection:
                 raise ValueError(f"WCS {k} must be a 2-axis celestial WCS, not ctype {ctype}.")
         self._wcs = list(wcs)
         self.metadata_policy = normalize_metadata_policy(metadata_policy)
+        self._frames = _check_frames(frames, arrays)
+        self._frame_files = frame_entry_names(
+            [str(f) for f in table["file"]], [None if f is None else list(f) for f in self._frames]
+        )
 
     @property
     def images(self) -> list[np.ndarray]:
@@ -282,14 +360,36 @@ class RgbCollection:
         """Per-image WCS or `None` (`list`)."""
         return self._wcs
 
+    @property
+    def frames(self) -> list[dict[str, np.ndarray] | None] | None:
+        """Band frames: `None` if no image has any, else one entry per
+        image, `None` or a `dict` band -> grey ``uint8`` ``(H, W)`` array
+        (read-only), in frame order.
+        """
+        if all(f is None for f in self._frames):
+            return None
+        return list(self._frames)
+
+    @property
+    def frame_files(self) -> list[dict[str, str] | None] | None:
+        """ZIP entry names of the band frames, shaped like `frames`
+        (`None` if no image has frames).
+        """
+        if all(f is None for f in self._frame_files):
+            return None
+        return [None if f is None else dict(f) for f in self._frame_files]
+
     def __len__(self) -> int:
         return len(self._images)
 
     def __repr__(self) -> str:
         return f"RgbCollection(<{len(self)} images>, metadata_policy={self.metadata_policy!r})"
 
-    def png_text(self, k: int, *, metadata_policy: str | None = None) -> dict[str, str]:
-        """Return the PNG text chunks written for image ``k``.
+    def png_text(
+        self, k: int, *, metadata_policy: str | None = None, band: str | None = None
+    ) -> dict[str, str]:
+        """Return the PNG text chunks written for image ``k`` or one of its
+        band frames.
 
         Parameters
         ----------
@@ -298,19 +398,36 @@ class RgbCollection:
         metadata_policy : `str`, optional
             Policy to apply on top of the collection's own; the stricter of
             the two wins.
+        band : `str`, optional
+            A band of the image's frames: the frame's chunks, which are the
+            image's plus ``band`` (after ``bands``).
 
         Returns
         -------
         text : `dict` [`str`, `str`]
             Keyword to text, in the order written.
         """
-        return self._png_text(k, _stricter_policy(self.metadata_policy, metadata_policy))
+        if band is not None:
+            self._frame(k, band)
+        return self._png_text(k, _stricter_policy(self.metadata_policy, metadata_policy), band=band)
 
-    def _png_text(self, k: int, policy: str, wcs_text: str | None = None) -> dict[str, str]:
+    def _frame(self, k: int, band: str) -> np.ndarray:
+        frames = self._frames[k]
+        if frames is None or band not in frames:
+            raise KeyError(f"Image {k} has no {band!r} frame.")
+        return frames[band]
+
+    def _png_text(
+        self, k: int, policy: str, wcs_text: str | None = None, band: str | None = None
+    ) -> dict[str, str]:
         from . import __version__
 
         row = self._index[k]
-        text = {name: _format_value(row[name]) for name in _TEXT_FOR_POLICY[policy]}
+        text = {}
+        for name in _TEXT_FOR_POLICY[policy]:
+            text[name] = _format_value(row[name])
+            if name == "bands" and band is not None:
+                text["band"] = band
         text["Software"] = f"lsst.epo.zooniverse {__version__}"
         if policy == "full" and self._wcs[k] is not None:
             text[WCS_TEXT_KEY] = wcs_text if wcs_text is not None else wcs_to_header_string(self._wcs[k])
@@ -336,19 +453,64 @@ class RgbCollection:
         policy = _stricter_policy(self.metadata_policy, metadata_policy)
         return self._encode(k, policy, compress_level)
 
-    def _encode(self, k: int, policy: str, compress_level: int, wcs_text: str | None = None) -> bytes:
-        xmp = None
+    def encode_frame(
+        self, k: int, band: str, *, metadata_policy: str | None = None, compress_level: int = 1
+    ) -> bytes:
+        """Encode one band frame of image ``k`` as a grey PNG with the
+        image's metadata chunks and its ``band``.
+
+        Parameters
+        ----------
+        k : `int`
+            Image number.
+        band : `str`
+            Band of the frame.
+        metadata_policy : `str`, optional
+            Policy to apply on top of the collection's own (stricter wins).
+        compress_level : `int`, optional
+            zlib level, 0-9.
+
+        Returns
+        -------
+        png : `bytes`
+            The PNG file (8-bit grey, colour type 0).
+
+        Raises
+        ------
+        KeyError
+            Raised if the image has no frame of that band.
+        """
+        self._frame(k, band)
+        policy = _stricter_policy(self.metadata_policy, metadata_policy)
+        return self._encode(k, policy, compress_level, band=band)
+
+    def _xmp(self, k: int, policy: str) -> bytes | None:
         if policy == "full" and self._wcs[k] is not None:
-            xmp = wcs_to_xmp(self._wcs[k], self._images[k].shape[:2])
+            return wcs_to_xmp(self._wcs[k], self._images[k].shape[:2])
+        return None
+
+    def _encode(
+        self,
+        k: int,
+        policy: str,
+        compress_level: int,
+        wcs_text: str | None = None,
+        *,
+        band: str | None = None,
+        xmp: Any = None,
+    ) -> bytes:
+        if xmp is None:
+            xmp = self._xmp(k, policy)
         return encode_png(
-            self._images[k],
-            text=self._png_text(k, policy, wcs_text),
+            self._images[k] if band is None else self._frame(k, band),
+            text=self._png_text(k, policy, wcs_text, band=band),
             xmp=xmp,
             compress_level=compress_level,
         )
 
     def equals(self, other: RgbCollection) -> bool:
-        """Compare pixels, index and WCS with another collection.
+        """Compare pixels, index, WCS and band frames with another
+        collection.
 
         Parameters
         ----------
@@ -358,7 +520,8 @@ class RgbCollection:
         Returns
         -------
         equal : `bool`
-            Whether both hold the same images, metadata and WCS.
+            Whether both hold the same images, metadata, WCS and frames
+            (bands in the same order, same pixels, same entry names).
         """
         if len(self) != len(other) or self._index.colnames != other._index.colnames:
             return False
@@ -374,7 +537,65 @@ class RgbCollection:
             or (x is not None and y is not None and wcs_to_header_string(x) == wcs_to_header_string(y))
             for x, y in zip(self._wcs, other._wcs)
         )
-        return same_wcs and all(np.array_equal(a, b) for a, b in zip(self._images, other._images))
+        if not same_wcs or self._frame_files != other._frame_files:
+            return False
+        for mine, theirs in zip(self._frames, other._frames):
+            if (mine is None) != (theirs is None):
+                return False
+            if mine is not None and (
+                list(mine) != list(theirs) or not all(np.array_equal(mine[b], theirs[b]) for b in mine)
+            ):
+                return False
+        return all(np.array_equal(a, b) for a, b in zip(self._images, other._images))
+
+
+def _check_frames(
+    frames: Sequence[Mapping[str, np.ndarray] | None] | None, images: Sequence[np.ndarray]
+) -> list[dict[str, np.ndarray] | None]:
+    """Validate the ``frames`` argument of `RgbCollection`; return one
+    `None` or `dict` of read-only arrays per image.
+    """
+    if frames is None:
+        return [None] * len(images)
+    if isinstance(frames, (Mapping, str, bytes, np.ndarray)) or not isinstance(frames, Sequence):
+        raise TypeError(
+            f"frames must be None or a list with one entry per image, not {type(frames).__name__}."
+        )
+    if len(frames) != len(images):
+        raise ValueError(f"{len(frames)} frame entries for {len(images)} images.")
+    checked: list[dict[str, np.ndarray] | None] = []
+    for k, picture_frames in enumerate(frames):
+        if picture_frames is None or (isinstance(picture_frames, Mapping) and not picture_frames):
+            checked.append(None)
+            continue
+        if not isinstance(picture_frames, Mapping):
+            raise TypeError(
+                f"frames[{k}] must be None or a dict band -> 2-D uint8 array, "
+                f"not {type(picture_frames).__name__}."
+            )
+        expected = images[k].shape[:2]
+        result: dict[str, np.ndarray] = {}
+        for band, frame in picture_frames.items():
+            if not isinstance(band, str) or not _BAND_NAME.fullmatch(band):
+                raise ValueError(
+                    f"frames[{k}]: band name {band!r} is not 1-16 characters from A-Z a-z 0-9 _ -."
+                )
+            if not isinstance(frame, np.ndarray):
+                raise TypeError(
+                    f"frames[{k}][{band!r}] must be a 2-D uint8 numpy array, not {type(frame).__name__}."
+                )
+            if frame.dtype != np.uint8:
+                raise TypeError(f"frames[{k}][{band!r}] must have dtype uint8, not {frame.dtype}.")
+            if frame.shape != expected:
+                raise ValueError(
+                    f"frames[{k}][{band!r}] has shape {frame.shape}; expected {expected}, "
+                    "the height and width of its image."
+                )
+            array = np.array(frame, dtype=np.uint8, order="C", copy=True)
+            array.flags.writeable = False
+            result[band] = array
+        checked.append(result)
+    return checked
 
 
 _DTYPES = {"str": str, "int": np.int64, "float": np.float64}
@@ -433,9 +654,19 @@ def _index_csv(collection: RgbCollection, wcs_texts: Sequence[str | None] | None
         wcs_texts = _wcs_texts(collection)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(table.colnames + ["wcs"])
-    for row, wcs_text in zip(table, wcs_texts):
-        writer.writerow([_format_value(row[name]) for name in table.colnames] + [wcs_text or ""])
+    frame_files = collection.frame_files
+    # The frames column exists only when some image has frames, so that
+    # collections without frames keep the layout they always had.
+    frames_header = [] if frame_files is None else [FRAMES_COLUMN]
+    writer.writerow(table.colnames + frames_header + ["wcs"])
+    for k, (row, wcs_text) in enumerate(zip(table, wcs_texts)):
+        frames_cell = []
+        if frame_files is not None:
+            names = frame_files[k] or {}
+            frames_cell = [" ".join(f"{band}={entry}" for band, entry in names.items())]
+        writer.writerow(
+            [_format_value(row[name]) for name in table.colnames] + frames_cell + [wcs_text or ""]
+        )
     return buffer.getvalue().encode("utf-8")
 
 
@@ -459,6 +690,18 @@ def write_rgb_collection(
         two decides what the PNGs carry.
     compress_level : `int`, optional
         zlib level of the PNGs, 0-9.
+
+    Raises
+    ------
+    RgbCollectionError
+        Raised if two entry names are equal, also ignoring case (only
+        possible after editing the ``file`` column).
+
+    Notes
+    -----
+    Band frames are grey PNGs with the text chunks of their image (under
+    the same policy) plus ``band``, and the image's XMP; they are listed in
+    the ``frames`` column of ``index.csv``.
     """
     policy = _stricter_policy(collection.metadata_policy, metadata_policy)
     table = collection.index
@@ -470,14 +713,31 @@ def write_rgb_collection(
     }
     # Each WCS text goes both into the index and into its PNG: made once.
     wcs_texts = _wcs_texts(collection)
+    # (entry name, image number, band or None for the RGB picture).
+    jobs: list[tuple[str, int, str | None]] = [(str(name), k, None) for k, name in enumerate(table["file"])]
+    for k, names in enumerate(collection._frame_files):
+        jobs += [(entry, k, band) for band, entry in (names or {}).items()]
+    if len(jobs) > len(collection):
+        seen: set[str] = {INDEX_NAME}
+        for entry, _, _ in jobs:
+            if entry.lower() in seen:
+                raise RgbCollectionError(f"Entry name {entry!r} is used twice (ignoring case).")
+            seen.add(entry.lower())
+    jobs.sort(key=lambda job: job[0])
+    # A picture's XMP is shared by its frames: made once.
+    xmp_cache: dict[int, Any] = {}
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.comment = json.dumps(description, sort_keys=True).encode()
         archive.writestr(_zip_info(INDEX_NAME), _index_csv(collection, wcs_texts))
-        order = sorted(range(len(collection)), key=lambda k: table["file"][k])
-        for k in order:
-            png = collection._encode(k, policy, compress_level, wcs_texts[k])
+        for entry, k, band in jobs:
+            xmp = None
+            if collection._frames[k] is not None:
+                if k not in xmp_cache:
+                    xmp_cache[k] = collection._xmp(k, policy)
+                xmp = xmp_cache[k]
+            png = collection._encode(k, policy, compress_level, wcs_texts[k], band=band, xmp=xmp)
             # Force ZIP64 extra fields only when an entry needs them.
-            archive.writestr(_zip_info(str(table["file"][k])), png)
+            archive.writestr(_zip_info(entry), png)
 
 
 # ---------------------------------------------------------------------------
@@ -559,6 +819,8 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
             )
     columns = {}
     for j, column in enumerate(header[:-1]):
+        if column == FRAMES_COLUMN:
+            continue
         kind = STANDARD_COLUMNS.get(column, (types.get(column, "str"),))[0]
         values = [row[j] for row in body]
         try:
@@ -567,20 +829,51 @@ def _read_index(archive: zipfile.ZipFile, entries: Mapping[str, zipfile.ZipInfo]
             )
         except ValueError as err:
             raise RgbCollectionError(f"{name}: {INDEX_NAME} column {column!r} is not {kind}: {err}") from err
-    table = Table(columns, names=header[:-1])
+    table = Table(columns, names=[c for c in header[:-1] if c != FRAMES_COLUMN])
     wcs_text = [row[-1] for row in body]
     files = [str(f) for f in table["file"]]
     if len(set(files)) != len(files):
         raise RgbCollectionError(f"{name}: {INDEX_NAME} names the same file twice.")
+    frames_text = None
+    frames: list[list[tuple[str, str]] | None] = [None] * len(body)
+    listed = set(files)
+    if FRAMES_COLUMN in header:
+        j = header.index(FRAMES_COLUMN)
+        frames_text = [row[j] for row in body]
+        for k, text in enumerate(frames_text):
+            frames[k] = _parse_frames(text, files[k], listed, name) if text else None
     pngs = {entry for entry in entries if entry != INDEX_NAME}
-    if pngs != set(files):
-        missing = sorted(set(files) - pngs)
-        extra = sorted(pngs - set(files))
+    if pngs != listed:
+        missing = sorted(listed - pngs)
+        extra = sorted(pngs - listed)
         raise RgbCollectionError(
             f"{name}: {INDEX_NAME} and the PNG entries disagree "
             f"(missing: {missing[:5]}, unlisted: {extra[:5]})."
         )
-    return table, wcs_text, policy
+    return table, wcs_text, policy, frames, frames_text
+
+
+def _parse_frames(text: str, file: str, listed: set[str], name: str) -> list[tuple[str, str]]:
+    """Parse one cell of the ``frames`` column (``<band>=<entry> ...``),
+    adding its entries to ``listed`` (the entries named so far).
+    """
+    frames: list[tuple[str, str]] = []
+    bands: set[str] = set()
+    for token in text.split(" "):
+        band, equals, entry = token.partition("=")
+        problem = None
+        if not equals or not _BAND_NAME.fullmatch(band) or not entry.endswith(".png") or "=" in entry:
+            problem = f"has {token!r}, not <band>=<entry>.png"
+        elif band in bands:
+            problem = f"names band {band!r} twice"
+        elif entry in listed:
+            problem = f"names {entry!r}, which is a picture or another frame"
+        if problem:
+            raise RgbCollectionError(f"{name}: {INDEX_NAME}: the frames of {file!r} {problem}.")
+        bands.add(band)
+        listed.add(entry)
+        frames.append((band, entry))
+    return frames
 
 
 def read_rgb_index(source: str | IO[bytes], *, name: str | None = None) -> Table:
@@ -596,7 +889,9 @@ def read_rgb_index(source: str | IO[bytes], *, name: str | None = None) -> Table
     Returns
     -------
     index : `astropy.table.Table`
-        The index table, with the WCS header text in a ``wcs`` column.
+        The index table, with the WCS header text in a ``wcs`` column and,
+        when the ZIP has band frames, the ``frames`` column (``<band>=<entry>``
+        pairs, empty for an image without frames) just before it.
 
     Raises
     ------
@@ -606,7 +901,9 @@ def read_rgb_index(source: str | IO[bytes], *, name: str | None = None) -> Table
     name = name or str(source)
     with _open_archive(source, name) as archive:
         entries = _check_entry_names(archive, name)
-        table, wcs_text, policy = _read_index(archive, entries, name)
+        table, wcs_text, policy, _, frames_text = _read_index(archive, entries, name)
+    if frames_text is not None:
+        table[FRAMES_COLUMN] = np.array(frames_text, dtype=str) if frames_text else np.array([], dtype=str)
     table["wcs"] = np.array(wcs_text, dtype=str) if wcs_text else np.array([], dtype=str)
     table.meta["metadata_policy"] = policy
     return table
@@ -626,9 +923,9 @@ def read_rgb_collection(
     source : `str` or binary file object
         The ZIP.
     object_ids : `~collections.abc.Sequence` [`str`], optional
-        Read only the images of these object ids, in this order (each id
-        at most once).  The ``file`` column keeps the entry names of the
-        ZIP.
+        Read only the images (and band frames) of these object ids, in
+        this order (each id at most once).  The ``file`` column and
+        `RgbCollection.frame_files` keep the entry names of the ZIP.
     name : `str`, optional
         Name for error messages.
     max_pixels : `int` or `None`, optional
@@ -645,13 +942,14 @@ def read_rgb_collection(
     ------
     RgbCollectionError
         Raised for unsafe or duplicate entry names, a missing or
-        inconsistent index, an entry that is not a valid RGB PNG, or an
-        unknown or repeated object id.
+        inconsistent index (including its ``frames`` column), an entry
+        that is not a valid RGB PNG, a band frame that is not an 8-bit grey
+        PNG of its image's size, or an unknown or repeated object id.
     """
     name = name or str(source)
     with _open_archive(source, name) as archive:
         entries = _check_entry_names(archive, name)
-        table, wcs_text, policy = _read_index(archive, entries, name)
+        table, wcs_text, policy, frame_specs, _ = _read_index(archive, entries, name)
         rows = list(range(len(table)))
         if object_ids is not None:
             if isinstance(object_ids, str):
@@ -680,6 +978,27 @@ def read_rgb_collection(
             if image.mode != "RGB":
                 raise RgbCollectionError(f"{name}:{entry}: PNG has mode {image.mode!r}, not RGB.")
             images.append(np.asarray(image))
+        frames: list[dict[str, np.ndarray] | None] = []
+        for k in rows:
+            if frame_specs[k] is None:
+                frames.append(None)
+                continue
+            picture_frames = {}
+            for band, entry in frame_specs[k]:
+                try:
+                    frame = decode_png(
+                        _read_entry(archive, entries[entry], name),
+                        name=f"{name}:{entry}",
+                        max_pixels=max_pixels,
+                    )
+                except PngError as err:
+                    raise RgbCollectionError(str(err)) from err
+                if frame.mode != "L":
+                    raise RgbCollectionError(
+                        f"{name}:{entry}: band frame PNG has mode {frame.mode!r}, not L (8-bit grey)."
+                    )
+                picture_frames[band] = np.asarray(frame)
+            frames.append(picture_frames)
     subset = table[rows]
     files = [str(f) for f in subset["file"]]
     subset.remove_column("file")
@@ -690,10 +1009,11 @@ def read_rgb_collection(
         except Exception as err:  # astropy raises many kinds for a bad header.
             raise RgbCollectionError(f"{name}: {INDEX_NAME} has an invalid WCS for {entry}: {err}") from err
     try:
-        collection = RgbCollection(images, subset, wcs=wcs, metadata_policy=policy)
+        collection = RgbCollection(images, subset, wcs=wcs, metadata_policy=policy, frames=frames)
     except (TypeError, ValueError) as err:
         raise RgbCollectionError(f"{name}: {err}") from err
     # Keep the entry names of the ZIP (the constructor derives them from the
     # ids, which differ for a subset of duplicate or case-colliding ids).
     collection.index["file"] = np.array(files, dtype=str)
+    collection._frame_files = [None if frame_specs[k] is None else dict(frame_specs[k]) for k in rows]
     return collection

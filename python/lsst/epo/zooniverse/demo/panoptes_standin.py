@@ -46,9 +46,11 @@ its rows) and import it afterwards in a worker (upsert by
 
 Every request is recorded (method, path, query, JSON or form body).
 Faults: ``rate_limit(n, retry_after)`` answers 429 to the next ``n`` API
-requests; ``fail_creates_after`` / ``fail_imports_after`` answer 500 to
-every subject (import) create once that many were made, after creating
-it if ``commit_before_failing`` (a lost answer).
+requests; ``import_dies_after`` stops import workers mid-way (as a failed
+import job, never retried, leaves its import unfinished for good);
+``fail_creates_after`` / ``fail_imports_after`` answer 500 to every
+subject (import) create once that many were made, after creating it if
+``commit_before_failing`` (a lost answer).
 """
 
 from __future__ import annotations
@@ -147,6 +149,12 @@ class PanoptesStandIn:
         self._workers: list[threading.Thread] = []
         handler = type("Handler", (_Handler,), {"standin": self})
         self.record_bodies = record_bodies
+        self.import_dies_after: int | None = None
+        """Make import workers die after this many rows (Sidekiq does not
+        retry them: the import never finishes)."""
+        self.import_row_seconds = 0.002
+        """Time the import worker takes per manifest row (a real import is
+        asynchronous: clients see its progress grow)."""
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -534,13 +542,20 @@ class PanoptesStandIn:
         # external_id within the set.
         try:
             rows = self._download(record["source_url"])
-        except Exception:  # The import fails (and mails the project team).
-            with self._lock:
-                record.update(failed_count=record["manifest_count"], progress=1.0)
+        except Exception:
+            # The job raises and Sidekiq does not retry it (retry: 0): the
+            # import's counts and progress never change again.
             return
         project = self.subject_sets[set_id]["links"]["project"]
+        with self._lock:
+            by_external_id = {
+                s["external_id"]: s for s in self.set_subjects(set_id) if s.get("external_id") is not None
+            }
         for number, row in enumerate(rows, start=1):
-            time.sleep(0.002)
+            if self.import_dies_after is not None and number > self.import_dies_after:
+                return  # the worker died mid-way (not retried)
+            if self.import_row_seconds:
+                time.sleep(self.import_row_seconds)
             with self._lock:
                 locations, metadata = [], {}
                 for header, value in row.items():
@@ -558,14 +573,14 @@ class PanoptesStandIn:
                 if any("" in location for location in locations) or not locations:
                     record["failed_count"] += 1
                 else:
-                    existing = [
-                        s for s in self.set_subjects(set_id) if s["external_id"] == row.get("external_id")
-                    ]
-                    if existing:
-                        existing[0].update(locations=locations, metadata=metadata)
+                    existing = by_external_id.get(row.get("external_id"))
+                    if existing is not None:
+                        existing.update(locations=locations, metadata=metadata)
                     else:
                         subject = self._new_subject(project, locations, metadata, row.get("external_id"))
                         self._link(set_id, subject["id"])
+                        if subject.get("external_id") is not None:
+                            by_external_id[subject["external_id"]] = subject
                     record["imported_count"] += 1
                 record["progress"] = number / len(rows)
         with self._lock:
@@ -581,6 +596,9 @@ class PanoptesStandIn:
 class _Handler(BaseHTTPRequestHandler):
     standin: PanoptesStandIn
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: without TCP_NODELAY every answer
+    # waits for the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.standin.handle(self, "GET")

@@ -137,6 +137,7 @@ _IDENTIFYING_KEYS = frozenset(
 )
 _HIDDEN_PREFIXES = ("//", "#", "!", "%")
 _COORDINATE_LIKE = re.compile(r"\d\.\d{3,}")
+_OPAQUE_NAME = re.compile(r"(?<![A-Za-z0-9])[bs]-[0-9a-f]{12,}(?![0-9a-f])")
 _EXTERNAL_ID_HEADER = "external_id"
 
 
@@ -371,8 +372,11 @@ def subject_row(
         for location in locations:
             if not isinstance(location, str):
                 continue
-            if any(_contains_token(location, s.strip()) for s in secrets) or _COORDINATE_LIKE.search(
-                location
+            # The service's own opaque names (batch b-<hex>, file s-<hex>)
+            # are not the object's: an object named "b" is no leak there.
+            checked = _OPAQUE_NAME.sub("", location)
+            if any(_contains_token(checked, s.strip()) for s in secrets) or _COORDINATE_LIKE.search(
+                checked
             ):
                 raise ManifestError(
                     f"{where}: anonymised project, but the public URL {location!r} holds the object id "
@@ -455,16 +459,19 @@ def write_manifests(
     Raises
     ------
     ManifestError
-        Raised if external ids repeat (all repeated ids are named), or the
-        rows of one part have different numbers of frames (an empty
-        ``location`` cell would import as a broken medium), or text cannot
-        be encoded.  Nothing is written then.
+        Raised if external ids repeat (all repeated ids are named), or
+        text cannot be encoded.  Nothing is written then.
     ValueError
         Raised if ``limit`` is not positive or ``basename`` is not a plain
         file name.
 
     Notes
     -----
+    A part holds subjects of one frame count only (an empty
+    ``location`` cell would import as a broken medium): a row whose frame
+    count differs from the previous row's starts a new part, so sort the
+    rows by frame count first to keep the parts few.
+
     Each part is RFC 4180 CSV in UTF-8 without byte order mark, with
     CRLF line ends.  Its header is ``external_id``,
     ``location:1`` ... ``location:N`` (``N`` the part's frame count),
@@ -497,11 +504,10 @@ def write_manifests(
                 # repeated id.
                 continue
             if part and len(row.locations) != len(part[0].locations):
-                raise ManifestError(
-                    f"Subject {row.external_id!r} has {len(row.locations)} frame(s) but the other subjects "
-                    f"of manifest part {len(temps) + 1} have {len(part[0].locations)}: an import cannot mix "
-                    "frame counts (an empty location cell becomes a broken medium). Write them separately."
-                )
+                # One part cannot mix frame counts (an empty location cell
+                # becomes a broken medium): this row starts the next part.
+                temps.append(_write_part(directory, basename, len(temps) + 1, part))
+                part = []
             part.append(row)
             if len(part) == limit:
                 temps.append(_write_part(directory, basename, len(temps) + 1, part))

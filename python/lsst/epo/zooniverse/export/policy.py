@@ -183,7 +183,7 @@ class DataRightsPolicy:
     before decoding).
     """
 
-    anonymised_text_keys: tuple[str, ...] = ("Software", "bands", "stretch")
+    anonymised_text_keys: tuple[str, ...] = ("Software", "bands", "band", "stretch")
     """Text chunks a PNG of an ``anonymised`` project keeps; every other
     text chunk is removed.
     """

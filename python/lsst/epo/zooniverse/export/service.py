@@ -80,6 +80,7 @@ from .service_config import ServiceConfig
 from .state import (
     AUDIT_LOG,
     DATASETS,
+    IMAGE_FRAMES,
     IMAGE_INDEX_ROWS,
     IMAGES,
     PROJECTS,
@@ -847,6 +848,15 @@ class ExportService:
             return image.entry
         return anonymous_subject_id(project["name"], image.object_id) + ".png"
 
+    @staticmethod
+    def _public_frame_name(project: Mapping[str, Any], image: Any, frame: Any) -> str:
+        """Public file name of a band frame: its entry name, or for an
+        anonymised project the image's opaque name with ``+<band>``.
+        """
+        if project["metadata_policy"] == "full":
+            return frame.entry
+        return f"{anonymous_subject_id(project['name'], image.object_id)}+{frame.band}.png"
+
     def _batch_directory(self, project: Mapping[str, Any], batch: str) -> str:
         return os.path.join(self.config.staging, project["name"], batch)
 
@@ -1000,14 +1010,21 @@ class ExportService:
             }
             for a in accepted
         ]
+        # Every row has every column: one executemany inserts them all.
         image_rows += [
             {
                 "dataset_id": dataset["id"],
                 "entry": r.entry,
                 "object_id": r.object_id,
                 "state": "rejected",
-                "reason": str(r.finding),
+                "sha256": None,
+                "size": None,
+                "width": None,
+                "height": None,
+                "quarantine_path": None,
+                "public_key": None,
                 "updated_at": now,
+                "reason": str(r.finding),
             }
             for r in rejected
         ]
@@ -1070,6 +1087,7 @@ class ExportService:
             # A crashed validation may have recorded nothing; never both.
             old_ids = sa.select(IMAGES.c.id).where(IMAGES.c.dataset_id == dataset["id"])
             connection.execute(IMAGE_INDEX_ROWS.delete().where(IMAGE_INDEX_ROWS.c.image_id.in_(old_ids)))
+            connection.execute(IMAGE_FRAMES.delete().where(IMAGE_FRAMES.c.image_id.in_(old_ids)))
             connection.execute(IMAGES.delete().where(IMAGES.c.dataset_id == dataset["id"]))
             if image_rows and state == "quarantined":
                 connection.execute(IMAGES.insert(), image_rows)
@@ -1085,6 +1103,24 @@ class ExportService:
                         for a in accepted
                     ],
                 )
+                frame_rows = [
+                    {
+                        "image_id": ids[a.entry],
+                        "position": position,
+                        "band": frame.band,
+                        "entry": frame.entry,
+                        "sha256": frame.sha256,
+                        "size": frame.size,
+                        "quarantine_path": frame.path,
+                        "public_key": PublicLocation.key(
+                            project["name"], dataset["batch"], self._public_frame_name(project, a, frame)
+                        ),
+                    }
+                    for a in accepted
+                    for position, frame in enumerate(a.frames, start=1)
+                ]
+                if frame_rows:
+                    connection.execute(IMAGE_FRAMES.insert(), frame_rows)
             elif image_rows:
                 connection.execute(
                     IMAGES.insert(),
@@ -1519,6 +1555,36 @@ class ExportService:
             .one()
         )
 
+    @staticmethod
+    def _staged_bytes(record: Mapping[str, Any]) -> tuple[bytes | None, str]:
+        """Read a quarantined file and check it against its validated
+        digest; return its bytes, or `None` and why not.
+        """
+        try:
+            with open(record["quarantine_path"], "rb") as stream:
+                data = stream.read()
+        except OSError as err:
+            return None, f"staging copy of {record['entry']} unreadable ({err.strerror})"
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            return None, f"staging copy of {record['entry']} changed since validation"
+        return data, ""
+
+    def _publish_frames(self, frames: Sequence[Mapping[str, Any]]) -> str | None:
+        """Write an image's band frames to the public location (those not
+        already there); return why not if one cannot be (then none of them
+        stays public).
+        """
+        for frame in frames:
+            if self.public.has(frame["public_key"], frame["sha256"]):
+                continue
+            data, problem = self._staged_bytes(frame)
+            if data is None:
+                for other in frames:
+                    self.public.remove(other["public_key"])
+                return problem
+            self.public.write(frame["public_key"], data)
+        return None
+
     def _publish_dataset(self, dataset: dict[str, Any], summary: PublishSummary, progress: Progress) -> None:
         actor = f"publish@{self.worker}"
         with self._reading() as connection:
@@ -1549,6 +1615,14 @@ class ExportService:
                     .order_by(IMAGES.c.entry)
                 ).mappings()
             ]
+            frames: dict[int, list[dict[str, Any]]] = {}
+            for frame in connection.execute(
+                sa.select(IMAGE_FRAMES)
+                .join(IMAGES, IMAGES.c.id == IMAGE_FRAMES.c.image_id)
+                .where(IMAGES.c.dataset_id == dataset["id"], IMAGES.c.state == "publishing")
+                .order_by(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.position)
+            ).mappings():
+                frames.setdefault(frame["image_id"], []).append(dict(frame))
         fault_point("publish.marked")
         published_urls: list[str] = []
         for start in range(0, len(images), _PUBLISH_CHUNK):
@@ -1557,20 +1631,23 @@ class ExportService:
             done, refused, records = [], [], []
             for image in chunk:
                 key = image["public_key"]
+                # Band frames first: a published image always has its
+                # frames public, so a subject never shows a missing frame.
+                problem = self._publish_frames(frames.get(image["id"], ()))
+                if problem is not None:
+                    self.public.remove(key)
+                    refused.append((image, problem))
+                    continue
                 if self.public.has(key, image["sha256"]):
                     # Written by a run that stopped before recording it.
                     done.append((image, self.public.url(key), False))
                     continue
-                try:
-                    with open(image["quarantine_path"], "rb") as stream:
-                        data = stream.read()
-                except OSError as err:
-                    data, problem = None, f"staging copy unreadable ({err.strerror})"
-                else:
-                    problem = "staging copy changed since validation"
-                if data is None or hashlib.sha256(data).hexdigest() != image["sha256"]:
+                data, problem = self._staged_bytes(image)
+                if data is None:
                     # A stale public copy of other bytes must not stay.
                     self.public.remove(key)
+                    for frame in frames.get(image["id"], ()):
+                        self.public.remove(frame["public_key"])
                     refused.append((image, problem))
                     continue
                 url = self.public.write(key, data)
@@ -1902,6 +1979,7 @@ class ExportService:
                     url=image["url"],
                     index_row=image["index_row"],
                     metadata_policy=record["metadata_policy"],
+                    extra_frames=image.get("frames", ()),
                 )
                 for image in images
             ]
@@ -1934,7 +2012,9 @@ class ExportService:
         from .manifest import ManifestError, validate_manifest, write_manifests
 
         record = self.project(project)
-        rows = self.subject_rows(project)
+        # Single pictures first, then multi-frame subjects (a part holds
+        # one frame count).
+        rows = sorted(self.subject_rows(project), key=lambda row: len(row.locations))
         try:
             paths = write_manifests(rows, directory)
         except ManifestError as err:
@@ -1962,11 +2042,14 @@ class ExportService:
         images : `list` [`dict`]
             ``batch, entry, object_id, url, sha256, index_row`` (the
             image's ``index.csv`` row as a `dict`; empty for images
-            validated before schema version 3 and for cutouts).
+            validated before schema version 3 and for cutouts) and
+            ``frames`` (public URLs of its band frames in subject order;
+            empty for a single-picture subject).
         """
         record = self.project(project)
         query = (
             sa.select(
+                IMAGES.c.id,
                 DATASETS.c.batch,
                 IMAGES.c.entry,
                 IMAGES.c.object_id,
@@ -1979,7 +2062,17 @@ class ExportService:
             .where(DATASETS.c.project_id == record["id"], IMAGES.c.state == "published")
             .order_by(DATASETS.c.batch, IMAGES.c.entry)
         )
+        frames_query = (
+            sa.select(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.public_key)
+            .join(IMAGES, IMAGES.c.id == IMAGE_FRAMES.c.image_id)
+            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+            .where(DATASETS.c.project_id == record["id"], IMAGES.c.state == "published")
+            .order_by(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.position)
+        )
         with self._reading() as connection:
+            frames: dict[int, list[str]] = {}
+            for image_id, key in connection.execute(frames_query):
+                frames.setdefault(image_id, []).append(self.public.url(key))
             return [
                 {
                     "batch": batch,
@@ -1988,8 +2081,9 @@ class ExportService:
                     "url": url,
                     "sha256": sha256,
                     "index_row": json.loads(index_row) if index_row else {},
+                    "frames": frames.get(image_id, []),
                 }
-                for batch, entry, object_id, url, sha256, index_row in connection.execute(query)
+                for image_id, batch, entry, object_id, url, sha256, index_row in connection.execute(query)
             ]
 
     def audit_log(self, *, batch: str | None = None, project: str | None = None) -> list[dict[str, Any]]:

@@ -39,6 +39,13 @@ Tables
     One row per image of a dataset that passed or failed validation.
 ``image_index_rows``
     The ``index.csv`` row of each accepted image (schema version 3).
+``image_frames``
+    The band frames of an accepted image that is a multi-frame subject,
+    in subject order (schema version 5).
+``zooniverse_imports``
+    One row per ``subject_set_imports`` the service started, until it is
+    seen finished (schema version 5): a rerun waits for a running import
+    instead of starting an overlapping one.
 ``zooniverse_subject_sets``
     One row per Zooniverse subject set the service created or adopted for
     a project (schema version 4).
@@ -58,11 +65,13 @@ __all__ = [
     "DATASETS",
     "DATASET_STATES",
     "IMAGES",
+    "IMAGE_FRAMES",
     "IMAGE_INDEX_ROWS",
     "IMAGE_STATES",
     "MIGRATIONS",
     "PROJECTS",
     "SCHEMA_VERSION",
+    "ZOONIVERSE_IMPORTS",
     "ZOONIVERSE_SUBJECTS",
     "ZOONIVERSE_SUBJECT_SETS",
     "StateDatabaseError",
@@ -190,6 +199,22 @@ IMAGE_INDEX_ROWS = sa.Table(
 version 3: what manifests and the one-image-per-object choice read."""
 
 
+IMAGE_FRAMES = sa.Table(
+    "image_frames",
+    METADATA,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id"), primary_key=True, autoincrement=False),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("band", sa.String(16), nullable=False),
+    sa.Column("entry", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("quarantine_path", sa.Text, nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),
+)
+"""Band frames of an accepted image (schema version 5): the second and
+further pictures of a multi-frame subject, published with the image (at
+``public_key``, next to it) and never on their own."""
+
 ZOONIVERSE_SUBJECT_SETS = sa.Table(
     "zooniverse_subject_sets",
     METADATA,
@@ -212,7 +237,7 @@ ZOONIVERSE_SUBJECTS = sa.Table(
     METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("subject_set", sa.Integer, sa.ForeignKey("zooniverse_subject_sets.id"), nullable=False),
-    sa.Column("external_id", sa.String(200), nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
     sa.Column("subject_id", sa.BigInteger, nullable=True),
     sa.Column("method", sa.String(16), nullable=False),
     sa.Column("locations", sa.Text, nullable=False),
@@ -222,6 +247,23 @@ ZOONIVERSE_SUBJECTS = sa.Table(
 """Subjects sent to (or found in) a subject set (schema version 4): one
 row per ``external_id`` and set, with the Zooniverse subject id and the
 image URLs (JSON list)."""
+
+
+ZOONIVERSE_IMPORTS = sa.Table(
+    "zooniverse_imports",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject_set", sa.Integer, sa.ForeignKey("zooniverse_subject_sets.id"), nullable=False),
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("finished_at", sa.Text, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.UniqueConstraint("subject_set", "import_id", name="zooniverse_imports_set_import"),
+)
+"""Subject-set imports started on Zooniverse (schema version 5); an
+import without ``finished_at`` may still be running there."""
 
 
 class StateDatabaseError(RuntimeError):
@@ -272,11 +314,17 @@ def _migration_4(connection: sa.Connection) -> None:
     ZOONIVERSE_SUBJECTS.create(connection)
 
 
+def _migration_5(connection: sa.Connection) -> None:
+    IMAGE_FRAMES.create(connection)
+    ZOONIVERSE_IMPORTS.create(connection)
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "projects, datasets, images and audit_log tables", _migration_1),
     (2, "audit_log refuses updates and deletes (triggers)", _migration_2),
     (3, "image_index_rows: the index.csv row of each accepted image", _migration_3),
     (4, "zooniverse_subject_sets and zooniverse_subjects: what was sent to Zooniverse", _migration_4),
+    (5, "image_frames (band frames of multi-frame subjects) and zooniverse_imports", _migration_5),
 )
 """Schema migrations: (version, description, function), applied in order."""
 

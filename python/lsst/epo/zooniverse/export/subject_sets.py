@@ -104,7 +104,12 @@ from .manifest import (
     write_manifests,
 )
 from .service import ExportServiceError
-from .state import ZOONIVERSE_SUBJECT_SETS, ZOONIVERSE_SUBJECTS, insert_ignoring_duplicates
+from .state import (
+    ZOONIVERSE_IMPORTS,
+    ZOONIVERSE_SUBJECT_SETS,
+    ZOONIVERSE_SUBJECTS,
+    insert_ignoring_duplicates,
+)
 
 if TYPE_CHECKING:
     from .redaction import Redactor
@@ -462,6 +467,16 @@ class SubjectSetSummary:
 # The API, through panoptes-client.
 
 
+class _ImportStalledError(SubjectSetError):
+    """A subject-set import whose counts stopped changing (its worker
+    failed; Zooniverse does not retry it).
+    """
+
+
+class _NotFoundError(SubjectSetError):
+    """HTTP 404 from the API."""
+
+
 class _ServerError(SubjectSetError):
     """A 5xx answer or a lost connection (the request may or may not have
     been carried out).
@@ -499,6 +514,18 @@ class _Api:
         self.endpoint = credentials.endpoint
         self._last_response: Any = None
         self.client = self._connect()
+
+    def __enter__(self) -> _Api:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP session (its pooled connections)."""
+        session = getattr(self.client, "session", None)
+        if session is not None:
+            session.close()
 
     def _remember(self, response: Any, *args: Any, **kwargs: Any) -> Any:
         self._last_response = response
@@ -656,6 +683,8 @@ class _Api:
                     "they belong to a collaborator of the project and (OAuth application) have the "
                     "project and subject scopes."
                 )
+            if status == 404:
+                raise _NotFoundError(f"{what}: HTTP 404: {redact(self._messages(body_json))}")
             if status >= 400:
                 raise SubjectSetError(f"{what}: HTTP {status}: {redact(self._messages(body_json))}")
             return body_json
@@ -736,6 +765,10 @@ class SubjectSetPublisher:
         Longest wait honoured from a ``Retry-After`` header.
     poll_interval : `float`, optional
         Seconds between polls of a subject set import.
+    import_stall_seconds : `float`, optional
+        Declare an import dead when its counts have not changed for this
+        long (Zooniverse's import worker does not retry: a failed one never
+        finishes); a rerun then sends what is missing.
     import_timeout : `float`, optional
         Give up waiting for an import after this many seconds (it goes on
         on the server; a rerun verifies and sends what is missing).
@@ -759,6 +792,7 @@ class SubjectSetPublisher:
         rate_limit_retries: int = 5,
         max_retry_after: float = 300.0,
         poll_interval: float = 10.0,
+        import_stall_seconds: float = 900.0,
         import_timeout: float = 3600.0,
         part_rows: int = MANIFEST_ROW_LIMIT,
         link_batch_size: int = 100,
@@ -774,6 +808,7 @@ class SubjectSetPublisher:
         self.rate_limit_retries = rate_limit_retries
         self.max_retry_after = max_retry_after
         self.poll_interval = poll_interval
+        self.import_stall_seconds = import_stall_seconds
         self.import_timeout = import_timeout
         self.part_rows = part_rows
         self.link_batch_size = link_batch_size
@@ -952,12 +987,13 @@ class SubjectSetPublisher:
         record = self.service.project(project)
         if self.credentials is None:
             self.credentials = ZooniverseCredentials.from_environment()
-        api = _Api(self, self.credentials)
         zooniverse_project = int(record["zooniverse_project_id"])
-        recorded: dict[int, int] = {}
-        for row in self.recorded_subjects(project):
-            if row["endpoint"] == api.endpoint:
-                recorded[row["subject_set_id"]] = recorded.get(row["subject_set_id"], 0) + 1
+        with _Api(self, self.credentials) as api:
+            recorded: dict[int, int] = {}
+            for row in self.recorded_subjects(project):
+                if row["endpoint"] == api.endpoint:
+                    recorded[row["subject_set_id"]] = recorded.get(row["subject_set_id"], 0) + 1
+            listed = list(api.pages("subject_sets", {"project_id": zooniverse_project, "page_size": 100}))
         sets = [
             {
                 "subject_set_id": int(item["id"]),
@@ -965,7 +1001,7 @@ class SubjectSetPublisher:
                 "set_member_subjects_count": int(item.get("set_member_subjects_count") or 0),
                 "recorded": recorded.get(int(item["id"]), 0),
             }
-            for item in api.pages("subject_sets", {"project_id": zooniverse_project, "page_size": 100})
+            for item in listed
         ]
         return sorted(sets, key=lambda s: s["subject_set_id"])
 
@@ -986,6 +1022,9 @@ class SubjectSetPublisher:
     # Manifests.
 
     def _write_parts(self, rows: list[SubjectRow], directory: str, policy: str) -> list[str]:
+        # A part holds one frame count: single pictures first, then
+        # multi-frame subjects.
+        rows = sorted(rows, key=lambda row: len(row.locations))
         try:
             paths = write_manifests(rows, directory, limit=self.part_rows)
         except ManifestError as err:
@@ -1160,11 +1199,23 @@ class SubjectSetPublisher:
     ) -> None:
         if self.credentials is None:
             self.credentials = ZooniverseCredentials.from_environment()
-        api = _Api(self, self.credentials)
+        with _Api(self, self.credentials) as api:
+            self._sync_through(api, record, rows, summary, progress, output_directory)
+
+    def _sync_through(
+        self,
+        api: _Api,
+        record: Mapping[str, Any],
+        rows: list[SubjectRow],
+        summary: SubjectSetSummary,
+        progress: Progress,
+        output_directory: str | None,
+    ) -> None:
         summary.endpoint = api.endpoint
         zooniverse_project = summary.zooniverse_project
         self._check_project(api, zooniverse_project)
         set_id, set_row_id = self._find_or_create_set(api, record, summary)
+        self._wait_for_unfinished_imports(api, set_row_id)
         # What the set holds on the server is the truth: it covers a run
         # killed between creating subjects and recording them.
         on_server = self._list_set(api, set_id, summary)
@@ -1253,6 +1304,20 @@ class SubjectSetPublisher:
             )
         if matches:
             set_id = int(matches[0]["id"])
+            with self.service._reading() as connection:
+                owner = connection.execute(
+                    sa.select(ZOONIVERSE_SUBJECT_SETS.c.project_id).where(
+                        ZOONIVERSE_SUBJECT_SETS.c.endpoint == api.endpoint,
+                        ZOONIVERSE_SUBJECT_SETS.c.subject_set_id == set_id,
+                    )
+                ).scalar()
+            if owner is not None and owner != record["id"]:
+                # Two EPO projects of one Zooniverse project: never mix
+                # their subjects (nor a full and an anonymised project's).
+                raise SubjectSetError(
+                    f"Subject set {name!r} ({set_id}) of Zooniverse project {zooniverse_project} belongs "
+                    f"to another EPO project; choose another subject set name for {record['name']}."
+                )
             _LOG.info("Using the existing subject set %r (%d).", name, set_id)
         else:
             answer = api.request(
@@ -1372,8 +1437,24 @@ class SubjectSetPublisher:
         progress: Progress,
     ) -> None:
         public = self.service.public
+        # One manifest per chunk: one frame count, at most part_rows rows.
+        chunks: list[list[SubjectRow]] = []
+        for row in sorted(pending, key=lambda r: len(r.locations)):
+            if (
+                not chunks
+                or len(chunks[-1]) == self.part_rows
+                or len(chunks[-1][0].locations) != len(row.locations)
+            ):
+                chunks.append([])
+            chunks[-1].append(row)
         with tempfile.TemporaryDirectory(prefix="subject-set-") as directory:
-            paths = self._write_parts(pending, directory, record["metadata_policy"])
+            paths = []
+            for number, chunk in enumerate(chunks, start=1):
+                written = self._write_parts(
+                    chunk, os.path.join(directory, str(number)), record["metadata_policy"]
+                )
+                assert len(written) == 1, "a chunk is one manifest part"
+                paths += written
             parts = []
             for path in paths:
                 with open(path, "rb") as stream:
@@ -1390,11 +1471,8 @@ class SubjectSetPublisher:
                 )
                 parts.append(public.write(key, data))
         summary.manifests = parts
-        start = 0
         try:
-            for url, path in zip(parts, paths):
-                part_rows = pending[start : start + self.part_rows]
-                start += len(part_rows)
+            for url, part_rows in zip(parts, chunks, strict=True):
                 answer = api.request(
                     "POST",
                     "/subject_set_imports",
@@ -1410,7 +1488,18 @@ class SubjectSetPublisher:
                     len(part_rows),
                     set_id,
                 )
-                result = self._wait_for_import(api, import_id)
+                self._record_import(set_row_id, import_id, url, len(part_rows))
+                try:
+                    result = self._wait_for_import(api, import_id)
+                except _ImportStalledError:
+                    self._finish_import(set_row_id, import_id, "stalled")
+                    # Record what did arrive before saying so.
+                    on_server = self._list_set(api, set_id, summary)
+                    arrived = [(r, on_server[r.external_id]) for r in part_rows if r.external_id in on_server]
+                    self._record_subjects(set_row_id, "import", arrived)
+                    summary.created += len(arrived)
+                    raise
+                self._finish_import(set_row_id, import_id, "done")
                 # Verify on the server rather than trusting the counts.
                 on_server = self._list_set(api, set_id, summary)
                 arrived = [
@@ -1446,7 +1535,15 @@ class SubjectSetPublisher:
             )
 
     def _wait_for_import(self, api: _Api, import_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + self.import_timeout
+        """Poll an import until it is done; time is counted in polls (so an
+        injected ``sleep`` gives the same decisions).
+
+        Raises `_ImportStalledError` if its counts stop changing for
+        ``import_stall_seconds``, `SubjectSetError` after
+        ``import_timeout``.
+        """
+        waited = unchanged = 0.0
+        last: tuple[Any, ...] | None = None
         while True:
             answer = api.request("GET", f"/subject_set_imports/{import_id}", idempotent=True) or {}
             found = answer.get("subject_set_imports") or [{}]
@@ -1457,9 +1554,78 @@ class SubjectSetPublisher:
                 done = False
             if done:
                 return state
-            if time.monotonic() >= deadline:
+            counts = (state.get("imported_count"), state.get("failed_count"), state.get("progress"))
+            unchanged = unchanged + self.poll_interval if counts == last else 0.0
+            last = counts
+            if unchanged >= self.import_stall_seconds:
+                raise _ImportStalledError(
+                    f"Import {import_id} stopped: {state.get('imported_count')} of "
+                    f"{state.get('manifest_count')} imported and no change for {unchanged:.3g} s "
+                    "(Zooniverse's import worker does not retry)"
+                )
+            if waited >= self.import_timeout:
                 raise SubjectSetError(
                     f"Import {import_id} is still running after {self.import_timeout:.0f} s "
-                    f"({state.get('imported_count')} of {state.get('manifest_count')} imported)"
+                    f"({state.get('imported_count')} of {state.get('manifest_count')} imported); "
+                    "a rerun waits for it before sending anything"
                 )
             self.sleep(self.poll_interval)
+            waited += self.poll_interval
+
+    def _record_import(self, set_row_id: int, import_id: int, url: str, rows: int) -> None:
+        with self.service.engine.begin() as connection:
+            insert_ignoring_duplicates(
+                connection,
+                ZOONIVERSE_IMPORTS,
+                [
+                    {
+                        "subject_set": set_row_id,
+                        "import_id": import_id,
+                        "source_url": url,
+                        "rows": rows,
+                        "started_at": _now(),
+                    }
+                ],
+            )
+
+    def _finish_import(self, set_row_id: int, import_id: int, outcome: str) -> None:
+        with self.service.engine.begin() as connection:
+            connection.execute(
+                ZOONIVERSE_IMPORTS.update()
+                .where(
+                    ZOONIVERSE_IMPORTS.c.subject_set == set_row_id,
+                    ZOONIVERSE_IMPORTS.c.import_id == import_id,
+                )
+                .values(finished_at=_now(), outcome=outcome)
+            )
+
+    def _wait_for_unfinished_imports(self, api: _Api, set_row_id: int) -> None:
+        """Wait for the imports an earlier run started and did not see
+        finish: sending while one runs could make Zooniverse create a
+        subject twice.
+        """
+        with self.service._reading() as connection:
+            unfinished = (
+                connection.execute(
+                    sa.select(ZOONIVERSE_IMPORTS.c.import_id)
+                    .where(
+                        ZOONIVERSE_IMPORTS.c.subject_set == set_row_id,
+                        ZOONIVERSE_IMPORTS.c.finished_at.is_(None),
+                    )
+                    .order_by(ZOONIVERSE_IMPORTS.c.id)
+                )
+                .scalars()
+                .all()
+            )
+        for import_id in unfinished:
+            _LOG.info("Waiting for import %d, started by an earlier run, to finish.", import_id)
+            try:
+                self._wait_for_import(api, import_id)
+            except _ImportStalledError as err:
+                _LOG.warning("%s; sending what is missing.", err)
+                self._finish_import(set_row_id, import_id, "stalled")
+                continue
+            except _NotFoundError:
+                self._finish_import(set_row_id, import_id, "gone")
+                continue
+            self._finish_import(set_row_id, import_id, "done")

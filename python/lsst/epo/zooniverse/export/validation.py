@@ -42,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "ENTRY_NAME_PATTERN",
     "RULES",
+    "AcceptedFrame",
     "AcceptedImage",
     "Finding",
     "RejectedImage",
@@ -98,6 +99,10 @@ RULES: dict[str, tuple[str, str]] = {
         "index.csv unreadable, bad header or rows, object ids missing or repeated",
     ),
     "index.mismatch": ("artifact", "index.csv and the PNG entries do not match one to one"),
+    "index.frames": (
+        "artifact",
+        "index.csv frames column malformed, or naming an entry that is missing, a picture or another's frame",
+    ),
     "file.entry_name": ("artifact", "a cutout's entry name is not a safe .png name"),
     "file.not_regular": ("artifact", "a cutout path is not a regular file"),
     "png.file_size": ("image", "PNG file larger than max_png_bytes"),
@@ -105,6 +110,8 @@ RULES: dict[str, tuple[str, str]] = {
     "png.corrupt": ("image", "truncated PNG, bad chunk or CRC, data after IEND"),
     "png.dimensions": ("image", "declared width, height or pixel count over the limits (from IHDR)"),
     "png.decode": ("image", "pixel data cannot be fully decoded"),
+    "frame.rejected": ("image", "one of the picture's band frames failed a png.* or metadata.* rule"),
+    "frame.dimensions": ("image", "a band frame's size differs from its picture's"),
     "metadata.identifying": ("image", "an anonymised PNG's kept text holds the object id or coordinates"),
 }
 """Every rule: name -> (``"artifact"`` or ``"image"``, summary).  An
@@ -113,6 +120,9 @@ the image concerned.
 """
 
 _MAX_FINDINGS = 100
+
+_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
+"""A band name in the ``frames`` column of ``index.csv``."""
 _MAX_SHOWN_NAME = 160
 _MAX_TEXT_BYTES = 1 << 20
 _CENTRAL_DIRECTORY_BYTES_PER_ENTRY = 1024
@@ -185,6 +195,28 @@ class Finding:
 
 
 @dataclasses.dataclass(frozen=True)
+class AcceptedFrame:
+    """A band frame of an accepted image (a multi-frame subject's grey
+    picture of one band), validated and written like the image.
+    """
+
+    band: str
+    """Band name (`str`)."""
+
+    entry: str
+    """ZIP entry name (`str`)."""
+
+    path: str
+    """Where the validated (possibly stripped) PNG was written (`str`)."""
+
+    sha256: str
+    """Hex SHA-256 of the bytes written (`str`)."""
+
+    size: int
+    """Number of bytes written (`int`)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class AcceptedImage:
     """An image that passed validation and was written to the output
     directory.
@@ -223,6 +255,11 @@ class AcceptedImage:
     index_row: dict[str, str]
     """The image's ``index.csv`` row, every column as text; empty for a
     cutout (`dict` [`str`, `str`]).
+    """
+
+    frames: tuple[AcceptedFrame, ...] = ()
+    """The image's band frames in subject order (``frames`` column of
+    ``index.csv``); empty for a single-picture subject.
     """
 
 
@@ -575,13 +612,53 @@ class _Validator:
         coordinates: Sequence[str],
         index_row: dict[str, str],
         size: int,
+        frames: Sequence[tuple[str, str, bytes]] = (),
     ) -> None:
-        """Check one PNG; write it if it passes, record why if not."""
+        """Check one PNG and its band frames (``band, entry, data``);
+        write them if they all pass, record why the image is refused if
+        not.
+        """
         try:
             output, width, height, stripped = self._check_png(data, entry, object_id, coordinates, size)
+            checked = []
+            for band, frame_entry, frame_data in frames:
+                try:
+                    frame_output, frame_width, frame_height, _ = self._check_png(
+                        frame_data, frame_entry, object_id, coordinates, len(frame_data)
+                    )
+                except _ImageRejectedError as rejection:
+                    raise _ImageRejectedError(
+                        Finding(
+                            "frame.rejected",
+                            entry,
+                            _escape(f"{_show(entry)}: its {band} frame fails {rejection.finding}"),
+                        )
+                    ) from None
+                if (frame_width, frame_height) != (width, height):
+                    raise _ImageRejectedError(
+                        Finding(
+                            "frame.dimensions",
+                            entry,
+                            _escape(
+                                f"{_show(entry)}: its {band} frame '{_show(frame_entry)}' is "
+                                f"{frame_width}x{frame_height}, the picture {width}x{height}."
+                            ),
+                        )
+                    )
+                checked.append((band, frame_entry, frame_output))
         except _ImageRejectedError as rejection:
             self.rejected.append(RejectedImage(entry, object_id, rejection.finding))
             return
+        accepted_frames = tuple(
+            AcceptedFrame(
+                band=band,
+                entry=frame_entry,
+                path=self.output.write(frame_entry, frame_output),
+                sha256=hashlib.sha256(frame_output).hexdigest(),
+                size=len(frame_output),
+            )
+            for band, frame_entry, frame_output in checked
+        )
         path = self.output.write(entry, output)
         self.accepted.append(
             AcceptedImage(
@@ -594,6 +671,7 @@ class _Validator:
                 height=height,
                 stripped=tuple(stripped),
                 index_row=index_row,
+                frames=accepted_frames,
             )
         )
 
@@ -739,14 +817,15 @@ class _Validator:
             if rows is None:
                 return
             pngs = {entry: info for entry, info in entries.items() if entry != INDEX_NAME}
-            rows_by_file = self._match_index(rows, pngs)
-            if rows_by_file is None:
+            matched = self._match_index(rows, pngs)
+            if matched is None:
                 return
-            for info in sorted(pngs.values(), key=lambda i: i.header_offset):
-                entry = info.orig_filename
-                data = self._read(archive, info, policy.max_entry_uncompressed_bytes, totals)
+            rows_by_file, frames_by_file = matched
+
+            def read_png(entry: str) -> bytes | None:
+                data = self._read(archive, pngs[entry], policy.max_entry_uncompressed_bytes, totals)
                 if data is None:
-                    return
+                    return None
                 kind = _archive_kind(data)
                 if kind is not None:
                     self.artifact(
@@ -754,7 +833,21 @@ class _Validator:
                         entry,
                         f"entry '{_show(entry)}' is {kind} disguised as a PNG (nested archive).",
                     )
+                    return None
+                return data
+
+            pictures = [pngs[entry] for entry in rows_by_file]
+            for info in sorted(pictures, key=lambda i: i.header_offset):
+                entry = info.orig_filename
+                data = read_png(entry)
+                if data is None:
                     return
+                frames = []
+                for band, frame_entry in frames_by_file.get(entry, ()):
+                    frame_data = read_png(frame_entry)
+                    if frame_data is None:
+                        return
+                    frames.append((band, frame_entry, frame_data))
                 row = rows_by_file[entry]
                 self.image(
                     data,
@@ -763,6 +856,7 @@ class _Validator:
                     coordinates=[row.get("ra", ""), row.get("dec", "")],
                     index_row=row,
                     size=len(data),
+                    frames=frames,
                 )
             ratio = _ratio(totals.inflated, totals.compressed)
             if ratio > policy.max_compression_ratio:
@@ -990,9 +1084,11 @@ class _Validator:
 
     def _match_index(
         self, rows: list[dict[str, str]], pngs: dict[str, zipfile.ZipInfo]
-    ) -> dict[str, dict[str, str]] | None:
-        """Check that the index names each PNG entry exactly once; return
-        the rows by entry name (`None`, with findings, if not).
+    ) -> tuple[dict[str, dict[str, str]], dict[str, list[tuple[str, str]]]] | None:
+        """Check that the index names each PNG entry exactly once, as a
+        picture (``file``) or as a band frame of one (``frames``); return
+        the rows and the ``(band, entry)`` frames by picture entry name
+        (`None`, with findings, if not).
         """
         by_file: dict[str, dict[str, str]] = {}
         for row in rows:
@@ -1007,12 +1103,40 @@ class _Validator:
                     entry,
                     f"{INDEX_NAME} lists '{_show(entry)}', which is not a PNG entry of the ZIP.",
                 )
+        frames_by_file: dict[str, list[tuple[str, str]]] = {}
+        frame_owner: dict[str, str] = {}
+        for entry, row in by_file.items():
+            text = row.get("frames", "")
+            if not text.strip():
+                continue
+            bands: set[str] = set()
+            for token in text.split():
+                band, _, frame = token.partition("=")
+                problem = None
+                if not _BAND_NAME.fullmatch(band) or not frame:
+                    problem = f"has '{_show(token)}', not <band>=<entry>"
+                elif band in bands:
+                    problem = f"names band '{_show(band)}' twice"
+                elif frame not in pngs:
+                    problem = f"names '{_show(frame)}', which is not a PNG entry of the ZIP"
+                elif frame in by_file:
+                    problem = f"names '{_show(frame)}', which is a picture, as a frame"
+                elif frame in frame_owner:
+                    problem = f"names '{_show(frame)}', already a frame of '{_show(frame_owner[frame])}'"
+                if problem:
+                    self.artifact(
+                        "index.frames", entry, f"{INDEX_NAME}: the frames of '{_show(entry)}' {problem}."
+                    )
+                    break
+                bands.add(band)
+                frame_owner[frame] = entry
+                frames_by_file.setdefault(entry, []).append((band, frame))
         for entry in pngs:
-            if entry not in by_file:
+            if entry not in by_file and entry not in frame_owner:
                 self.artifact(
                     "index.mismatch", entry, f"PNG entry '{_show(entry)}' is not listed in {INDEX_NAME}."
                 )
-        return None if self.findings else by_file
+        return None if self.findings else (by_file, frames_by_file)
 
 
 class _ImageRejectedError(Exception):
