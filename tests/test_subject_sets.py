@@ -605,3 +605,21 @@ def test_cli_end_to_end(service, standin, tmp_path):
     assert all(r["subject_set_name"] == "CLI" and r["subject_id"] for r in rows)
     result = runner.invoke(main, [*options, "subjects", "galaxies"])
     assert result.exit_code == 0 and len(result.output.splitlines()) == N_OBJECTS
+
+
+def test_relink_creates_only_deleted_subjects(service, standin):
+    # Subjects made earlier were taken out of the set, one was deleted: the
+    # rerun links the others back and makes a new subject only for that one
+    # (a second copy of the others would be an orphan counted against the
+    # uploader's subject limit for good).
+    first = publisher(service, standin).sync("galaxies", subject_set_name="R", method="subjects")
+    set_id = str(first.subject_set_id)
+    members = [subject_id for k, subject_id in standin.members if k == set_id]
+    standin.members = [(k, s) for k, s in standin.members if k != set_id]
+    del standin.subjects[members[0]]
+    again = publisher(service, standin, link_batch_size=4).sync(
+        "galaxies", subject_set_name="R", method="subjects"
+    )
+    assert (again.linked, again.created, again.already_present) == (N_OBJECTS - 1, 1, 0)
+    assert len(standin.subjects) == N_OBJECTS
+    assert sorted(standin.external_ids(set_id)) == sorted(expected_rows(service))

@@ -438,6 +438,8 @@ class PanoptesStandIn:
             items = [self.subjects[parts[0]]]
         elif "subject_set_id" in query:
             items = self.set_subjects(query["subject_set_id"])
+        elif "id" in query:
+            items = [self.subjects[i] for i in query["id"].split(",") if i in self.subjects]
         else:
             items = list(self.subjects.values())
         return self._page("subjects", [self._subject_json(s) for s in items], query)

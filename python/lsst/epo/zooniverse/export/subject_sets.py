@@ -1395,11 +1395,15 @@ class SubjectSetPublisher:
                 except (SubjectSetAuthError, _ServerError):
                     raise
                 except SubjectSetError as err:
-                    # E.g. the subjects were deleted: make new ones.
+                    # Some may be linked already (a retried request) or
+                    # deleted: create only those that no longer exist.
                     _LOG.warning(
-                        "Cannot link %d recorded subjects again (%s); creating them.", len(batch), err
+                        "Cannot link %d recorded subjects again (%s); checking them.", len(batch), err
                     )
-                    create.extend(row for row, _ in batch)
+                    linked, missing = self._relink_existing(api, set_id, summary, batch)
+                    create.extend(missing)
+                    summary.linked += linked
+                    progress.advance(linked)
                     continue
                 summary.linked += len(batch)
                 progress.advance(len(batch))
@@ -1425,6 +1429,41 @@ class SubjectSetPublisher:
             raise
         except SubjectSetError as err:
             raise self._stopped(summary, err, "creating") from None
+
+    def _relink_existing(
+        self, api: _Api, set_id: int, summary: SubjectSetSummary, batch: list[tuple[SubjectRow, int]]
+    ) -> tuple[int, list[SubjectRow]]:
+        """After a refused link request: count the subjects that are in the
+        set now, link those that still exist one request at a time, and
+        return how many are linked and the rows whose subjects are gone.
+
+        A subject that exists but cannot be linked stops the run: creating
+        a second one would leave an orphan counted against the uploader's
+        subject limit for good.
+        """
+        in_set = set(self._list_set(api, set_id, summary).values())
+        waiting = [(row, subject_id) for row, subject_id in batch if subject_id not in in_set]
+        linked = len(batch) - len(waiting)
+        if not waiting:
+            return linked, []
+        ids = ",".join(str(subject_id) for _, subject_id in waiting)
+        answer = api.request(
+            "GET", "/subjects", params={"id": ids, "page_size": len(waiting)}, idempotent=True
+        )
+        existing = {int(s["id"]) for s in (answer or {}).get("subjects", [])}
+        missing = []
+        for row, subject_id in waiting:
+            if subject_id not in existing:
+                missing.append(row)
+                continue
+            api.request(
+                "POST",
+                f"/subject_sets/{set_id}/links/subjects",
+                body={"subjects": [str(subject_id)]},
+                idempotent=False,
+            )
+            linked += 1
+        return linked, missing
 
     def _import(
         self,
