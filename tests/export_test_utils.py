@@ -25,10 +25,17 @@ RGB collections and cutouts, and the public-location invariant.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 import zipfile
+from collections.abc import Iterator
 
 import numpy as np
 import sqlalchemy as sa
@@ -169,3 +176,51 @@ def assert_public_invariant(service) -> dict[str, str]:
         if state == "published":
             assert key in files, f"published image or frame {key} is missing"
     return files
+
+
+@contextlib.contextmanager
+def serving(config: str, port: int, ready_url: str, env=None) -> Iterator[tuple[subprocess.Popen, bytes]]:
+    """Run ``zooniverse-epo --config CONFIG serve --port PORT`` in a
+    subprocess until ``ready_url`` answers (60 s at most); yield the
+    process and that first answer; stop it (SIGINT) afterwards.  The
+    process's stderr is left for the caller to read (``communicate``).
+    """
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lsst.epo.zooniverse.cli.epo",
+            "--config",
+            config,
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=5) as response:
+                    first = response.read()
+                break
+            except urllib.error.HTTPError as err:
+                first = err.read()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield server, first
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

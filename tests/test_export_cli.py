@@ -34,13 +34,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
 import sqlalchemy as sa
 import yaml
-from export_test_utils import ExportRepo, assert_public_invariant
+from export_test_utils import ExportRepo, assert_public_invariant, serving
 
 from lsst.epo.zooniverse.export.faults import FAULT_POINTS
 from lsst.epo.zooniverse.export.service import ExportService
@@ -197,32 +196,7 @@ def test_serve_publishes_every_reported_url(tmp_path):
     # Long commands draw a progress bar on request (here stderr is a pipe).
     progress = cli(config, "--progress", "publish")
     assert "publishing" in progress.stderr and "3/3" in progress.stderr, progress.stderr
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lsst.epo.zooniverse.cli.epo",
-            "--config",
-            config,
-            "serve",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "status.json", timeout=5) as response:
-                    status = response.read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with serving(config, port, url + "status.json") as (_, status):
         assert b'"published": 3' in status
         report = list(csv.DictReader(io.StringIO(cli(config, "report", "galaxies").stdout)))
         published = [r for r in report if r["state"] == "published"]
@@ -239,12 +213,6 @@ def test_serve_publishes_every_reported_url(tmp_path):
                 with pytest.raises(urllib.error.HTTPError) as err:
                     urllib.request.urlopen(guess, timeout=10)
                 assert err.value.code == 404
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.mark.parametrize("state_db_url", ["postgresql"], indirect=True)

@@ -36,8 +36,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -46,7 +44,7 @@ import urllib.request
 import pytest
 import yaml
 from click.testing import CliRunner
-from export_test_utils import ExportRepo, assert_public_invariant
+from export_test_utils import ExportRepo, assert_public_invariant, serving
 from PIL import Image
 
 from lsst.epo.zooniverse.cli.epo import main as epo_main
@@ -550,44 +548,13 @@ def test_serve_command_with_review(tmp_path, repo, monkeypatch):
     result = CliRunner().invoke(epo_main, ["--config", plain, "serve", "--review", "--port", "0"])
     assert result.exit_code != 0 and "review section" in result.output
     env = dict(os.environ, EPO_TEST_REVIEW_TOKEN_EVE=EVE_TOKEN)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lsst.epo.zooniverse.cli.epo",
-            "--config",
-            config,
-            "serve",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
+    with serving(config, port, f"http://127.0.0.1:{port}/_review/login", env=env) as (server, first):
+        assert b"<form" in first
         client = Client(f"http://127.0.0.1:{port}/")
-        deadline = time.time() + 60
-        while True:
-            try:
-                status, _, _ = client.get("/_review/login")
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        assert status == 200
         assert client.login()[0] == 303
         assert "Nothing in quarantine" in client.get("/_review/")[2].decode()
         assert Client(client_url := f"http://127.0.0.1:{port}/").get("/_review/")[0] == 303, client_url
-    finally:
-        server.terminate()
-        try:
-            _, stderr = server.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            _, stderr = server.communicate()
+    stderr = server.stderr.read()
     assert f"review page: http://127.0.0.1:{port}/_review/ for eve, mallory" in stderr
     assert EVE_TOKEN not in stderr and MALLORY_TOKEN not in stderr
 
