@@ -68,6 +68,50 @@ def synthetic_pictures(n: int, size: int, seed: int) -> list[np.ndarray]:
     return pictures
 
 
+def make_bench_repo(root: str, images: int, datasets: int, size: int) -> tuple[object, list[int]]:
+    """Make a Butler repository with ``datasets`` `zooniverse_rgb` ZIPs of
+    ``images / datasets`` pictures each, written by the pipeline's
+    formatter in runs ``u/alice/zoo/run<k>``.
+
+    Returns the `ExportRepo` and the ZIPs' sizes in bytes.
+    """
+    from export_test_utils import ExportRepo
+
+    from lsst.daf.butler import CollectionType
+    from lsst.epo.zooniverse.rgb_collection import RgbCollection
+
+    repo = ExportRepo(root)
+    per = images // datasets
+    n_patches = 6  # the demo sky map's tract 0
+    for k in range(datasets):
+        pictures = synthetic_pictures(per, size, seed=k)
+        index = {
+            "object_id": [f"obj{k * per + j}" for j in range(per)],
+            "ra": np.linspace(1, 2, per),
+            "dec": np.linspace(-1, 0, per),
+            "bands": ["g,r,i"] * per,
+            "coverage": [1.0] * per,
+            "stretch": ["lupton(Q=8)"] * per,
+        }
+        run = f"u/alice/zoo/run{k // n_patches}"
+        repo.butler.registry.registerCollection(run, CollectionType.RUN)
+        repo.butler.put(
+            RgbCollection(pictures, index),
+            "zooniverse_rgb",
+            skymap=repo.skymap,
+            tract=0,
+            patch=k % n_patches,
+            run=run,
+        )
+    sizes = [
+        os.path.getsize(repo.butler.getURI(ref).ospath)
+        for ref in repo.butler.query_datasets(
+            "zooniverse_rgb", collections="u/alice/zoo/*", find_first=False, limit=None
+        )
+    ]
+    return repo, sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=10_000)
@@ -81,44 +125,14 @@ def main() -> None:
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
 
-    from export_test_utils import ExportRepo
-
-    from lsst.daf.butler import CollectionType
     from lsst.epo.zooniverse.export.service import ExportService
     from lsst.epo.zooniverse.export.service_config import ServiceConfig
-    from lsst.epo.zooniverse.rgb_collection import RgbCollection
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="bench_export_")
     try:
         start = time.perf_counter()
-        repo = ExportRepo(os.path.join(workdir, "repo"))
         per = args.images // args.datasets
-        n_patches = 6  # the demo sky map's tract 0
-        for k in range(args.datasets):
-            pictures = synthetic_pictures(per, args.size, seed=k)
-            index = {
-                "object_id": [f"obj{k * per + j}" for j in range(per)],
-                "ra": np.linspace(1, 2, per),
-                "dec": np.linspace(-1, 0, per),
-                "bands": ["g,r,i"] * per,
-                "coverage": [1.0] * per,
-                "stretch": ["lupton(Q=8)"] * per,
-            }
-            run = f"u/alice/zoo/run{k // n_patches}"
-            repo.butler.registry.registerCollection(run, CollectionType.RUN)
-            repo.butler.put(
-                RgbCollection(pictures, index),
-                "zooniverse_rgb",
-                skymap=repo.skymap,
-                tract=0,
-                patch=k % n_patches,
-                run=run,
-            )
-        sizes = []
-        for ref in repo.butler.query_datasets(
-            "zooniverse_rgb", collections="u/alice/zoo/*", find_first=False, limit=None
-        ):
-            sizes.append(os.path.getsize(repo.butler.getURI(ref).ospath))
+        repo, sizes = make_bench_repo(os.path.join(workdir, "repo"), args.images, args.datasets, args.size)
         print(
             f"set-up: {args.datasets} ZIPs of {per} {args.size}x{args.size} PNGs, "
             f"{sum(sizes) / 2**20:.0f} MiB ({time.perf_counter() - start:.0f} s)",

@@ -11,7 +11,11 @@
 #   7. EPO's side (zooniverse-epo, state in OUTPUT_DIR/epo_service): register
 #      the PI's project, poll (retrieve, validate, quarantine), approve as an
 #      operator, publish, serve the public directory over HTTP and fetch
-#      the published URLs back.
+#      the published URLs back,
+#   8. the Zooniverse subject set: `zooniverse-epo subject-set` through
+#      panoptes-client, here against a local stand-in of the Zooniverse API
+#      (lsst.epo.zooniverse.demo.panoptes_standin; this machine cannot reach
+#      Zooniverse), run twice to show that nothing is sent twice.
 # Usage: scripts/demo.sh [REPO] [OUTPUT_DIR]   (defaults: demo_repo demo_output)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -77,4 +81,28 @@ for url in urls:
 print(f"EPO: {len(urls)} published images fetched over HTTP from {base}, e.g. {urls[0] if urls else '-'}")
 print(f"EPO: per-image report {report}; status {base}status.json:")
 print(status)
+PY
+
+# The Zooniverse side: a local stand-in of the Zooniverse API (never the real
+# one from the demo, whatever PANOPTES_* this shell has), then the subject
+# set by Zooniverse's subject-set import of the manifest EPO publishes.
+zport=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python -m lsst.epo.zooniverse.demo.panoptes_standin --port "$zport" --project-id 1 > "$output/panoptes_standin.log" 2>&1 &
+standin=$!
+trap 'kill $server $standin 2>/dev/null || true' EXIT
+export PANOPTES_ENDPOINT="http://127.0.0.1:$zport" PANOPTES_CLIENT_ID=epo-app \
+    PANOPTES_CLIENT_SECRET=standin-client-secret-0123
+unset PANOPTES_USERNAME PANOPTES_PASSWORD
+for attempt in $(seq 100); do
+    python -c "import socket, sys; socket.create_connection(('127.0.0.1', $zport), 1)" 2>/dev/null && break
+    sleep 0.1
+done
+epo subject-set demo-galaxies --name demo-first-light
+epo subject-set demo-galaxies --name demo-first-light    # again: nothing is sent twice
+epo subjects demo-galaxies --json > "$output/zooniverse_subjects.json"
+python - "$output/zooniverse_subjects.json" <<'PY'
+import json, sys
+subjects = json.load(open(sys.argv[1]))
+print(f"Zooniverse: {len(subjects)} subjects recorded in subject set(s) "
+      f"{sorted({s['subject_set_id'] for s in subjects})} (list: {sys.argv[1]})")
 PY

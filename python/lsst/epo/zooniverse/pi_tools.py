@@ -45,8 +45,10 @@ Zooniverse subject sets through panoptes-client::
 
 The same operations exist as ``zooniverse-epo`` commands for EPO's
 operators.  Here the service runs in the notebook's process against the
-service configuration it is given; EPO's operators still approve every
-batch before anything is public (`EpoProject` has no approve method).
+service configuration it is given, which only EPO holds in production;
+`EpoProject` itself has no approve or publish method: EPO's operators
+approve every batch (``zooniverse-epo approve`` or the review page)
+before anything is public.
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ class EpoProject:
                     zooniverse_project_id=zooniverse_project,
                     dataset_types=list(dataset_types),
                     metadata_policy=metadata_policy,
+                    contact=contact,
                 )
                 project = cls(name, service=service)
                 project._own_service = own
