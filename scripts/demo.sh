@@ -59,7 +59,10 @@ epo publish
 epo report demo-galaxies --output "$output/epo_report.csv"
 epo report demo-galaxies --catalog u/demo_pi/zooniverse_cutouts --output "$output/epo_catalog_report.csv"
 epo manifest demo-galaxies --output "$output/manifests"
-epo serve --port "$port" 2> "$output/epo_serve.log" &
+# Not through the epo function: $! must be the server's own pid for the
+# trap below to stop it.
+zooniverse-epo --log-level WARNING --public-url "http://127.0.0.1:$port/" serve --port "$port" \
+    2> "$output/epo_serve.log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 python - "$output/epo_report.csv" "http://127.0.0.1:$port/" <<'PY'

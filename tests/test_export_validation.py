@@ -1068,7 +1068,7 @@ def test_policy_defaults():
     assert policy.max_entry_uncompressed_bytes == 8 * 1024**2
     assert policy.dataset_types == ("zooniverse_rgb", "zooniverse_cutout")
     assert policy.collection_patterns == ("u/{owner}/*",)
-    assert policy.anonymised_text_keys == ("Software", "bands", "stretch")
+    assert policy.anonymised_text_keys == ("Software", "bands", "band", "stretch")
     assert METADATA_POLICIES == ("full", "anonymised")
     assert DataRightsPolicy.from_mapping({}) == policy
     assert policy.allows_dataset_type("zooniverse_rgb")
