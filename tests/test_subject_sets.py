@@ -379,12 +379,16 @@ def test_failed_import_jobs_are_reported_then_resumed(service, standin, monkeypa
         return original(url)
 
     monkeypatch.setattr(standin, "_download", flaky)
+    # Polls really wait here: a stall is "no change for 1 s" of real time
+    # (with the recording no-op sleep a slow but live worker on a loaded
+    # machine would look stalled).
+    real_time = {"sleep": time.sleep, "poll_interval": 0.02, "import_stall_seconds": 1.0}
     with pytest.raises(SubjectSetError, match="stopped: 0 of 9 imported and no change"):
-        publisher(service, standin, import_stall_seconds=0.05).sync("galaxies", subject_set_name="F")
+        publisher(service, standin, **real_time).sync("galaxies", subject_set_name="F")
     monkeypatch.setattr(standin, "_download", original)
     standin.import_dies_after = 4
     with pytest.raises(SubjectSetError, match="stopped: 4 of 9 imported.*after importing 4 of 9"):
-        publisher(service, standin, import_stall_seconds=0.05).sync("galaxies", subject_set_name="F")
+        publisher(service, standin, **real_time).sync("galaxies", subject_set_name="F")
     standin.import_dies_after = None
     summary = publisher(service, standin).sync("galaxies", subject_set_name="F")
     assert (summary.created, summary.already_present) == (N_OBJECTS - 4, 4)
