@@ -100,8 +100,8 @@ for attempt in $(seq 100); do
     python -c "import socket, sys; socket.create_connection(('127.0.0.1', $zport), 1)" 2>/dev/null && break
     sleep 0.1
 done
-epo subject-set demo-galaxies --name demo-first-light
-epo subject-set demo-galaxies --name demo-first-light    # again: nothing is sent twice
+epo subject-set demo-galaxies --name demo-first-light --poll-interval 1
+epo subject-set demo-galaxies --name demo-first-light --poll-interval 1   # again: nothing is sent twice
 epo subjects demo-galaxies --json > "$output/zooniverse_subjects.json"
 python - "$output/zooniverse_subjects.json" <<'PY'
 import json, sys

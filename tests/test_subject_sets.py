@@ -596,8 +596,10 @@ def test_cli_end_to_end(service, standin, tmp_path):
             {"endpoint": standin.url, "client_id": standin.client_id, "client_secret": standin.client_secret}
         )
     )
-    result = runner.invoke(main, [*options, *command, "--json"])
+    started = time.monotonic()
+    result = runner.invoke(main, [*options, *command, "--json", "--poll-interval", "0.2"])
     assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 8, "the import is polled every 0.2 s, not every 10 s"
     summary = json.loads(result.output)
     assert summary["created"] == N_OBJECTS and summary["method"] == "import"
     result = runner.invoke(main, [*options, *command])

@@ -104,6 +104,13 @@ def _fail(err: Exception) -> click.ClickException:
     default=None,
     help="Directory for the manifests of a dry run or of --method subjects (default: under staging).",
 )
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between checks of a running subject-set import.",
+)
 @click.option("--operator", default=None, help="Who runs it (audit log; default: the current user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -117,6 +124,7 @@ def subject_set(
     credentials_file: str | None,
     dry_run: bool,
     output: str | None,
+    poll_interval: float,
     operator: str | None,
     as_json: bool,
 ) -> None:
@@ -132,7 +140,7 @@ def subject_set(
         credentials = None
         if credentials_file or not dry_run:
             credentials = ZooniverseCredentials.load(credentials_file)
-        publisher = SubjectSetPublisher(service, credentials)
+        publisher = SubjectSetPublisher(service, credentials, poll_interval=poll_interval)
         summary = publisher.sync(
             project,
             subject_set_name=subject_set_name,
