@@ -274,6 +274,21 @@ def test_password_flow_from_environment(service, standin, monkeypatch):
     assert standin.requests[2].body["grant_type"] == "password"
 
 
+def test_password_from_a_file_ignores_the_environments_client_id(service, standin, monkeypatch, tmp_path):
+    # panoptes-client would take PANOPTES_CLIENT_ID for the password grant;
+    # credentials from a file use the first-party client, as given.
+    monkeypatch.setenv("PANOPTES_CLIENT_ID", "someone-elses-app")
+    path = tmp_path / "zooniverse.yaml"
+    path.write_text(
+        yaml.safe_dump({"endpoint": standin.url, "username": "alice", "password": standin.password})
+    )
+    os.chmod(path, 0o600)
+    sender = publisher(service, standin, credentials=ZooniverseCredentials.from_file(str(path)))
+    assert sender.sync("galaxies", subject_set_name="F", method="subjects").created == N_OBJECTS
+    (grant,) = [r for r in standin.requests if r.path == "/oauth/token"]
+    assert grant.body["grant_type"] == "password" and grant.body["client_id"] != "someone-elses-app"
+
+
 # --- failures ----------------------------------------------------------------
 
 

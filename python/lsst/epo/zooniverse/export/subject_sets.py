@@ -558,8 +558,14 @@ class _Api:
             # The password flow signs in here (GET and POST /users/sign_in).
             client = Panoptes(**kwargs)
             if credentials.kind == "password":
-                # Not PANOPTES_CLIENT_SECRET from the environment.
+                # Not PANOPTES_CLIENT_SECRET from the environment, nor (for
+                # credentials given otherwise) PANOPTES_CLIENT_ID or
+                # PANOPTES_REDIRECT_URL: panoptes-client reads them itself.
                 client.client_secret = None
+                if not credentials.client_id and credentials.source != "the environment":
+                    ids = getattr(client, "_endpoint_client_ids", {})
+                    client.client_id = ids.get(client.endpoint, ids.get("default", client.client_id))
+                    client.redirect_url = None
             client.session.hooks["response"].append(self._remember)
             token = client.get_bearer_token()  # POST /oauth/token
         except requests.RequestException as err:
