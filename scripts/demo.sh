@@ -15,7 +15,8 @@
 #   8. the Zooniverse subject set: `zooniverse-epo subject-set` through
 #      panoptes-client, here against a local stand-in of the Zooniverse API
 #      (lsst.epo.zooniverse.demo.panoptes_standin; this machine cannot reach
-#      Zooniverse), run twice to show that nothing is sent twice.
+#      Zooniverse), run twice to show that nothing is sent twice, then
+#      linked to the project's workflow.
 # Usage: scripts/demo.sh [REPO] [OUTPUT_DIR]   (defaults: demo_repo demo_output)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -102,6 +103,7 @@ for attempt in $(seq 100); do
 done
 epo subject-set demo-galaxies --name demo-first-light --poll-interval 1
 epo subject-set demo-galaxies --name demo-first-light --poll-interval 1   # again: nothing is sent twice
+epo link-workflow demo-galaxies --name demo-first-light --workflow 901    # the stand-in's workflow
 epo subjects demo-galaxies --json > "$output/zooniverse_subjects.json"
 python - "$output/zooniverse_subjects.json" <<'PY'
 import json, sys

@@ -37,7 +37,7 @@ from lsst.epo.zooniverse.export.service import ExportServiceError
 from lsst.epo.zooniverse.export.subject_sets import SubjectSetAuthError
 from lsst.epo.zooniverse.pi_tools import EpoProject
 
-REGISTRATION = dict(owner="alice", collections="u/alice/zoo/*", zooniverse_project=77)
+REGISTRATION = {"owner": "alice", "collections": "u/alice/zoo/*", "zooniverse_project": 77}
 
 
 @pytest.fixture
@@ -79,7 +79,9 @@ def test_register_is_idempotent_and_refuses_other_settings(setup):
     with pytest.raises(ExportServiceError, match="zooniverse_project_id is 77, not 78"):
         EpoProject.register("galaxies", repo=repo.root, config=config, **other)
     with pytest.raises(ExportServiceError, match="must be under u/alice/|collections must be under"):
-        EpoProject.register("stolen", repo=repo.root, config=config, **dict(REGISTRATION, collections="u/bob/*"))
+        EpoProject.register(
+            "stolen", repo=repo.root, config=config, **dict(REGISTRATION, collections="u/bob/*")
+        )
     with pytest.raises(ExportServiceError, match="No project|not registered|unknown"):
         EpoProject("nobody", config=config)
 
@@ -108,6 +110,16 @@ def test_status_subjects_and_subject_sets(setup, monkeypatch):
             assert (first.created, first.failed) == (6, 0)
             again = project.sync_subject_set("first", method="subjects")
             assert (again.created, again.already_present) == (0, 6)
+            assert project.link_subject_set("first", workflow=901) is True
+            assert project.link_subject_set("first", workflow=901) is False
+            assert zooniverse.workflows["901"]["links"]["subject_sets"] == [str(first.subject_set_id)]
+            with pytest.raises(Exception, match="no workflow 902"):
+                project.link_subject_set("first", workflow=902)
+            with pytest.raises(Exception, match="No subject set 'second'"):
+                project.link_subject_set("second", workflow=901)
+            zooniverse.workflows["903"] = {"id": "903", "links": {"project": "78", "subject_sets": []}}
+            with pytest.raises(Exception, match="belongs to Zooniverse project 78"):
+                project.link_subject_set("first", workflow=903)
             sets = project.subject_sets()
             assert sets["display_name"].tolist() == ["first"]
             assert sets["set_member_subjects_count"].tolist() == sets["recorded"].tolist() == [6]

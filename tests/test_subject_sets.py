@@ -620,6 +620,22 @@ def test_cli_end_to_end(service, standin, tmp_path):
     result = runner.invoke(main, [*options, *command])
     assert result.exit_code == 0 and f"0 subjects sent, {N_OBJECTS} already present" in result.output
 
+    link = [
+        "link-workflow",
+        "galaxies",
+        "--name",
+        "CLI",
+        "--workflow",
+        "901",
+        "--credentials",
+        str(credentials),
+    ]
+    result = runner.invoke(main, [*options, *link])
+    assert result.exit_code == 0 and "linked to workflow 901" in result.output, result.output
+    result = runner.invoke(main, [*options, *link])
+    assert result.exit_code == 0 and "already linked" in result.output, result.output
+    assert [r["action"] for r in service.audit_log(project="galaxies")].count("subject_set_linked") == 1
+
     result = runner.invoke(main, [*options, "subjects", "galaxies", "--json"])
     rows = json.loads(result.output)
     assert sorted(r["external_id"] for r in rows) == sorted(expected_rows(service))

@@ -66,6 +66,7 @@ def test_tutorial_notebook_runs_to_a_subject_set(tmp_path, monkeypatch):
         monkeypatch.setenv("PANOPTES_CLIENT_ID", zooniverse.client_id)
         monkeypatch.setenv("PANOPTES_CLIENT_SECRET", zooniverse.client_secret)
         monkeypatch.setenv("TUTORIAL_ZOONIVERSE_PROJECT", "4242")
+        monkeypatch.setenv("TUTORIAL_ZOONIVERSE_WORKFLOW", next(iter(zooniverse.workflows)))
         monkeypatch.setenv("EPO_TUTORIAL_DIR", str(tmp_path / "work"))
         monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
         client = nbclient.NotebookClient(
@@ -81,6 +82,7 @@ def test_tutorial_notebook_runs_to_a_subject_set(tmp_path, monkeypatch):
         sets = list(zooniverse.subject_sets.values())
         external_ids = zooniverse.external_ids(sets[0]["id"]) if sets else []
         creates = len(zooniverse.api_requests("POST", "/api/subject_set_imports"))
+        (workflow,) = zooniverse.workflows.values()
     assert [s["display_name"] for s in sets] == ["tutorial-first-light"]
     # One subject per published object, sent once although the notebook
     # synchronised twice (one import only).
@@ -88,6 +90,7 @@ def test_tutorial_notebook_runs_to_a_subject_set(tmp_path, monkeypatch):
     assert counts and max(counts.values()) == 1, counts.most_common(3)
     assert all(e.startswith("demo-galaxies:") for e in external_ids)
     assert creates == 1
+    assert workflow["links"]["subject_sets"] == [sets[0]["id"]]
     assert f"{len(external_ids)} published subjects" in text
     assert zooniverse.client_secret not in text
     assert (tmp_path / "work" / "contact_sheet.png").stat().st_size > 0

@@ -41,6 +41,7 @@ Zooniverse subject sets through panoptes-client::
     subjects = project.published_subjects()  # astropy Table
     # Zooniverse credentials from the PANOPTES_* variables (or a file).
     project.sync_subject_set("first-light")
+    project.link_subject_set("first-light", workflow=6789)
     project.subject_sets()
 
 The same operations exist as ``zooniverse-epo`` commands for EPO's
@@ -395,6 +396,34 @@ class EpoProject:
         """
         return self._publisher(credentials).sync(
             self.name, subject_set_name=name, method=method, dry_run=dry_run, operator=self._record["owner"]
+        )
+
+    def link_subject_set(
+        self,
+        name: str,
+        workflow: int,
+        *,
+        credentials: ZooniverseCredentials | str | os.PathLike | None = None,
+    ) -> bool:
+        """Link a subject set made by `sync_subject_set` to a workflow of
+        the project's Zooniverse project, so that volunteers classify it.
+
+        Parameters
+        ----------
+        name : `str`
+            Display name of the subject set.
+        workflow : `int`
+            Zooniverse workflow id.
+        credentials : `ZooniverseCredentials`, `str` or `os.PathLike`, optional
+            As for `sync_subject_set`.
+
+        Returns
+        -------
+        linked : `bool`
+            `True` if linked now, `False` if it already was.
+        """
+        return self._publisher(credentials).link_to_workflow(
+            self.name, subject_set_name=name, workflow=workflow, operator=self._record["owner"]
         )
 
     def subject_sets(self, *, credentials: ZooniverseCredentials | str | os.PathLike | None = None) -> Table:

@@ -594,10 +594,11 @@ def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None
     server.serve_forever()
 
 
-from .epo_subject_sets import subject_set, subjects  # noqa: E402
+from .epo_subject_sets import link_workflow, subject_set, subjects  # noqa: E402
 
 main.add_command(subject_set)
 main.add_command(subjects)
+main.add_command(link_workflow)
 
 
 if __name__ == "__main__":  # pragma: no cover

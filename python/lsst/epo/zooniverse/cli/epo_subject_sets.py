@@ -182,6 +182,45 @@ def subject_set(
         )
 
 
+@click.command(name="link-workflow")
+@click.argument("project")
+@click.option("--name", "subject_set_name", required=True, help="Display name of the subject set.")
+@click.option("--workflow", type=int, required=True, help="Zooniverse workflow id (of PROJECT's project).")
+@click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="As for subject-set (default: the PANOPTES_* environment variables).",
+)
+@click.option("--operator", default=None, help="Who does it (audit log; default: the current user).")
+@click.pass_context
+@_guard
+def link_workflow(
+    ctx: click.Context,
+    project: str,
+    subject_set_name: str,
+    workflow: int,
+    credentials_file: str | None,
+    operator: str | None,
+) -> None:
+    """Link subject set --name of PROJECT to a workflow of its Zooniverse
+    project, so that volunteers classify its subjects (nothing happens if
+    it is linked already).
+    """
+    from ..export.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
+
+    try:
+        publisher = SubjectSetPublisher(_service(ctx), ZooniverseCredentials.load(credentials_file))
+        linked = publisher.link_to_workflow(
+            project, subject_set_name=subject_set_name, workflow=workflow, operator=operator
+        )
+    except SubjectSetError as err:
+        raise _fail(err) from None
+    state = "linked to" if linked else "was already linked to"
+    click.echo(f"Subject set {subject_set_name!r} of {project} {state} workflow {workflow}.")
+
+
 @click.command()
 @click.argument("project")
 @click.option("--name", "subject_set_name", default=None, help="Only this subject set.")

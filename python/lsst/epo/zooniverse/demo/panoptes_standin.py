@@ -111,6 +111,8 @@ class PanoptesStandIn:
         The user's (password flow).
     port : `int`, optional
         Port on ``127.0.0.1`` (0: any free port).
+    workflow_id : `int`, optional
+        The project's one workflow.
     record_bodies : `bool`, optional
         Keep request bodies in `requests` (off for long runs).
     """
@@ -125,10 +127,18 @@ class PanoptesStandIn:
         password: str = "standin-password-4567",
         port: int = 0,
         record_bodies: bool = True,
+        workflow_id: int = 901,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.username, self.password = username, password
         self.projects = {str(project_id): {"id": str(project_id), "display_name": "Galaxy shapes"}}
+        self.workflows = {
+            str(workflow_id): {
+                "id": str(workflow_id),
+                "display_name": "Classify",
+                "links": {"project": str(project_id), "subject_sets": []},
+            }
+        }
         self.subject_sets: dict[str, dict[str, Any]] = {}
         self.subjects: dict[str, dict[str, Any]] = {}
         self.members: list[tuple[str, str]] = []  # (subject_set_id, subject_id), in link order
@@ -367,6 +377,30 @@ class PanoptesStandIn:
         if parts and not found:
             raise _errors(404, f"Could not find project with id='{parts[0]}'")
         return self._page("projects", found, query)
+
+    def _workflow(self, parts) -> dict[str, Any]:
+        if not parts or parts[0] not in self.workflows:
+            raise _errors(404, f"Could not find workflow with id='{parts[0] if parts else ''}'")
+        return self.workflows[parts[0]]
+
+    def _get_workflows(self, parts, query, body) -> tuple[int, Any]:
+        return 200, {"workflows": [self._workflow(parts)]}
+
+    def _post_workflows(self, parts, query, body) -> tuple[int, Any]:
+        # /workflows/:id/links/subject_sets (what workflow.links.subject_sets.add does)
+        workflow = self._workflow(parts)
+        if parts[1:] != ["links", "subject_sets"]:
+            raise _errors(404, "Not found")
+        ids = [str(i) for i in (body or {}).get("subject_sets", [])]
+        missing = [i for i in ids if i not in self.subject_sets]
+        if missing:
+            raise _errors(404, f"Could not find subject_sets with ids='{','.join(missing)}'")
+        if any(self.subject_sets[i]["links"]["project"] != workflow["links"]["project"] for i in ids):
+            raise _errors(422, "subject sets must belong to the workflow's project")
+        for set_id in ids:
+            if set_id not in workflow["links"]["subject_sets"]:
+                workflow["links"]["subject_sets"].append(set_id)
+        return 200, {"workflows": [workflow]}
 
     def _set_json(self, subject_set: dict[str, Any]) -> dict[str, Any]:
         count = sum(1 for k, _ in self.members if k == subject_set["id"])
@@ -620,7 +654,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with PanoptesStandIn(args.project_id, port=args.port, record_bodies=False) as server:
         print(
-            f"Panoptes stand-in at {server.url} (project {args.project_id}); use\n"
+            f"Panoptes stand-in at {server.url} (project {args.project_id}, workflow "
+            f"{next(iter(server.workflows))}); use\n"
             f"  PANOPTES_ENDPOINT={server.url} PANOPTES_CLIENT_ID={server.client_id} "
             f"PANOPTES_CLIENT_SECRET={server.client_secret}",
             flush=True,

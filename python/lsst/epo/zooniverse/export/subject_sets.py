@@ -1011,6 +1011,77 @@ class SubjectSetPublisher:
         ]
         return sorted(sets, key=lambda s: s["subject_set_id"])
 
+    def link_to_workflow(
+        self, project: str, *, subject_set_name: str, workflow: int, operator: str | None = None
+    ) -> bool:
+        """Link a subject set this service filled to a workflow of the
+        project's Zooniverse project, so that volunteers classify it.
+
+        Parameters
+        ----------
+        project : `str`
+            EPO project name.
+        subject_set_name : `str`
+            Display name of a subject set made by `sync`.
+        workflow : `int`
+            Zooniverse workflow id; it must belong to the registered
+            Zooniverse project.
+        operator : `str`, optional
+            Who does it (audit log; default: the current user).
+
+        Returns
+        -------
+        linked : `bool`
+            `True` if linked now, `False` if it already was.
+
+        Raises
+        ------
+        SubjectSetAuthError
+            Raised if Zooniverse refuses the credentials.
+        SubjectSetError
+            Raised if no such set was made for the project, or the
+            workflow does not exist or belongs to another project.
+        """
+        record = self.service.project(project)
+        actor = operator or getpass.getuser()
+        if self.credentials is None:
+            self.credentials = ZooniverseCredentials.from_environment()
+        with _Api(self, self.credentials) as api:
+            known = self._set_record(record["id"], api.endpoint, subject_set_name)
+            if known is None:
+                raise SubjectSetError(
+                    f"No subject set {subject_set_name!r} was made for {project} at {api.endpoint}: "
+                    "run subject-set first."
+                )
+            set_id = int(known["subject_set_id"])
+            try:
+                answer = api.request("GET", f"/workflows/{int(workflow)}", idempotent=True) or {}
+            except _NotFoundError:
+                raise SubjectSetError(f"Zooniverse has no workflow {workflow}.") from None
+            (found,) = answer.get("workflows") or [{}]
+            links = found.get("links") or {}
+            if str(links.get("project")) != str(record["zooniverse_project_id"]):
+                raise SubjectSetError(
+                    f"Workflow {workflow} belongs to Zooniverse project {links.get('project')}, not to "
+                    f"{project}'s project {record['zooniverse_project_id']}."
+                )
+            if str(set_id) in {str(i) for i in links.get("subject_sets") or ()}:
+                return False
+            api.request(
+                "POST",
+                f"/workflows/{int(workflow)}/links/subject_sets",
+                body={"subject_sets": [str(set_id)]},
+                idempotent=True,
+            )
+        self._audit(
+            actor,
+            "subject_set_linked",
+            project,
+            {"subject_set_id": set_id, "subject_set_name": subject_set_name, "workflow": int(workflow)},
+        )
+        _LOG.info("Linked subject set %r (%d) to workflow %d.", subject_set_name, set_id, workflow)
+        return True
+
     def _audit(self, actor: str, action: str, project: str, detail: Mapping[str, Any]) -> None:
         try:
             with self.service.engine.begin() as connection:
