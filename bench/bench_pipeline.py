@@ -366,14 +366,18 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
         return best, float(np.mean(sizes))
 
     results = {f"Pillow, level {compress_level} (the ceiling)": measure(pillow)}
-    if png_module.png_deflate_library(compress_level) == "isal":
-        results[f"encode_png, ISA-L level {compress_level}"] = measure(ours)
-    saved = png_module._isal_zlib
-    png_module._isal_zlib = None
+    saved = os.environ.get(png_module.DEFLATE_VARIABLE)
     try:
-        results[f"encode_png, zlib level {compress_level}"] = measure(ours)
+        for library in ("isal", "zlib"):
+            os.environ[png_module.DEFLATE_VARIABLE] = library
+            if png_module.png_deflate_library(compress_level) == library:
+                label = "ISA-L" if library == "isal" else "zlib (the default)"
+                results[f"encode_png, {label} level {compress_level}"] = measure(ours)
     finally:
-        png_module._isal_zlib = saved
+        if saved is None:
+            os.environ.pop(png_module.DEFLATE_VARIABLE, None)
+        else:
+            os.environ[png_module.DEFLATE_VARIABLE] = saved
     return results
 
 

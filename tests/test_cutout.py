@@ -454,7 +454,7 @@ def test_decode_png_empty_and_misplaced_header():
         decode_png(PNG_SIGNATURE + _chunk(b"tEXt", b"a\0b") + _chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("deflate", ["default", "zlib"])
+@pytest.mark.parametrize("deflate", ["default", "isal", "no_isal"])
 @pytest.mark.parametrize("shape", [(1, 1), (37, 53), (64, 48, 3), (5, 300, 4), (101, 101, 3)])
 def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
     """The package's own PNG writer gives the pixels and text chunks that
@@ -462,7 +462,14 @@ def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
     """
     import lsst.epo.zooniverse.png as png_module
 
-    if deflate == "zlib":
+    if deflate == "default":
+        monkeypatch.delenv(png_module.DEFLATE_VARIABLE, raising=False)
+        assert png_module.png_deflate_library(1) == "zlib"  # reproducible bytes
+    elif deflate == "isal":
+        monkeypatch.setenv(png_module.DEFLATE_VARIABLE, "isal")
+        assert png_module.png_deflate_library(1) == "isal"
+    else:  # isal asked for but not installed
+        monkeypatch.setenv(png_module.DEFLATE_VARIABLE, "isal")
         monkeypatch.setattr(png_module, "_isal_zlib", None)
         assert png_module.png_deflate_library(1) == "zlib"
     rng = np.random.default_rng(sum(shape))
