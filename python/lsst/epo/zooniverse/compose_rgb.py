@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 import astropy.wcs
@@ -54,7 +53,7 @@ from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnect
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
-from .rgb_collection import METADATA_POLICIES, RgbCollection
+from .rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbCollection
 from .rgb_stretch import StretchConfig, asinh_rgb, linear_rgb, lupton_rgb, perceptual_rgb
 from .stamps import Stamps
 
@@ -66,8 +65,6 @@ _STRETCH_FUNCTIONS = {
     "linear": linear_rgb,
     "perceptual": perceptual_rgb,
 }
-_FRAME_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
-"""Band names a band frame may have (they become part of ZIP entry names)."""
 
 REPORT_REASONS = {
     "ok": "picture made",
@@ -222,7 +219,7 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
         if not (self.output_size == 0 or 8 <= self.output_size <= 8192):
             raise FieldValidationError(ComposeRgbConfig.output_size, self, "must be 0 or in [8, 8192].")
         if self.band_frames:
-            bad = sorted(b for b in self.channels if not _FRAME_BAND_NAME.fullmatch(b))
+            bad = sorted(b for b in self.channels if not FRAME_BAND_PATTERN.fullmatch(b))
             if bad:
                 raise FieldValidationError(
                     ComposeRgbConfig.band_frames,

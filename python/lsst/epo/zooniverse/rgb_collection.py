@@ -49,6 +49,8 @@ types) so that a read gives back an equal collection.
 from __future__ import annotations
 
 __all__ = [
+    "FRAMES_COLUMN",
+    "FRAME_BAND_PATTERN",
     "INDEX_NAME",
     "METADATA_POLICIES",
     "STANDARD_COLUMNS",
@@ -124,9 +126,10 @@ _FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _ENTRY_MODE = (stat.S_IFREG | 0o644) << 16
 _MAX_NAME_STEM = 100
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
-_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
+FRAME_BAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 """What a band name of a frame may be (it becomes part of an entry name)."""
 FRAMES_COLUMN = "frames"
+"""The ``index.csv`` column listing a picture's band frames."""
 _TEXT_FOR_POLICY = {
     "full": ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch"),
     "anonymised": ("bands", "stretch"),
@@ -576,7 +579,7 @@ def _check_frames(
         expected = images[k].shape[:2]
         result: dict[str, np.ndarray] = {}
         for band, frame in picture_frames.items():
-            if not isinstance(band, str) or not _BAND_NAME.fullmatch(band):
+            if not isinstance(band, str) or not FRAME_BAND_PATTERN.fullmatch(band):
                 raise ValueError(
                     f"frames[{k}]: band name {band!r} is not 1-16 characters from A-Z a-z 0-9 _ -."
                 )
@@ -862,7 +865,7 @@ def _parse_frames(text: str, file: str, listed: set[str], name: str) -> list[tup
     for token in text.split(" "):
         band, equals, entry = token.partition("=")
         problem = None
-        if not equals or not _BAND_NAME.fullmatch(band) or not entry.endswith(".png") or "=" in entry:
+        if not equals or not FRAME_BAND_PATTERN.fullmatch(band) or not entry.endswith(".png") or "=" in entry:
             problem = f"has {token!r}, not <band>=<entry>.png"
         elif band in bands:
             problem = f"names band {band!r} twice"

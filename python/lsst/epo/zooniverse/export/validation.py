@@ -68,7 +68,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
 from ..png import PNG_SIGNATURE, PngError, _iter_chunks, decode_png, read_png_text, strip_png_text_chunks
-from ..rgb_collection import INDEX_NAME, normalize_metadata_policy
+from ..rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME, normalize_metadata_policy
 from .policy import DataRightsPolicy
 
 ENTRY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~-]{0,127}")
@@ -121,8 +121,6 @@ the image concerned.
 
 _MAX_FINDINGS = 100
 
-_BAND_NAME = re.compile(r"[A-Za-z0-9_-]{1,16}")
-"""A band name in the ``frames`` column of ``index.csv``."""
 _MAX_SHOWN_NAME = 160
 _MAX_TEXT_BYTES = 1 << 20
 _CENTRAL_DIRECTORY_BYTES_PER_ENTRY = 1024
@@ -1106,14 +1104,14 @@ class _Validator:
         frames_by_file: dict[str, list[tuple[str, str]]] = {}
         frame_owner: dict[str, str] = {}
         for entry, row in by_file.items():
-            text = row.get("frames", "")
+            text = row.get(FRAMES_COLUMN, "")
             if not text.strip():
                 continue
             bands: set[str] = set()
             for token in text.split():
                 band, _, frame = token.partition("=")
                 problem = None
-                if not _BAND_NAME.fullmatch(band) or not frame:
+                if not FRAME_BAND_PATTERN.fullmatch(band) or not frame:
                     problem = f"has '{_show(token)}', not <band>=<entry>"
                 elif band in bands:
                     problem = f"names band '{_show(band)}' twice"
