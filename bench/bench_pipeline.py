@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -340,19 +341,25 @@ def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path)
 
 def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tuple[float, float]]:
     """PNG encode rates (pictures/s, best of 3) and mean sizes (bytes) of
-    the same RGB arrays: Pillow (the issue's ceiling) and this package's
-    own writer with ISA-L and with zlib.
+    the same RGB arrays: Pillow (the issue's ceiling), Pillow with the
+    pipeline's run-length deflate, and this package's own writer with
+    ISA-L and with zlib.
     """
     import lsst.epo.zooniverse.png as png_module
 
     arrays = [np.asarray(image) for collection in collections for image in collection.images]
 
-    def pillow(array: np.ndarray) -> bytes:
+    def pillow(array: np.ndarray, compress_type: int = -1) -> bytes:
         from PIL import Image
 
         buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
+        Image.fromarray(array).save(
+            buffer, format="PNG", compress_level=compress_level, compress_type=compress_type
+        )
         return buffer.getvalue()
+
+    def pillow_rle(array: np.ndarray) -> bytes:
+        return pillow(array, compress_type=zlib.Z_RLE)
 
     def ours(array: np.ndarray) -> bytes:
         return png_module.encode_png(array, compress_level=compress_level)
@@ -366,6 +373,9 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
         return best, float(np.mean(sizes))
 
     results = {f"Pillow, level {compress_level} (the ceiling)": measure(pillow)}
+    if 1 <= compress_level <= png_module.RLE_MAX_LEVEL:
+        # The pipeline's own settings: run-length matches only.
+        results[f"Pillow, level {compress_level}, run-length deflate"] = measure(pillow_rle)
     saved = os.environ.get(png_module.DEFLATE_VARIABLE)
     try:
         for library in ("isal", "zlib"):

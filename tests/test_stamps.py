@@ -936,6 +936,33 @@ def test_subset_read_by_index_reads_little(many_file):
     assert read_stamps(CountingReader(path)).equals(stamps)
 
 
+def test_read_without_variance_skips_its_bytes(many_file, monkeypatch):
+    stamps, path = many_file
+    size = os.path.getsize(path)
+    full_reader = CountingReader(path)
+    read_stamps(full_reader)
+    reader = CountingReader(path)
+    light = read_stamps(reader, use_variance=False)
+    assert not light.use_variance and light.use_mask
+    assert len(light) == len(stamps) and light.object_ids == stamps.object_ids
+    for got, original in zip(light, stamps):
+        assert got.variance is None
+        np.testing.assert_array_equal(got.image, original.image)
+        np.testing.assert_array_equal(got.mask, original.mask)
+        assert (got.x0, got.y0, got.coverage) == (original.x0, original.y0, original.coverage)
+    # The variance pixels are not read (the headers still are).
+    variance_bytes = sum(stamp.variance.nbytes for stamp in stamps)
+    assert full_reader.bytes_read - reader.bytes_read >= variance_bytes, (reader.bytes_read, size)
+    # With a subset, and through the astropy reader (the reference).
+    subset = read_stamps(path, indices=[59, 3], use_variance=False)
+    assert [s.object_id for s in subset] == ["4000059", "4000003"]
+    assert subset[0].variance is None and np.array_equal(subset[1].image, stamps[3].image)
+    reference = stamps_module._read_stamps_astropy(path, None, None, "reference", False)
+    _no_astropy_reader(monkeypatch)
+    _same_reads(read_stamps(path, use_variance=False), reference)
+    assert read_stamps(path, use_variance=True).equals(stamps)
+
+
 def test_subset_read_errors(many_file):
     _, path = many_file
     with pytest.raises(ValueError, match="out of range"):
@@ -1020,6 +1047,7 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
     root = str(tmp_path / "repo")
     code = f"""
         import json, math, sys
+        import numpy as np
         sys.path.insert(0, {TESTS_DIR!r})
         from lsst.daf.butler import Butler
         from test_stamps import make_stamps
@@ -1028,6 +1056,12 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
         full = butler.get("test_stamps")
         by_index = butler.get("test_stamps", parameters={{"indices": [2, 0]}})
         by_id = butler.get("test_stamps", parameters={{"object_ids": ["obj b"]}})
+        light = butler.get("test_stamps", parameters={{"use_variance": False, "indices": [1]}})
+        try:
+            butler.get("test_stamps", parameters={{"use_variance": "no"}})
+            bad_parameter = ""
+        except ValueError as err:
+            bad_parameter = str(err)
         index = butler.get("test_stamps.index")
         original = make_stamps()
         print(json.dumps({{
@@ -1039,6 +1073,9 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
             "by_index": [s.object_id for s in by_index],
             "by_index_equal": by_index[0].equals(original[2]) and by_index[1].equals(original[0]),
             "by_id_equal": len(by_id) == 1 and by_id[0].equals(original[1]),
+            "light": [light.use_variance, light[0].variance is None,
+                      bool(np.array_equal(light[0].image, original[1].image, equal_nan=True))],
+            "bad_parameter": bad_parameter,
             "index_type": type(index).__name__,
             "index_ids": [str(v) for v in index["object_id"]],
             "index_bbox": [[int(index[c][k]) for c in ("bbox_x0", "bbox_y0", "bbox_width", "bbox_height")]
@@ -1054,6 +1091,8 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
     assert result["mask_planes"] == MASK_PLANES
     assert result["by_index"] == ["o'c", "1234567890123"] and result["by_index_equal"]
     assert result["by_id_equal"]
+    assert result["light"] == [False, True, True]
+    assert "use_variance must be True or False" in result["bad_parameter"]
     assert result["index_type"] == "Table"
     assert result["index_ids"] == ["1234567890123", "obj b", "o'c"]
     assert result["index_bbox"] == [list(s.bbox) for s in original]

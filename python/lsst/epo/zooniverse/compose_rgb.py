@@ -110,6 +110,7 @@ class ComposeRgbConnections(PipelineTaskConnections, dimensions=("skymap", "trac
         dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
         minimum=0,
+        deferLoad=True,  # Read without the variance planes (runQuantum).
     )
     targets_patch = cT.Input(
         doc="Catalog rows of the patch, so that rows without stamps are reported too.",
@@ -343,9 +344,12 @@ class ComposeRgbTask(PipelineTask):
         # Docstring inherited.
         inputs = butlerQC.get(inputRefs)
         bands = [ref.dataId["band"] for ref in inputRefs.stamps]
+        # Pictures need the image and mask planes only: the variance
+        # planes (a third of the file) are skipped, not read.
+        stamps = [handle.get(parameters={"use_variance": False}) for handle in inputs["stamps"]]
         data_id = butlerQC.quantum.dataId
         outputs = self.run(
-            stamps=dict(zip(bands, inputs["stamps"])),
+            stamps=dict(zip(bands, stamps)),
             targets_patch=inputs["targets_patch"],
             skymap=data_id["skymap"],
             tract=data_id["tract"],

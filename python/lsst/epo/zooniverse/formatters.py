@@ -136,7 +136,8 @@ class StampsFormatter(FormatterV2):
     `lsst.meas.algorithms.Stamps` FITS layout, with astropy.
 
     Read parameters: ``indices`` (0-based stamp numbers) or ``object_ids``;
-    only the selected stamps' pixels are read.  Component ``index``: the
+    only the selected stamps' pixels are read.  ``use_variance=False``
+    skips the variance planes.  Component ``index``: the
     per-stamp metadata table, from the primary header alone.  Butler
     provenance is written as ``LSST BUTLER ...`` primary-header cards, as
     obs_base's FITS formatters do.
@@ -153,7 +154,15 @@ class StampsFormatter(FormatterV2):
         if component == "index":
             return read_stamps_index(path)
         parameters = self.file_descriptor.parameters or {}
-        return read_stamps(path, indices=parameters.get("indices"), object_ids=parameters.get("object_ids"))
+        use_variance = parameters.get("use_variance", True)
+        if not isinstance(use_variance, bool):
+            raise ValueError(f"Read parameter use_variance must be True or False, not {use_variance!r}.")
+        return read_stamps(
+            path,
+            indices=parameters.get("indices"),
+            object_ids=parameters.get("object_ids"),
+            use_variance=use_variance,
+        )
 
     def add_provenance(
         self, in_memory_dataset: Any, /, *, provenance: DatasetProvenance | None = None

@@ -1227,6 +1227,7 @@ def _read_stamps_astropy(
     indices: Sequence[int] | None,
     object_ids: Sequence[str] | None,
     name: str,
+    use_variance: bool = True,
 ) -> Stamps:
     """`read_stamps` with astropy alone (the reference reader)."""
     with _open(source) as hdul:
@@ -1234,7 +1235,8 @@ def _read_stamps_astropy(
         selected = _select(info, indices, object_ids, name)
         subset = indices is not None or object_ids is not None
         needed = {k + 1 for k in selected}
-        planes_per_stamp = 1 + int(info.has_mask) + int(info.has_variance)
+        with_variance = use_variance and info.has_variance
+        planes_per_stamp = 1 + int(info.has_mask) + int(with_variance)
         parts: dict[int, dict[str, Any]] = {}
         seen_numbers: set[int] = set()
         complete = 0
@@ -1260,7 +1262,7 @@ def _read_stamps_astropy(
             seen_numbers.add(number)
             if extname == "MASK" and mask_planes is None:
                 mask_planes = _mask_planes(_Header.from_astropy(header))
-            if number not in needed:
+            if number not in needed or (extname == "VARIANCE" and not with_variance):
                 continue
             group = parts.setdefault(number, {})
             group[extname] = _read_plane(hdu, extname)
@@ -1272,7 +1274,7 @@ def _read_stamps_astropy(
                 complete += 1
         if not subset and len(seen_numbers) != info.n_stamps:
             raise ValueError(f"{name}: found {len(seen_numbers)} stamps but N_STAMPS is {info.n_stamps}.")
-    return _assemble(info, selected, parts, mask_planes, name)
+    return _assemble(info, selected, parts, mask_planes, name, with_variance)
 
 
 def _assemble(
@@ -1281,6 +1283,7 @@ def _assemble(
     parts: dict[int, dict[str, Any]],
     mask_planes: dict[str, int] | None,
     name: str,
+    with_variance: bool,
 ) -> Stamps:
     stamps = []
     handed_out: set[int] = set()
@@ -1311,7 +1314,7 @@ def _assemble(
         metadata=info.metadata,
         mask_planes=mask_planes if mask_planes is not None else DEFAULT_MASK_PLANES,
         use_mask=info.has_mask,
-        use_variance=info.has_variance,
+        use_variance=with_variance,
     )
     result.provenance = info.provenance
     return result
@@ -1581,6 +1584,7 @@ def _read_stamps_fast(
     indices: Sequence[int] | None,
     object_ids: Sequence[str] | None,
     name: str,
+    use_variance: bool = True,
 ) -> Stamps:
     """Read as `_read_stamps_astropy` does; raise `_UnsupportedError` for
     what only that reader reads.
@@ -1590,7 +1594,8 @@ def _read_stamps_fast(
     selected = _select(info, indices, object_ids, name)
     subset = indices is not None or object_ids is not None
     needed = {k + 1 for k in selected}
-    planes_per_stamp = 1 + int(info.has_mask) + int(info.has_variance)
+    with_variance = use_variance and info.has_variance
+    planes_per_stamp = 1 + int(info.has_mask) + int(with_variance)
     parts: dict[int, dict[str, Any]] = {}
     seen_numbers: set[int] = set()
     complete = 0
@@ -1614,7 +1619,7 @@ def _read_stamps_fast(
         seen_numbers.add(number)
         if extname == "MASK" and mask_planes is None:
             mask_planes = _mask_planes(header)
-        if number not in needed:
+        if number not in needed or (extname == "VARIANCE" and not with_variance):
             stream.skip(_data_size(header))
             continue
         group = parts.setdefault(number, {})
@@ -1626,7 +1631,7 @@ def _read_stamps_fast(
             complete += 1
     if not subset and len(seen_numbers) != info.n_stamps:
         raise ValueError(f"{name}: found {len(seen_numbers)} stamps but N_STAMPS is {info.n_stamps}.")
-    return _assemble(info, selected, parts, mask_planes, name)
+    return _assemble(info, selected, parts, mask_planes, name, with_variance)
 
 
 def _read_primary(stream: _Stream) -> _Header:
@@ -1693,6 +1698,7 @@ def read_stamps(
     *,
     indices: Sequence[int] | None = None,
     object_ids: Sequence[str] | None = None,
+    use_variance: bool = True,
 ) -> Stamps:
     """Read stamps from a file in the `lsst.meas.algorithms.Stamps` layout.
 
@@ -1705,6 +1711,10 @@ def read_stamps(
     object_ids : `~collections.abc.Sequence` [`str`], optional
         Read only the stamps of these catalog object ids (in the order
         given).  Cannot be combined with ``indices``.
+    use_variance : `bool`, optional
+        If `False`, the variance planes are skipped, not read: the stamps
+        have no variance and ``use_variance`` is `False` (for readers that
+        only need the image and mask, such as composeRgb).
 
     Returns
     -------
@@ -1729,6 +1739,6 @@ def read_stamps(
     name = _name(source)
     return _fast_or_astropy(
         source,
-        lambda stream: _read_stamps_fast(stream, indices, object_ids, name),
-        lambda source: _read_stamps_astropy(source, indices, object_ids, name),
+        lambda stream: _read_stamps_fast(stream, indices, object_ids, name, use_variance),
+        lambda source: _read_stamps_astropy(source, indices, object_ids, name, use_variance),
     )
