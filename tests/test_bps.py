@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lsst.epo.zooniverse.butler_config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.target_sharding import shard_target_catalog
@@ -89,3 +91,37 @@ def test_bps_submit_with_parsl(tmp_path):
         where="skymap = 'zooniverse_demo' AND tract = 0",
         explain=False,
     )
+
+
+def _site_config(tmp_path, extra: str = ""):
+    """The shipped submit file's site, with ``extra`` lines in its site
+    section.
+    """
+    from lsst.ctrl.bps import BpsConfig
+
+    from lsst.epo.zooniverse.bps_site import QuickStartLocal
+
+    text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text()
+    assert text.count("\n    cores: 2\n") == 1
+    submit = tmp_path / "submit.yaml"
+    submit.write_text(text.replace("\n    cores: 2\n", f"\n    cores: 2\n{extra}"))
+    site = QuickStartLocal.from_config(BpsConfig(str(submit)))
+    assert type(site) is QuickStartLocal  # What the shipped file names.
+    return site
+
+
+def test_quick_start_site_sets_the_strategy_period(tmp_path):
+    import parsl.config
+
+    from lsst.epo.zooniverse.bps_site import DEFAULT_STRATEGY_PERIOD
+
+    config = _site_config(tmp_path).get_parsl_config()
+    assert isinstance(config, parsl.config.Config)
+    assert config.strategy_period == DEFAULT_STRATEGY_PERIOD < parsl.config.Config().strategy_period
+    # The rest is ctrl_bps_parsl's Local: one local executor with the cores.
+    (executor,) = config.executors
+    assert executor.label == "local" and executor.max_workers_per_node == 2
+    assert _site_config(tmp_path, "    strategyPeriod: 2\n").get_parsl_config().strategy_period == 2
+    for bad in ("0", "-1.5", "soon", ".nan"):
+        with pytest.raises(ValueError, match="strategyPeriod must be a positive number"):
+            _site_config(tmp_path, f"    strategyPeriod: {bad}\n").get_parsl_config()

@@ -315,7 +315,10 @@ def _picture(
             matrix @ np.array([0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5]) + offset,
         )
     if wcs is not None:
-        picture_wcs = _affine_wcs(wcs, matrix, offset)
+        if offset.any() or not np.array_equal(matrix, np.eye(2)):
+            picture_wcs = _affine_wcs(wcs, matrix, offset)
+        else:
+            picture_wcs = wcs  # The stamp's own pixel grid: its WCS as is.
     return np.ascontiguousarray(array[::-1]), picture_wcs
 
 
