@@ -37,7 +37,7 @@ Measured:
    ``-j 1`` and ``-j 2`` (objects to finished PNGs in ZIPs; execution wall
    time including every process start, and graph + execution);
 3. ``bps submit`` of the shipped file with ctrl_bps_parsl, ``cores: 1``
-   against ``cores: 2``, with the file's clustering (jobs of up to 4
+   against ``cores: 2``, with the file's clustering (jobs of up to 10
    patches) and without it (one job per quantum); "execution" is BPS's
    submit stage (parsl runs the workflow, final job included, inside it);
 4. the ceiling: Pillow encoding the same RGB arrays (decoded from the
@@ -446,7 +446,7 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
 
 def _jobs_label(patches_per_job: int | None) -> str:
     if patches_per_job is None:
-        return "jobs as the shipped file (up to 4 patches)"
+        return "jobs as the shipped file (up to 10 patches)"
     return "one job per patch" if patches_per_job == 1 else f"up to {patches_per_job} patches per job"
 
 
@@ -465,7 +465,7 @@ def main() -> None:
         "--patches-per-job",
         type=int,
         default=None,
-        help="with clustering, patches of a tract per BPS job (default: the shipped file's 4)",
+        help="with clustering, patches of a tract per BPS job (default: the shipped file's 10)",
     )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of failed jobs)")

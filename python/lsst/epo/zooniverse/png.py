@@ -192,11 +192,12 @@ DEFLATE_VARIABLE = "EPO_ZOONIVERSE_PNG_DEFLATE"
 """Environment variable choosing the PNG deflate library: ``zlib`` (the
 default) or ``isal``.
 
-Intel ISA-L's deflate (the ``isal`` package) is about 2.8 times faster than
-zlib at level 1 on 101x101 pictures, but its output is not reproducible
+Intel ISA-L's deflate (the ``isal`` package) is about 2.5 times faster than
+zlib's run-length deflate at level 1 on 101x101 pictures (files about as
+large), but its output is not reproducible
 byte for byte: a CI rerun of the pipeline once wrote one picture one byte
 shorter (identical pixels, identical filtered data), which breaks the data
-contract that a rerun gives identical ZIPs.  zlib costs about 0.1 ms more
+contract that a rerun gives identical ZIPs.  zlib costs about 0.2 ms more
 per picture (a few per cent of the pipeline) and keeps that contract;
 ``isal`` trades it for speed where reproducibility does not matter.
 """
