@@ -98,7 +98,6 @@ def _site_config(tmp_path, extra: str = ""):
     section.
     """
     from lsst.ctrl.bps import BpsConfig
-
     from lsst.epo.zooniverse.bps_site import QuickStartLocal
 
     text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text()

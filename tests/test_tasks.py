@@ -253,6 +253,60 @@ def test_compose_rgb_same_stretch_same_colours_across_patches():
     assert pixel[0] > pixel[1] > pixel[2]
 
 
+def test_compose_rgb_mixes_bands_as_documented():
+    """Each channel is the weighted mean of its bands after the background
+    is subtracted, with ``bad_mask_planes`` and non-finite pixels set to
+    zero; checked pixel for pixel through the linear stretch.
+    """
+    rng = np.random.default_rng(11)
+    size = 9
+    wcs = make_tan_wcs(10.0, 0.0, 0.2, size, size)  # north up, east left
+    ids = ["a", "b"]
+    stamps = {}
+    for band in "gri":
+        stamps[band] = Stamps(metadata={"BAND": band}, mask_planes={"BAD": 0, "SAT": 1, "NO_DATA": 8})
+        for k, object_id in enumerate(ids):
+            image = rng.uniform(0.0, 10.0, (size, size)).astype(np.float32)
+            mask = np.zeros((size, size), np.int32)
+            image[1, 2] = np.nan
+            image[2, 3] = np.inf
+            mask[3, 4] = 1 << 8  # NO_DATA: bad by default
+            mask[4, 5] = 1 << 1  # SAT: not a bad plane by default
+            stamps[band].append(
+                Stamp(image=image, mask=mask, object_id=object_id, ra=10.0, dec=0.0, coverage=1.0, wcs=wcs)
+            )
+    config = ComposeRgbConfig()
+    config.channels = {
+        "i": ChannelConfig(red=1.0, background=1.0),
+        "r": ChannelConfig(red=3.0, green=1.0, background=0.5),
+        "g": ChannelConfig(blue=2.0),
+    }
+    config.stretch.algorithm = "linear"
+    config.stretch.minimum = [0.0]
+    config.stretch.maximum = [12.0]
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
+    assert len(result.rgb) == 2
+
+    def plane(band, k):
+        stamp = stamps[band][k]
+        values = stamp.image.astype(np.float64) - config.channels[band].background
+        values[~np.isfinite(values) | ((stamp.mask & (1 << 8)) != 0)] = 0.0
+        return values
+
+    for k in range(2):
+        red = 0.25 * plane("i", k) + 0.75 * plane("r", k)
+        channels = [red, plane("r", k), plane("g", k)]
+        expected = np.stack(
+            [np.floor(255 * np.clip(c / 12.0, 0.0, 1.0) + 1e-9) for c in channels], axis=-1
+        ).astype(np.uint8)
+        picture = result.rgb.images[k][::-1]  # row 0 is the top: the picture is north up
+        assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
+        assert (picture[1, 2] == expected[1, 2]).all() and picture[3, 4, 2] == 0 and picture[2, 3, 1] == 0
+        assert picture[4, 5, 2] == expected[4, 5, 2] > 0  # SAT is kept
+
+
 @pytest.mark.parametrize("angle", [0, 90, 180, 270, 30])
 def test_compose_rgb_turns_pictures_north_up(angle):
     """A stamp grid rotated on the sky: the picture comes out north up and

@@ -30,6 +30,7 @@ __all__ = ("DEFAULT_STRATEGY_PERIOD", "QuickStartLocal")
 import math
 
 import parsl.config
+
 from lsst.ctrl.bps.parsl.configuration import get_bps_config_value
 from lsst.ctrl.bps.parsl.sites import Local
 

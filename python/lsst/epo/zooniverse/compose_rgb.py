@@ -412,8 +412,18 @@ class ComposeRgbTask(PipelineTask):
         images, wcs_list, index_rows = [], [], []
         frames: list[dict[str, np.ndarray]] = []
         orientation = None
-        for k, row in enumerate(targets_patch):
-            object_id = str(row["object_id"])
+        # Plain Python values, read once (astropy Row access is slow).
+        object_ids = [str(value) for value in targets_patch["object_id"]]
+        ras = np.asarray(targets_patch["ra"], dtype=float).tolist()
+        decs = np.asarray(targets_patch["dec"], dtype=float).tolist()
+        row_indices = np.asarray(targets_patch["row_index"]).tolist()
+        edge_distances = (
+            np.asarray(targets_patch["edge_distance"], dtype=float).tolist()
+            if "edge_distance" in targets_patch.colnames
+            else [math.nan] * n_rows
+        )
+        for k in range(n_rows):
+            object_id = object_ids[k]
             if not used:
                 status[k], detail[k] = "no_coadd", f"bands present: {sorted(stamps) or 'none'}"
                 continue
@@ -454,18 +464,16 @@ class ComposeRgbTask(PipelineTask):
             index_rows.append(
                 {
                     "object_id": object_id,
-                    "ra": float(row["ra"]),
-                    "dec": float(row["dec"]),
+                    "ra": ras[k],
+                    "dec": decs[k],
                     "skymap": skymap,
                     "tract": int(tract),
                     "patch": int(patch),
                     "bands": ",".join(used),
                     "coverage": coverage,
                     "stretch": stretch_text,
-                    "row_index": int(row["row_index"]),
-                    "edge_distance": float(row["edge_distance"])
-                    if "edge_distance" in row.colnames
-                    else math.nan,
+                    "row_index": int(row_indices[k]),
+                    "edge_distance": edge_distances[k],
                 }
             )
         columns = [
@@ -544,9 +552,11 @@ class ComposeRgbTask(PipelineTask):
         planes = []
         for stamp, band, bits in zip(band_stamps, used, bad_bits):
             image = stamp.image - np.float32(self.config.channels[band].background)
+            bad = ~np.isfinite(image)
             if stamp.mask is not None and bits:
-                image = np.where((stamp.mask & bits) != 0, np.float32(0), image)
-            planes.append(np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0))
+                bad |= (stamp.mask & bits) != 0
+            np.copyto(image, np.float32(0), where=bad)
+            planes.append(image)
         return planes
 
     def _band_frames(
@@ -597,11 +607,18 @@ class ComposeRgbTask(PipelineTask):
         """Weighted-mean channels of one object's planes (see `_planes`);
         a channel no band feeds is the mean of the others.
         """
-        stack = np.stack(planes)  # (n_bands, H, W)
+        stack = None
         channels: list[np.ndarray | None] = []
         for k in range(3):
             w = weights[:, k]
-            if w.sum() > 0:
+            fed = np.flatnonzero(w > 0)
+            if len(fed) == 1:
+                # One band feeds the channel (the usual mapping): its
+                # weighted mean is that plane.
+                channels.append(planes[int(fed[0])])
+            elif len(fed) > 1:
+                if stack is None:
+                    stack = np.stack(planes)  # (n_bands, H, W)
                 channels.append(np.tensordot((w / w.sum()).astype(np.float32), stack, axes=1))
             else:
                 channels.append(None)

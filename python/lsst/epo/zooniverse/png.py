@@ -218,7 +218,7 @@ def _deflate_function(level: int) -> tuple[Any, str]:
 
 
 def _deflate_rle(data: Any, level: int) -> bytes:
-    """zlib stream of ``data`` deflated with run-length matches only."""
+    """Deflate ``data`` into a zlib stream with run-length matches only."""
     deflater = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
     return deflater.compress(data) + deflater.flush()
 
