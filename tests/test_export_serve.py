@@ -26,7 +26,6 @@ import concurrent.futures
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from zooniverse_test_utils import run_in_fresh_process
 
 from lsst.epo.zooniverse.export.serve import PublicServer
 
@@ -302,21 +302,43 @@ def test_serve_forever_stop(public):
     assert not thread.is_alive()
 
 
-@pytest.mark.skipif(
-    threading.current_thread() is not threading.main_thread()
-    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
-    reason="needs the default SIGINT handler in the main thread",
-)
 def test_serve_forever_keyboard_interrupt(public):
-    server = PublicServer(str(public))
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    start = time.monotonic()
-    server.serve_forever()
-    timer.join()
-    assert time.monotonic() - start < 10
-    with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(server.url, timeout=5)
+    """Ctrl-C (SIGINT) stops ``serve_forever`` promptly and closes the
+    socket.  Run in a fresh process: pytest-xdist workers ignore SIGINT.
+    """
+    code = f"""
+        import os, signal, threading, time, urllib.error, urllib.request
+        from lsst.epo.zooniverse.export.serve import PublicServer
+
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        server = PublicServer({str(public)!r})
+        url = server.url
+        served = []
+
+        interrupted = []
+
+        def fetch_then_interrupt():
+            served.append(urllib.request.urlopen(url + "proj/batch-1/manifest.json", timeout=5).status)
+            interrupted.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        client = threading.Timer(0.2, fetch_then_interrupt)
+        client.start()
+        server.serve_forever()
+        returned = time.monotonic()
+        client.join()
+        print("served", served)
+        print("returned after", returned - interrupted[0])
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            print("still serving")
+        except urllib.error.URLError:
+            print("closed")
+    """
+    lines = run_in_fresh_process(code).splitlines()
+    assert lines[0] == "served [200]"
+    assert lines[1].startswith("returned after ") and float(lines[1].split()[-1]) < 10
+    assert lines[-1] == "closed"
 
 
 def test_ipv6(public):
