@@ -602,6 +602,13 @@ def test_browser_approve_and_publish(site, tmp_path):
             page.click(f"a.batch-link:text-is('{batch}')")
             page.wait_for_url(site.url + f"_review/batch/{batch}")
             page.wait_for_load_state("load")
+            # Thumbnails load lazily (the "load" event does not wait for
+            # them): bring them all into view, then wait until each has
+            # loaded or failed.
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            page.wait_for_function(
+                "() => Array.from(document.querySelectorAll('img.thumb, img.sheet')).every(i => i.complete)"
+            )
             widths = page.eval_on_selector_all(
                 "img.thumb, img.sheet", "imgs => imgs.map(i => [i.complete, i.naturalWidth])"
             )
