@@ -99,7 +99,9 @@ def run(method: str, images: int, datasets: int, workdir: str) -> dict[str, floa
             published = service.publish().published
             times["publish"] = time.perf_counter() - t0
             credentials = ZooniverseCredentials(
-                endpoint=zooniverse.url, client_id=zooniverse.client_id, client_secret=zooniverse.client_secret
+                endpoint=zooniverse.url,
+                client_id=zooniverse.client_id,
+                client_secret=zooniverse.client_secret,
             )
             publisher = SubjectSetPublisher(service, credentials, poll_interval=0.5, retry_delay=0.5)
             t0 = time.perf_counter()

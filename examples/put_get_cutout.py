@@ -33,10 +33,10 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.visualization import make_lupton_rgb
-from lsst.daf.butler import DatasetType
-from lsst.images import Box, Interval
 
+from lsst.daf.butler import DatasetType
 from lsst.epo.zooniverse import get_butler, make_cutout_image
+from lsst.images import Box, Interval
 
 repo, output_dir = sys.argv[1], Path(sys.argv[2])
 output_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,9 @@ rgb = make_lupton_rgb(planes["i"], planes["r"], planes["g"], stretch=1000, Q=8)
 picture = np.flipud(rgb)  # FITS row 0 is the bottom: flip so north is up.
 
 butler.registry.registerDatasetType(
-    DatasetType("zooniverse_cutout", ("skymap", "tract", "patch"), "ZooniverseCutout", universe=butler.dimensions)
+    DatasetType(
+        "zooniverse_cutout", ("skymap", "tract", "patch"), "ZooniverseCutout", universe=butler.dimensions
+    )
 )
 ref = butler.put(
     make_cutout_image(picture, metadata={"object_id": str(row["object_id"]), "bands": "i,r,g"}),

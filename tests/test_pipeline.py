@@ -173,7 +173,8 @@ def test_every_row_accounted_for(demo_run):
                 where
             )
         elif note == "edge":
-            # Partial stamps: pictured, too little coverage, or in the patch that lacks g.
+            # Partial stamps: pictured, too little coverage, or in the
+            # patch that lacks g.
             patches = dict(zip(table["row_index"], table["patches"]))[k]
             assert (
                 status[k] == "pictured"

@@ -404,7 +404,7 @@ def _fmt_value(value):
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        text = "%.15G" % value  # cfitsio ffpkyd, decim=-15
+        text = "%.15G" % value  # noqa: UP031 (cfitsio ffpkyd, decim=-15)
         if "." not in text and "E" not in text:
             text += "."
         return text

@@ -148,7 +148,8 @@ def test_extract_stamps_centres_pads_and_sizes(coadd):
     assert np.unravel_index(np.nanargmax(star_stamp.image), (21, 21)) == (10, 10)
     assert (star_stamp.x0, star_stamp.y0) == (1110, 2060)
     assert star_stamp.coverage == 1.0 and star_stamp.edge_distance == 10.0
-    # x 1000..1010 exist but 1000..1019 have no data; 995..999 are outside: 15 of 11 columns lack data.
+    # x 1000..1010 exist but 1000..1019 have no data; 995..999 are
+    # outside: 15 of 11 columns lack data.
     assert edge_stamp.coverage == 0.0
     assert np.isnan(edge_stamp.image).all() and (edge_stamp.mask & (1 << stamps.mask_planes["NO_DATA"])).all()
     # The stamp's own WCS maps the star onto the stamp's centre pixel.

@@ -28,7 +28,8 @@ There are three ways (see the README):
    configuration.
 2. An existing repository: put `CONFIG_DIR` on ``DAF_BUTLER_CONFIG_PATH``
    before a Butler is made (the EUPS table does this; pip users
-   ``export DAF_BUTLER_CONFIG_PATH=$(python -m lsst.epo.zooniverse.butler_config)``
+   ``export DAF_BUTLER_CONFIG_PATH=$(python -m
+   lsst.epo.zooniverse.butler_config)``
    or call `enable_butler_config` in a notebook).
 3. `get_butler` does 2 and checks the result.
 

@@ -265,7 +265,8 @@ def _affine_wcs(wcs: astropy.wcs.WCS, matrix: np.ndarray, offset: np.ndarray) ->
     """
     result = wcs.deepcopy()
     cd = wcs.pixel_scale_matrix @ matrix
-    # Original crpix (0-based) q0 = matrix @ p0 + offset  =>  p0 = inv(matrix) @ (q0 - offset).
+    # Original crpix (0-based) q0 = matrix @ p0 + offset, so
+    # p0 = inv(matrix) @ (q0 - offset).
     q0 = wcs.wcs.crpix - 1.0
     p0 = np.linalg.solve(matrix, q0 - offset)
     result.wcs.crpix = p0 + 1.0
@@ -295,7 +296,8 @@ def _picture(
         matrix = np.array([[-1.0, 0.0], [0.0, 1.0]])
         offset = np.array([width - 1.0, 0.0])
     for _ in range(quarter_turns):
-        # Counter-clockwise quarter turn of a y-up picture: new (u, v) = (h-1-y, x)... in y-up terms
+        # Counter-clockwise quarter turn of a y-up picture: new (u, v) =
+        # (h-1-y, x)... in y-up terms
         # the old pixel (x, y) goes to (H-1-y, x); so old = (v, H-1-u).
         h = array.shape[0]
         array = np.rot90(array, k=-1)  # rot90 on row-0-lowest arrays turns the other way
@@ -361,7 +363,7 @@ class ComposeRgbTask(PipelineTask):
         butlerQC.put(outputs, outputRefs)
 
     def _mixing(self, available: Sequence[str]) -> tuple[list[str], np.ndarray, list[str]]:
-        """Bands used, their (n_bands, 3) weights, and channels without data."""
+        """Bands used, their (n_bands, 3) weights, and empty channels."""
         used = sorted(b for b in available if b in self.config.channels)
         weights = np.array(
             [[getattr(self.config.channels[b], c) for c in CHANNELS] for b in used], dtype=np.float64
@@ -377,7 +379,7 @@ class ComposeRgbTask(PipelineTask):
 
         Parameters
         ----------
-        stamps : `~collections.abc.Mapping` [`str`, `~lsst.epo.zooniverse.stamps.Stamps`]
+        stamps : `~collections.abc.Mapping` [`str`, `Stamps`]
             Stamps of the patch by band (bands the config does not map are
             ignored).
         targets_patch : `astropy.table.Table`
@@ -391,7 +393,7 @@ class ComposeRgbTask(PipelineTask):
         -------
         result : `lsst.pipe.base.Struct`
             ``rgb``
-                The pictures (`~lsst.epo.zooniverse.rgb_collection.RgbCollection`),
+                The pictures (`RgbCollection`),
                 with their band frames if ``band_frames`` is set.
             ``rgb_report``
                 One row per catalog row (`astropy.table.Table`): ``row_index``,

@@ -50,8 +50,9 @@ def make_contact_sheet(
 
     Parameters
     ----------
-    items : `~collections.abc.Iterable` [`tuple` [`PIL.Image.Image` or `numpy.ndarray`, `str`]]
-        Pictures (RGB or grey) and their labels.
+    items : `~collections.abc.Iterable` [`tuple`]
+        ``(picture, label)`` pairs: a picture (RGB or grey
+        `PIL.Image.Image` or `numpy.ndarray`) and its `str` label.
     thumb_size : `int`, optional
         Thumbnail side in pixels (aspect ratio kept).
     columns : `int`, optional
@@ -114,7 +115,7 @@ def contact_sheet_from_collections(
 
     Parameters
     ----------
-    collections : `~collections.abc.Sequence` [`~lsst.epo.zooniverse.rgb_collection.RgbCollection`]
+    collections : `~collections.abc.Sequence` [`RgbCollection`]
         Collections, e.g. every ``zooniverse_rgb`` of a run.
     max_pictures : `int`, optional
         Most pictures shown (taken evenly across the collections' images).

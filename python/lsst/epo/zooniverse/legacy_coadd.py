@@ -158,7 +158,7 @@ def read_legacy_coadd(path: str | os.PathLike, *, bbox: Any = None, component: s
     box = to_pixel_box(bbox)
     try:
         layout = _layout(path)
-    except _NeedsGeneralReader:
+    except _NeedsGeneralReaderError:
         result = _read_box_with_sections(path, box)
     else:
         result = _read_box(path, box, layout)
@@ -305,7 +305,7 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
                 or header.get("BSCALE", 1) != 1
                 or header.get("BZERO", 0) != 0
             ):
-                raise _NeedsGeneralReader()
+                raise _NeedsGeneralReaderError()
             x0, y0 = _parent_origin(header)
             bitpix = header["BITPIX"]
             dtype = np.dtype({-32: ">f4", -64: ">f8", 32: ">i4", 16: ">i2", 64: ">i8"}[bitpix])
@@ -402,7 +402,7 @@ def legacy_mask_bits(mask: Mask) -> tuple[np.ndarray, dict[str, int]]:
     return bits, planes
 
 
-class _NeedsGeneralReader(Exception):
+class _NeedsGeneralReaderError(Exception):
     """The file is compressed or scaled; use the general reader."""
 
 

@@ -613,7 +613,8 @@ def _coerce(column: Any, kind: str, name: str) -> np.ndarray:
     values = np.asarray(column)
     try:
         if kind == "str":
-            # Bytes (e.g. string columns of FITS tables) are text, not "b'...'".
+            # Bytes (e.g. string columns of FITS tables) are text, not
+            # "b'...'".
             return np.array(
                 [
                     "" if v is None else v.decode("utf-8") if isinstance(v, bytes) else str(v)

@@ -169,7 +169,7 @@ class ShardCatalogTask(PipelineTask):
 
         Parameters
         ----------
-        targets : `list` [`astropy.table.Table` or `lsst.daf.butler.DeferredDatasetHandle`]
+        targets : `list` [`astropy.table.Table` or `DeferredDatasetHandle`]
             The overlapping target shards (tables or handles to them).
         sky_map : `~lsst.epo.zooniverse.skymap.SkyMapGeometry`
             The sky map.

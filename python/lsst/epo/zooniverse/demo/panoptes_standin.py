@@ -387,7 +387,8 @@ class PanoptesStandIn:
         return 200, {"workflows": [self._workflow(parts)]}
 
     def _post_workflows(self, parts, query, body) -> tuple[int, Any]:
-        # /workflows/:id/links/subject_sets (what workflow.links.subject_sets.add does)
+        # /workflows/:id/links/subject_sets (what
+        # workflow.links.subject_sets.add does)
         workflow = self._workflow(parts)
         if parts[1:] != ["links", "subject_sets"]:
             raise _errors(404, "Not found")

@@ -275,7 +275,7 @@ def _twomass_stars(n: int = 8) -> list[tuple[float, float, float]]:
 
 
 def _sample_rows(skymap: SkyMapGeometry, sources: list[DemoSource], twomass_stars) -> list[dict]:
-    """Make the sample catalog: real objects in every situation plus bad rows."""
+    """Make the sample catalog: objects in every situation, bad rows."""
     wrap = skymap.tract(TRACT_WRAP)
     wcs = wrap.wcs
     rows = []

@@ -212,7 +212,7 @@ def render_tract(
         x, y = wcs.wcs_world2pix([[source.ra, source.dec]], 0)[0]
         _add_source(model, source, float(x), float(y), band, scale_arcsec)
     sky_sigma = _SKY_SIGMA_NJY[band]
-    # Source noise: Poisson-like, with an effective gain of 0.05 counts per nJy.
+    # Source noise: Poisson-like, effective gain 0.05 counts per nJy.
     variance = sky_sigma**2 + np.maximum(model, 0.0) / 0.05
     rng = np.random.default_rng(seed)
     image = model + rng.normal(size=model.shape) * np.sqrt(variance)

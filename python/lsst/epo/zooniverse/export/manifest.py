@@ -375,9 +375,7 @@ def subject_row(
             # The service's own opaque names (batch b-<hex>, file s-<hex>)
             # are not the object's: an object named "b" is no leak there.
             checked = _OPAQUE_NAME.sub("", location)
-            if any(_contains_token(checked, s.strip()) for s in secrets) or _COORDINATE_LIKE.search(
-                checked
-            ):
+            if any(_contains_token(checked, s.strip()) for s in secrets) or _COORDINATE_LIKE.search(checked):
                 raise ManifestError(
                     f"{where}: anonymised project, but the public URL {location!r} holds the object id "
                     "or a coordinate; publish it under a name that does not."
