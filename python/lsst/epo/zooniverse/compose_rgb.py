@@ -624,6 +624,7 @@ class ComposeRgbTask(PipelineTask):
                 channels.append(np.tensordot((w / w.sum()).astype(np.float32), stack, axes=1))
             else:
                 channels.append(None)
-        filled = [c for c in channels if c is not None]
-        mean = np.mean(filled, axis=0).astype(np.float32)
+        if all(c is not None for c in channels):
+            return channels
+        mean = np.mean([c for c in channels if c is not None], axis=0).astype(np.float32)
         return [c if c is not None else mean for c in channels]

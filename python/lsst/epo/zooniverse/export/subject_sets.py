@@ -829,6 +829,14 @@ class SubjectSetPublisher:
         """The service's redactor (secrets are added to it)."""
         return self.service.redactor
 
+    def _api(self) -> _Api:
+        """Sign in to Zooniverse with this publisher's credentials (the
+        ``PANOPTES_*`` environment variables when it was given none).
+        """
+        if self.credentials is None:
+            self.credentials = ZooniverseCredentials.from_environment()
+        return _Api(self, self.credentials)
+
     # ------------------------------------------------------------------
     # Rows and state.
 
@@ -991,10 +999,8 @@ class SubjectSetPublisher:
             Raised if Zooniverse cannot be reached or refuses the request.
         """
         record = self.service.project(project)
-        if self.credentials is None:
-            self.credentials = ZooniverseCredentials.from_environment()
         zooniverse_project = int(record["zooniverse_project_id"])
-        with _Api(self, self.credentials) as api:
+        with self._api() as api:
             recorded: dict[int, int] = {}
             for row in self.recorded_subjects(project):
                 if row["endpoint"] == api.endpoint:
@@ -1044,9 +1050,7 @@ class SubjectSetPublisher:
         """
         record = self.service.project(project)
         actor = operator or getpass.getuser()
-        if self.credentials is None:
-            self.credentials = ZooniverseCredentials.from_environment()
-        with _Api(self, self.credentials) as api:
+        with self._api() as api:
             known = self._set_record(record["id"], api.endpoint, subject_set_name)
             if known is None:
                 raise SubjectSetError(
@@ -1274,9 +1278,7 @@ class SubjectSetPublisher:
         progress: Progress,
         output_directory: str | None,
     ) -> None:
-        if self.credentials is None:
-            self.credentials = ZooniverseCredentials.from_environment()
-        with _Api(self, self.credentials) as api:
+        with self._api() as api:
             self._sync_through(api, record, rows, summary, progress, output_directory)
 
     def _sync_through(
