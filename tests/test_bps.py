@@ -124,3 +124,76 @@ def test_quick_start_site_sets_the_strategy_period(tmp_path):
     for bad in ("0", "-1.5", "soon", ".nan"):
         with pytest.raises(ValueError, match="strategyPeriod must be a positive number"):
             _site_config(tmp_path, f"    strategyPeriod: {bad}\n").get_parsl_config()
+
+
+def _patches_per_job(cqgraph, label: str = "patches") -> dict[int, list[list[int]]]:
+    """For each tract, the sorted patch lists of the jobs of ``label``;
+    also checks that each patch's quanta are all in one job.
+    """
+    jobs: dict[int, list[list[int]]] = {}
+    job_of_patch: dict[tuple[int, int], str] = {}
+    for cluster in cqgraph.clusters():
+        if cluster.label != label:
+            continue
+        patches = set()
+        for node_id in cluster.qgraph_node_ids:
+            data_id = cqgraph.get_quantum_info(node_id)["data_id"]
+            key = (data_id["tract"], data_id["patch"])
+            assert job_of_patch.setdefault(key, cluster.name) == cluster.name, key
+            patches.add(data_id["patch"])
+        jobs.setdefault(cluster.tags["tract"], []).append(sorted(patches))
+    return {tract: sorted(lists, key=len, reverse=True) for tract, lists in jobs.items()}
+
+
+def test_balanced_clustering_deals_patches_out_evenly(tmp_path, monkeypatch):
+    from lsst.ctrl.bps import BpsConfig
+    from lsst.ctrl.bps.drivers import cluster_qgraph_driver
+    from lsst.ctrl.bps.quantum_clustering_funcs import dimension_clustering
+
+    demo = make_demo_repo(tmp_path / "repo")
+    shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
+    text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text()
+    assert "clusterAlgorithm: lsst.epo.zooniverse.bps_clustering.balanced_dimension_clustering\n" in text
+    submit = tmp_path / "submit.yaml"
+    submit.write_text(text.replace("partitionMaxSize: 10", "partitionMaxSize: 4"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("PWD", str(work))
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("DAF_BUTLER_CONFIG_PATH", str(CONFIG_DIR))
+    monkeypatch.setenv("EPO_ZOONIVERSE_DIR", str(ROOT))
+    config, cqgraph = cluster_qgraph_driver(
+        str(submit),
+        butler_config=demo.root,
+        input=f"{demo.collection},targets/sample",
+        output="u/test/clusters",
+        data_query="skymap = 'zooniverse_demo'",
+    )
+    # Tract 0 has 6 patches, tracts 1 and 2 one each: at most 4 patches per
+    # job means two jobs of 3 (ctrl_bps alone: 4 and 2), one job elsewhere.
+    assert _patches_per_job(cqgraph) == {0: [[0, 1, 2], [3, 4, 5]], 1: [[0]], 2: [[0]]}
+    assert config["cluster"]["patches"]["partitionMaxSize"] == 4  # Not changed.
+    assert "partitionMaxClusters" not in config["cluster"]["patches"]
+    # Every quantum is in exactly one job.
+    clustered = [node for cluster in cqgraph.clusters() for node in cluster.qgraph_node_ids]
+    assert len(clustered) == len(set(clustered)) == len(cqgraph.qxgraph)
+    # What the balancing changes: ctrl_bps's own function on the same graph.
+    stock = dimension_clustering(BpsConfig(config), cqgraph.qgraph, "stock")
+    assert {tract: [len(job) for job in jobs] for tract, jobs in _patches_per_job(stock).items()} == {
+        0: [4, 2],
+        1: [1],
+        2: [1],
+    }
+
+
+def test_balanced_partition_count():
+    from lsst.epo.zooniverse.bps_clustering import balanced_partition_count
+
+    assert [balanced_partition_count(n, 10) for n in (0, 1, 9, 10, 11, 36, 40, 41)] == [0, 1, 1, 1, 2, 4, 4, 5]
+    assert balanced_partition_count(7, 1) == 7
+    for bad in (0, -3, 2.5, "10", True, None):
+        with pytest.raises(ValueError, match="partitionMaxSize must be a positive integer"):
+            balanced_partition_count(5, bad)
+    with pytest.raises(ValueError, match="must not be negative"):
+        balanced_partition_count(-1, 4)
