@@ -109,7 +109,8 @@ def balanced_dimension_clustering(
 
     Use it in a submit file::
 
-        clusterAlgorithm: lsst.epo.zooniverse.bps_clustering.balanced_dimension_clustering
+        clusterAlgorithm: >-
+          lsst.epo.zooniverse.bps_clustering.balanced_dimension_clustering
         cluster:
           patches:
             pipetasks: shardCatalog,extractStamps,composeRgb
@@ -139,7 +140,8 @@ def balanced_dimension_clustering(
             del balanced[f".cluster.{label}.partitionMaxSize"]
             balanced[f".cluster.{label}.partitionMaxClusters"] = n_jobs * n_clusters
             _LOG.info(
-                "Cluster %s: %d %s values in jobs of at most %d: %d job(s) per %s value, %d to %d values each.",
+                "Cluster %s: %d %s values in jobs of at most %d: "
+                "%d job(s) per %s value, %d to %d values each.",
                 label,
                 n_values,
                 "+".join(partition_dims),
