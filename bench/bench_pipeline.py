@@ -38,7 +38,9 @@ Measured:
    time including every process start, and graph + execution);
 3. ``bps submit`` of the shipped file with ctrl_bps_parsl, ``cores: 1``
    against ``cores: 2``, with the file's clustering (jobs of up to 10
-   patches) and without it (one job per quantum); "execution" is BPS's
+   patches of equal size) and without it (one job per quantum); with
+   ``--compare-clustering`` also with ctrl_bps's own ``dimension_clustering``
+   (jobs filled to 10 patches one after the other); "execution" is BPS's
    submit stage (parsl runs the workflow, final job included, inside it);
 4. the ceiling: Pillow encoding the same RGB arrays (decoded from the
    pipeline's ZIPs) at the same compression level (zlib's default strategy,
@@ -49,6 +51,7 @@ Measured:
 
 Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
        [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
+       [--compare-clustering]
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SKYMAP = "bench_skymap"
 INPUTS = ("coadds", "targets", "skymaps")
+STOCK_CLUSTERING = "lsst.ctrl.bps.quantum_clustering_funcs.dimension_clustering"
 
 
 def build_repo(
@@ -230,10 +234,12 @@ def run_bps(
     workdir: Path,
     cluster: bool = True,
     patches_per_job: int | None = None,
+    cluster_algorithm: str | None = None,
 ) -> tuple[float, float]:
-    """``bps submit`` of the shipped file with ``cores`` parsl workers;
-    return the wall time of the whole command and of its submit stage (the
-    workflow's execution: parsl runs it inside ``bps submit``).
+    """``bps submit`` of the shipped file with ``cores`` parsl workers
+    (``cluster_algorithm``, if given, replaces the file's); return the wall
+    time of the whole command and of its submit stage (the workflow's
+    execution: parsl runs it inside ``bps submit``).
     """
     text = (
         (ROOT / "config" / "bps" / "zooniverse.yaml")
@@ -246,6 +252,11 @@ def run_bps(
     elif patches_per_job is not None:
         # Patches of a tract per job (the shipped file has 4).
         text, n = re.subn(r"partitionMaxSize: \d+", f"partitionMaxSize: {patches_per_job}", text)
+        assert n == 1
+    if cluster and cluster_algorithm is not None:
+        text, n = re.subn(
+            r"^clusterAlgorithm: .*$", f"clusterAlgorithm: {cluster_algorithm}", text, flags=re.M
+        )
         assert n == 1
     submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
     submit.write_text(text)
@@ -446,7 +457,7 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
 
 def _jobs_label(patches_per_job: int | None) -> str:
     if patches_per_job is None:
-        return "jobs as the shipped file (up to 10 patches)"
+        return "jobs as the shipped file (up to 10 patches, equal sizes)"
     return "one job per patch" if patches_per_job == 1 else f"up to {patches_per_job} patches per job"
 
 
@@ -466,6 +477,11 @@ def main() -> None:
         type=int,
         default=None,
         help="with clustering, patches of a tract per BPS job (default: the shipped file's 10)",
+    )
+    parser.add_argument(
+        "--compare-clustering",
+        action="store_true",
+        help="also run BPS with ctrl_bps's dimension_clustering (jobs filled one after the other)",
     )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of failed jobs)")
@@ -495,11 +511,17 @@ def main() -> None:
                 ("pipetask -j 2, graph + execution", count_pictures(repo, "out/j2")[0] / (graph2_s + exec2_s))
             )
             timings.append(f"pipetask: graph {graph2_s:.1f} s, -j 2 {exec2_s:.1f} s")
+        # (name, how jobs are made, clustering?, clusterAlgorithm override)
+        kinds = [("clustered", _jobs_label(args.patches_per_job), True, None)]
+        if args.compare_clustering:
+            kinds.append(("stock", "ctrl_bps dimension_clustering", True, STOCK_CLUSTERING))
+        if not args.bps_only:
+            kinds.append(("per_quantum", "one job per quantum", False, None))
         bps = {}
         if not args.skip_bps:
-            for cluster in (True, False) if not args.bps_only else (True,):
+            for kind, kind_label, cluster, algorithm in kinds:
                 for cores in (1, 2):
-                    name = f"out/bps_{'clustered' if cluster else 'per_quantum'}_{cores}"
+                    name = f"out/bps_{kind}_{cores}"
                     total, submit_s = run_bps(
                         repo,
                         name,
@@ -508,11 +530,11 @@ def main() -> None:
                         work,
                         cluster=cluster,
                         patches_per_job=args.patches_per_job,
+                        cluster_algorithm=algorithm,
                     )
-                    bps[cluster, cores] = (total, submit_s)
+                    bps[kind, cores] = (total, submit_s)
                     n = count_pictures(repo, name)[0]
-                    per_patch = _jobs_label(args.patches_per_job)
-                    label = f"bps parsl cores: {cores}, {per_patch if cluster else 'one job per quantum'}"
+                    label = f"bps parsl cores: {cores}, {kind_label}"
                     rows.append((label + ", execution", n / submit_s))
                     rows.append((label + ", whole submit", n / total))
                     timings.append(f"{label}: submit stage {submit_s:.1f} s of {total:.1f} s")
@@ -544,14 +566,12 @@ def main() -> None:
             )
         for name, rate in rows_floor:
             print(f"{name:62s} {rate:10.1f} {rate / baseline:11.2f} {rate / ceiling:10.3f}")
-        for cluster in (True, False):
-            if (cluster, 1) in bps:
-                per_patch = _jobs_label(args.patches_per_job)
-                kind = per_patch if cluster else "one job per quantum"
+        for kind, kind_label, _, _ in kinds:
+            if (kind, 1) in bps:
                 print(
-                    f"parsl scaling, 2 workers / 1 worker ({kind}): execution "
-                    f"{bps[cluster, 1][1] / bps[cluster, 2][1]:.2f}x, whole submit "
-                    f"{bps[cluster, 1][0] / bps[cluster, 2][0]:.2f}x"
+                    f"parsl scaling, 2 workers / 1 worker ({kind_label}): execution "
+                    f"{bps[kind, 1][1] / bps[kind, 2][1]:.2f}x, whole submit "
+                    f"{bps[kind, 1][0] / bps[kind, 2][0]:.2f}x"
                 )
     finally:
         if args.keep:
