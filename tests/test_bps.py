@@ -142,7 +142,8 @@ def _patches_per_job(cqgraph, label: str = "patches") -> dict[int, list[list[int
             assert job_of_patch.setdefault(key, cluster.name) == cluster.name, key
             patches.add(data_id["patch"])
         jobs.setdefault(cluster.tags["tract"], []).append(sorted(patches))
-    return {tract: sorted(lists, key=len, reverse=True) for tract, lists in jobs.items()}
+    # Larger jobs first, then by patch (the order of clusters is not fixed).
+    return {tract: sorted(lists, key=lambda job: (-len(job), job)) for tract, lists in jobs.items()}
 
 
 def test_balanced_clustering_deals_patches_out_evenly(tmp_path, monkeypatch):
