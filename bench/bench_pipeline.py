@@ -250,7 +250,7 @@ def run_bps(
         text = re.sub(r"^clusterAlgorithm:.*?\n\n", "\n", text, flags=re.S | re.M)
         assert "clusterAlgorithm" not in text
     elif patches_per_job is not None:
-        # Patches of a tract per job (the shipped file has 4).
+        # Patches of a tract per job (the shipped file has 10).
         text, n = re.subn(r"partitionMaxSize: \d+", f"partitionMaxSize: {patches_per_job}", text)
         assert n == 1
     if cluster and cluster_algorithm is not None:
@@ -386,7 +386,7 @@ def stamps_round_trip_rate(repo: str, output: str, workdir: Path) -> float:
         explain=False,
     )
     stamps = [butler.get(ref) for ref in refs]
-    n_pictures = butler.get(
+    index = butler.get(
         "zooniverse_rgb.index", refs[0].dataId.subset(("skymap", "tract", "patch")), collections=output
     )
     paths = [workdir / f"round_trip_{k}.fits" for k in range(len(stamps))]
@@ -397,7 +397,7 @@ def stamps_round_trip_rate(repo: str, output: str, workdir: Path) -> float:
             write_stamps(stamp_set, path)
         for path in paths:
             read_stamps(path, use_variance=False)
-        best = max(best, len(n_pictures) / (time.perf_counter() - start))
+        best = max(best, len(index) / (time.perf_counter() - start))
         for path in paths:
             path.unlink()
     return best

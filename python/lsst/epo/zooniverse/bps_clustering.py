@@ -123,10 +123,14 @@ def balanced_dimension_clustering(
         cluster_section = config["cluster"]
         for label in cluster_section:
             section = cluster_section[label]
-            if "partitionDimensions" not in section or "partitionMaxClusters" in section:
+            # Without partitionMaxSize, dimension_clustering says what is
+            # missing; partitionMaxClusters is already balanced.
+            if (
+                "partitionDimensions" not in section
+                or "partitionMaxClusters" in section
+                or "partitionMaxSize" not in section
+            ):
                 continue
-            if "partitionMaxSize" not in section:
-                continue  # dimension_clustering says what is missing.
             max_size = section["partitionMaxSize"]
             cluster_dims = _split_names(section.get("dimensions", ""))
             partition_dims = _split_names(section["partitionDimensions"])
@@ -135,8 +139,8 @@ def balanced_dimension_clustering(
                 continue
             n_clusters, n_values = counts
             n_jobs = balanced_partition_count(n_values, max_size)
-            if n_clusters == 0 or n_jobs == 0:
-                continue
+            if n_jobs == 0:
+                continue  # No quanta of these tasks (then n_clusters is 0 too).
             del balanced[f".cluster.{label}.partitionMaxSize"]
             balanced[f".cluster.{label}.partitionMaxClusters"] = n_jobs * n_clusters
             _LOG.info(
