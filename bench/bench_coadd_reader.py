@@ -37,9 +37,10 @@ import time
 
 import numpy as np
 
-from lsst.epo.zooniverse import get_butler, legacy_coadd
+from lsst.epo.zooniverse import get_butler
+from lsst.epo.zooniverse.butler import legacy_coadd
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.png import encode_png
+from lsst.epo.zooniverse.formats.png import encode_png
 from lsst.images import Box, Interval
 
 

@@ -78,7 +78,7 @@ def make_bench_repo(root: str, images: int, datasets: int, size: int) -> tuple[o
     from export_test_utils import ExportRepo
 
     from lsst.daf.butler import CollectionType
-    from lsst.epo.zooniverse.rgb_collection import RgbCollection
+    from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection
 
     repo = ExportRepo(root)
     per = images // datasets

@@ -86,16 +86,16 @@ def build_repo(
     from astropy.table import Table
 
     from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
-    from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
-    from lsst.epo.zooniverse.dataset_types import DEEP_COADD, register_dataset_types
-    from lsst.epo.zooniverse.dataset_types import SKYMAP as SKYMAP_SPEC
+    from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
+    from lsst.epo.zooniverse.butler.dataset_types import DEEP_COADD, register_dataset_types
+    from lsst.epo.zooniverse.butler.dataset_types import SKYMAP as SKYMAP_SPEC
+    from lsst.epo.zooniverse.butler.formatters import LegacyCoaddFormatter
+    from lsst.epo.zooniverse.butler.legacy_coadd import write_legacy_masked_image
+    from lsst.epo.zooniverse.butler.skymap_geometry import SkyMapGeometry, TractGeometry, make_tan_wcs
     from lsst.epo.zooniverse.demo.repo import COADD_MASK_PLANES, _register_instruments
     from lsst.epo.zooniverse.demo.scene import make_sources, render_tract
-    from lsst.epo.zooniverse.formatters import LegacyCoaddFormatter
-    from lsst.epo.zooniverse.legacy_coadd import write_legacy_masked_image
-    from lsst.epo.zooniverse.skymap import SkyMapGeometry, TractGeometry, make_tan_wcs
-    from lsst.epo.zooniverse.target_sharding import shard_target_catalog
-    from lsst.epo.zooniverse.wcs_metadata import wcs_to_header_string
+    from lsst.epo.zooniverse.formats.wcs_metadata import wcs_to_header_string
+    from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
     repo = str(root / "repo")
     make_butler_repo(repo)
@@ -166,7 +166,7 @@ def build_repo(
 
 
 def environment() -> dict[str, str]:
-    from lsst.epo.zooniverse.butler_config import CONFIG_DIR
+    from lsst.epo.zooniverse.butler.config import CONFIG_DIR
 
     return dict(
         os.environ,
@@ -289,7 +289,7 @@ def run_bps(
 
 
 def count_pictures(repo: str, output: str) -> tuple[int, list]:
-    from lsst.epo.zooniverse.butler_config import get_butler
+    from lsst.epo.zooniverse.butler.config import get_butler
 
     butler = get_butler(repo)
     refs = butler.query_datasets("zooniverse_rgb", collections=output, explain=False)
@@ -308,7 +308,7 @@ def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path,
 
     matplotlib.use("Agg")
 
-    from lsst.epo.zooniverse.butler_config import get_butler
+    from lsst.epo.zooniverse.butler.config import get_butler
 
     butler = get_butler(repo, collections=list(INPUTS))
     skymap = butler.get("zooniverse_skymap", skymap=SKYMAP)
@@ -375,8 +375,8 @@ def stamps_round_trip_rate(repo: str, output: str, workdir: Path) -> float:
     writer (image, mask, variance) and read back as composeRgb reads them
     (image and mask), nothing else.  Best of 3.
     """
-    from lsst.epo.zooniverse.butler_config import get_butler
-    from lsst.epo.zooniverse.stamps import read_stamps, write_stamps
+    from lsst.epo.zooniverse.butler.config import get_butler
+    from lsst.epo.zooniverse.formats.stamps import read_stamps, write_stamps
 
     butler = get_butler(repo)
     refs = butler.query_datasets(
@@ -409,7 +409,7 @@ def encode_ceilings(collections: list, compress_level: int = 1) -> dict[str, tup
     pipeline's run-length deflate, and this package's own writer with
     ISA-L and with zlib.
     """
-    import lsst.epo.zooniverse.png as png_module
+    import lsst.epo.zooniverse.formats.png as png_module
 
     arrays = [np.asarray(image) for collection in collections for image in collection.images]
 

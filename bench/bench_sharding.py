@@ -88,7 +88,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     start = time.perf_counter()
-    from lsst.epo.zooniverse.target_sharding import shard_target_catalog
+    from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
     repo, catalog, mode = sys.argv[1:4]
     if mode == "baseline":
         from lsst.epo.zooniverse import get_butler
@@ -137,7 +137,7 @@ def run_child(repo: str, catalog: str, mode: str = "shard") -> tuple[dict, float
 
 
 def make_repo(root: str) -> str:
-    from lsst.epo.zooniverse.butler_config import make_butler_repo
+    from lsst.epo.zooniverse.butler.config import make_butler_repo
 
     make_butler_repo(root)
     return root
@@ -150,8 +150,8 @@ def measure_strategies(
     file-and-ingest path of shard_target_catalog, same shards.
     """
     from lsst.epo.zooniverse import get_butler
-    from lsst.epo.zooniverse.dataset_types import TARGETS, register_dataset_types
-    from lsst.epo.zooniverse.target_sharding import htm_indices, shard_target_catalog
+    from lsst.epo.zooniverse.butler.dataset_types import TARGETS, register_dataset_types
+    from lsst.epo.zooniverse.pipeline.sharding import htm_indices, shard_target_catalog
 
     rng = np.random.default_rng(3)
     # Points in n_shards distinct trixels.

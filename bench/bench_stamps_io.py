@@ -48,12 +48,12 @@ import time
 
 import numpy as np
 
-from lsst.epo.zooniverse import rgb_collection, wcs_metadata
-from lsst.epo.zooniverse import stamps as stamps_module
-from lsst.epo.zooniverse.compose_rgb import _affine_wcs
-from lsst.epo.zooniverse.rgb_collection import RgbCollection, write_rgb_collection
-from lsst.epo.zooniverse.skymap import make_tan_wcs
-from lsst.epo.zooniverse.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, read_stamps, write_stamps
+from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
+from lsst.epo.zooniverse.formats import rgb_collection, wcs_metadata
+from lsst.epo.zooniverse.formats import stamps as stamps_module
+from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection, write_rgb_collection
+from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, read_stamps, write_stamps
+from lsst.epo.zooniverse.pipeline.compose_rgb import _affine_wcs
 
 
 def make_stamps(n: int, size: int, seed: int = 1) -> Stamps:

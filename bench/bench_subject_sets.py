@@ -64,7 +64,7 @@ def run(method: str, images: int, datasets: int, workdir: str) -> dict[str, floa
     from lsst.epo.zooniverse.export.serve import PublicServer
     from lsst.epo.zooniverse.export.service import ExportService
     from lsst.epo.zooniverse.export.service_config import ServiceConfig
-    from lsst.epo.zooniverse.export.subject_sets import SubjectSetPublisher, ZooniverseCredentials
+    from lsst.epo.zooniverse.zooniverse.subject_sets import SubjectSetPublisher, ZooniverseCredentials
 
     start = time.perf_counter()
     repo, sizes = make_bench_repo(os.path.join(workdir, "repo"), images, datasets, 101)

@@ -3,7 +3,7 @@
 # removed before mixing.  2MASS images are in DN, not nJy; the weights put
 # them on a scale where the default Lupton stretch shows them well.
 # Use: pipetask ... -C composeRgb:config/composeRgb_2mass.py
-from lsst.epo.zooniverse.compose_rgb import ChannelConfig
+from lsst.epo.zooniverse.pipeline.compose_rgb import ChannelConfig
 
 config.channels = {
     "K": ChannelConfig(red=1.0, background=530.0),

@@ -6,7 +6,7 @@
 # weights put DN on the scale of the nJy stretch, after removing each
 # band's sky pedestal.
 # Use: pipetask ... -C composeRgb:config/composeRgb_demo.py
-from lsst.epo.zooniverse.compose_rgb import ChannelConfig
+from lsst.epo.zooniverse.pipeline.compose_rgb import ChannelConfig
 
 config.channels["K"] = ChannelConfig(red=1.3, background=530.0)
 config.channels["H"] = ChannelConfig(green=1.3, background=500.0)

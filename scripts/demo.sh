@@ -27,7 +27,7 @@ output=$(realpath -m "${2:-$root/demo_output}")
 bash "$root/scripts/setup_env.sh"
 export PATH="$venv/bin:$PATH"
 export EPO_ZOONIVERSE_DIR="$root"
-export DAF_BUTLER_CONFIG_PATH="$("$venv/bin/python" -c 'from lsst.epo.zooniverse.butler_config import CONFIG_DIR; print(CONFIG_DIR)')"
+export DAF_BUTLER_CONFIG_PATH="$("$venv/bin/python" -c 'from lsst.epo.zooniverse.butler.config import CONFIG_DIR; print(CONFIG_DIR)')"
 
 butler make-zooniverse-demo-repo --overwrite "$repo"
 butler shard-zooniverse-catalog "$repo" "$repo/catalogs/sample_catalog.csv" \

@@ -41,12 +41,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from lsst.daf.butler import CollectionType, DatasetRef, DatasetType, FileDataset
-from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
-from lsst.epo.zooniverse.dataset_types import CUTOUT, register_dataset_types
+from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
+from lsst.epo.zooniverse.butler.dataset_types import CUTOUT, register_dataset_types
+from lsst.epo.zooniverse.butler.formatters import RgbCollectionFormatter
 from lsst.epo.zooniverse.demo.repo import make_demo_skymap
 from lsst.epo.zooniverse.export.state import DATASETS, IMAGE_FRAMES, IMAGES
-from lsst.epo.zooniverse.formatters import RgbCollectionFormatter
-from lsst.epo.zooniverse.rgb_collection import RgbCollection
+from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection
 
 SKYMAP = "demo_rings"
 
@@ -121,7 +121,7 @@ class ExportRepo:
 
     def put_cutout(self, run: str, image, metadata=None):
         """Put one `zooniverse_cutout` PNG."""
-        from lsst.epo.zooniverse.cutout import make_cutout_image
+        from lsst.epo.zooniverse.formats.cutout import make_cutout_image
 
         self.butler.registry.registerCollection(run, CollectionType.RUN)
         return self.butler.put(make_cutout_image(image, metadata), "zooniverse_cutout", run=run)

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from lsst.epo.zooniverse.butler_config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.target_sharding import shard_target_catalog
+from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -98,7 +98,7 @@ def _site_config(tmp_path, extra: str = ""):
     section.
     """
     from lsst.ctrl.bps import BpsConfig
-    from lsst.epo.zooniverse.bps_site import QuickStartLocal
+    from lsst.epo.zooniverse.pipeline.bps_site import QuickStartLocal
 
     text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text()
     assert text.count("\n    cores: 2\n") == 1
@@ -112,7 +112,7 @@ def _site_config(tmp_path, extra: str = ""):
 def test_quick_start_site_sets_the_strategy_period(tmp_path):
     import parsl.config
 
-    from lsst.epo.zooniverse.bps_site import DEFAULT_STRATEGY_PERIOD
+    from lsst.epo.zooniverse.pipeline.bps_site import DEFAULT_STRATEGY_PERIOD
 
     config = _site_config(tmp_path).get_parsl_config()
     assert isinstance(config, parsl.config.Config)
@@ -154,7 +154,10 @@ def test_balanced_clustering_deals_patches_out_evenly(tmp_path, monkeypatch):
     demo = make_demo_repo(tmp_path / "repo")
     shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
     text = (ROOT / "config" / "bps" / "zooniverse.yaml").read_text()
-    assert "clusterAlgorithm: lsst.epo.zooniverse.bps_clustering.balanced_dimension_clustering\n" in text
+    assert (
+        "clusterAlgorithm: lsst.epo.zooniverse.pipeline.bps_clustering.balanced_dimension_clustering\n"
+        in text
+    )
     submit = tmp_path / "submit.yaml"
     submit.write_text(text.replace("partitionMaxSize: 10", "partitionMaxSize: 4"))
     work = tmp_path / "work"
@@ -189,7 +192,7 @@ def test_balanced_clustering_deals_patches_out_evenly(tmp_path, monkeypatch):
 
 
 def test_balanced_partition_count():
-    from lsst.epo.zooniverse.bps_clustering import balanced_partition_count
+    from lsst.epo.zooniverse.pipeline.bps_clustering import balanced_partition_count
 
     counts = [balanced_partition_count(n, 10) for n in (0, 1, 9, 10, 11, 36, 40, 41)]
     assert counts == [0, 1, 1, 1, 2, 4, 4, 5]

@@ -35,7 +35,7 @@ import sys
 import textwrap
 
 from lsst.daf.butler import Butler
-from lsst.epo.zooniverse.butler_config import (
+from lsst.epo.zooniverse.butler.config import (
     CONFIG_DIR,
     CONFIG_PATH_VARIABLE,
     SEED_CONFIG,
@@ -76,8 +76,8 @@ ROUND_TRIP = """
     import numpy as np
     from lsst.daf.butler import Butler
     from lsst.epo.zooniverse import RgbCollection, Stamp, Stamps, make_cutout_image
-    from lsst.epo.zooniverse.butler_config import check_butler_config
-    from lsst.epo.zooniverse.dataset_types import DatasetTypeSpec, register_dataset_types
+    from lsst.epo.zooniverse.butler.config import check_butler_config
+    from lsst.epo.zooniverse.butler.dataset_types import DatasetTypeSpec, register_dataset_types
 
     report = {{"env": os.environ.get("DAF_BUTLER_CONFIG_PATH")}}
     butler = Butler.from_config({root!r}, writeable=True, run="run")
@@ -164,8 +164,8 @@ def test_plain_repo_with_config_path(tmp_path):
 PLAIN_REPO_ERRORS = """
     import json, os
     from lsst.daf.butler import Butler, DatasetType
-    from lsst.epo.zooniverse.butler_config import ButlerConfigError, check_butler_config, get_butler
-    from lsst.epo.zooniverse.dataset_types import CUTOUT, register_dataset_types
+    from lsst.epo.zooniverse.butler.config import ButlerConfigError, check_butler_config, get_butler
+    from lsst.epo.zooniverse.butler.dataset_types import CUTOUT, register_dataset_types
 
     def error_of(call):
         try:
@@ -234,7 +234,7 @@ def test_plain_repo_without_config_path(tmp_path):
 
 def test_module_prints_config_dir():
     result = subprocess.run(
-        [sys.executable, "-m", "lsst.epo.zooniverse.butler_config"],
+        [sys.executable, "-m", "lsst.epo.zooniverse.butler.config"],
         capture_output=True,
         text=True,
         env=_child_env(),

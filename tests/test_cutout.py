@@ -36,9 +36,9 @@ from zooniverse_test_utils import check_png_bytes, check_png_file, make_test_but
 
 from lsst.daf.butler import Butler, Config, DatasetType
 from lsst.epo.zooniverse import PngError, make_cutout_image
-from lsst.epo.zooniverse.butler_config import CONFIG_DIR, CONFIG_PATH_VARIABLE, SEED_CONFIG
-from lsst.epo.zooniverse.cutout import cutout_text_metadata
-from lsst.epo.zooniverse.png import (
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, CONFIG_PATH_VARIABLE, SEED_CONFIG
+from lsst.epo.zooniverse.formats.cutout import cutout_text_metadata
+from lsst.epo.zooniverse.formats.png import (
     DEFAULT_COMPRESS_LEVEL,
     PNG_SIGNATURE,
     decode_png,
@@ -301,7 +301,7 @@ def _make_repo_with_cutout_parameters(root, parameters):
         if (key, key) in config:
             config[key] = Config(config[key, key])
     config["datastore", "formatters", "ZooniverseCutout"] = {
-        "formatter": "lsst.epo.zooniverse.formatters.CutoutFormatter",
+        "formatter": "lsst.epo.zooniverse.butler.formatters.CutoutFormatter",
         "parameters": parameters,
     }
     Butler.makeRepo(root, config=config)
@@ -460,7 +460,7 @@ def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
     """The package's own PNG writer gives the pixels and text chunks that
     Pillow's encoder gives, valid to pngcheck, with ISA-L or zlib.
     """
-    import lsst.epo.zooniverse.png as png_module
+    import lsst.epo.zooniverse.formats.png as png_module
 
     if deflate == "default":
         monkeypatch.delenv(png_module.DEFLATE_VARIABLE, raising=False)

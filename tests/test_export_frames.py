@@ -41,7 +41,7 @@ from lsst.epo.zooniverse.demo.panoptes_standin import PanoptesStandIn
 from lsst.epo.zooniverse.export.manifest import validate_manifest
 from lsst.epo.zooniverse.export.service import ExportService
 from lsst.epo.zooniverse.export.service_config import ServiceConfig
-from lsst.epo.zooniverse.export.subject_sets import SubjectSetPublisher, ZooniverseCredentials
+from lsst.epo.zooniverse.zooniverse.subject_sets import SubjectSetPublisher, ZooniverseCredentials
 
 BANDS = ("g", "r", "i")
 
@@ -206,7 +206,7 @@ def test_frames_written_by_the_pipeline_formatter(tmp_path, service, metadata_po
     # The package's own writer (composeRgb's output through the Butler):
     # EPO accepts its frames as they are and publishes them in band order.
     from lsst.daf.butler import CollectionType
-    from lsst.epo.zooniverse.rgb_collection import RgbCollection
+    from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection
 
     rng = np.random.default_rng(7)
     pictures = [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(3)]

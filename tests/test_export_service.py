@@ -51,7 +51,7 @@ from lsst.epo.zooniverse.export.state import (
     open_state_database,
     schema_version,
 )
-from lsst.epo.zooniverse.png import read_png_text
+from lsst.epo.zooniverse.formats.png import read_png_text
 
 
 class RecordingNotifier(Notifier):
@@ -370,7 +370,7 @@ def test_wrong_storage_class_and_empty_datasets_are_rejected(tmp_path, repo, sta
     from astropy.table import Table
 
     from lsst.epo.zooniverse.export.policy import DataRightsPolicy
-    from lsst.epo.zooniverse.rgb_collection import RgbCollection
+    from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection
 
     repo.butler.registry.registerCollection("u/alice/zoo/tables", CollectionType.RUN)
     repo.butler.put(Table({"a": [1, 2]}), "pi_private_table", run="u/alice/zoo/tables")

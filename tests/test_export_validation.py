@@ -59,7 +59,7 @@ from lsst.epo.zooniverse.export.validation import (
     validate_png_file,
     validate_rgb_zip,
 )
-from lsst.epo.zooniverse.png import (
+from lsst.epo.zooniverse.formats.png import (
     PNG_SIGNATURE,
     PngError,
     decode_png,
@@ -67,7 +67,7 @@ from lsst.epo.zooniverse.png import (
     read_png_text,
     strip_png_text_chunks,
 )
-from lsst.epo.zooniverse.rgb_collection import RgbCollection, write_rgb_collection
+from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection, write_rgb_collection
 
 POLICY = DataRightsPolicy()
 RA = [150.123456 + k / 1000 for k in range(4)]

@@ -33,7 +33,7 @@ import lsst.epo.zooniverse
 
 def test_all_modules_import():
     names = [m.name for m in pkgutil.walk_packages(lsst.epo.zooniverse.__path__, "lsst.epo.zooniverse.")]
-    assert "lsst.epo.zooniverse.formatters" in names
+    assert "lsst.epo.zooniverse.butler.formatters" in names
     for name in names:
         importlib.import_module(name)
 

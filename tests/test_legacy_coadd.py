@@ -33,11 +33,11 @@ import numpy as np
 import pytest
 
 from lsst.daf.butler import Butler, ButlerConfig, DatasetRef, FileDataset
-from lsst.epo.zooniverse import legacy_coadd
-from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
-from lsst.epo.zooniverse.dataset_types import DEEP_COADD, register_dataset_types
-from lsst.epo.zooniverse.formatters import LegacyCoaddFormatter
-from lsst.epo.zooniverse.legacy_coadd import (
+from lsst.epo.zooniverse.butler import legacy_coadd
+from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
+from lsst.epo.zooniverse.butler.dataset_types import DEEP_COADD, register_dataset_types
+from lsst.epo.zooniverse.butler.formatters import LegacyCoaddFormatter
+from lsst.epo.zooniverse.butler.legacy_coadd import (
     _read_box_with_sections,
     read_legacy_coadd,
     to_pixel_box,
@@ -539,7 +539,9 @@ def test_butler_put_with_the_read_only_formatter_fails(full, coadd_repo):
     nothing behind.
     """
     config = ButlerConfig(coadd_repo)
-    config["datastore", "formatters", "deep_coadd"] = "lsst.epo.zooniverse.formatters.LegacyCoaddFormatter"
+    config["datastore", "formatters", "deep_coadd"] = (
+        "lsst.epo.zooniverse.butler.formatters.LegacyCoaddFormatter"
+    )
     butler = Butler.from_config(config, writeable=True, run="attempted_put")
     with pytest.raises(
         NotImplementedError, match="LegacyCoaddFormatter is read-only: ingest afw-layout coadd files"

@@ -19,7 +19,7 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The PI tools (`lsst.epo.zooniverse.pi_tools.EpoProject`) on a small
+"""The PI tools (`lsst.epo.zooniverse.pi.project.EpoProject`) on a small
 repository: registration, status, subjects, subject sets (the tutorial
 notebook runs the whole chain on the demo repository).
 """
@@ -34,8 +34,8 @@ from export_test_utils import ExportRepo
 from lsst.epo.zooniverse.demo.panoptes_standin import PanoptesStandIn
 from lsst.epo.zooniverse.export.serve import PublicServer
 from lsst.epo.zooniverse.export.service import ExportServiceError
-from lsst.epo.zooniverse.export.subject_sets import SubjectSetAuthError
-from lsst.epo.zooniverse.pi_tools import EpoProject
+from lsst.epo.zooniverse.pi.project import EpoProject
+from lsst.epo.zooniverse.zooniverse.subject_sets import SubjectSetAuthError
 
 REGISTRATION = {"owner": "alice", "collections": "u/alice/zoo/*", "zooniverse_project": 77}
 

@@ -42,10 +42,10 @@ import pytest
 from astropy.table import Table
 from PIL import Image
 
-from lsst.epo.zooniverse.accounting import account_targets
-from lsst.epo.zooniverse.butler_config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.target_sharding import shard_target_catalog
+from lsst.epo.zooniverse.pipeline.accounting import account_targets
+from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "ZooniverseCutouts.yaml"

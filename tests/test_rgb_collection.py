@@ -45,16 +45,16 @@ from astropy.wcs import WCS
 from PIL import Image
 from zooniverse_test_utils import check_png_bytes, png_chunks, run_in_fresh_process
 
-import lsst.epo.zooniverse.rgb_collection as rgb_module
+import lsst.epo.zooniverse.formats.rgb_collection as rgb_module
 from lsst.epo.zooniverse import __version__
-from lsst.epo.zooniverse.png import (
+from lsst.epo.zooniverse.formats.png import (
     DEFAULT_COMPRESS_LEVEL,
     PNG_SIGNATURE,
     XMP_KEYWORD,
     encode_png,
     read_png_text,
 )
-from lsst.epo.zooniverse.rgb_collection import (
+from lsst.epo.zooniverse.formats.rgb_collection import (
     INDEX_NAME,
     STANDARD_COLUMNS,
     RgbCollection,
@@ -954,7 +954,7 @@ def _family_wcs():
 
 
 def test_wcs_metadata_templates_match_astropy_and_pyavm():
-    from lsst.epo.zooniverse import wcs_metadata
+    from lsst.epo.zooniverse.formats import wcs_metadata
 
     rng = np.random.default_rng(9)
     crpix_values = [0.5, 1.0, -3.0, 1e-7, 12345.678901234567, -9.87654321e8, 1e15, 2.0 / 3.0]
@@ -1205,7 +1205,7 @@ def test_no_frames_keeps_todays_layout():
 
 
 def test_frame_entry_names_suffix_keeps_length():
-    from lsst.epo.zooniverse.rgb_collection import frame_entry_names
+    from lsst.epo.zooniverse.formats.rgb_collection import frame_entry_names
 
     stem = "y" * 100
     files = [f"{stem}.png", f"{stem[:83]}+abcdefghijklmnop.png"]

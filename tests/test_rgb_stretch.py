@@ -19,7 +19,7 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Tests of `lsst.epo.zooniverse.rgb_stretch`: agreement with astropy's
+"""Tests of `lsst.epo.zooniverse.pipeline.stretch`: agreement with astropy's
 Lupton and per-band stretches, non-finite pixels, global and per-image
 scaling, the perceptual mode, and `StretchConfig` validation and
 descriptions.
@@ -38,8 +38,8 @@ from astropy.visualization import (
     make_rgb,
 )
 
-from lsst.epo.zooniverse import rgb_stretch
-from lsst.epo.zooniverse.rgb_stretch import (
+from lsst.epo.zooniverse.pipeline import stretch as rgb_stretch
+from lsst.epo.zooniverse.pipeline.stretch import (
     StretchConfig,
     asinh_rgb,
     finite_or_zero,

@@ -42,8 +42,8 @@ import pytest
 from astropy.wcs import WCS, Sip
 from zooniverse_test_utils import check_fits_file, require_tool, run_in_fresh_process
 
-import lsst.epo.zooniverse.stamps as stamps_module
-from lsst.epo.zooniverse.stamps import (
+import lsst.epo.zooniverse.formats.stamps as stamps_module
+from lsst.epo.zooniverse.formats.stamps import (
     DEFAULT_MASK_PLANES,
     STAMPCLS,
     Stamp,

@@ -55,7 +55,7 @@ from lsst.epo.zooniverse.export.state import (
     open_state_database,
     schema_version,
 )
-from lsst.epo.zooniverse.export.subject_sets import (
+from lsst.epo.zooniverse.zooniverse.subject_sets import (
     EXTERNAL_ID_METADATA_KEY,
     CredentialsError,
     SubjectSetAuthError,

@@ -38,9 +38,9 @@ from zooniverse_test_utils import make_test_butler
 from lsst.daf.butler import Butler, MissingCollectionError
 from lsst.daf.butler.cli.butler import cli as butler_cli
 from lsst.daf.butler.formatters.parquet import astropy_to_arrow
-from lsst.epo.zooniverse import target_sharding
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.target_sharding import (
+from lsst.epo.zooniverse.pipeline import sharding as target_sharding
+from lsst.epo.zooniverse.pipeline.sharding import (
     CatalogError,
     htm_indices,
     shard_target_catalog,

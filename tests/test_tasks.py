@@ -35,19 +35,19 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from lsst.epo.zooniverse.compose_rgb import (
+from lsst.epo.zooniverse.butler.legacy_coadd import read_legacy_coadd, write_legacy_masked_image
+from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
+from lsst.epo.zooniverse.demo.repo import make_demo_skymap
+from lsst.epo.zooniverse.formats.rgb_collection import read_rgb_collection, write_rgb_collection
+from lsst.epo.zooniverse.formats.stamps import Stamp, Stamps
+from lsst.epo.zooniverse.pipeline.compose_rgb import (
     ChannelConfig,
     ComposeRgbConfig,
     ComposeRgbTask,
     orient_to_north_up,
 )
-from lsst.epo.zooniverse.demo.repo import make_demo_skymap
-from lsst.epo.zooniverse.extract_stamps import ExtractStampsConfig, ExtractStampsTask
-from lsst.epo.zooniverse.legacy_coadd import read_legacy_coadd, write_legacy_masked_image
-from lsst.epo.zooniverse.rgb_collection import read_rgb_collection, write_rgb_collection
-from lsst.epo.zooniverse.shard_catalog import ShardCatalogTask
-from lsst.epo.zooniverse.skymap import make_tan_wcs
-from lsst.epo.zooniverse.stamps import Stamp, Stamps
+from lsst.epo.zooniverse.pipeline.extract_stamps import ExtractStampsConfig, ExtractStampsTask
+from lsst.epo.zooniverse.pipeline.shard_catalog import ShardCatalogTask
 from lsst.pex.config import FieldValidationError
 from lsst.pipe.base import NoWorkFound
 

@@ -35,8 +35,8 @@ import textwrap
 import pytest
 
 from lsst.daf.butler import Butler, DatasetType
-from lsst.epo.zooniverse.butler_config import get_butler, make_butler_repo
-from lsst.epo.zooniverse.png import PNG_SIGNATURE
+from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
+from lsst.epo.zooniverse.formats.png import PNG_SIGNATURE
 
 TEST_DATASET_TYPES = {
     "zooniverse_cutout": "ZooniverseCutout",

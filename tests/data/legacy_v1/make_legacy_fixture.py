@@ -33,7 +33,6 @@ layouts.
 """
 
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -83,8 +82,13 @@ def main(work):
         ("extractStamps", ExtractStampsConfig()),
         ("composeRgb", ComposeRgbConfig()),
     ):
-        butler.registry.registerDatasetType(DatasetType(f"{label}_config", (), "Config", universe=butler.dimensions))
-    for name, storage_class in (("zooniverse_skymap_copy", "ZooniverseSkyMap"), ("stamps_g", "ZooniverseStamps")):
+        butler.registry.registerDatasetType(
+            DatasetType(f"{label}_config", (), "Config", universe=butler.dimensions)
+        )
+    for name, storage_class in (
+        ("zooniverse_skymap_copy", "ZooniverseSkyMap"),
+        ("stamps_g", "ZooniverseStamps"),
+    ):
         butler.registry.registerDatasetType(DatasetType(name, (), storage_class, universe=butler.dimensions))
     butler.registry.registerCollection(RUN, CollectionType.RUN)
     butler.put(ShardCatalogConfig(), "shardCatalog_config", run=RUN)
@@ -107,11 +111,11 @@ def main(work):
         ],
         metadata={"BAND": "g"},
     )
-    data_id = dict(skymap=skymap.name, tract=0, patch=0)
+    data_id = {"skymap": skymap.name, "tract": 0, "patch": 0}
     butler.put(stamps, "stamps_g", run=RUN)
     butler.put(rgb(3, 1, 0), "zooniverse_rgb", run=RUN, **data_id)
     butler.registry.registerCollection("u/alice/zoo/run2", CollectionType.RUN)
-    butler.put(rgb(2, 2, 10), "zooniverse_rgb", run="u/alice/zoo/run2", **dict(data_id, patch=1))
+    butler.put(rgb(2, 2, 10), "zooniverse_rgb", run="u/alice/zoo/run2", **{**data_id, "patch": 1})
     cutout = make_cutout_image(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8), {"object_id": "c1"})
     butler.put(cutout, "zooniverse_cutout", run=RUN)
 

@@ -111,7 +111,7 @@ def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
         from ..export.service import ExportServiceError
         from ..export.service_config import ServiceConfigError
         from ..export.state import StateDatabaseError
-        from ..export.subject_sets import SubjectSetError
+        from ..zooniverse.subject_sets import SubjectSetError
 
         redact = default_redactor().redact
         try:

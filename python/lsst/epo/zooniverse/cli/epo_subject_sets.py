@@ -24,7 +24,7 @@ project's published images to its Zooniverse project as a subject set,
 and list what was sent.
 
 Thin click wrappers around
-`lsst.epo.zooniverse.export.subject_sets.SubjectSetPublisher`; they are
+`lsst.epo.zooniverse.zooniverse.subject_sets.SubjectSetPublisher`; they are
 added to the ``zooniverse-epo`` group by `lsst.epo.zooniverse.cli.epo`.
 """
 
@@ -133,7 +133,7 @@ def subject_set(
     already in the set (by external id) are never sent again, so after an
     error just run the same command again.
     """
-    from ..export.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
+    from ..zooniverse.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
 
     service = _service(ctx)
     try:
@@ -208,7 +208,7 @@ def link_workflow(
     project, so that volunteers classify its subjects (nothing happens if
     it is linked already).
     """
-    from ..export.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
+    from ..zooniverse.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
 
     try:
         publisher = SubjectSetPublisher(_service(ctx), ZooniverseCredentials.load(credentials_file))
@@ -232,7 +232,7 @@ def subjects(ctx: click.Context, project: str, subject_set_name: str | None, as_
     recorded in the state database): set, external id, Zooniverse subject
     id, image URL.
     """
-    from ..export.subject_sets import SubjectSetPublisher
+    from ..zooniverse.subject_sets import SubjectSetPublisher
 
     rows = SubjectSetPublisher(_service(ctx)).recorded_subjects(project, subject_set_name)
     if as_json:

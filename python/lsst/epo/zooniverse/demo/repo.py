@@ -54,11 +54,11 @@ import astropy.io.fits as fits
 import astropy.wcs
 import numpy as np
 
-from ..butler_config import get_butler, make_butler_repo
-from ..dataset_types import DEEP_COADD, SKYMAP, register_dataset_types
-from ..legacy_coadd import write_legacy_masked_image
-from ..skymap import Box2, SkyMapGeometry, TractGeometry, make_tan_wcs
-from ..wcs_metadata import wcs_to_header_string
+from ..butler.config import get_butler, make_butler_repo
+from ..butler.dataset_types import DEEP_COADD, SKYMAP, register_dataset_types
+from ..butler.legacy_coadd import write_legacy_masked_image
+from ..butler.skymap_geometry import Box2, SkyMapGeometry, TractGeometry, make_tan_wcs
+from ..formats.wcs_metadata import wcs_to_header_string
 from .scene import DEMO_BANDS, SATURATION_NJY, DemoSource, make_sources, render_tract
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.demo")
@@ -75,7 +75,7 @@ SKYMAP_RUN = "demo/skymaps"
 SYNTHETIC_INSTRUMENT = "ZooniverseDemo"
 TWOMASS_INSTRUMENT = "TwoMass"
 TWOMASS_BANDS = {"J": "gc_2mass_j.fits", "H": "gc_2mass_h.fits", "K": "gc_2mass_k.fits"}
-TWOMASS_DIR = Path(__file__).parent.parent / "data" / "2mass_galactic_center"
+TWOMASS_DIR = Path(__file__).parent / "data" / "2mass_galactic_center"
 TWOMASS_SATURATION = 2999.0
 
 TRACT_WRAP = 0
@@ -378,7 +378,7 @@ def make_demo_repo(
     """
     from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
 
-    from ..formatters import LegacyCoaddFormatter
+    from ..butler.formatters import LegacyCoaddFormatter
 
     say = progress or _LOG.info
     root = Path(root)

@@ -42,8 +42,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from ..png import _check_text_key
-from ..rgb_collection import METADATA_POLICIES
+from ..formats.png import check_text_key
+from ..formats.rgb_collection import METADATA_POLICIES
 
 SAFE_OWNER = re.compile(r"[A-Za-z0-9_.-]+")
 """What an owner name (the ``{owner}`` of a collection pattern) may hold;
@@ -115,7 +115,7 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     elif key == "anonymised_text_keys":
         for text_key in values:
             try:
-                _check_text_key(text_key)
+                check_text_key(text_key)
             except ValueError as err:
                 raise PolicyError(f"{source}: {key}: {err}") from None
     return values

@@ -713,7 +713,7 @@ now with this button; the approved batches' images then appear at their public U
     def _contact_sheet(self, batch: str) -> ReviewResponse:
         from PIL import Image
 
-        from ..contact_sheet import make_contact_sheet
+        from ..formats.contact_sheet import make_contact_sheet
 
         record = self._batch(batch)
         files = [(i, p) for i in record["images"] if (p := self._quarantined_file(i)) is not None]

@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 import dataclasses
-import datetime
 import getpass
 import hashlib
 import json
@@ -64,16 +63,18 @@ import shutil
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from lsst.resources import ResourcePath
 
+from ..timestamps import utc_now_iso
 from .faults import fault_point
 from .manifest import SubjectRow, anonymous_subject_id
 from .notify import Notification, NotificationError, Notifier, notifier_from_config
 from .policy import METADATA_POLICIES, DataRightsPolicy
+from .progress import NoProgress, Progress
 from .publication import PublicLocation
 from .redaction import Redactor, default_redactor
 from .service_config import ServiceConfig
@@ -85,8 +86,8 @@ from .state import (
     IMAGES,
     PROJECTS,
     insert_ignoring_duplicates,
-    open_state_database,
 )
+from .store import StateStore
 from .validation import validate_png_file, validate_rgb_zip
 
 _LOG = logging.getLogger(__name__)
@@ -120,30 +121,6 @@ def _batch_state(image_states: set[str], current: str) -> str:
         # Done: its objects are public (through this or another batch).
         return "published"
     return "rejected" if image_states else current
-
-
-class Progress(Protocol):
-    """What long operations report their progress to."""
-
-    def start(self, label: str, total: int) -> None:
-        """Begin a phase of ``total`` units."""
-
-    def advance(self, n: int = 1) -> None:
-        """Count ``n`` more units as done."""
-
-    def finish(self) -> None:
-        """End the phase."""
-
-
-class _NoProgress:
-    def start(self, label: str, total: int) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 @dataclasses.dataclass
@@ -187,10 +164,6 @@ class PublishSummary:
     superseded: int = 0
     """Approved images not published: a better picture of the same object
     is (or already was)."""
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def _sha256_file(path: str) -> str:
@@ -270,7 +243,8 @@ class ExportService:
         self.redactor = redactor or default_redactor()
         if config.database_url.password:
             self.redactor.add(str(config.database_url.password))
-        self.engine = open_state_database(config.database_url)
+        self.store = StateStore(config.database_url, self.redactor)
+        self.engine = self.store.engine
         self.public = PublicLocation(config.public_root, config.public_url)
         self.notifier = notifier or notifier_from_config(list(config.notify))
         # Private: quarantined images must not be readable by other users.
@@ -280,9 +254,7 @@ class ExportService:
         self._butlers: dict[str, Any] = {}
 
     def _reading(self) -> sa.Connection:
-        # A connection for reads only: on SQLite its transactions do not
-        # take the write lock (see state.open_state_database).
-        return self.engine.connect().execution_options(epo_read_only=True)
+        return self.store.reading()
 
     @property
     def policy(self) -> DataRightsPolicy:
@@ -291,7 +263,7 @@ class ExportService:
 
     def close(self) -> None:
         """Release the database connections."""
-        self.engine.dispose()
+        self.store.dispose()
 
     def __enter__(self) -> ExportService:
         return self
@@ -302,60 +274,11 @@ class ExportService:
     # ------------------------------------------------------------------
     # Audit and notification helpers.
 
-    def _audit(
-        self,
-        connection: sa.Connection,
-        actor: str,
-        action: str,
-        *,
-        project: str | None = None,
-        batch: str | None = None,
-        entry: str | None = None,
-        from_state: str | None = None,
-        to_state: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self._audit_many(
-            connection,
-            [
-                {
-                    "actor": actor,
-                    "action": action,
-                    "project": project,
-                    "batch": batch,
-                    "entry": entry,
-                    "from_state": from_state,
-                    "to_state": to_state,
-                    "detail": detail,
-                }
-            ],
-        )
+    def _audit(self, connection: sa.Connection, actor: str, action: str, **fields: Any) -> None:
+        self.store.audit(connection, actor, action, **fields)
 
     def _audit_many(self, connection: sa.Connection, records: Sequence[Mapping[str, Any]]) -> None:
-        if not records:
-            return
-        at = _now()
-        rows = []
-        for record in records:
-            row = {
-                key: record.get(key)
-                for key in (
-                    "actor",
-                    "action",
-                    "project",
-                    "batch",
-                    "entry",
-                    "from_state",
-                    "to_state",
-                    "detail",
-                )
-            }
-            row["at"] = at
-            row["actor"] = self.redactor.redact(row["actor"])
-            if row["detail"] is not None:
-                row["detail"] = self.redactor.redact(row["detail"])
-            rows.append(row)
-        connection.execute(AUDIT_LOG.insert(), rows)
+        self.store.audit_many(connection, records)
 
     def _notify(
         self, project: Mapping[str, Any], event: str, batch: str | None, summary: str, **details: Any
@@ -476,7 +399,7 @@ class ExportService:
             "collections": collections,
             "dataset_types": json.dumps(list(dataset_types)),
             "metadata_policy": metadata_policy,
-            "registered_at": _now(),
+            "registered_at": utc_now_iso(),
             "registered_by": actor,
         }
         try:
@@ -558,7 +481,7 @@ class ExportService:
 
     def _butler(self, repo: str) -> Any:
         if repo not in self._butlers:
-            from ..butler_config import get_butler
+            from ..butler.config import get_butler
 
             self._butlers[repo] = get_butler(repo, writeable=False)
         return self._butlers[repo]
@@ -578,7 +501,7 @@ class ExportService:
         summary : `PollSummary`
             What was done.
         """
-        progress = progress or _NoProgress()
+        progress = progress or NoProgress()
         summary = PollSummary()
         for record in self._selected_projects(project):
             try:
@@ -659,7 +582,7 @@ class ExportService:
                     continue
                 data_id = dict(ref.dataId.required.items())
                 uuid = str(ref.id)
-                now = _now()
+                now = utc_now_iso()
                 new_rows.append(
                     {
                         "project_id": project["id"],
@@ -770,7 +693,7 @@ class ExportService:
         result = connection.execute(
             DATASETS.update()
             .where(DATASETS.c.id == dataset_id, DATASETS.c.claimed_by == self.worker)
-            .values(updated_at=_now(), **values)
+            .values(updated_at=utc_now_iso(), **values)
         )
         if result.rowcount != 1:
             raise _ClaimLostError(f"Dataset {dataset_id}: another worker took over the claim.")
@@ -990,7 +913,7 @@ class ExportService:
             findings_text.extend(str(f) for f in result.artifact_findings)
         accepted = list(result.accepted) if result is not None and result.ok else []
         rejected = list(result.rejected) if result is not None else []
-        now = _now()
+        now = utc_now_iso()
         image_rows = [
             {
                 "dataset_id": dataset["id"],
@@ -1329,7 +1252,7 @@ class ExportService:
             if entries and not targets:
                 raise ExportServiceError(f"None of those images of {batch} can be {action}.")
             new_state = "approved" if approve else "rejected"
-            now = _now()
+            now = utc_now_iso()
             if targets:
                 ids = [i["id"] for i in targets]
                 for start in range(0, len(ids), 500):
@@ -1415,7 +1338,7 @@ class ExportService:
         summary : `PublishSummary`
             What was done.
         """
-        progress = progress or _NoProgress()
+        progress = progress or NoProgress()
         summary = PublishSummary()
         for record in self._selected_projects(project):
             summary.superseded += self._choose_one_image_per_object(record)
@@ -1516,7 +1439,7 @@ class ExportService:
                 for c in live:
                     if c.id != chosen.id and c.state in ("approved", "superseded"):
                         supersede.append((c, chosen))
-            now = _now()
+            now = utc_now_iso()
             if revive:
                 connection.execute(
                     IMAGES.update().where(IMAGES.c.id.in_(revive)).values(state="approved", updated_at=now)
@@ -1605,7 +1528,7 @@ class ExportService:
             connection.execute(
                 IMAGES.update()
                 .where(IMAGES.c.dataset_id == dataset["id"], IMAGES.c.state == "approved")
-                .values(state="publishing", updated_at=_now())
+                .values(state="publishing", updated_at=utc_now_iso())
             )
             images = [
                 dict(r)
@@ -1653,7 +1576,7 @@ class ExportService:
                 url = self.public.write(key, data)
                 fault_point("publish.written")
                 done.append((image, url, True))
-            now = _now()
+            now = utc_now_iso()
             with self.engine.begin() as connection:
                 self._update_claimed(
                     connection, dataset["id"], claim_expires=time.time() + self.config.claim_seconds
@@ -1874,7 +1797,7 @@ class ExportService:
             Raised if the collection is not the owner's, or holds no
             sharding output.
         """
-        from ..accounting import account_targets
+        from ..pipeline.accounting import account_targets
 
         record = self.project(project)
         if not self.policy.allows_collection(collection, record["owner"]):
@@ -2114,7 +2037,7 @@ def _cutout_object_id(path: str, data_id: Mapping[str, Any], dataset_uuid: str) 
     """Name of a single cutout: its ``object_id`` text chunk, else its
     data ID values, else the dataset UUID.
     """
-    from ..png import PngError, read_png_text
+    from ..formats.png import PngError, read_png_text
 
     try:
         with open(path, "rb") as stream:

@@ -80,12 +80,13 @@ __all__ = [
     "schema_version",
 ]
 
-import datetime
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+
+from ..timestamps import utc_now_iso
 
 _LOG = logging.getLogger(__name__)
 
@@ -270,10 +271,6 @@ class StateDatabaseError(RuntimeError):
     """The state database cannot be opened or is newer than this code."""
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
-
-
 def _migration_1(connection: sa.Connection) -> None:
     for table in (PROJECTS, DATASETS, IMAGES, AUDIT_LOG):
         table.create(connection)
@@ -453,7 +450,7 @@ def open_state_database(
                         migrate(connection)
                         connection.execute(
                             MIGRATIONS_TABLE.insert().values(
-                                version=version, description=description, applied_at=_now()
+                                version=version, description=description, applied_at=utc_now_iso()
                             )
                         )
                 connection.commit()

@@ -22,7 +22,8 @@
 """Validation of exported artifacts against a `DataRightsPolicy`.
 
 An artifact is a `zooniverse_rgb` ZIP (``index.csv`` plus PNGs, see
-`lsst.epo.zooniverse.rgb_collection`) or a single `zooniverse_cutout` PNG.
+`lsst.epo.zooniverse.formats.rgb_collection`) or a
+single `zooniverse_cutout` PNG.
 Everything is treated as hostile: the ZIP's central directory is checked
 before any entry is read (names, links, encryption, declared sizes and
 compression ratios, overlaps), entries are then inflated one at a time
@@ -67,13 +68,21 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
-from ..png import PNG_SIGNATURE, PngError, _iter_chunks, decode_png, read_png_text, strip_png_text_chunks
-from ..rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME, normalize_metadata_policy
+from ..formats.png import (
+    PNG_SIGNATURE,
+    PngError,
+    decode_png,
+    iter_chunks,
+    read_png_text,
+    strip_png_text_chunks,
+)
+from ..formats.rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME, normalize_metadata_policy
 from .policy import DataRightsPolicy
 
 ENTRY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~-]{0,127}")
 """What a ZIP entry name (and a published file name) may be: what
-`~lsst.epo.zooniverse.rgb_collection.sanitize_entry_names` writes (``~`` is
+`~lsst.epo.zooniverse.formats.rgb_collection.sanitize_entry_names`
+writes (``~`` is
 its de-duplication suffix, ``_`` may lead); it must also be ``index.csv``
 or end in ``.png``.
 """
@@ -247,7 +256,7 @@ class AcceptedImage:
 
     stripped: tuple[str, ...]
     """Chunks the metadata policy removed, as described by
-    `~lsst.epo.zooniverse.png.strip_png_text_chunks` (`tuple` [`str`]).
+    `~lsst.epo.zooniverse.formats.png.strip_png_text_chunks` (`tuple` [`str`]).
     """
 
     index_row: dict[str, str]
@@ -693,7 +702,7 @@ class _Validator:
         # Whole chunk structure: lengths, CRCs, IEND, nothing after it.
         end = len(PNG_SIGNATURE)
         try:
-            for _, payload in _iter_chunks(data, shown):
+            for _, payload in iter_chunks(data, shown):
                 end += 12 + len(payload)
         except PngError as err:
             raise reject("png.corrupt", _without_name(err, shown)) from None

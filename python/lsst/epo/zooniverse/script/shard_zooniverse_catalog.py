@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import click
 
-from ..butler_config import ButlerConfigError
-from ..target_sharding import CatalogError, ShardingSummary, shard_target_catalog
+from ..butler.config import ButlerConfigError
+from ..pipeline.sharding import CatalogError, ShardingSummary, shard_target_catalog
 
 
 def shard_zooniverse_catalog(
@@ -76,7 +76,7 @@ def shard_zooniverse_catalog(
 
     Returns
     -------
-    summary : `lsst.epo.zooniverse.target_sharding.ShardingSummary`
+    summary : `lsst.epo.zooniverse.pipeline.sharding.ShardingSummary`
         What was done.
 
     Raises

@@ -26,10 +26,10 @@ import os
 
 import click
 
-from ..accounting import account_targets, summarize_accounting
-from ..butler_config import get_butler
-from ..contact_sheet import contact_sheet_from_collections
-from ..dataset_types import RGB
+from ..butler.config import get_butler
+from ..butler.dataset_types import RGB
+from ..formats.contact_sheet import contact_sheet_from_collections
+from ..pipeline.accounting import account_targets, summarize_accounting
 
 
 def summarize_zooniverse_run(

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "WCS_TEXT_KEY",
+    "CrpixTemplates",
     "pixel_to_picture",
     "wcs_from_header_string",
     "wcs_to_header_string",
@@ -80,7 +81,7 @@ def _find_card(raw: str, prefix: str) -> int:
     return start if later < 0 else -1
 
 
-class _CrpixTemplates:
+class CrpixTemplates:
     """Card images of ``wcs.to_header(relax)``, post-processed by
     ``finish``, made by astropy once per family of WCS that differ only in
     their reference pixel.
@@ -165,7 +166,7 @@ def _text_cards(header: fits.Header) -> list[str]:
     return [str(card) for card in header.cards]
 
 
-_TEXT_TEMPLATES = _CrpixTemplates(_TEXT_RELAX, _text_cards)
+_TEXT_TEMPLATES = CrpixTemplates(_TEXT_RELAX, _text_cards)
 
 
 def wcs_to_header_string(wcs: astropy.wcs.WCS) -> str:
@@ -188,7 +189,7 @@ def wcs_to_header_string(wcs: astropy.wcs.WCS) -> str:
     -----
     The text is what ``wcs.to_header`` with all informal extensions, SIP
     and 17 digits gives, less the date keywords.  astropy makes it once per
-    family of WCS that differ only in CRPIX (`_CrpixTemplates`); the others
+    family of WCS that differ only in CRPIX (`CrpixTemplates`); the others
     reuse it with their own CRPIX cards.
     """
     return "".join(_TEXT_TEMPLATES.cards(wcs))

@@ -42,7 +42,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from .butler_config import check_butler_config
+from .config import check_butler_config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,209 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""The ``shardCatalog`` task: the catalog rows that fall in one patch."""
+
+from __future__ import annotations
+
+__all__ = ["ShardCatalogConfig", "ShardCatalogConnections", "ShardCatalogTask", "select_patch_rows"]
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from astropy.table import Table, vstack
+
+from lsst.pex.config import Field
+from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
+from lsst.pipe.base import connectionTypes as cT
+from lsst.utils.timer import timeMethod
+
+from ..butler.skymap_geometry import SkyMapGeometry
+
+_LOG = logging.getLogger(__name__)
+
+
+class ShardCatalogConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch")):
+    """Connections of `ShardCatalogTask`."""
+
+    targets = cT.Input(
+        doc="The PI's catalog, sharded by HTM level-7 trixel; every shard that overlaps the patch.",
+        name="zooniverse_targets",
+        storageClass="ArrowAstropy",
+        dimensions=("htm7",),
+        multiple=True,
+        deferLoad=True,
+    )
+    sky_map = cT.PrerequisiteInput(
+        doc="Sky map geometry: tract WCS and patch inner/outer boxes.",
+        name="zooniverse_skymap",
+        storageClass="ZooniverseSkyMap",
+        dimensions=("skymap",),
+    )
+    targets_patch = cT.Output(
+        doc="Catalog rows inside the patch, with their tract pixel position and distance to the "
+        "patch's inner boundary.",
+        name="zooniverse_targets_patch",
+        storageClass="ArrowAstropy",
+        dimensions=("skymap", "tract", "patch"),
+    )
+
+
+class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogConnections):
+    """Configuration of `ShardCatalogTask`."""
+
+    do_check_region = Field[bool](
+        doc="Keep only rows inside the patch's sky region (the registry's polygon); if False, keep "
+        "rows whose tract pixel position falls in the patch's outer box.",
+        default=True,
+    )
+
+
+def select_patch_rows(
+    tables: Iterable[Table], *, sky_map: SkyMapGeometry, tract: int, patch: int, region: Any = None
+) -> tuple[Table, dict[str, int]]:
+    """Select the catalog rows that fall in one patch.
+
+    Parameters
+    ----------
+    tables : `~collections.abc.Iterable` [`astropy.table.Table`]
+        Target shards (``object_id``, ``ra``, ``dec``, ``row_index``, ...).
+    sky_map : `~lsst.epo.zooniverse.butler.skymap_geometry.SkyMapGeometry`
+        The sky map.
+    tract, patch : `int`
+        The patch.
+    region : `lsst.sphgeom.Region`, optional
+        The patch's sky region; rows outside it are dropped.  If `None`,
+        rows outside the patch's outer pixel box are dropped instead.
+
+    Returns
+    -------
+    rows : `astropy.table.Table`
+        The rows inside the patch, sorted by ``row_index``, with added
+        columns ``tract``, ``patch``, ``x``, ``y`` (tract pixel position)
+        and ``edge_distance`` (pixels to the patch's inner boundary:
+        positive inside it, negative in the overlap with a neighbour).
+    counts : `dict` [`str`, `int`]
+        ``n_input`` rows seen and ``n_outside`` rows dropped.
+    """
+    tables = [t for t in tables if len(t)]
+    geometry = sky_map.tract(tract)
+    if tables:
+        rows = vstack(tables, join_type="exact", metadata_conflicts="silent")
+    else:
+        rows = Table(
+            {"object_id": np.array([], dtype=str), "ra": [], "dec": [], "row_index": np.array([], int)}
+        )
+    n_input = len(rows)
+    if n_input:
+        # A row can sit in two shards only if a shard is listed twice.
+        _, first = np.unique(np.asarray(rows["row_index"]), return_index=True)
+        rows = rows[np.sort(first)]
+    ra = np.asarray(rows["ra"], dtype=float)
+    dec = np.asarray(rows["dec"], dtype=float)
+    x, y = geometry.wcs.wcs_world2pix(ra, dec, 0) if len(rows) else (np.array([]), np.array([]))
+    if region is not None:
+        inside = np.asarray(region.contains(np.radians(ra), np.radians(dec)), dtype=bool).reshape(len(rows))
+    else:
+        inside = geometry.patch_outer_bbox(patch).contains(x, y)
+    inside &= np.isfinite(x) & np.isfinite(y)
+    rows = rows[inside]
+    rows["tract"] = np.full(len(rows), tract, dtype=np.int64)
+    rows["patch"] = np.full(len(rows), patch, dtype=np.int64)
+    rows["x"] = x[inside]
+    rows["y"] = y[inside]
+    rows["edge_distance"] = geometry.patch_inner_bbox(patch).distance_inside(x[inside], y[inside])
+    rows.sort("row_index")
+    rows.meta = {"skymap": sky_map.name, "tract": tract, "patch": patch}
+    return rows, {"n_input": n_input, "n_outside": n_input - len(rows)}
+
+
+class ShardCatalogTask(PipelineTask):
+    """Gather the catalog rows that fall in one patch.
+
+    Notes
+    -----
+    The quantum graph joins every ``zooniverse_targets`` HTM shard that
+    overlaps the patch's region; this task keeps the rows inside the region
+    itself (a patch overlaps its neighbours, so a row near a boundary is
+    kept by every patch that contains it) and records each row's tract
+    pixel position and its distance to the patch's inner boundary, which
+    later decides which patch's picture of an object is published.
+    """
+
+    ConfigClass = ShardCatalogConfig
+    _DefaultName = "shardCatalog"
+    config: ShardCatalogConfig
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        # Docstring inherited.
+        inputs = butlerQC.get(inputRefs)
+        data_id = butlerQC.quantum.dataId
+        region = data_id.region if self.config.do_check_region else None
+        outputs = self.run(**inputs, tract=data_id["tract"], patch=data_id["patch"], region=region)
+        butlerQC.put(outputs, outputRefs)
+
+    @timeMethod
+    def run(self, *, targets, sky_map: SkyMapGeometry, tract: int, patch: int, region: Any = None) -> Struct:
+        """Select the rows of one patch.
+
+        Parameters
+        ----------
+        targets : `list` [`astropy.table.Table` or `DeferredDatasetHandle`]
+            The overlapping target shards (tables or handles to them).
+        sky_map : `~lsst.epo.zooniverse.butler.skymap_geometry.SkyMapGeometry`
+            The sky map.
+        tract, patch : `int`
+            The patch.
+        region : `lsst.sphgeom.Region`, optional
+            The patch's sky region (`None`: use the patch's pixel box).
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``targets_patch``
+                The rows inside the patch (`astropy.table.Table`).
+
+        Raises
+        ------
+        lsst.pipe.base.NoWorkFound
+            Raised if no row falls in the patch.
+        """
+        tables = [t.get() if hasattr(t, "get") and not isinstance(t, Table) else t for t in targets]
+        rows, counts = select_patch_rows(tables, sky_map=sky_map, tract=tract, patch=patch, region=region)
+        self.metadata["n_input"] = counts["n_input"]
+        self.metadata["n_outside"] = counts["n_outside"]
+        self.metadata["n_selected"] = len(rows)
+        self.log.info(
+            "Tract %d patch %d: %d of %d rows from %d shards fall in the patch.",
+            tract,
+            patch,
+            len(rows),
+            counts["n_input"],
+            len(tables),
+        )
+        if not len(rows):
+            raise NoWorkFound(
+                f"None of the {counts['n_input']} rows of the overlapping shards is in the patch."
+            )
+        return Struct(targets_patch=rows)
