@@ -19,68 +19,11 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""A ctrl_bps_parsl site for the local machine that starts its workers at
-once.
+"""Compatibility alias of `lsst.epo.zooniverse.pipeline.bps_site`.
+
+Existing repositories, configs or user code record this module path (see
+the README's Layout section); new code imports the module above.
 """
 
-from __future__ import annotations
-
-__all__ = ("DEFAULT_STRATEGY_PERIOD", "QuickStartLocal")
-
-import math
-
-import parsl.config
-
-from lsst.ctrl.bps.parsl.configuration import get_bps_config_value
-from lsst.ctrl.bps.parsl.sites import Local
-
-DEFAULT_STRATEGY_PERIOD = 0.5
-"""Seconds between parsl's scaling decisions at this site (parsl: 5)."""
-
-
-class QuickStartLocal(Local):
-    """ctrl_bps_parsl's ``Local`` site, with parsl's scaling strategy run
-    every ``strategyPeriod`` seconds (default 0.5) instead of every 5.
-
-    Notes
-    -----
-    parsl starts the local worker pool at the first run of its scaling
-    strategy, one strategy period after the workflow starts, so with
-    parsl's default every local ``bps submit`` waits about 4 s with nothing
-    running.  The strategy itself is cheap: the provider's status is still
-    polled at the provider's own interval.  Everything else is ``Local``:
-    ``site.<computeSite>.cores`` workers on this machine.
-
-    Set in the submit file::
-
-        site:
-          local:
-            class: lsst.epo.zooniverse.bps_site.QuickStartLocal
-            cores: 2
-            strategyPeriod: 0.5  # optional
-    """
-
-    def get_parsl_config(self) -> parsl.config.Config:
-        """Get the parsl configuration of ``Local``, with the strategy
-        period of this site.
-
-        Returns
-        -------
-        config : `parsl.config.Config`
-            The configuration.
-
-        Raises
-        ------
-        ValueError
-            Raised if ``strategyPeriod`` is not a positive number of
-            seconds.
-        """
-        try:
-            period = get_bps_config_value(self.site, "strategyPeriod", (int, float), DEFAULT_STRATEGY_PERIOD)
-        except RuntimeError:
-            period = None  # Not a number.
-        if type(period) not in (int, float) or not math.isfinite(period) or period <= 0:
-            raise ValueError(f"site strategyPeriod must be a positive number of seconds, not {period!r}.")
-        config = super().get_parsl_config()
-        config.strategy_period = period
-        return config
+from .pipeline.bps_site import *  # noqa: F403
+from .pipeline.bps_site import __all__  # noqa: F401
