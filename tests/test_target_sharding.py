@@ -39,7 +39,7 @@ from lsst.daf.butler import Butler, MissingCollectionError
 from lsst.daf.butler.cli.butler import cli as butler_cli
 from lsst.daf.butler.formatters.parquet import astropy_to_arrow
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.pipeline import sharding as target_sharding
+from lsst.epo.zooniverse.pipeline.sharding import shard_targets as target_sharding
 from lsst.epo.zooniverse.pipeline.sharding import (
     CatalogError,
     htm_indices,

@@ -78,8 +78,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..butler.config import get_butler
-from ..butler.dataset_types import TARGETS, TARGETS_REJECTED, register_dataset_types
+from ...butler.config import get_butler
+from ...butler.dataset_types import TARGETS, TARGETS_REJECTED, register_dataset_types
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.sharding")
 
