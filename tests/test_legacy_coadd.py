@@ -43,32 +43,13 @@ from lsst.epo.zooniverse.butler.legacy_coadd import (
     to_pixel_box,
     write_legacy_masked_image,
 )
+from lsst.epo.zooniverse.formats.mask_planes import COADD_MASK_PLANES
 from lsst.images import Box, Interval
 from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
 
 WIDTH, HEIGHT = 300, 250
 X0, Y0 = 1000, 2000
 FULL_BOX = Box(y=Interval(Y0, Y0 + HEIGHT), x=Interval(X0, X0 + WIDTH))
-
-COADD_MASK_PLANES = {
-    "BAD": 0,
-    "SAT": 1,
-    "INTRP": 2,
-    "CR": 3,
-    "EDGE": 4,
-    "DETECTED": 5,
-    "DETECTED_NEGATIVE": 6,
-    "SUSPECT": 7,
-    "NO_DATA": 8,
-    "SENSOR_EDGE": 9,
-    "CLIPPED": 10,
-    "REJECTED": 11,
-    "INEXACT_PSF": 12,
-    "CROSSTALK": 13,
-    "NOT_DEBLENDED": 14,
-    "UNMASKEDNAN": 15,
-}
-"""Mask planes of a Rubin (non-cell) deep coadd, as afw writes them."""
 
 NEW_PLANE_NAMES = {
     "SAT": "SATURATED",

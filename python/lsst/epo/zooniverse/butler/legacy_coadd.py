@@ -67,7 +67,7 @@ from lsst.images import (
     get_legacy_non_cell_coadd_mask_planes,
 )
 
-from ..formats.stamps import DEFAULT_MASK_PLANES
+from ..formats.mask_planes import DEFAULT_MASK_PLANES
 
 DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
 """Pixel frame of the sky projections attached to coadds read here."""
@@ -371,7 +371,7 @@ def legacy_mask_bits(mask: Mask) -> tuple[np.ndarray, dict[str, int]]:
         ``int32`` array of the mask's shape.
     planes : `dict` [`str`, `int`]
         Legacy (afw) plane name to bit number: the standard afw numbers of
-        `~..formats.stamps.DEFAULT_MASK_PLANES` for the planes
+        `~..formats.mask_planes.DEFAULT_MASK_PLANES` for the planes
         lsst.images renames from afw names (``SATURATED`` is ``SAT``,
         ...), the next free bits for any other plane.
 

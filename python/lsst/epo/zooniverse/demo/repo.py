@@ -58,6 +58,7 @@ from ..butler.config import get_butler, make_butler_repo
 from ..butler.dataset_types import DEEP_COADD, SKYMAP, register_dataset_types
 from ..butler.legacy_coadd import write_legacy_masked_image
 from ..butler.skymap_geometry import Box2, SkyMapGeometry, TractGeometry, make_tan_wcs
+from ..formats.mask_planes import COADD_MASK_PLANES
 from ..formats.wcs_metadata import wcs_to_header_string
 from .scene import DEMO_BANDS, SATURATION_NJY, DemoSource, make_sources, render_tract
 
@@ -93,26 +94,6 @@ NO_DATA_X_MAX = 110
 edge)."""
 BRIGHT_STAR_PIXEL = (490.0, 480.0)
 """Tract-0 pixel of the saturated bright star (in patch 4)."""
-
-COADD_MASK_PLANES = {
-    "BAD": 0,
-    "SAT": 1,
-    "INTRP": 2,
-    "CR": 3,
-    "EDGE": 4,
-    "DETECTED": 5,
-    "DETECTED_NEGATIVE": 6,
-    "SUSPECT": 7,
-    "NO_DATA": 8,
-    "SENSOR_EDGE": 9,
-    "CLIPPED": 10,
-    "REJECTED": 11,
-    "INEXACT_PSF": 12,
-    "CROSSTALK": 13,
-    "NOT_DEBLENDED": 14,
-    "UNMASKEDNAN": 15,
-}
-"""Mask planes of the demo coadds (those of a Rubin deep coadd)."""
 
 
 @dataclasses.dataclass

@@ -75,6 +75,7 @@ import astropy.wcs
 import numpy as np
 from astropy.table import Table
 
+from .mask_planes import DEFAULT_MASK_PLANES
 from .wcs_metadata import CrpixTemplates
 
 PROVENANCE_PREFIX = "LSST BUTLER"
@@ -82,21 +83,6 @@ PROVENANCE_PREFIX = "LSST BUTLER"
 
 STAMPCLS = "lsst.meas.algorithms.stamps.Stamps"
 """``STAMPCLS`` value that makes the Rubin stack read a file as `Stamps`."""
-
-DEFAULT_MASK_PLANES: dict[str, int] = {
-    "BAD": 0,
-    "SAT": 1,
-    "INTRP": 2,
-    "CR": 3,
-    "EDGE": 4,
-    "DETECTED": 5,
-    "DETECTED_NEGATIVE": 6,
-    "SUSPECT": 7,
-    "NO_DATA": 8,
-    "VIGNETTED": 9,
-    "STREAK": 10,
-}
-"""The default mask planes of `lsst.afw.image.Mask` and their bits."""
 
 # Per-stamp primary-header arrays beyond RA_DEG/DEC_DEG: keyword -> (Stamp
 # attribute, type).  All keywords are at most 8 characters, so no HIERARCH.
