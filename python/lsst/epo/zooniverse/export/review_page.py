@@ -81,6 +81,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
+from .log_escape import escape_for_log
 from .redaction import default_redactor
 from .service_config import ReviewSettings
 
@@ -100,8 +101,6 @@ _BATCH_NAME = re.compile(r"^[A-Za-z0-9._+-]{1,128}$")
 _THUMB_SIZE = 160
 _SHEET_THUMB = 128
 _SHEET_CACHE = 32
-# Control characters are escaped in log lines (no forged records).
-_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f4f4f6;color:#1d1d22}
@@ -453,7 +452,7 @@ class ReviewPage:
             # (someone may type a token into the name field).
             _LOG.warning(
                 "Failed review login as %r from %s.",
-                default_redactor().redact(name[:64]).translate(_LOG_ESCAPES),
+                escape_for_log(default_redactor().redact(name[:64])),
                 client,
             )
             return self._login_form(headers, "Unknown operator name or wrong token.", status=401)

@@ -62,6 +62,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .log_escape import escape_for_log
+
 _LOG = logging.getLogger(__name__)
 
 _CONTENT_TYPES = {
@@ -75,9 +77,6 @@ _CONTENT_TYPES = {
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _FILE_CACHE_CONTROL = "public, max-age=300"
 _CHUNK = 1 << 16
-# Control characters are escaped in log lines so that a request line
-# cannot forge log records.
-_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 # First path segment reserved for the review page (review_page.REVIEW_PREFIX).
 _REVIEW_SEGMENT = "_review"
 
@@ -169,7 +168,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
-        message = (format % args).translate(_LOG_ESCAPES)
+        # Escaped so that a request line cannot forge log records.
+        message = escape_for_log(format % args)
         _LOG.info("%s %s", self.client_address[0], message)
 
     def _not_found(self) -> None:

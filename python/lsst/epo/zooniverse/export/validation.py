@@ -65,7 +65,7 @@ import stat
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from ..formats.png import (
@@ -77,6 +77,7 @@ from ..formats.png import (
     strip_png_text_chunks,
 )
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME, normalize_metadata_policy
+from .anonymisation import IdentifyingValues
 from .policy import DataRightsPolicy
 
 ENTRY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~-]{0,127}")
@@ -169,8 +170,6 @@ _SPECIAL_FILES = {
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
 }
-_MIN_SIGNIFICANT_DIGITS = 4
-_DECIMAL_NUMBER = re.compile(r"(?<![\d.])[-+]?(\d+)\.(\d+)")
 _TEXT_KEYS_TO_HIDE = frozenset({"object_id", "objectid", "ra", "dec"})
 
 
@@ -425,88 +424,6 @@ def _describe_content(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Identifying values in anonymised text
-
-
-def _significant_digits(number: str) -> int:
-    """Count the digits of a decimal number without leading zeros (and
-    trailing zeros after a decimal point).
-    """
-    digits = number.replace("-", "").replace("+", "").replace(".", "").lstrip("0")
-    return len(digits.rstrip("0") if "." in number else digits)
-
-
-def _contains_token(text: str, token: str) -> bool:
-    """Whether ``token`` occurs in ``text`` as a whole word or number (not
-    as a piece of a longer identifier or number).
-    """
-    start = text.find(token)
-    while start >= 0:
-        end = start + len(token)
-        before = text[start - 1] if start > 0 else ""
-        after = text[end] if end < len(text) else ""
-        left_ok = not before.isalnum() and not (
-            before == "." and start > 1 and text[start - 2].isdigit() and token[0].isdigit()
-        )
-        right_ok = not after.isalnum() and not (
-            after == "." and end + 1 < len(text) and text[end + 1].isdigit() and token[-1].isdigit()
-        )
-        if left_ok and right_ok:
-            return True
-        start = text.find(token, start + 1)
-    return False
-
-
-class _IdentifyingValues:
-    """The object id and coordinates an anonymised PNG's text must not
-    reveal, and the search for them.
-
-    Parameters
-    ----------
-    object_id : `str`
-        Object id, searched for as a whole word.
-    coordinates : `~collections.abc.Iterable` [`str`]
-        RA/Dec as text.  Numbers are found in any notation that keeps at
-        least 3 decimals, rounded or truncated, with or without sign
-        (``150.123456`` is found as ``150.1235``, ``150.123`` or
-        ``-150.12346``); values with fewer than 4 significant digits
-        (``10.0``) are too round to identify anything and would match
-        innocent text, so they are not searched for.  Text that is not a
-        number (sexagesimal) is searched for as a whole word.
-    """
-
-    def __init__(self, object_id: str, coordinates: Iterable[str]) -> None:
-        self.words = [object_id.strip()] if object_id.strip() else []
-        self.numbers: list[float] = []
-        for text in coordinates:
-            text = text.strip()
-            try:
-                value = float(text)
-            except ValueError:
-                if len(text) >= _MIN_SIGNIFICANT_DIGITS:
-                    self.words.append(text)
-                continue
-            if math.isfinite(value) and _significant_digits(repr(value)) >= _MIN_SIGNIFICANT_DIGITS:
-                self.numbers.append(abs(value))
-
-    def find(self, text: str) -> str | None:
-        """Return the identifying value found in ``text``, or `None`."""
-        for word in self.words:
-            if _contains_token(text, word):
-                return word
-        if self.numbers:
-            for match in _DECIMAL_NUMBER.finditer(text):
-                decimals = len(match.group(2))
-                if decimals < 3:
-                    continue
-                value = float(f"{match.group(1)}.{match.group(2)}")
-                tolerance = 10.0**-decimals
-                if any(abs(value - number) < tolerance for number in self.numbers):
-                    return match.group(0)
-        return None
-
-
-# ---------------------------------------------------------------------------
 # Output
 
 
@@ -730,7 +647,7 @@ class _Validator:
             hidden = [
                 value for key, value in original_text.items() if key.strip().lower() in _TEXT_KEYS_TO_HIDE
             ]
-            identifying = _IdentifyingValues(object_id, [*coordinates, *hidden])
+            identifying = IdentifyingValues(object_id, [*coordinates, *hidden])
             for key, value in kept_text.items():
                 found = identifying.find(value) or identifying.find(key)
                 if found is not None:
