@@ -34,16 +34,16 @@ __all__ = ["METADATA_POLICIES", "SAFE_OWNER", "DataRightsPolicy", "PolicyError"]
 
 import dataclasses
 import fnmatch
-import math
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any
 
-import yaml
+import pydantic
 
 from ..formats.png import check_text_key
 from ..formats.rgb_collection import METADATA_POLICIES
+from .settings_files import SettingsModel, SettingValueError, read_settings_file, validate_settings
 
 SAFE_OWNER = re.compile(r"[A-Za-z0-9_.-]+")
 """What an owner name (the ``{owner}`` of a collection pattern) may hold;
@@ -56,69 +56,80 @@ _PLACEHOLDER = "{owner}"
 
 class PolicyError(ValueError):
     """Raised for an invalid policy: the message names the file (or other
-    source) and the key at fault.
+    source), the key at fault, the bad value and what is allowed.
     """
 
 
-def _check_limit(key: str, value: Any, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise PolicyError(f"{source}: {key} must be an integer, not {value!r}.")
-    if value <= 0:
-        raise PolicyError(f"{source}: {key} must be positive, not {value}.")
-    return value
-
-
-def _check_ratio(key: str, value: Any, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PolicyError(f"{source}: {key} must be a number, not {value!r}.")
-    if not math.isfinite(value) or value < 1:
-        raise PolicyError(f"{source}: {key} must be a finite number of at least 1, not {value}.")
-    return float(value)
-
-
-def _check_strings(key: str, value: Any, source: str) -> tuple[str, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-        raise PolicyError(f"{source}: {key} must be a list of strings, not {value!r}.")
-    for item in value:
-        if not isinstance(item, str) or not item or item != item.strip():
-            raise PolicyError(
-                f"{source}: {key} must hold non-empty strings without surrounding spaces, not {item!r}."
-            )
-    if len(set(value)) != len(value):
-        raise PolicyError(f"{source}: {key} lists the same value twice.")
+def _string_list(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        raise SettingValueError("a list of strings")
     return tuple(value)
 
 
-def _check_pattern(key: str, pattern: str, source: str) -> None:
-    rest = pattern.replace(_PLACEHOLDER, "")
-    if "{" in rest or "}" in rest:
-        raise PolicyError(
-            f"{source}: {key} pattern {pattern!r} has a brace other than the {_PLACEHOLDER} placeholder."
-        )
-    if any(c.isspace() or not c.isprintable() for c in pattern):
-        raise PolicyError(f"{source}: {key} pattern {pattern!r} has whitespace or control characters.")
-    if any(part in ("", ".", "..") for part in pattern.split("/")):
-        raise PolicyError(f"{source}: {key} pattern {pattern!r} has an empty, '.' or '..' component.")
-
-
-def _check_value(key: str, value: Any, source: str) -> Any:
-    """Check and normalise the value of one policy key."""
-    kind = DataRightsPolicy._KINDS[key]
-    if kind == "limit":
-        return _check_limit(key, value, source)
-    if kind == "ratio":
-        return _check_ratio(key, value, source)
-    values = _check_strings(key, value, source)
-    if key == "collection_patterns":
-        for pattern in values:
-            _check_pattern(key, pattern, source)
-    elif key == "anonymised_text_keys":
-        for text_key in values:
-            try:
-                check_text_key(text_key)
-            except ValueError as err:
-                raise PolicyError(f"{source}: {key}: {err}") from None
+def _distinct_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    for index, item in enumerate(values):
+        if not item or item != item.strip():
+            raise SettingValueError("non-empty strings without surrounding spaces", value=item, key=index)
+    for index, item in enumerate(values):
+        if item in values[:index]:
+            raise SettingValueError("a list without repeated values", value=item, key=index)
     return values
+
+
+def _collection_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    for index, pattern in enumerate(patterns):
+        if "{" in pattern.replace(_PLACEHOLDER, "") or "}" in pattern.replace(_PLACEHOLDER, ""):
+            allowed = f"patterns whose only brace is the {_PLACEHOLDER} placeholder"
+        elif any(c.isspace() or not c.isprintable() for c in pattern):
+            allowed = "patterns without whitespace or control characters"
+        elif any(part in ("", ".", "..") for part in pattern.split("/")):
+            allowed = "patterns without an empty, '.' or '..' component"
+        else:
+            continue
+        raise SettingValueError(allowed, value=pattern, key=index)
+    return patterns
+
+
+def _text_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    for index, key in enumerate(keys):
+        try:
+            check_text_key(key)
+        except ValueError:
+            allowed = "PNG text keywords (1-79 Latin-1 characters, no control characters or stray spaces)"
+            raise SettingValueError(allowed, value=key, key=index) from None
+    return keys
+
+
+_Names = Annotated[
+    tuple[str, ...], pydantic.BeforeValidator(_string_list), pydantic.AfterValidator(_distinct_names)
+]
+_Limit = Annotated[int, pydantic.Field(gt=0)]
+_Ratio = Annotated[float, pydantic.Field(ge=1, allow_inf_nan=False)]
+
+
+class _PolicyFile(SettingsModel):
+    """The keys of a policy file (absent ones are not validated: the
+    `DataRightsPolicy` defaults apply).
+    """
+
+    dataset_types: _Names = None  # type: ignore[assignment]
+    collection_patterns: Annotated[_Names, pydantic.AfterValidator(_collection_patterns)] = None  # type: ignore[assignment]
+    max_entries: _Limit = None  # type: ignore[assignment]
+    max_total_uncompressed_bytes: _Limit = None  # type: ignore[assignment]
+    max_entry_uncompressed_bytes: _Limit = None  # type: ignore[assignment]
+    max_index_bytes: _Limit = None  # type: ignore[assignment]
+    max_compression_ratio: _Ratio = None  # type: ignore[assignment]
+    max_png_bytes: _Limit = None  # type: ignore[assignment]
+    max_png_width: _Limit = None  # type: ignore[assignment]
+    max_png_height: _Limit = None  # type: ignore[assignment]
+    max_png_pixels: _Limit = None  # type: ignore[assignment]
+    anonymised_text_keys: Annotated[_Names, pydantic.AfterValidator(_text_keys)] = None  # type: ignore[assignment]
+
+
+def _validated(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check policy keys and values; return those given, normalised."""
+    model = validate_settings(_PolicyFile, values, source=source, error=PolicyError)
+    return model.model_dump(exclude_unset=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,25 +199,10 @@ class DataRightsPolicy:
     text chunk is removed.
     """
 
-    _KINDS: ClassVar[dict[str, str]] = {
-        "dataset_types": "strings",
-        "collection_patterns": "strings",
-        "max_entries": "limit",
-        "max_total_uncompressed_bytes": "limit",
-        "max_entry_uncompressed_bytes": "limit",
-        "max_index_bytes": "limit",
-        "max_compression_ratio": "ratio",
-        "max_png_bytes": "limit",
-        "max_png_width": "limit",
-        "max_png_height": "limit",
-        "max_png_pixels": "limit",
-        "anonymised_text_keys": "strings",
-    }
-
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = _check_value(field.name, getattr(self, field.name), "DataRightsPolicy")
-            object.__setattr__(self, field.name, value)
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        for name, value in _validated(values, "DataRightsPolicy").items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "policy") -> DataRightsPolicy:
@@ -236,12 +232,7 @@ class DataRightsPolicy:
         """
         if not isinstance(mapping, Mapping):
             raise PolicyError(f"{source}: a policy must be a mapping of keys to values, not {mapping!r}.")
-        values: dict[str, Any] = {}
-        for key, value in mapping.items():
-            if key not in cls._KINDS:
-                known = ", ".join(cls._KINDS)
-                raise PolicyError(f"{source}: unknown policy key {key!r} (known keys: {known}).")
-            values[key] = _check_value(key, value, source)
+        values = _validated(mapping, source)
         if "max_entry_uncompressed_bytes" in values and "max_png_bytes" not in values:
             values["max_png_bytes"] = values["max_entry_uncompressed_bytes"]
         return cls(**values)
@@ -266,18 +257,8 @@ class DataRightsPolicy:
             Raised if the file cannot be read, is not YAML, does not hold a
             mapping, or holds an invalid policy; the message names the file.
         """
-        source = os.fspath(path)
-        try:
-            with open(source, encoding="utf-8") as stream:
-                content = yaml.safe_load(stream)
-        except (OSError, UnicodeDecodeError) as err:
-            raise PolicyError(f"{source}: cannot read the policy file ({err}).") from err
-        except yaml.YAMLError as err:
-            raise PolicyError(f"{source}: the policy file is not valid YAML ({err}).") from err
-        if not isinstance(content, Mapping):
-            kind = "empty" if content is None else f"a {type(content).__name__}"
-            raise PolicyError(f"{source}: the policy file must hold a mapping of keys to values, not {kind}.")
-        return cls.from_mapping(content, source=source)
+        content = read_settings_file(path, what="policy file", error=PolicyError)
+        return cls.from_mapping(content, source=os.fspath(path))
 
     def to_mapping(self) -> dict[str, Any]:
         """Return the policy as a mapping that `from_mapping` (or a YAML

@@ -32,7 +32,7 @@ masks the password part of any ``scheme://user:password@host`` URL.
 
 from __future__ import annotations
 
-__all__ = ["Redactor", "default_redactor", "install_log_redaction"]
+__all__ = ["Redactor", "default_redactor", "install_log_redaction", "looks_secret"]
 
 import logging
 import os
@@ -42,6 +42,25 @@ from collections.abc import Iterable, Mapping
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|_KEY$|^KEY$|_KEY_|API_?KEY)", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<password>[^@\s/]+)@")
 _MIN_SECRET_LENGTH = 4
+
+
+def looks_secret(name: str) -> bool:
+    """Say whether a name (of an environment variable or a setting) says
+    that its value is a secret.
+
+    Parameters
+    ----------
+    name : `str`
+        The name (``EPO_SMTP_PASSWORD``, ``token``, ``api_key``).
+
+    Returns
+    -------
+    secret : `bool`
+        Whether the name holds ``PASSWORD``, ``PASSWD``, ``SECRET``,
+        ``TOKEN`` or ``CREDENTIAL``, or is or ends in ``KEY``
+        (case-insensitive).
+    """
+    return bool(_SECRET_NAME.search(name))
 
 
 class Redactor:
@@ -61,7 +80,7 @@ class Redactor:
         for secret in secrets:
             self.add(secret)
         for name, value in (os.environ if environ is None else environ).items():
-            if _SECRET_NAME.search(name):
+            if looks_secret(name):
                 self.add(value)
 
     def add(self, secret: str | None) -> None:
