@@ -84,14 +84,9 @@ have_postgres_server() {
 
 # CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 misread interleaved members of a
 # ZIP (gh-127847), which breaks BPS jobs reading larger quantum graphs:
-# every interpreter of this environment loads the workaround at start-up.
-site_packages=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-if "$venv/bin/python" -c 'import sys, epo_zooniverse_zipfile_fix as f; sys.exit(0 if f.affected() else 1)'; then
-    echo "import epo_zooniverse_zipfile_fix; epo_zooniverse_zipfile_fix.install()" \
-        > "$site_packages/epo_zooniverse_zipfile_fix.pth"
-else
-    rm -f "$site_packages/epo_zooniverse_zipfile_fix.pth"
-fi
+# every interpreter of this environment loads the workaround at start-up
+# (a .pth file in site-packages; on fixed Pythons the command removes it).
+"$venv/bin/python" -m epo_zooniverse_zipfile_fix install >/dev/null
 
 if [ "$want_test_tools" = 1 ]; then
     missing=()

@@ -28,6 +28,8 @@ __all__ = ("balanced_dimension_clustering", "balanced_partition_count")
 import logging
 import math
 
+import epo_zooniverse_zipfile_fix
+
 from lsst.ctrl.bps import BpsConfig, ClusteredQuantumGraph
 from lsst.ctrl.bps.quantum_clustering_funcs import dimension_clustering
 from lsst.pipe.base.quantum_graph import PredictedQuantumGraph
@@ -90,6 +92,14 @@ def balanced_dimension_clustering(
     cqgraph : `lsst.ctrl.bps.ClusteredQuantumGraph`
         The clustered quantum graph.
 
+    Raises
+    ------
+    epo_zooniverse_zipfile_fix.ZipfileBugError
+        Raised if this Python has CPython's zipfile seek bug and the
+        environment does not patch it at interpreter start-up: the jobs
+        would misread their quantum graph (checked here, before the
+        submission is prepared).
+
     Notes
     -----
     ``dimension_clustering`` fills partitions of ``partitionMaxSize``
@@ -118,6 +128,7 @@ def balanced_dimension_clustering(
             partitionDimensions: patch
             partitionMaxSize: 10
     """
+    epo_zooniverse_zipfile_fix.require_active("bps clustering with balanced_dimension_clustering")
     balanced = BpsConfig(config)
     if "cluster" in config:
         cluster_section = config["cluster"]

@@ -29,6 +29,7 @@ __all__ = ("DEFAULT_STRATEGY_PERIOD", "QuickStartLocal")
 
 import math
 
+import epo_zooniverse_zipfile_fix
 import parsl.config
 
 from lsst.ctrl.bps.parsl.configuration import get_bps_config_value
@@ -50,6 +51,11 @@ class QuickStartLocal(Local):
     running.  The strategy itself is cheap: the provider's status is still
     polled at the provider's own interval.  Everything else is ``Local``:
     ``site.<computeSite>.cores`` workers on this machine.
+
+    On Python 3.12.0-3.12.8 and 3.13.0-3.13.1 the jobs' quantum-graph
+    reads need the zipfile workaround at interpreter start-up
+    (`epo_zooniverse_zipfile_fix`); without it the site refuses to start
+    the workflow, with a message saying how to install it.
 
     Set in the submit file::
 
@@ -74,7 +80,12 @@ class QuickStartLocal(Local):
         ValueError
             Raised if ``strategyPeriod`` is not a positive number of
             seconds.
+        epo_zooniverse_zipfile_fix.ZipfileBugError
+            Raised if this Python has CPython's zipfile seek bug and the
+            environment does not patch it at interpreter start-up: the
+            jobs, new interpreters, would misread their quantum graph.
         """
+        epo_zooniverse_zipfile_fix.require_active(f"bps submit with {type(self).__qualname__}")
         try:
             period = get_bps_config_value(self.site, "strategyPeriod", (int, float), DEFAULT_STRATEGY_PERIOD)
         except RuntimeError:
