@@ -230,6 +230,7 @@ def subject_row(
     ValueError
         Raised for an unknown metadata policy.
     """
+    # Long by its docstring; the body is the two policies side by side.
     policy = normalize_metadata_policy(metadata_policy)
     where = f"image {batch}/{entry} of project {project!r}"
     if not project or "\0" in project:
@@ -373,6 +374,7 @@ def write_manifests(
     ``<basename>_partNNN.csv`` left by an earlier, longer run are then
     removed, so the directory holds exactly the returned set.
     """
+    # Long by its docstring; the body is one streaming loop.
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive integer, not {limit!r}.")
     if not basename or os.sep in basename or "/" in basename or basename in (".", ".."):
