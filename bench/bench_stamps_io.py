@@ -25,9 +25,9 @@ one run.
 1. `write_stamps` / `read_stamps` on stamps cut as ``extractStamps`` cuts
    them (one TAN WCS per patch, each stamp's a copy with its own CRPIX;
    image, mask and variance), 36 and 500 stamps of 101x101 and 256x256,
-   against the astropy-only writer and reader that remain in the module
-   as the reference and fallback (``_write_stamps_astropy``,
-   ``_read_stamps_astropy``).  Files go to a temporary directory (page
+   against the astropy-only writer and reader that remain as the
+   reference and fallback (``stamps_astropy.write_stamps_astropy``,
+   ``stamps._read_stamps_astropy``).  Files go to a temporary directory (page
    cache).  Reads are timed "cold": the WCS family cache is emptied first,
    so each read builds one ``astropy.wcs.WCS(header)``; "warm" reads (a
    later band of the same patch) reuse it.
@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
-from lsst.epo.zooniverse.formats import rgb_collection, wcs_metadata
+from lsst.epo.zooniverse.formats import rgb_collection, stamps_astropy, stamps_fast, wcs_metadata
 from lsst.epo.zooniverse.formats import stamps as stamps_module
 from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection, write_rgb_collection
 from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, read_stamps, write_stamps
@@ -112,12 +112,12 @@ def stamps_io(quick: bool) -> None:
             old_path, new_path = os.path.join(tmp, "old.fits"), os.path.join(tmp, "new.fits")
             few = 1 if quick or n * size * size > 4e6 else 3
             many = 3 if quick else 7
-            write_old = best_time(lambda: stamps_module._write_stamps_astropy(stamps, old_path), few)
+            write_old = best_time(lambda: stamps_astropy.write_stamps_astropy(stamps, old_path), few)
             write_new = best_time(lambda: write_stamps(stamps, new_path), many)
             with open(old_path, "rb") as old, open(new_path, "rb") as new:
                 assert old.read() == new.read(), "the fast writer's bytes differ"
             read_old = best_time(lambda: stamps_module._read_stamps_astropy(new_path, None, None, "x"), few)
-            read_cold = best_time(lambda: read_stamps(new_path), many, setup=stamps_module._STAMP_WCS.clear)
+            read_cold = best_time(lambda: read_stamps(new_path), many, setup=stamps_fast.STAMP_WCS.clear)
             read_warm = best_time(lambda: read_stamps(new_path), many)
             # Same stamps as the astropy reader gives (not always equal to
             # the ones written: astropy keeps at most 20 characters of a

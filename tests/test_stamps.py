@@ -43,6 +43,7 @@ from astropy.wcs import WCS, Sip
 from zooniverse_test_utils import check_fits_file, require_tool, run_in_fresh_process
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
+from lsst.epo.zooniverse.formats import fits_cards, stamps_astropy, stamps_fast, stamps_layout
 from lsst.epo.zooniverse.formats.stamps import (
     DEFAULT_MASK_PLANES,
     STAMPCLS,
@@ -1238,7 +1239,7 @@ def _fast_cases():
 
 def _astropy_bytes(stamps):
     buffer = io.BytesIO()
-    stamps_module._write_stamps_astropy(stamps, buffer)
+    stamps_astropy.write_stamps_astropy(stamps, buffer)
     return buffer.getvalue()
 
 
@@ -1246,7 +1247,7 @@ def _astropy_bytes(stamps):
 def test_fast_writer_is_byte_identical_to_astropy(tmp_path, name, stamps):
     expected = _astropy_bytes(stamps)
     buffer = io.BytesIO()
-    assert stamps_module._write_stamps_fast(stamps, buffer) is True  # Not left to astropy.
+    assert stamps_fast.write_stamps_fast(stamps, buffer) is True  # Not left to astropy.
     assert buffer.getvalue() == expected
     path = str(tmp_path / "fast.fits")
     with open(path, "wb") as stream:
@@ -1261,7 +1262,7 @@ def test_writer_leaves_unusual_files_to_astropy(tmp_path):
     # Structural metadata keywords: astropy decides (here: it refuses).
     for metadata in ({"NAXIS1": 3}, {"BZERO": 1.0}):
         stamps = Stamps([stamp], metadata=metadata)
-        assert stamps_module._write_stamps_fast(stamps, io.BytesIO()) is False
+        assert stamps_fast.write_stamps_fast(stamps, io.BytesIO()) is False
         try:
             expected = _astropy_bytes(stamps)
         except Exception as err:
@@ -1274,7 +1275,7 @@ def test_writer_leaves_unusual_files_to_astropy(tmp_path):
     # A plane of a type the fast writer does not write (astropy: BZERO).
     odd = make_stamps()
     odd[0].mask = odd[0].mask.astype(np.uint16)
-    assert stamps_module._write_stamps_fast(odd, io.BytesIO()) is False
+    assert stamps_fast.write_stamps_fast(odd, io.BytesIO()) is False
     buffer = io.BytesIO()
     write_stamps(odd, buffer)
     assert buffer.getvalue() == _astropy_bytes(odd)
@@ -1305,7 +1306,7 @@ def _no_astropy_reader(monkeypatch):
         raise AssertionError("the fast reader left this file to astropy")
 
     monkeypatch.setattr(stamps_module, "_read_stamps_astropy", refuse)
-    monkeypatch.setattr(stamps_module, "_read_stamps_index_astropy", refuse)
+    monkeypatch.setattr(stamps_module, "read_stamps_index_astropy", refuse)
 
 
 def _reference_read(path, **kwargs):
@@ -1322,15 +1323,15 @@ def test_fast_reader_matches_astropy(tmp_path, monkeypatch, name, stamps):
         # astropy keeps 20 characters of a float: the file, not the reader,
         # loses digits (afw keeps 15).
         assert not read_stamps(path).equals(stamps)
-    stamps_module._STAMP_WCS.clear()
+    stamps_fast.STAMP_WCS.clear()
     reference = _reference_read(path)
-    index = stamps_module._read_stamps_index_astropy(path, "reference")
+    index = stamps_module.read_stamps_index_astropy(path, "reference")
     _no_astropy_reader(monkeypatch)
     for _ in range(2):  # The second time, WCS families are known already.
         _same_reads(read_stamps(path), reference)
     with open(path, "rb") as stream:
         _same_reads(read_stamps(stream), reference)
-    expected_index = stamps_module._index_table(index.index_rows(), index.metadata)
+    expected_index = stamps_layout.index_table(index.index_rows(), index.metadata)
     got_index = read_stamps_index(path)
     assert repr(got_index.as_array().tolist()) == repr(expected_index.as_array().tolist())  # NaN == NaN
     assert got_index.meta == expected_index.meta
@@ -1372,9 +1373,9 @@ def test_derived_wcs_equals_astropy_wcs_of_each_header(tmp_path, kind):
     stamps[5].variance = np.zeros((40, 30), np.float32)
     path = str(tmp_path / "wcs.fits")
     write_stamps(stamps, path)
-    stamps_module._STAMP_WCS.clear()
+    stamps_fast.STAMP_WCS.clear()
     back = read_stamps(path)
-    assert len(stamps_module._STAMP_WCS._families) == 2
+    assert len(stamps_fast.STAMP_WCS) == 2
     # Family members get their WCS made when first asked for.
     assert sum(stamp.__dict__.get("_wcs_factory") is not None for stamp in back) == 10
     with fits.open(path) as hdul:
@@ -1506,7 +1507,7 @@ def test_card_parser_matches_astropy():
             except Exception as err:
                 expected = type(err)
             try:
-                got = stamps_module._parse_card(image)
+                got = fits_cards.parse_card(image)
             except Exception as err:
                 got = type(err)
         if isinstance(expected, tuple) and isinstance(got, tuple):
@@ -1520,7 +1521,7 @@ def test_card_formatter_matches_astropy():
     rng = np.random.default_rng(11)
     values = CARD_VALUES + [float(v) for v in rng.normal(size=200) * 10.0 ** rng.integers(-30, 30, 200)]
     values += [int(v) for v in rng.integers(-(2**62), 2**62, 50)] + [math.nan, math.inf, np.float32(0.1)]
-    cards = stamps_module._Cards()
+    cards = fits_cards.CardFormatter()
     for key in ("A", "RA_DEG", "CRVAL1A", "LONG_KEYWORD", "MP_DETECTED_NEGATIVE"):
         for value in values:
             for comment in (None, "Column pixel of Reference Pixel"):
@@ -1528,7 +1529,7 @@ def test_card_formatter_matches_astropy():
                     continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    card = stamps_module._astropy_card(key, value)
+                    card = fits_cards.astropy_card(key, value)
                     if comment:
                         card.comment = comment
                     assert cards.card(key, value, comment) == str(card), (key, value, comment)
@@ -1573,7 +1574,7 @@ def test_shifted_sip_wcs_and_duplicate_selection(tmp_path):
     )
     path = str(tmp_path / "tan.fits")
     write_stamps(_with_wcs(make_many(n=3, size=8), _wcs_kinds()["tan"]), path)
-    stamps_module._STAMP_WCS.clear()
+    stamps_fast.STAMP_WCS.clear()
     twice = read_stamps(path, indices=[0, 0])
     assert twice[0].wcs is not twice[1].wcs
     assert twice[0].wcs.to_header_string() == twice[1].wcs.to_header_string()
