@@ -68,13 +68,13 @@ __all__ = [
     "uninstall_pth",
 ]
 
-import argparse
 import os
-import subprocess
 import sys
-import sysconfig
 import zipfile
-from pathlib import Path
+from pathlib import Path  # Loaded by zipfile anyway.
+
+# Every interpreter of the environment imports this module at start-up:
+# what only the command needs is imported when it runs.
 
 _AFFECTED = ((3, 12, 0), (3, 12, 9)), ((3, 13, 0), (3, 13, 2))
 
@@ -241,6 +241,8 @@ def pth_path(site_dir: str | os.PathLike | None = None) -> Path:
     path : `pathlib.Path`
         ``<site_dir>/epo_zooniverse_zipfile_fix.pth``.
     """
+    import sysconfig
+
     return Path(site_dir if site_dir is not None else sysconfig.get_path("purelib")) / PTH_NAME
 
 
@@ -288,6 +290,8 @@ def uninstall_pth(site_dir: str | os.PathLike | None = None) -> Path | None:
 
 
 def _fresh_interpreter_active() -> bool:
+    import subprocess
+
     code = "import sys, epo_zooniverse_zipfile_fix as f; sys.exit(0 if f.active_at_startup() else 1)"
     return subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL).returncode == 0
 
@@ -306,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         0 on success.  ``status`` returns 1 if this Python is affected and
         a new interpreter of the environment does not patch it.
     """
+    import argparse
+    import sysconfig
+
     parser = argparse.ArgumentParser(
         prog="python -m epo_zooniverse_zipfile_fix",
         description=(
