@@ -59,6 +59,11 @@ configuration object; the secrets themselves are added to the process's
 `~lsst.epo.zooniverse.export.redaction.Redactor`, so they never appear in
 logs or error messages.  Operator names are 1-64 characters from
 ``A-Za-z0-9_.@-`` and start with a letter, digit or ``_``.
+
+The file is validated by pydantic models
+(`~lsst.epo.zooniverse.export.settings_files`): an error names the file,
+the key, the bad value and what is allowed.  Secrets are read by
+`~lsst.epo.zooniverse.export.secrets.read_secret`.
 """
 
 from __future__ import annotations
@@ -68,43 +73,141 @@ __all__ = ["DEFAULT_SERVICE_DIRECTORY", "ReviewSettings", "ServiceConfig", "Serv
 import dataclasses
 import hashlib
 import hmac
-import logging
 import os
 import re
-import stat
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
+import pydantic
 import sqlalchemy as sa
-import yaml
 
+from .notify import notifier_from_config
 from .policy import DataRightsPolicy, PolicyError
-from .redaction import default_redactor
-
-_LOG = logging.getLogger(__name__)
+from .secrets import SecretError, read_secret
+from .settings_files import (
+    HIDDEN,
+    MISSING,
+    SettingsModel,
+    SettingValueError,
+    read_settings_file,
+    setting_message,
+    validate_settings,
+)
 
 DEFAULT_SERVICE_DIRECTORY = "epo_service"
 """Directory (relative to the working directory) of the embedded defaults."""
 
-_KEYS = {
-    "database",
-    "database_password_env",
-    "staging",
-    "public_root",
-    "public_url",
-    "policy",
-    "claim_seconds",
-    "notify",
-    "review",
-}
-_REVIEW_KEYS = {"operators", "session_seconds", "secure_cookie"}
-_OPERATOR_KEYS = {"token_env", "token_file"}
 _OPERATOR_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 _MIN_SECRET_LENGTH = 12
+_ONE_SOURCE = "exactly one of token_env and token_file"
+_OPERATORS_ALLOWED = "a mapping of at least one operator name to its token_env or token_file"
 
 
 class ServiceConfigError(ValueError):
     """The service configuration is invalid."""
+
+
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _sequence(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _policy_value(value: Any) -> Any:
+    value = _path_text(value)
+    if not isinstance(value, str | Mapping):
+        raise SettingValueError("a policy file name or a mapping of policy keys to values")
+    return value
+
+
+_Path = Annotated[str, pydantic.BeforeValidator(_path_text)]
+_Seconds = Annotated[float, pydantic.Field(strict=False)]
+
+
+class _Operator(SettingsModel):
+    """Where the secret of one review-page operator is."""
+
+    token_env: str | None = None
+    token_file: _Path | None = None
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, values: Any) -> Any:
+        for key in ("token", "password"):
+            if isinstance(values, Mapping) and key in values:
+                raise SettingValueError(
+                    "token_env or token_file (secrets are not allowed in the configuration file; put the "
+                    "token in an environment variable or a private file)",
+                    key=key,
+                    value=HIDDEN,
+                )
+        return values
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> _Operator:
+        if self.token_env is None and self.token_file is None:
+            raise SettingValueError(_ONE_SOURCE, problem="neither token_env nor token_file given")
+        if self.token_env is not None and self.token_file is not None:
+            raise SettingValueError(_ONE_SOURCE, problem="both token_env and token_file given")
+        return self
+
+
+class _Review(SettingsModel):
+    """The ``review`` section."""
+
+    operators: dict[str, _Operator] | None = None
+    session_seconds: _Seconds = 3600.0
+    secure_cookie: bool = False
+
+    @pydantic.field_validator("operators", mode="before")
+    @classmethod
+    def _operator_names(cls, operators: Any) -> Any:
+        if not isinstance(operators, Mapping) or not operators:
+            raise SettingValueError(_OPERATORS_ALLOWED)
+        for name in operators:
+            if not isinstance(name, str) or not _OPERATOR_NAME.match(name):
+                raise SettingValueError(
+                    "valid operator names (1-64 characters from A-Za-z0-9_.@-, the first not . @ or -)",
+                    value=str(name)[:64],
+                    problem=f"{str(name)[:64]!r} is not a valid operator name",
+                )
+        return operators
+
+    @pydantic.field_validator("session_seconds")
+    @classmethod
+    def _session_length(cls, seconds: float) -> float:
+        if not 60 <= seconds <= 7 * 86400:
+            raise SettingValueError("a number of seconds between 60 and 604800 (a week)")
+        return seconds
+
+    @pydantic.model_validator(mode="after")
+    def _has_operators(self) -> _Review:
+        if self.operators is None:
+            raise SettingValueError(_OPERATORS_ALLOWED, key="operators", value=MISSING)
+        return self
+
+
+class _ServiceFile(SettingsModel):
+    """The keys of a service configuration file."""
+
+    database: str | None = None
+    database_password_env: str | None = None
+    staging: _Path | None = None
+    public_root: _Path | None = None
+    public_url: str | None = None
+    policy: Annotated[Any, pydantic.BeforeValidator(_policy_value)] = None
+    claim_seconds: _Seconds = 600.0
+    notify: Annotated[list[Any], pydantic.BeforeValidator(_sequence)] | None = None
+    review: _Review | None = None
+
+    @pydantic.field_validator("claim_seconds")
+    @classmethod
+    def _positive(cls, seconds: float) -> float:
+        if not seconds > 0:
+            raise SettingValueError("a positive number of seconds")
+        return seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +260,7 @@ class ReviewSettings:
         return found
 
     @classmethod
-    def from_mapping(cls, values: Any, *, base: str) -> ReviewSettings:
+    def from_mapping(cls, values: Any, *, base: str, source: str | None = None) -> ReviewSettings:
         """Read the ``review`` section of a service configuration.
 
         Parameters
@@ -166,6 +269,8 @@ class ReviewSettings:
             The section.
         base : `str`
             Directory relative token files are relative to.
+        source : `str`, optional
+            The configuration file, for error messages.
 
         Returns
         -------
@@ -179,68 +284,38 @@ class ReviewSettings:
             secrets, bad operator names or bad values.  Messages never
             include a secret.
         """
-        if not isinstance(values, Mapping):
-            raise ServiceConfigError("review must be a mapping (keys: operators, session_seconds, ...).")
-        unknown = sorted(set(values) - _REVIEW_KEYS)
-        if unknown:
-            raise ServiceConfigError(f"review: unknown keys {unknown}; known: {sorted(_REVIEW_KEYS)}.")
-        operators = values.get("operators")
-        if not isinstance(operators, Mapping) or not operators:
-            raise ServiceConfigError("review.operators must map at least one operator name to its secret.")
+        section = validate_settings(_Review, values, source=source, error=ServiceConfigError, prefix="review")
+        return cls._from_section(section, base=base, source=source)
+
+    @classmethod
+    def _from_section(cls, section: _Review, *, base: str, source: str | None) -> ReviewSettings:
+        """Read the operators' secrets of a validated ``review`` section."""
+        head = f"{source}: " if source else ""
         digests: dict[str, bytes] = {}
-        for name, entry in operators.items():
-            if not isinstance(name, str) or not _OPERATOR_NAME.match(name):
-                raise ServiceConfigError(
-                    f"review.operators: {str(name)[:64]!r} is not a valid operator name "
-                    "(1-64 characters from A-Za-z0-9_.@-)."
-                )
-            where = f"review.operators.{name}"
-            if not isinstance(entry, Mapping):
-                raise ServiceConfigError(f"{where} must be a mapping with token_env or token_file.")
-            if "token" in entry or "password" in entry:
-                raise ServiceConfigError(
-                    f"{where}: secrets are not allowed in the configuration file; put the token in an "
-                    "environment variable (token_env) or a private file (token_file)."
-                )
-            unknown = sorted(set(entry) - _OPERATOR_KEYS)
-            if unknown:
-                raise ServiceConfigError(f"{where}: unknown keys {unknown}; known: {sorted(_OPERATOR_KEYS)}.")
-            if len(entry) != 1:
-                raise ServiceConfigError(f"{where} needs exactly one of token_env and token_file.")
-            if "token_env" in entry:
-                variable = str(entry["token_env"])
-                if variable not in os.environ:
-                    raise ServiceConfigError(f"{where}.token_env names {variable}, which is not set.")
-                secret = os.environ[variable].strip()
-            else:
-                path = str(entry["token_file"])
-                path = path if os.path.isabs(path) else os.path.join(base, path)
-                try:
-                    with open(path, encoding="utf-8") as stream:
-                        mode = os.fstat(stream.fileno()).st_mode
-                        secret = stream.read(4096).strip()
-                except (OSError, UnicodeDecodeError) as err:
-                    raise ServiceConfigError(
-                        f"{where}.token_file: cannot read {path} ({type(err).__name__})."
-                    ) from None
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    _LOG.warning("The token file of operator %s (%s) is readable by other users.", name, path)
+        for name, entry in (section.operators or {}).items():
+            key = f"review.operators.{name}." + ("token_env" if entry.token_env is not None else "token_file")
+            try:
+                if entry.token_env is not None:
+                    secret = read_secret(env=entry.token_env, what=key)
+                else:
+                    secret = read_secret(file=os.path.join(base, entry.token_file or ""), what=key)
+            except SecretError as err:
+                raise ServiceConfigError(f"{head}{err}") from None
             if len(secret) < _MIN_SECRET_LENGTH:
                 raise ServiceConfigError(
-                    f"{where}: the secret must have at least {_MIN_SECRET_LENGTH} characters."
+                    setting_message(
+                        source,
+                        key,
+                        allowed=f"a secret of at least {_MIN_SECRET_LENGTH} characters",
+                        problem="the secret is too short",
+                    )
                 )
-            default_redactor().add(secret)
             digests[name] = hashlib.sha256(secret.encode("utf-8")).digest()
-        try:
-            session_seconds = float(values.get("session_seconds", 3600.0))
-        except (TypeError, ValueError):
-            raise ServiceConfigError("review.session_seconds must be a number of seconds.") from None
-        if not 60 <= session_seconds <= 7 * 86400:
-            raise ServiceConfigError("review.session_seconds must be between 60 and 604800 (a week).")
-        secure_cookie = values.get("secure_cookie", False)
-        if not isinstance(secure_cookie, bool):
-            raise ServiceConfigError("review.secure_cookie must be true or false.")
-        return cls(operator_digests=digests, session_seconds=session_seconds, secure_cookie=secure_cookie)
+        return cls(
+            operator_digests=digests,
+            session_seconds=section.session_seconds,
+            secure_cookie=section.secure_cookie,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,96 +361,98 @@ class ServiceConfig:
         Raises
         ------
         ServiceConfigError
-            Raised for an unreadable file, unknown keys or bad values.
+            Raised for an unreadable file, unknown keys or bad values; the
+            message names the file, the key, the bad value and what is
+            allowed.
         """
         path = path or os.environ.get("ZOONIVERSE_EPO_CONFIG") or None
         values: dict[str, Any] = {}
         base = os.getcwd()
+        source = "service configuration"
         if path:
-            try:
-                with open(path) as stream:
-                    loaded = yaml.safe_load(stream)
-            except (OSError, yaml.YAMLError) as err:
-                raise ServiceConfigError(f"Cannot read service configuration {path}: {err}") from None
-            if loaded is None:
-                loaded = {}
-            if not isinstance(loaded, dict):
-                raise ServiceConfigError(f"Service configuration {path} must be a mapping.")
-            unknown = sorted(set(loaded) - _KEYS)
-            if unknown:
-                raise ServiceConfigError(
-                    f"Service configuration {path}: unknown keys {unknown}; known: {sorted(_KEYS)}."
-                )
-            values.update(loaded)
-            base = os.path.dirname(os.path.abspath(path))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = sorted(set(values) - _KEYS)
-        if unknown:
-            raise ServiceConfigError(f"Unknown service configuration keys {unknown}.")
-
-        def local(value: str) -> str:
-            return value if os.path.isabs(value) else os.path.join(base, value)
-
-        default_dir = local(DEFAULT_SERVICE_DIRECTORY)
-        database = values.get("database") or "sqlite:///" + os.path.join(default_dir, "state.sqlite3")
-        try:
-            url = sa.make_url(str(database))
-        except sa.exc.ArgumentError:
-            raise ServiceConfigError("The database setting is not a SQLAlchemy URL.") from None
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            url = url.set(database=local(url.database))
-            os.makedirs(os.path.dirname(url.database), exist_ok=True)
-        password_env = values.get("database_password_env")
-        if password_env:
-            if password_env not in os.environ:
-                raise ServiceConfigError(f"database_password_env names {password_env}, which is not set.")
-            url = url.set(password=os.environ[password_env])
-        staging = local(str(values.get("staging") or os.path.join(default_dir, "staging")))
-        public_root = str(values.get("public_root") or os.path.join(default_dir, "public"))
-        if "://" not in public_root:
-            public_root = local(public_root)
-        if "://" not in public_root:
-            inside = os.path.commonpath([os.path.abspath(staging), os.path.abspath(public_root)])
-            if inside in (os.path.abspath(staging), os.path.abspath(public_root)):
-                raise ServiceConfigError(
-                    f"The staging area {staging} and the public location {public_root} must not contain "
-                    "each other: quarantined files would be public."
-                )
-        public_url = str(values.get("public_url") or "http://127.0.0.1:8080/")
-        policy_value = values.get("policy")
-        try:
-            if policy_value is None:
-                policy = DataRightsPolicy()
-            elif isinstance(policy_value, Mapping):
-                policy = DataRightsPolicy.from_mapping(policy_value, source=path or "configuration")
-            else:
-                policy = DataRightsPolicy.from_yaml(local(str(policy_value)))
-        except PolicyError as err:
-            raise ServiceConfigError(str(err)) from None
-        notify = values.get("notify") or ()
-        if isinstance(notify, Mapping) or not isinstance(notify, list | tuple):
-            raise ServiceConfigError("notify must be a list of notifier settings.")
-        try:
-            claim_seconds = float(values.get("claim_seconds", 600.0))
-        except (TypeError, ValueError):
-            raise ServiceConfigError("claim_seconds must be a number of seconds.") from None
-        if not claim_seconds > 0:
-            raise ServiceConfigError("claim_seconds must be positive.")
-        review_value = values.get("review")
-        review = None
-        if review_value is not None:
-            review = (
-                review_value
-                if isinstance(review_value, ReviewSettings)
-                else ReviewSettings.from_mapping(review_value, base=base)
+            values = read_settings_file(
+                path, what="service configuration", error=ServiceConfigError, empty_ok=True
             )
+            validate_settings(_ServiceFile, values, source=path, error=ServiceConfigError)
+            base = os.path.dirname(os.path.abspath(path))
+            source = path
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given:
+            source = f"{source} with overrides {sorted(given)}"
+        values.update(given)
+        review = values.pop("review") if isinstance(values.get("review"), ReviewSettings) else None
+        settings = validate_settings(_ServiceFile, values, source=source, error=ServiceConfigError)
+        if settings.review is not None:
+            review = ReviewSettings._from_section(settings.review, base=base, source=source)
+        notify = tuple(settings.notify or ())
+        try:
+            notifier_from_config(list(notify), source=source)
+        except ValueError as err:
+            raise ServiceConfigError(str(err)) from None
         return cls(
-            database_url=url,
-            staging=staging,
-            public_root=public_root,
-            public_url=public_url,
-            policy=policy,
-            notify=tuple(notify),
-            claim_seconds=claim_seconds,
+            database_url=_database_url(settings, base, source),
+            policy=_policy(settings.policy, base, source),
+            notify=notify,
+            claim_seconds=settings.claim_seconds,
             review=review,
+            **_locations(settings, base),
         )
+
+
+def _local(value: str, base: str) -> str:
+    return value if os.path.isabs(value) else os.path.join(base, value)
+
+
+def _database_url(settings: _ServiceFile, base: str, source: str) -> sa.URL:
+    """Make the state database's URL: SQLite files relative to ``base``
+    (their directory created), the password read from its variable.
+    """
+    default_dir = _local(DEFAULT_SERVICE_DIRECTORY, base)
+    database = settings.database or "sqlite:///" + os.path.join(default_dir, "state.sqlite3")
+    try:
+        url = sa.make_url(database)
+    except sa.exc.ArgumentError:
+        raise ServiceConfigError(setting_message(source, "database", allowed="a SQLAlchemy URL")) from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        url = url.set(database=_local(url.database, base))
+        os.makedirs(os.path.dirname(url.database), exist_ok=True)
+    if settings.database_password_env:
+        try:
+            password = read_secret(env=settings.database_password_env, what="database_password_env")
+        except SecretError as err:
+            raise ServiceConfigError(f"{source}: {err}") from None
+        url = url.set(password=password)
+    return url
+
+
+def _locations(settings: _ServiceFile, base: str) -> dict[str, str]:
+    """Resolve the staging area and public location, which must not
+    contain each other.
+    """
+    default_dir = _local(DEFAULT_SERVICE_DIRECTORY, base)
+    staging = _local(settings.staging or os.path.join(default_dir, "staging"), base)
+    public_root = settings.public_root or os.path.join(default_dir, "public")
+    if "://" not in public_root:
+        public_root = _local(public_root, base)
+        inside = os.path.commonpath([os.path.abspath(staging), os.path.abspath(public_root)])
+        if inside in (os.path.abspath(staging), os.path.abspath(public_root)):
+            raise ServiceConfigError(
+                f"The staging area {staging} and the public location {public_root} must not contain "
+                "each other: quarantined files would be public."
+            )
+    public_url = settings.public_url or "http://127.0.0.1:8080/"
+    return {"staging": staging, "public_root": public_root, "public_url": public_url}
+
+
+def _policy(value: str | Mapping[str, Any] | None, base: str, source: str) -> DataRightsPolicy:
+    """Make the data-rights policy: defaults, inline, or a file relative to
+    ``base``.
+    """
+    try:
+        if value is None:
+            return DataRightsPolicy()
+        if isinstance(value, Mapping):
+            return DataRightsPolicy.from_mapping(value, source=f"{source}: policy")
+        return DataRightsPolicy.from_yaml(_local(value, base))
+    except PolicyError as err:
+        raise ServiceConfigError(str(err)) from None

@@ -104,13 +104,18 @@ class SettingValueError(ValueError):
     key : `str` or `int`, optional
         Key (or list index) below the validated one the problem is at
         (``"operators"``, ``0``).
+    problem : `str`, optional
+        What is wrong, instead of ``bad value X``.
     """
 
-    def __init__(self, allowed: str, *, value: Any = _SAME, key: str | int | None = None) -> None:
+    def __init__(
+        self, allowed: str, *, value: Any = _SAME, key: str | int | None = None, problem: str | None = None
+    ) -> None:
         super().__init__(allowed)
         self.allowed = allowed
         self.value = value
         self.key = key
+        self.problem = problem
 
 
 def _show(value: Any, key: str) -> str:
@@ -276,7 +281,9 @@ def describe_validation_error(
             continue
         value = problem["input"]
         cause = (problem.get("ctx") or {}).get("error")
+        what = None
         if isinstance(cause, SettingValueError):
+            what = cause.problem
             allowed = cause.allowed
             if cause.key is not None:
                 loc += (cause.key,)
@@ -286,7 +293,9 @@ def describe_validation_error(
             allowed = str(cause)
         else:
             allowed = _ALLOWED.get(kind) or problem["msg"].removeprefix("Input should be ")
-        sentences.append(setting_message(source, _key(loc, prefix), allowed=allowed, value=value))
+        sentences.append(
+            setting_message(source, _key(loc, prefix), allowed=allowed, value=value, problem=what)
+        )
     for loc, names in unknown.items():
         where = _model_at(model, loc)
         known = ", ".join(sorted(where.model_fields)) if where is not None else "see the documentation"
