@@ -375,7 +375,7 @@ def test_login_throttle_and_logout(site):
     assert client.get(f"/_review/batch/{site.batches[0]}")[0] == 303
     # An expired session is refused.
     assert client.login()[0] == 303
-    for session in site.page._sessions.values():
+    for session in site.page._sessions.active():
         session.expires = time.time() - 1
     assert_refused(site, client, "GET", f"/_review/batch/{site.batches[0]}/contact-sheet.png")
     # Ten failures from one address lock it out for a while, even with the
