@@ -39,10 +39,10 @@ from lsst.daf.butler import Butler, MissingCollectionError
 from lsst.daf.butler.cli.butler import cli as butler_cli
 from lsst.daf.butler.formatters.parquet import astropy_to_arrow
 from lsst.epo.zooniverse.demo import make_demo_repo
-from lsst.epo.zooniverse.pipeline.sharding import shard_targets as target_sharding
 from lsst.epo.zooniverse.pipeline.sharding import (
     CatalogError,
     htm_indices,
+    row_validation,
     shard_target_catalog,
 )
 from lsst.sphgeom import HtmPixelization, LonLat, UnitVector3d
@@ -375,7 +375,7 @@ def test_htm_indices_match_sphgeom():
 def test_duplicates_confirmed_on_the_real_ids(repo, tmp_path, monkeypatch):
     # Every id hashes alike: only ids that are really equal (after removing
     # surrounding whitespace) are duplicates.
-    monkeypatch.setattr(target_sharding, "_hash_strings", lambda a: np.ones(len(a), dtype=np.uint64))
+    monkeypatch.setattr(row_validation, "hash_strings", lambda a: np.ones(len(a), dtype=np.uint64))
     path = tmp_path / "dups.csv"
     path.write_text("object_id,ra,dec\nx,10,1\ny,10,1\n x ,10,1\nz,10,1\n")
     summary = shard_target_catalog(repo, str(path), run="dups", chunk_rows=2)

@@ -1,0 +1,36 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The error `shard_target_catalog` raises for a catalog or request it
+cannot use.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CatalogError"]
+
+
+class CatalogError(ValueError):
+    """Raised for a structural problem with a catalog or the request (a
+    missing or non-numeric column, an unreadable file, an unknown frame or
+    format, a run that already holds targets); nothing has been written to
+    the repository when it is raised.
+    """
