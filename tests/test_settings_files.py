@@ -79,6 +79,8 @@ def test_service_config_error_names_file_key_value_allowed(tmp_path):
         tmp_path, {"review": {"operators": {"eve": {"token_env": "X"}}, "secure_cookie": "yes"}}
     )
     assert message == f"{path}: key 'review.secure_cookie': bad value 'yes'; allowed: true or false."
+    path, message = _service_error(tmp_path, {"policy": {"max_png_width": True}})
+    assert message == f"{path}: key 'policy.max_png_width': bad value True; allowed: an integer."
     path, message = _service_error(tmp_path, {"colour": "red"})
     assert message.startswith(f"{path}: unknown keys ['colour']; allowed: claim_seconds, database, ")
     # Overrides are named as such.

@@ -126,9 +126,9 @@ class _PolicyFile(SettingsModel):
     anonymised_text_keys: Annotated[_Names, pydantic.AfterValidator(_text_keys)] = None  # type: ignore[assignment]
 
 
-def _validated(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+def _validated(values: Mapping[str, Any], source: str, prefix: str = "") -> dict[str, Any]:
     """Check policy keys and values; return those given, normalised."""
-    model = validate_settings(_PolicyFile, values, source=source, error=PolicyError)
+    model = validate_settings(_PolicyFile, values, source=source, error=PolicyError, prefix=prefix)
     return model.model_dump(exclude_unset=True)
 
 
@@ -205,7 +205,9 @@ class DataRightsPolicy:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, source: str = "policy") -> DataRightsPolicy:
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], *, source: str = "policy", prefix: str = ""
+    ) -> DataRightsPolicy:
         """Make a policy from a mapping such as a parsed policy file.
 
         Parameters
@@ -216,6 +218,9 @@ class DataRightsPolicy:
             is not, the PNG file-size limit takes the same value.
         source : `str`, optional
             Where the mapping comes from (a file name), for error messages.
+        prefix : `str`, optional
+            Key of the mapping in that file (``"policy"`` for a policy
+            inside a service configuration), for error messages.
 
         Returns
         -------
@@ -232,7 +237,7 @@ class DataRightsPolicy:
         """
         if not isinstance(mapping, Mapping):
             raise PolicyError(f"{source}: a policy must be a mapping of keys to values, not {mapping!r}.")
-        values = _validated(mapping, source)
+        values = _validated(mapping, source, prefix)
         if "max_entry_uncompressed_bytes" in values and "max_png_bytes" not in values:
             values["max_png_bytes"] = values["max_entry_uncompressed_bytes"]
         return cls(**values)

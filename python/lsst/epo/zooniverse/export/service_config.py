@@ -452,7 +452,7 @@ def _policy(value: str | Mapping[str, Any] | None, base: str, source: str) -> Da
         if value is None:
             return DataRightsPolicy()
         if isinstance(value, Mapping):
-            return DataRightsPolicy.from_mapping(value, source=f"{source}: policy")
+            return DataRightsPolicy.from_mapping(value, source=source, prefix="policy")
         return DataRightsPolicy.from_yaml(_local(value, base))
     except PolicyError as err:
         raise ServiceConfigError(str(err)) from None
