@@ -46,6 +46,7 @@ from PIL import Image
 from zooniverse_test_utils import check_png_bytes, png_chunks, run_in_fresh_process
 
 import lsst.epo.zooniverse.formats.rgb_collection as rgb_module
+import lsst.epo.zooniverse.formats.rgb_zip as rgb_zip
 from lsst.epo.zooniverse import __version__
 from lsst.epo.zooniverse.formats.png import (
     DEFAULT_COMPRESS_LEVEL,
@@ -336,19 +337,19 @@ def _forbid_decoding(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a PNG was decoded")
 
-    monkeypatch.setattr(rgb_module, "decode_png", refuse)
+    monkeypatch.setattr(rgb_zip, "decode_png", refuse)
     monkeypatch.setattr(Image, "open", refuse)
 
 
 def _count_decoding(monkeypatch):
     calls = []
-    original = rgb_module.decode_png
+    original = rgb_zip.decode_png
 
     def counting(data, *, name="PNG", **kwargs):
         calls.append(name.rsplit(":", 1)[-1])
         return original(data, name=name, **kwargs)
 
-    monkeypatch.setattr(rgb_module, "decode_png", counting)
+    monkeypatch.setattr(rgb_zip, "decode_png", counting)
     return calls
 
 
