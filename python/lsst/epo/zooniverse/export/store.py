@@ -19,7 +19,8 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 """The EPO state database as the service and its collaborators use it:
-connections for reading and writing, and the append-only audit log.
+connections for reading and writing, and the append-only audit log
+(including the record of unexpected failures).
 
 The schema and migrations are in `.state`; this module is the one door
 to them for other modules (the subject-set publisher, the review page,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 __all__ = ["AUDIT_FIELDS", "StateStore"]
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +40,8 @@ import sqlalchemy as sa
 from ..timestamps import utc_now_iso
 from .redaction import Redactor
 from .state import AUDIT_LOG, open_state_database
+
+_LOG = logging.getLogger(__name__)
 
 AUDIT_FIELDS = ("actor", "action", "project", "batch", "entry", "from_state", "to_state", "detail")
 """Columns of an audit record that callers give (``at`` is added)."""
@@ -117,6 +121,36 @@ class StateStore:
                 row["detail"] = self.redactor.redact(row["detail"])
             rows.append(row)
         connection.execute(AUDIT_LOG.insert(), rows)
+
+    def record_failure(self, actor: str, project: str, batch: str | None, err: BaseException) -> str:
+        """Log an unexpected failure and append it to the audit log.
+
+        Parameters
+        ----------
+        actor : `str`
+            Who failed (``poll@<worker>``, ``publish@<worker>``).
+        project : `str`
+            The project being worked on.
+        batch : `str` or `None`
+            The batch being worked on, if any.
+        err : `BaseException`
+            The failure.
+
+        Returns
+        -------
+        line : `str`
+            ``<project>[/<batch>]: <error>`` (redacted), for a summary's
+            list of errors.
+        """
+        message = self.redactor.redact(f"{type(err).__name__}: {err}")
+        _LOG.error("%s%s: %s", project, f" batch {batch}" if batch else "", message)
+        _LOG.debug("Traceback", exc_info=err)
+        try:
+            with self.writing() as connection:
+                self.audit(connection, actor, "error", project=project, batch=batch, detail=message)
+        except Exception as audit_err:  # The database itself may be the problem.
+            _LOG.error("Cannot record the error in the audit log: %s", self.redactor.redact(audit_err))
+        return f"{project}{'/' + batch if batch else ''}: {message}"
 
     def dispose(self) -> None:
         """Release the database connections."""
