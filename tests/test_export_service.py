@@ -426,21 +426,22 @@ def test_one_failing_dataset_or_project_does_not_stop_the_others(tmp_path, repo,
 
 
 def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_url):
-    from lsst.epo.zooniverse.export.service import _ClaimLostError
+    from lsst.epo.zooniverse.export.claims import ClaimLostError
     from lsst.epo.zooniverse.export.state import DATASETS
 
     repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=13)
     slow, _ = make_service(tmp_path, state_db_url)
     fast, _ = make_service(tmp_path, state_db_url)
     with slow, fast:
-        project = register_alice(slow, repo)
-        slow._discover(project, PollSummary())
+        register_alice(slow, repo)
+        project = slow.repository.project("galaxies")
+        slow.intake.discover(project, PollSummary())
         with slow.engine.connect() as connection:
             (dataset_id,) = connection.execute(sa.select(DATASETS.c.id)).scalars().all()
-        claimed = slow._claim(dataset_id, ("discovered",))
+        claimed = slow.claims.claim(dataset_id, ("discovered",))
         assert claimed is not None
         # Another worker cannot take a live claim...
-        assert fast._claim(dataset_id, ("discovered",)) is None
+        assert fast.claims.claim(dataset_id, ("discovered",)) is None
         # ...until its lease runs out (slow worker stuck for too long).
         with slow.engine.begin() as connection:
             connection.execute(DATASETS.update().values(claim_expires=0.0))
@@ -450,10 +451,10 @@ def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_ur
         fast.approve(batch["batch"], operator="eve")
         assert fast.publish().published == 2
         # The slow worker wakes up: every write it tries is refused.
-        with pytest.raises(_ClaimLostError):
-            slow._retrieve(project, claimed)
-        with pytest.raises(_ClaimLostError):
-            slow._renew(dataset_id)
+        with pytest.raises(ClaimLostError):
+            slow.intake.retrieve(project, claimed)
+        with pytest.raises(ClaimLostError):
+            slow.claims.renew(dataset_id)
         assert fast.review(batch=batch["batch"])[0]["state"] == "published"
         assert [r["action"] for r in fast.audit_log() if r["action"] == "claim_taken_over"] == [
             "claim_taken_over"
@@ -559,13 +560,14 @@ def test_a_rejected_choice_brings_the_next_picture_back(tmp_path, repo, state_db
     repo.put_rgb("u/alice/zoo/run1", patch=1, n=1, seed=25, coverage=0.9)
     service, _ = make_service(tmp_path, state_db_url)
     with service:
-        project = register_alice(service, repo)
+        register_alice(service, repo)
+        project = service.repository.project("galaxies")
         service.poll()
         by_patch = {json.loads(b["data_id"])["patch"]: b["batch"] for b in service.review()}
         for batch in by_patch.values():
             service.approve(batch, operator="eve")
         # A publication run chose patch 1's picture and stopped there.
-        assert service._choose_one_image_per_object(project) == 1
+        assert service.publisher.choose_one_image_per_object(project) == 1
         service.reject(by_patch[1], operator="eve", reason="satellite trail")
         result = service.publish()
         assert result.published == 1
