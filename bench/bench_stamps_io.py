@@ -196,9 +196,9 @@ def png_metadata(quick: bool) -> None:
     def stub(image, *, text=None, xmp=None, compress_level=1) -> bytes:
         return b"png"
 
-    def encode_twice(self, k, policy, compress_level, wcs_text=None):
+    def encode_twice(self, k, policy, compress_level, wcs_text=None, **kwargs):
         # As before: the PNG's WCS text made again, not taken from the index.
-        return encode(self, k, policy, compress_level)
+        return encode(self, k, policy, compress_level, **kwargs)
 
     encoder, encode = rgb_collection.encode_png, RgbCollection._encode
     references = (wcs_metadata._wcs_to_header_string_astropy, wcs_metadata._wcs_to_xmp_pyavm, encode_twice)
