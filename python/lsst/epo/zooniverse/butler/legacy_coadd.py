@@ -67,6 +67,7 @@ from lsst.images import (
     get_legacy_non_cell_coadd_mask_planes,
 )
 
+from ..formats.afw_wcs import A_WCS_COMMENTS, a_wcs_origin, a_wcs_values
 from ..formats.mask_planes import DEFAULT_MASK_PLANES
 
 DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
@@ -105,9 +106,7 @@ def _parent_origin(header: fits.Header) -> tuple[int, int]:
     """Return ``(x0, y0)`` of an afw image HDU."""
     if "LTV1" in header:
         return -round(header["LTV1"]), -round(header["LTV2"])
-    if header.get("CRPIX1A") == 1 and header.get("CRPIX2A") == 1 and "CRVAL1A" in header:
-        return round(header["CRVAL1A"]), round(header["CRVAL2A"])
-    return 0, 0
+    return a_wcs_origin(header) or (0, 0)
 
 
 def _cutout_header(header: fits.Header, dx: int, dy: int, x0: int, y0: int) -> fits.Header:
@@ -466,14 +465,8 @@ def write_legacy_masked_image(
         header.extend(wcs_cards.cards)
         header["LTV1"] = -x0
         header["LTV2"] = -y0
-        header["CTYPE1A"] = ("LINEAR", "Type of projection")
-        header["CTYPE2A"] = ("LINEAR", "Type of projection")
-        header["CRPIX1A"] = (1.0, "Column Pixel Coordinate of Reference")
-        header["CRPIX2A"] = (1.0, "Row Pixel Coordinate of Reference")
-        header["CRVAL1A"] = (float(x0), "Column pixel of Reference Pixel")
-        header["CRVAL2A"] = (float(y0), "Row pixel of Reference Pixel")
-        header["CUNIT1A"] = ("PIXEL", "Column unit")
-        header["CUNIT2A"] = ("PIXEL", "Row unit")
+        for (key, comment), value in zip(A_WCS_COMMENTS, a_wcs_values(x0, y0)):
+            header[key] = (value, comment)
         if bunit is not None and extname == "IMAGE":
             header["BUNIT"] = bunit
         hdus.append(fits.ImageHDU(data=data, header=header))

@@ -42,9 +42,9 @@ import astropy.io.fits as fits
 import astropy.wcs
 import numpy as np
 
+from .afw_wcs import A_WCS_COMMENTS, a_wcs_values
 from .fits_cards import Header, astropy_card
 from .stamps_layout import (
-    A_WCS_COMMENTS,
     PLANES,
     STAMP_ARRAYS,
     STAMPCLS,
@@ -97,8 +97,7 @@ def _plane_header(plane: str, number: int, stamp: Any, mask_planes: Mapping[str,
         for name in sorted(mask_planes):
             _append(header, f"MP_{name}", int(mask_planes[name]))
     # afw's "A" WCS: the parent-frame origin of the stamp.
-    values = ("LINEAR", "LINEAR", 1.0, 1.0, float(stamp.x0), float(stamp.y0), "PIXEL", "PIXEL")
-    for (key, comment), value in zip(A_WCS_COMMENTS, values):
+    for (key, comment), value in zip(A_WCS_COMMENTS, a_wcs_values(stamp.x0, stamp.y0)):
         header.append((key, value, comment), end=True)
     if plane == "IMAGE" and stamp.wcs is not None:
         header.extend(_stamp_wcs_header(stamp.wcs).cards, end=True)

@@ -52,6 +52,7 @@ import astropy.io.fits as fits
 import astropy.wcs
 import numpy as np
 
+from .afw_wcs import A_WCS_COMMENTS, a_wcs_values
 from .fits_cards import (
     BLOCK,
     CARD,
@@ -63,7 +64,6 @@ from .fits_cards import (
 )
 from .fits_stream import FitsStream, data_size, read_image_data, read_primary_header
 from .stamps_layout import (
-    A_WCS_COMMENTS,
     PLANES,
     STAMP_ARRAYS,
     STAMPCLS,
@@ -192,9 +192,12 @@ def _plane_headers(
         "GCOUNT": cards.card("GCOUNT", 1, "number of groups"),
         "A-WCS head": [
             cards.card(key, value, comment)
-            for (key, comment), value in zip(A_WCS_COMMENTS[:4], ("LINEAR", "LINEAR", 1.0, 1.0))
+            for (key, comment), value in zip(A_WCS_COMMENTS[:4], a_wcs_values(0, 0)[:4])
         ],
-        "A-WCS tail": [cards.card(key, "PIXEL", comment) for key, comment in A_WCS_COMMENTS[6:]],
+        "A-WCS tail": [
+            cards.card(key, value, comment)
+            for (key, comment), value in zip(A_WCS_COMMENTS[6:], a_wcs_values(0, 0)[6:])
+        ],
     }
     extnames = {plane: cards.card("EXTNAME", plane) for plane in PLANES}
     scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]] = {}

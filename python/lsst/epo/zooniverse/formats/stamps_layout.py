@@ -31,7 +31,6 @@ these rules are `.stamps_fast` and `.stamps_astropy`.
 from __future__ import annotations
 
 __all__ = [
-    "A_WCS_COMMENTS",
     "LAYOUT_KEYS",
     "PLANES",
     "PROVENANCE_PREFIX",
@@ -66,6 +65,7 @@ import astropy.wcs
 import numpy as np
 from astropy.table import Table
 
+from .afw_wcs import a_wcs_origin
 from .fits_cards import Header, read_value
 
 PROVENANCE_PREFIX = "LSST BUTLER"
@@ -100,20 +100,6 @@ STRUCTURAL_KEYS = frozenset({"SIMPLE", "BITPIX", "NAXIS", "EXTEND", "COMMENT", "
 
 PLANES = ("IMAGE", "MASK", "VARIANCE")
 """``EXTNAME`` of the HDUs of a stamp, in the order they are written."""
-
-A_WCS_COMMENTS = (
-    ("CTYPE1A", "Type of projection"),
-    ("CTYPE2A", "Type of projection"),
-    ("CRPIX1A", "Column Pixel Coordinate of Reference"),
-    ("CRPIX2A", "Row Pixel Coordinate of Reference"),
-    ("CRVAL1A", "Column pixel of Reference Pixel"),
-    ("CRVAL2A", "Row pixel of Reference Pixel"),
-    ("CUNIT1A", "Column unit"),
-    ("CUNIT2A", "Row unit"),
-)
-"""Keywords and comments of afw's "A" WCS (the parent-frame origin of a
-stamp), in the order afw writes them.
-"""
 
 # -- Writing -------------------------------------------------------------
 
@@ -355,9 +341,7 @@ def parent_origin(header: Header) -> tuple[int, int]:
     x0, y0 : `int`
         Parent-frame origin; as in afw, ``(0, 0)`` unless ``CRPIX?A`` is 1.
     """
-    if header.get("CRPIX1A") == 1 and header.get("CRPIX2A") == 1 and "CRVAL1A" in header:
-        return round(header["CRVAL1A"]), round(header["CRVAL2A"])
-    return 0, 0
+    return a_wcs_origin(header) or (0, 0)
 
 
 def header_mask_planes(header: Header) -> dict[str, int]:
