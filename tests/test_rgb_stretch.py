@@ -38,7 +38,7 @@ from astropy.visualization import (
     make_rgb,
 )
 
-from lsst.epo.zooniverse.pipeline import stretch as rgb_stretch
+from lsst.epo.zooniverse.pipeline.perceptual_stretch import linear_rgb_from_oklab, oklab_from_linear_rgb
 from lsst.epo.zooniverse.pipeline.stretch import (
     StretchConfig,
     asinh_rgb,
@@ -47,6 +47,7 @@ from lsst.epo.zooniverse.pipeline.stretch import (
     lupton_rgb,
     perceptual_rgb,
 )
+from lsst.epo.zooniverse.pipeline.stretch_parameters import percentiles
 from lsst.pex.config import FieldValidationError
 
 ALGORITHMS = ("lupton", "asinh", "linear", "perceptual")
@@ -402,7 +403,7 @@ def test_percentiles_helper_matches_numpy():
         values = rng.normal(size=size).astype(np.float32)
         percents = (0.0, 1.0, 37.3, 99.5, 100.0)
         expected = np.percentile(values.astype(np.float64), percents)
-        result = rgb_stretch._percentiles(values.copy(), percents)
+        result = percentiles(values.copy(), percents)
         np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -449,7 +450,7 @@ def test_perceptual_brighter_input_is_never_darker(colour):
     scale = np.logspace(-8, 1.5, 3000).reshape(1, -1)
     bands = [scale * w for w in colour]
     result = perceptual_rgb(*bands, maximum=1.0)[0]
-    lightness = rgb_stretch._oklab_from_linear_rgb(_srgb_decode(result).T)[0]
+    lightness = oklab_from_linear_rgb(_srgb_decode(result).T)[0]
     assert np.diff(lightness).min() > -0.005
     assert lightness[-1] > lightness[0] + 0.3
 
@@ -468,7 +469,7 @@ def test_perceptual_keeps_colour_and_respects_limits():
     assert (grey.max(axis=2) - grey.min(axis=2)).max() <= 1
     # The lightness ceiling holds for white input.
     white = perceptual_rgb(*[np.ones((1, 1))] * 3, maximum=1.0, max_luminance=0.5)
-    lightness = rgb_stretch._oklab_from_linear_rgb(_srgb_decode(white[0]).T)[0, 0]
+    lightness = oklab_from_linear_rgb(_srgb_decode(white[0]).T)[0, 0]
     assert abs(lightness - 0.5) < 0.01
     # Per-band maxima normalize each band.
     assert np.array_equal(
@@ -482,9 +483,9 @@ def _perceptual_reference(bands, maximum, stretch=400.0, max_l=0.85, m=0.5, sat=
     x = np.stack(
         [np.clip(np.nan_to_num(b / top, posinf=0.0, neginf=0.0), 0, 1) for b, top in zip(bands, maximum)]
     )
-    lab = rgb_stretch._oklab_from_linear_rgb(x.reshape(3, -1))
+    lab = oklab_from_linear_rgb(x.reshape(3, -1))
     lightness, a, b = lab
-    floor_l = rgb_stretch._oklab_from_linear_rgb(np.full((3, 1), floor))[0, 0]
+    floor_l = oklab_from_linear_rgb(np.full((3, 1), floor))[0, 0]
     top = np.arcsinh(stretch)
     bottom = (np.arcsinh(floor_l * stretch) - 0.2 * top) / 0.8
     new = np.clip((np.arcsinh(lightness * stretch) - bottom) / (top - bottom), 0, 1)
@@ -495,7 +496,7 @@ def _perceptual_reference(bands, maximum, stretch=400.0, max_l=0.85, m=0.5, sat=
     chroma = np.hypot(a, b) * gain
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(chroma > max_c, gain * max_c / chroma, gain)
-    rgb = rgb_stretch._linear_rgb_from_oklab(np.stack([new, a * gain, b * gain]))
+    rgb = linear_rgb_from_oklab(np.stack([new, a * gain, b * gain]))
     rgb = np.clip(rgb, 0, 1)
     encoded = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * rgb ** (1 / 2.4) - 0.055)
     # 1.055 - 0.055 is not exactly 1 in float64; 1e-9 keeps 255 at 1.0.
@@ -536,7 +537,7 @@ def test_perceptual_chroma_is_capped():
     bands = [c.reshape(1, -1) for c in colours]
     for max_chroma in (0.03, 0.08):
         result = perceptual_rgb(*bands, maximum=1.0, saturation=1.0, max_chroma=max_chroma)[0]
-        lab = rgb_stretch._oklab_from_linear_rgb(_srgb_decode(result).T)
+        lab = oklab_from_linear_rgb(_srgb_decode(result).T)
         chroma = np.hypot(lab[1], lab[2])
         assert np.all(chroma < max_chroma + 0.01)
         assert np.all(chroma > max_chroma - 0.02)
@@ -545,7 +546,7 @@ def test_perceptual_chroma_is_capped():
 def test_oklab_matrices():
     # Published Oklab coordinates of sRGB white and the primaries.
     rgb = np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0]])
-    lab = rgb_stretch._oklab_from_linear_rgb(rgb)
+    lab = oklab_from_linear_rgb(rgb)
     expected = np.array(
         [
             [1.0, 0.62796, 0.86644, 0.45201],
@@ -554,9 +555,9 @@ def test_oklab_matrices():
         ]
     )
     np.testing.assert_allclose(lab, expected, atol=2e-4)
-    np.testing.assert_allclose(rgb_stretch._linear_rgb_from_oklab(lab), rgb, atol=1e-6)
+    np.testing.assert_allclose(linear_rgb_from_oklab(lab), rgb, atol=1e-6)
     # The float32 path agrees with the float64 one.
-    lab32 = rgb_stretch._oklab_from_linear_rgb(rgb.astype(np.float32))
+    lab32 = oklab_from_linear_rgb(rgb.astype(np.float32))
     np.testing.assert_allclose(lab32, lab, atol=1e-5)
 
 

@@ -35,10 +35,8 @@ __all__ = [
 import math
 from collections.abc import Mapping, Sequence
 
-import astropy.wcs
 import numpy as np
 from astropy.table import Table
-from PIL import Image
 
 from lsst.pex.config import (
     ChoiceField,
@@ -55,16 +53,11 @@ from lsst.utils.timer import timeMethod
 
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbCollection
 from ..formats.stamps import Stamps
-from .stretch import StretchConfig, asinh_rgb, linear_rgb, lupton_rgb, perceptual_rgb
+from .orientation import orient_picture, orient_to_north_up
+from .stretch import StretchConfig
+from .stretch_parameters import STRETCH_FUNCTIONS, global_stretch_parameters, per_image_stretch_parameters
 
 CHANNELS = ("red", "green", "blue")
-
-_STRETCH_FUNCTIONS = {
-    "lupton": lupton_rgb,
-    "asinh": asinh_rgb,
-    "linear": linear_rgb,
-    "perceptual": perceptual_rgb,
-}
 
 REPORT_REASONS = {
     "ok": "picture made",
@@ -229,101 +222,6 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
                 )
 
 
-def orient_to_north_up(wcs: astropy.wcs.WCS) -> tuple[int, bool]:
-    """Find the quarter turns and flip that put north up and east left.
-
-    Parameters
-    ----------
-    wcs : `astropy.wcs.WCS`
-        Celestial WCS of a pixel grid (y increasing upwards).
-
-    Returns
-    -------
-    quarter_turns : `int`
-        Counter-clockwise quarter turns to apply (`numpy.rot90` ``k``) to
-        a picture whose row 0 is the lowest y.
-    flip_x : `bool`
-        Whether to mirror x first.
-    """
-    cd = wcs.pixel_scale_matrix  # d(lon, lat)/d(x, y)
-    # Pixel-space directions of east (+lon) and north (+lat).
-    inverse = np.linalg.inv(cd)
-    east, north = inverse[:, 0], inverse[:, 1]
-    flip_x = (
-        float(east[0] * north[1] - east[1] * north[0]) > 0
-    )  # East-left needs a clockwise (east, north) pair.
-    if flip_x:
-        north = np.array([-north[0], north[1]])
-    angle = math.degrees(math.atan2(north[1], north[0]))  # 90 = already up
-    quarter_turns = int(round((90.0 - angle) / 90.0)) % 4
-    return quarter_turns, flip_x
-
-
-def _affine_wcs(wcs: astropy.wcs.WCS, matrix: np.ndarray, offset: np.ndarray) -> astropy.wcs.WCS:
-    """WCS of a picture whose 0-based pixel ``p`` maps to ``matrix @ p +
-    offset`` in the original grid.
-    """
-    result = wcs.deepcopy()
-    cd = wcs.pixel_scale_matrix @ matrix
-    # Original crpix (0-based) q0 = matrix @ p0 + offset, so
-    # p0 = inv(matrix) @ (q0 - offset).
-    q0 = wcs.wcs.crpix - 1.0
-    p0 = np.linalg.solve(matrix, q0 - offset)
-    result.wcs.crpix = p0 + 1.0
-    if result.wcs.has_cd():
-        result.wcs.cd = cd
-    else:
-        result.wcs.pc = cd
-        result.wcs.cdelt = [1.0, 1.0]
-    result.wcs.set()
-    return result
-
-
-def _picture(
-    channels: np.ndarray, wcs: astropy.wcs.WCS | None, quarter_turns: int, flip_x: bool, output_size: int
-) -> tuple[np.ndarray, astropy.wcs.WCS | None]:
-    """Orient and resize a ``(H, W, 3)`` uint8 array whose row 0 is the
-    lowest y; return the picture (row 0 at the top) and its WCS (FITS pixel
-    (1, 1) at the bottom left).
-    """
-    height, width = channels.shape[:2]
-    # Build the picture in "y-up" orientation first: p = M q + t.
-    matrix = np.eye(2)
-    offset = np.zeros(2)
-    array = channels
-    if flip_x:
-        array = array[:, ::-1]
-        matrix = np.array([[-1.0, 0.0], [0.0, 1.0]])
-        offset = np.array([width - 1.0, 0.0])
-    for _ in range(quarter_turns):
-        # Counter-clockwise quarter turn of a y-up picture: new (u, v) =
-        # (h-1-y, x)... in y-up terms
-        # the old pixel (x, y) goes to (H-1-y, x); so old = (v, H-1-u).
-        h = array.shape[0]
-        array = np.rot90(array, k=-1)  # rot90 on row-0-lowest arrays turns the other way
-        turn = np.array([[0.0, 1.0], [-1.0, 0.0]])
-        matrix, offset = matrix @ turn, matrix @ np.array([0.0, h - 1.0]) + offset
-    picture_wcs = None
-    if output_size and (array.shape[0] != output_size or array.shape[1] != output_size):
-        scale_x = array.shape[1] / output_size
-        scale_y = array.shape[0] / output_size
-        image = Image.fromarray(np.ascontiguousarray(array[::-1]), mode="RGB")
-        image = image.resize((output_size, output_size), Image.Resampling.LANCZOS)
-        array = np.asarray(image)[::-1]
-        resize = np.diag([scale_x, scale_y])
-        # Output pixel centre u maps to input (u + 0.5) * s - 0.5.
-        matrix, offset = (
-            matrix @ resize,
-            matrix @ np.array([0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5]) + offset,
-        )
-    if wcs is not None:
-        if offset.any() or not np.array_equal(matrix, np.eye(2)):
-            picture_wcs = _affine_wcs(wcs, matrix, offset)
-        else:
-            picture_wcs = wcs  # The stamp's own pixel grid: its WCS as is.
-    return np.ascontiguousarray(array[::-1]), picture_wcs
-
-
 class ComposeRgbTask(PipelineTask):
     """Compose RGB pictures from the stamps of every band of a patch.
 
@@ -375,6 +273,7 @@ class ComposeRgbTask(PipelineTask):
     def run(
         self, *, stamps: Mapping[str, Stamps], targets_patch: Table, skymap: str, tract: int, patch: int
     ) -> Struct:
+        # Over 80 lines with its docstring: one loop over the rows, kept whole.
         """Make one picture per catalog row that has data in the patch.
 
         Parameters
@@ -426,28 +325,11 @@ class ComposeRgbTask(PipelineTask):
         )
         for k in range(n_rows):
             object_id = object_ids[k]
-            if not used:
-                status[k], detail[k] = "no_coadd", f"bands present: {sorted(stamps) or 'none'}"
-                continue
-            if empty and not fill:
-                status[k] = "missing_band"
-                detail[k] = (
-                    f"no coadd for the {', '.join(empty)} channel(s); bands present: {', '.join(used)}"
-                )
-                continue
             band_stamps = [by_id[b].get(object_id) for b in used]
-            if any(s is None for s in band_stamps):
-                missing = [b for b, s in zip(used, band_stamps) if s is None]
-                status[k], detail[k] = "missing_band", f"no stamp in band(s) {', '.join(missing)}"
-                continue
-            coverage = min(s.coverage for s in band_stamps)
+            skip, coverage = self._skip_reason(stamps, used, empty, fill, band_stamps)
             coverage_column[k] = coverage
-            if coverage == 0:
-                status[k], detail[k] = "no_data", "coverage 0 in at least one band"
-                continue
-            if coverage < config.min_coverage:
-                status[k] = "low_coverage"
-                detail[k] = f"coverage {coverage:.3f} < min_coverage {config.min_coverage}"
+            if skip is not None:
+                status[k], detail[k] = skip
                 continue
             planes = self._planes(band_stamps, used, bad_bits)
             channels = self._mix(planes, weights)
@@ -458,7 +340,7 @@ class ComposeRgbTask(PipelineTask):
                     orientation = orient_to_north_up(reference.wcs)
                 else:
                     orientation = (0, False)
-            picture, picture_wcs = _picture(rgb, reference.wcs, *orientation, config.output_size)
+            picture, picture_wcs = orient_picture(rgb, reference.wcs, *orientation, config.output_size)
             images.append(picture)
             if config.band_frames:
                 frames.append(self._band_frames(planes, used, weights, channels, orientation))
@@ -478,52 +360,15 @@ class ComposeRgbTask(PipelineTask):
                     "edge_distance": edge_distances[k],
                 }
             )
-        columns = [
-            "object_id",
-            "ra",
-            "dec",
-            "skymap",
-            "tract",
-            "patch",
-            "bands",
-            "coverage",
-            "stretch",
-            "row_index",
-            "edge_distance",
-        ]
-        index = (
-            Table(rows=[[r[c] for c in columns] for r in index_rows], names=columns)
-            if index_rows
-            else Table(
-                {c: [] for c in columns},
-                dtype=[str, float, float, str, int, int, str, float, str, int, float],
-            )
-        )
         collection = RgbCollection(
             images,
-            index,
+            _index_table(index_rows),
             wcs=wcs_list,
             metadata_policy=config.metadata_policy,
             frames=frames if config.band_frames else None,
         )
         files = dict(zip(collection.index["object_id"], collection.index["file"]))
-        report = Table(
-            {
-                "row_index": np.asarray(targets_patch["row_index"], dtype=np.int64),
-                "object_id": np.asarray(targets_patch["object_id"], dtype=str),
-                "tract": np.full(n_rows, tract, dtype=np.int64),
-                "patch": np.full(n_rows, patch, dtype=np.int64),
-                "status": status.astype(str),
-                "detail": detail.astype(str),
-                "coverage": coverage_column,
-                "edge_distance": (
-                    np.asarray(targets_patch["edge_distance"], dtype=float)
-                    if "edge_distance" in targets_patch.colnames
-                    else np.full(n_rows, np.nan)
-                ),
-                "file": np.array([files.get(str(i), "") for i in targets_patch["object_id"]], dtype=str),
-            }
-        )
+        report = _report_table(targets_patch, status, detail, coverage_column, files, tract, patch)
         report.meta = {"skymap": skymap, "tract": int(tract), "patch": int(patch), "bands": ",".join(used)}
         counts = {s: int((status == s).sum()) for s in REPORT_REASONS}
         for key, value in counts.items():
@@ -537,6 +382,37 @@ class ComposeRgbTask(PipelineTask):
             {k: v for k, v in counts.items() if k != "ok" and v} or "none",
         )
         return Struct(rgb=collection, rgb_report=report)
+
+    def _skip_reason(
+        self,
+        stamps: Mapping[str, Stamps],
+        used: Sequence[str],
+        empty: Sequence[str],
+        fill: bool,
+        band_stamps: Sequence[Stamps | None],
+    ) -> tuple[tuple[str, str] | None, float]:
+        """Return why one catalog row gets no picture (status and detail,
+        or `None`) and its coverage (NaN if not measured).
+        """
+        if not used:
+            return ("no_coadd", f"bands present: {sorted(stamps) or 'none'}"), math.nan
+        if empty and not fill:
+            return (
+                "missing_band",
+                f"no coadd for the {', '.join(empty)} channel(s); bands present: {', '.join(used)}",
+            ), math.nan
+        if any(s is None for s in band_stamps):
+            missing = [b for b, s in zip(used, band_stamps) if s is None]
+            return ("missing_band", f"no stamp in band(s) {', '.join(missing)}"), math.nan
+        coverage = min(s.coverage for s in band_stamps)
+        if coverage == 0:
+            return ("no_data", "coverage 0 in at least one band"), coverage
+        if coverage < self.config.min_coverage:
+            return (
+                "low_coverage",
+                f"coverage {coverage:.3f} < min_coverage {self.config.min_coverage}",
+            ), coverage
+        return None, coverage
 
     def _bad_bits(self, stamps: Stamps) -> int:
         """Mask bits of ``bad_mask_planes`` in one band's stamps."""
@@ -576,9 +452,9 @@ class ComposeRgbTask(PipelineTask):
         if stretch.scaling == "per_image":
             # The levels the RGB picture was stretched with, measured on
             # its channels.
-            kwargs = stretch._per_image_parameters(tuple(np.asarray(c) for c in channels))
+            kwargs = per_image_stretch_parameters(stretch, tuple(np.asarray(c) for c in channels))
         else:
-            kwargs = stretch._global_parameters()
+            kwargs = global_stretch_parameters(stretch)
         frames = {}
         for j, band in enumerate(used):
             plane = planes[j]
@@ -593,13 +469,13 @@ class ComposeRgbTask(PipelineTask):
                     if name in band_kwargs:
                         levels = list(np.atleast_1d(band_kwargs[name]))
                         band_kwargs[name] = [float(levels[channel if len(levels) == 3 else 0])]
-                rgb = _STRETCH_FUNCTIONS[stretch.algorithm](plane, plane, plane, **band_kwargs)
+                rgb = STRETCH_FUNCTIONS[stretch.algorithm](plane, plane, plane, **band_kwargs)
                 # Equal channels give grey (to rounding, for perceptual):
                 # their rounded mean.
                 grey = ((rgb.astype(np.uint16).sum(axis=2) + 1) // 3).astype(np.uint8)
             # Through the picture's own orientation and resampling, so that
             # frame pixels line up exactly with the picture's.
-            frame, _ = _picture(
+            frame, _ = orient_picture(
                 np.repeat(grey[:, :, None], 3, axis=2), None, *orientation, self.config.output_size
             )
             frames[band] = np.ascontiguousarray(frame[:, :, 0])
@@ -628,3 +504,59 @@ class ComposeRgbTask(PipelineTask):
             return channels
         mean = np.mean([c for c in channels if c is not None], axis=0).astype(np.float32)
         return [c if c is not None else mean for c in channels]
+
+
+_INDEX_COLUMNS = [
+    "object_id",
+    "ra",
+    "dec",
+    "skymap",
+    "tract",
+    "patch",
+    "bands",
+    "coverage",
+    "stretch",
+    "row_index",
+    "edge_distance",
+]
+
+
+def _index_table(index_rows: list[dict]) -> Table:
+    """Return the index of the pictures, one row each (see `RgbCollection`)."""
+    columns = _INDEX_COLUMNS
+    if index_rows:
+        return Table(rows=[[r[c] for c in columns] for r in index_rows], names=columns)
+    return Table(
+        {c: [] for c in columns},
+        dtype=[str, float, float, str, int, int, str, float, str, int, float],
+    )
+
+
+def _report_table(
+    targets_patch: Table,
+    status: np.ndarray,
+    detail: np.ndarray,
+    coverage: np.ndarray,
+    files: Mapping[str, str],
+    tract: int,
+    patch: int,
+) -> Table:
+    """Return the ``zooniverse_rgb_report`` rows, one per catalog row."""
+    n_rows = len(targets_patch)
+    return Table(
+        {
+            "row_index": np.asarray(targets_patch["row_index"], dtype=np.int64),
+            "object_id": np.asarray(targets_patch["object_id"], dtype=str),
+            "tract": np.full(n_rows, tract, dtype=np.int64),
+            "patch": np.full(n_rows, patch, dtype=np.int64),
+            "status": status.astype(str),
+            "detail": detail.astype(str),
+            "coverage": coverage,
+            "edge_distance": (
+                np.asarray(targets_patch["edge_distance"], dtype=float)
+                if "edge_distance" in targets_patch.colnames
+                else np.full(n_rows, np.nan)
+            ),
+            "file": np.array([files.get(str(i), "") for i in targets_patch["object_id"]], dtype=str),
+        }
+    )
