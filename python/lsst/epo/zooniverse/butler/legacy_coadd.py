@@ -68,6 +68,7 @@ from lsst.images import (
 )
 
 from ..formats.afw_wcs import A_WCS_COMMENTS, a_wcs_origin, a_wcs_values
+from ..formats.fits_cards import hierarch_key
 from ..formats.mask_planes import DEFAULT_MASK_PLANES
 
 DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
@@ -442,7 +443,7 @@ def write_legacy_masked_image(
     mask_planes = DEFAULT_MASK_PLANES if mask_planes is None else mask_planes
     primary = fits.PrimaryHDU()
     for key, value in (metadata or {}).items():
-        primary.header[key if len(key) <= 8 else f"HIERARCH {key}"] = value
+        primary.header[hierarch_key(key)] = value
     local_wcs = wcs.deepcopy()
     local_wcs.wcs.crpix = local_wcs.wcs.crpix - np.array([x0, y0])
     wcs_cards = local_wcs.to_header(relax=True)
@@ -460,8 +461,7 @@ def write_legacy_masked_image(
         header["INHERIT"] = True
         if extname == "MASK":
             for name in sorted(mask_planes):
-                key = f"MP_{name}"
-                header[key if len(key) <= 8 else f"HIERARCH {key}"] = int(mask_planes[name])
+                header[hierarch_key(f"MP_{name}")] = int(mask_planes[name])
         header.extend(wcs_cards.cards)
         header["LTV1"] = -x0
         header["LTV2"] = -y0

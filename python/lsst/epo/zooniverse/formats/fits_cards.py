@@ -45,6 +45,7 @@ __all__ = [
     "astropy_card",
     "header_bytes",
     "header_value",
+    "hierarch_key",
     "parse_card",
     "read_value",
 ]
@@ -148,9 +149,24 @@ def astropy_card(key: str, value: Any) -> fits.Card:
     card : `astropy.io.fits.Card`
         The card (not verified).
     """
-    if len(key) > 8 or " " in key:
-        key = f"HIERARCH {key}"
-    return fits.Card(key, header_value(value))
+    return fits.Card(hierarch_key(key), header_value(value))
+
+
+def hierarch_key(key: str) -> str:
+    """Return the keyword afw writes for a key.
+
+    Parameters
+    ----------
+    key : `str`
+        The key.
+
+    Returns
+    -------
+    keyword : `str`
+        ``HIERARCH <key>`` for a key longer than 8 characters or with a
+        space, else the key.
+    """
+    return f"HIERARCH {key}" if len(key) > 8 or " " in key else key
 
 
 # -- Writing cards -------------------------------------------------------
