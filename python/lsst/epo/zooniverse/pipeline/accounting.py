@@ -115,124 +115,95 @@ def account_targets(butler: Any, collections: Any) -> Table:
         for row in report:
             by_row.setdefault(int(row["row_index"]), []).append(row)
 
-    rows = []
-    for row in rejected:
-        rows.append(
-            (
-                int(row["row_index"]),
-                str(row["object_id"]),
-                "rejected",
-                str(row["reason"]),
-                str(row["detail"]),
-                -1,
-                -1,
-                "",
-                np.nan,
-                0,
-                "",
-            )
+    rows = [
+        _line(
+            int(row["row_index"]), str(row["object_id"]), "rejected", str(row["reason"]), str(row["detail"])
         )
+        for row in rejected
+    ]
     for row_index, object_id in zip(accepted["row_index"], accepted["object_id"]):
         row_index = int(row_index)
-        lines = by_row.get(row_index, [])
         patches = ",".join(sorted(in_patch.get(row_index, [])))
-        pictured = [line for line in lines if line["status"] == "ok"]
-        if pictured:
-            best = min(
-                pictured,
-                key=lambda line: (
-                    -float(line["coverage"]),
-                    -float(np.nan_to_num(line["edge_distance"], nan=-1e9)),
-                    int(line["tract"]),
-                    int(line["patch"]),
-                ),
-            )
-            rows.append(
-                (
-                    row_index,
-                    str(object_id),
-                    "pictured",
-                    "ok",
-                    "",
-                    int(best["tract"]),
-                    int(best["patch"]),
-                    str(best["file"]),
-                    float(best["coverage"]),
-                    len(pictured),
-                    patches,
-                )
-            )
-        elif lines:
-            reasons = sorted({str(line["status"]) for line in lines})
-            details = "; ".join(f"{line['tract']}:{line['patch']}: {line['detail']}" for line in lines)
-            rows.append(
-                (
-                    row_index,
-                    str(object_id),
-                    "no_picture",
-                    ",".join(reasons),
-                    details,
-                    -1,
-                    -1,
-                    "",
-                    np.nan,
-                    0,
-                    patches,
-                )
-            )
-        elif patches:
-            rows.append(
-                (
-                    row_index,
-                    str(object_id),
-                    "not_processed",
-                    "no_report",
-                    f"in patch(es) {patches} but no zooniverse_rgb_report",
-                    -1,
-                    -1,
-                    "",
-                    np.nan,
-                    0,
-                    patches,
-                )
-            )
-        else:
-            rows.append(
-                (
-                    row_index,
-                    str(object_id),
-                    "outside_coadds",
-                    "outside",
-                    "no patch of the sky map contains it",
-                    -1,
-                    -1,
-                    "",
-                    np.nan,
-                    0,
-                    "",
-                )
-            )
-    names = [
-        "row_index",
-        "object_id",
-        "status",
-        "reason",
-        "detail",
-        "tract",
-        "patch",
-        "file",
-        "coverage",
-        "n_pictures",
-        "patches",
-    ]
-    dtypes = [np.int64, str, str, str, str, np.int64, np.int64, str, np.float64, np.int64, str]
-    table = Table(rows=rows, names=names, dtype=dtypes) if rows else Table(names=names, dtype=dtypes)
+        rows.append(_account_accepted(row_index, str(object_id), by_row.get(row_index, []), patches))
+
+    table = Table(rows=rows, names=_COLUMNS, dtype=_DTYPES) if rows else Table(names=_COLUMNS, dtype=_DTYPES)
     table.sort("row_index")
     # Every input row is either rejected or in a shard (the table metadata
     # that would say so does not survive the Parquet round trip).
     n_rows = len(rejected) + len(accepted)
     table.meta = {"n_rows": n_rows, "catalog": rejected.meta.get("catalog", "")}
     return table
+
+
+_COLUMNS = [
+    "row_index",
+    "object_id",
+    "status",
+    "reason",
+    "detail",
+    "tract",
+    "patch",
+    "file",
+    "coverage",
+    "n_pictures",
+    "patches",
+]
+_DTYPES = [np.int64, str, str, str, str, np.int64, np.int64, str, np.float64, np.int64, str]
+
+
+def _line(
+    row_index: int,
+    object_id: str,
+    status: str,
+    reason: str,
+    detail: str,
+    patches: str = "",
+    tract: int = -1,
+    patch: int = -1,
+    file: str = "",
+    coverage: float = np.nan,
+    n_pictures: int = 0,
+) -> tuple:
+    """Return one accounting row, in the order of ``_COLUMNS``."""
+    return (row_index, object_id, status, reason, detail, tract, patch, file, coverage, n_pictures, patches)
+
+
+def _account_accepted(row_index: int, object_id: str, lines: list[Any], patches: str) -> tuple:
+    """Return the accounting row of an accepted catalog row from its
+    ``zooniverse_rgb_report`` lines and the patches that hold it.
+    """
+    pictured = [line for line in lines if line["status"] == "ok"]
+    if pictured:
+        best = min(
+            pictured,
+            key=lambda line: (
+                -float(line["coverage"]),
+                -float(np.nan_to_num(line["edge_distance"], nan=-1e9)),
+                int(line["tract"]),
+                int(line["patch"]),
+            ),
+        )
+        return _line(
+            row_index,
+            object_id,
+            "pictured",
+            "ok",
+            "",
+            patches,
+            tract=int(best["tract"]),
+            patch=int(best["patch"]),
+            file=str(best["file"]),
+            coverage=float(best["coverage"]),
+            n_pictures=len(pictured),
+        )
+    if lines:
+        reasons = sorted({str(line["status"]) for line in lines})
+        details = "; ".join(f"{line['tract']}:{line['patch']}: {line['detail']}" for line in lines)
+        return _line(row_index, object_id, "no_picture", ",".join(reasons), details, patches)
+    if patches:
+        detail = f"in patch(es) {patches} but no zooniverse_rgb_report"
+        return _line(row_index, object_id, "not_processed", "no_report", detail, patches)
+    return _line(row_index, object_id, "outside_coadds", "outside", "no patch of the sky map contains it")
 
 
 def summarize_accounting(table: Table) -> str:

@@ -19,6 +19,8 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
+"""``butler make-zooniverse-demo-repo``: build the demo repository."""
+
 __all__ = ["make_zooniverse_demo_repo"]
 
 import click

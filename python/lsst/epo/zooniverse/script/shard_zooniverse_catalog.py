@@ -19,6 +19,9 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
+"""``butler shard-zooniverse-catalog``: shard a PI's catalog and print a
+summary.
+"""
 
 __all__ = ["shard_zooniverse_catalog"]
 
@@ -103,6 +106,12 @@ def shard_zooniverse_catalog(
         )
     except (CatalogError, ButlerConfigError) as err:
         raise click.ClickException(str(err)) from None
+    _echo_summary(summary, repo)
+    return summary
+
+
+def _echo_summary(summary: ShardingSummary, repo: str) -> None:
+    """Print what the sharding did and where the rejected rows are."""
     click.echo(f"catalog:        {summary.catalog}")
     click.echo(f"rows read:      {summary.n_rows}")
     click.echo(f"accepted:       {summary.n_accepted}")
@@ -119,4 +128,3 @@ def shard_zooniverse_catalog(
         "                or in Python: Butler.from_config("
         f"{repo!r}).get('zooniverse_targets_rejected', collections={summary.run!r}).pprint_all()"
     )
-    return summary

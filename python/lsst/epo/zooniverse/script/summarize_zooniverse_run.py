@@ -19,6 +19,9 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
+"""``butler summarize-zooniverse-run``: count the pictures of a run, write
+its contact sheet and account for every catalog row.
+"""
 
 __all__ = ["summarize_zooniverse_run"]
 
