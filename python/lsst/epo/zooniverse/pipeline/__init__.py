@@ -19,4 +19,6 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The PI's pipeline: catalog sharding, the three tasks, the stretch, accounting and BPS helpers."""
+"""The PI's pipeline: catalog sharding, the three tasks, the stretch (config,
+algorithms, parameters), picture orientation, accounting and BPS helpers.
+"""
