@@ -464,7 +464,20 @@ class Header:
         return self.cards[self._first[key]][2]
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Return the value of the first card of ``key``, or ``default``."""
+        """Return the value of the first card of a keyword.
+
+        Parameters
+        ----------
+        key : `str`
+            The upper case keyword.
+        default : `object`, optional
+            Returned without such a card.
+
+        Returns
+        -------
+        value : `object`
+            The value.
+        """
         index = self._first.get(key)
         return default if index is None else self.cards[index][2]
 

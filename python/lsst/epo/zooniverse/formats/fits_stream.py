@@ -58,7 +58,18 @@ class FitsStream:
         self._memo: dict[str, tuple[str, str, Any]] = {}
 
     def read(self, size: int) -> bytes:
-        """Read ``size`` bytes (fewer only at the end of the file)."""
+        """Read bytes.
+
+        Parameters
+        ----------
+        size : `int`
+            How many.
+
+        Returns
+        -------
+        data : `bytes`
+            ``size`` bytes, fewer only at the end of the file.
+        """
         chunks = []
         while size > 0:
             chunk = self._stream.read(size)
@@ -69,7 +80,19 @@ class FitsStream:
         return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
     def readinto(self, buffer: memoryview) -> int:
-        """Fill ``buffer``; return the number of bytes read."""
+        """Read bytes into a buffer.
+
+        Parameters
+        ----------
+        buffer : `memoryview`
+            The buffer to fill.
+
+        Returns
+        -------
+        size : `int`
+            Bytes read (fewer than the buffer's size only at the end of
+            the file).
+        """
         if self._readinto is None:
             data = self.read(len(buffer))
             buffer[: len(data)] = data
@@ -83,7 +106,13 @@ class FitsStream:
         return done
 
     def skip(self, size: int) -> None:
-        """Move ``size`` bytes on (by seeking when the file can)."""
+        """Move on in the file (by seeking when the file can).
+
+        Parameters
+        ----------
+        size : `int`
+            Bytes to skip.
+        """
         if size <= 0:
             return
         if self._seekable:

@@ -57,6 +57,16 @@ class PngError(ValueError):
 def check_text_key(key: Any) -> None:
     """Raise if ``key`` cannot be a PNG text-chunk keyword (1-79 Latin-1
     characters, no leading/trailing/double spaces).
+
+    Parameters
+    ----------
+    key : `object`
+        The keyword.
+
+    Raises
+    ------
+    ValueError
+        Raised if it cannot be one.
     """
     if not isinstance(key, str) or not 1 <= len(key) <= 79:
         raise ValueError(f"PNG text key {key!r} must be a string of 1 to 79 characters.")
@@ -69,7 +79,22 @@ def check_text_key(key: Any) -> None:
 
 
 def check_text_value(key: str, value: Any) -> None:
-    """Raise if ``value`` cannot be the text of a PNG text chunk."""
+    """Raise if ``value`` cannot be the text of a PNG text chunk.
+
+    Parameters
+    ----------
+    key : `str`
+        The chunk's keyword, for messages.
+    value : `object`
+        The text.
+
+    Raises
+    ------
+    TypeError
+        Raised if it is not a `str`.
+    ValueError
+        Raised if it holds a NUL character.
+    """
     if not isinstance(value, str):
         raise TypeError(f"PNG text value for {key!r} must be a str, not {type(value).__name__}.")
     if "\0" in value:
@@ -145,6 +170,26 @@ def itxt_chunk(keyword: bytes, value: str) -> bytes:
 def iter_chunks(data: bytes, name: str):
     """Yield ``(type, payload)`` of every chunk, checking structure and
     CRCs, without decompressing image data.
+
+    Parameters
+    ----------
+    data : `bytes`
+        The PNG file.
+    name : `str`
+        Its name, for messages.
+
+    Yields
+    ------
+    chunk_type : `bytes`
+        The chunk's type.
+    payload : `bytes`
+        Its data.
+
+    Raises
+    ------
+    PngError
+        Raised for a bad signature, a truncated chunk, a CRC mismatch or
+        no ``IEND``.
     """
     if not data.startswith(PNG_SIGNATURE):
         raise PngError(f"{name}: not a PNG file (bad signature {data[:8]!r}).")

@@ -243,7 +243,19 @@ class PrimaryInfo:
             target[keyword] = read_value(value)
 
     def stamp_fields(self, k: int) -> dict[str, Any]:
-        """Per-stamp values from the primary header for stamp ``k``."""
+        """Return the per-stamp values the primary header gives a stamp.
+
+        Parameters
+        ----------
+        k : `int`
+            0-based stamp number.
+
+        Returns
+        -------
+        fields : `dict` [`str`, `object`]
+            `Stamp` fields (``ra``, ``dec``, ``object_id``, ``coverage``,
+            ``edge_distance``; not the bbox, which the pixel HDUs give).
+        """
         fields: dict[str, Any] = {
             "ra": float(self.ras[k]) if self.ras and self.ras[k] is not None else math.nan,
             "dec": float(self.decs[k]) if self.decs and self.decs[k] is not None else math.nan,
