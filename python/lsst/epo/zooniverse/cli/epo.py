@@ -21,7 +21,10 @@
 
 """``zooniverse-epo``: the EPO export service's command-line program.
 
-Thin click wrappers around `lsst.epo.zooniverse.export.service.ExportService`.
+Thin click wrappers around `lsst.epo.zooniverse.export.service.ExportService`;
+the Zooniverse commands (``subject-set``, ``link-workflow``, ``subjects``)
+come from `lsst.epo.zooniverse.cli.epo_subject_sets` and are added to the
+group here.
 """
 
 from __future__ import annotations
@@ -39,109 +42,8 @@ from typing import Any
 
 import click
 
-_LOG = logging.getLogger("lsst.epo.zooniverse.export")
-
-
-class _ClickProgress:
-    """`~lsst.epo.zooniverse.export.service.Progress` on standard error: a
-    click progress bar on a terminal, otherwise (``--progress`` into a log
-    file) one line per tenth of the work.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._bar: Any = None
-        self._label = ""
-        self._total = self._done = self._next_line = 0
-
-    def start(self, label: str, total: int) -> None:
-        if not self._enabled or total <= 0:
-            return
-        self._label, self._total, self._done = label, total, 0
-        if sys.stderr.isatty():
-            self._bar = click.progressbar(
-                length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True
-            )
-            self._bar.__enter__()
-        else:
-            self._next_line = max(1, total // 10)
-            click.echo(f"{label}: 0/{total}", err=True)
-
-    def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
-        elif self._total:
-            self._done += n
-            if self._done >= self._next_line or self._done == self._total:
-                click.echo(f"{self._label}: {self._done}/{self._total}", err=True)
-                self._next_line = self._done + max(1, self._total // 10)
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
-        self._total = 0
-
-
-def _service(ctx: click.Context) -> Any:
-    """Build the service from the group's options, once."""
-    obj = ctx.ensure_object(dict)
-    if "service" not in obj:
-        from ..export.service import ExportService
-        from ..export.service_config import ServiceConfig
-
-        config = ServiceConfig.load(obj["config"], **obj["overrides"])
-        obj["service"] = ExportService(config)
-        ctx.call_on_close(obj["service"].close)
-    return obj["service"]
-
-
-def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the service's errors into clean command-line errors (with
-    secrets masked).
-    """
-    import functools
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..export.notify import NotificationError
-        from ..export.policy import PolicyError
-        from ..export.publication import PublicationError
-        from ..export.redaction import default_redactor
-        from ..export.service import ExportServiceError
-        from ..export.service_config import ServiceConfigError
-        from ..export.state import StateDatabaseError
-        from ..zooniverse.subject_sets import SubjectSetError
-
-        redact = default_redactor().redact
-        try:
-            return function(*args, **kwargs)
-        except click.ClickException:
-            raise
-        except (
-            ExportServiceError,
-            ServiceConfigError,
-            StateDatabaseError,
-            SubjectSetError,
-            PolicyError,
-            PublicationError,
-            NotificationError,
-        ) as err:
-            raise click.ClickException(redact(err)) from None
-        except Exception as err:
-            # Anything unexpected: a short, redacted message; the redacted
-            # traceback in the log at DEBUG (never the raw one on stderr).
-            import traceback
-
-            _LOG.debug("%s", redact("".join(traceback.format_exception(err))))
-            raise click.ClickException(redact(f"{type(err).__name__}: {err}")) from None
-
-    return wrapper
-
-
-def _progress(ctx: click.Context) -> _ClickProgress:
-    enabled = ctx.ensure_object(dict).get("progress")
-    return _ClickProgress(sys.stderr.isatty() if enabled is None else enabled)
+from .epo_common import context_progress, context_service, guard_errors
+from .epo_subject_sets import link_workflow, subject_set, subjects
 
 
 @click.group(name="zooniverse-epo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -246,12 +148,12 @@ def main(
 )
 @click.option("--operator", default=None, help="Who registers (default: the current user).")
 @click.pass_context
-@_guard
+@guard_errors
 def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any) -> None:
     """Register the PI project NAME: which collections of which repository
     the service polls, and for which Zooniverse project.
     """
-    record = _service(ctx).register_project(name, actor=operator, **kwargs)
+    record = context_service(ctx).register_project(name, actor=operator, **kwargs)
     from ..export.redaction import default_redactor
 
     record["repo"] = default_redactor().redact(record["repo"])
@@ -264,12 +166,12 @@ def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any)
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@_guard
+@guard_errors
 def projects(ctx: click.Context, as_json: bool) -> None:
     """List the registered projects."""
     from ..export.redaction import default_redactor
 
-    records = _service(ctx).projects()
+    records = context_service(ctx).projects()
     for r in records:
         r["repo"] = default_redactor().redact(r["repo"])
     if as_json:
@@ -295,14 +197,14 @@ def projects(ctx: click.Context, as_json: bool) -> None:
     help="Seconds between polls with --watch.",
 )
 @click.pass_context
-@_guard
+@guard_errors
 def poll(ctx: click.Context, project: str | None, watch: bool, interval: float) -> None:
     """Find new datasets in the registered collections, retrieve them,
     validate them and put them in quarantine.
     """
-    service = _service(ctx)
+    service = context_service(ctx)
     while True:
-        summary = service.poll(project, progress=_progress(ctx))
+        summary = service.poll(project, progress=context_progress(ctx))
         click.echo(
             f"Poll: {summary.discovered} new datasets; {summary.quarantined} batches quarantined "
             f"({summary.images_quarantined} images), {summary.rejected} rejected, "
@@ -325,10 +227,10 @@ def poll(ctx: click.Context, project: str | None, watch: bool, interval: float) 
 @main.command()
 @click.option("--project", default=None, help="Only this project.")
 @click.pass_context
-@_guard
+@guard_errors
 def status(ctx: click.Context, project: str | None) -> None:
     """Print counts of datasets and images by state, as JSON."""
-    click.echo(json.dumps(_service(ctx).status(project), indent=2, sort_keys=True))
+    click.echo(json.dumps(context_service(ctx).status(project), indent=2, sort_keys=True))
 
 
 @main.command()
@@ -336,12 +238,12 @@ def status(ctx: click.Context, project: str | None) -> None:
 @click.option("--batch", default=None, help="Show this batch, whatever its state, image by image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@_guard
+@guard_errors
 def review(ctx: click.Context, project: str | None, batch: str | None, as_json: bool) -> None:
     """List quarantined batches (or one batch) with their images and the
     validation findings.
     """
-    batches = _service(ctx).review(project, batch)
+    batches = context_service(ctx).review(project, batch)
     if as_json:
         click.echo(json.dumps(batches, indent=2, default=str))
         return
@@ -374,7 +276,7 @@ def _decision_command(approve: bool) -> Callable[..., None]:
         "--image", "entries", multiple=True, help=f"Only {verb} this image (entry name; repeatable)."
     )
     @click.pass_context
-    @_guard
+    @guard_errors
     def command(
         ctx: click.Context,
         batches: tuple[str, ...],
@@ -386,7 +288,7 @@ def _decision_command(approve: bool) -> Callable[..., None]:
             # Image names belong to one batch; checking them batch by batch
             # would leave the first batches decided when a later one fails.
             raise click.UsageError("--image needs exactly one batch.")
-        service = _service(ctx)
+        service = context_service(ctx)
         for batch in batches:
             if approve:
                 n = service.approve(batch, operator=operator, reason=reason, entries=entries or None)
@@ -408,10 +310,10 @@ main.command(name="reject")(_decision_command(False))
 @main.command()
 @click.option("--project", default=None, help="Only this project.")
 @click.pass_context
-@_guard
+@guard_errors
 def publish(ctx: click.Context, project: str | None) -> None:
     """Publish every approved image at the public location, exactly once."""
-    summary = _service(ctx).publish(project, progress=_progress(ctx))
+    summary = context_service(ctx).publish(project, progress=context_progress(ctx))
     for error in summary.errors:
         click.echo(f"error: {error}", err=True)
     click.echo(
@@ -450,7 +352,7 @@ def publish(ctx: click.Context, project: str | None) -> None:
     help="The PI's pipeline output collection: write one line per row of the original catalog instead.",
 )
 @click.pass_context
-@_guard
+@guard_errors
 def report(ctx: click.Context, project: str, output: str | None, catalog_collection: str | None) -> None:
     """Write a CSV with one line per image (and per rejected batch) of
     PROJECT: its state, the reason, and its public URL.  With --catalog,
@@ -459,10 +361,10 @@ def report(ctx: click.Context, project: str, output: str | None, catalog_collect
     catalog's row count.
     """
     if catalog_collection:
-        rows = _service(ctx).catalog_report(project, catalog_collection)
+        rows = context_service(ctx).catalog_report(project, catalog_collection)
         fields = ["row_index", "object_id", "outcome", "stage", "reason", "url"]
     else:
-        rows = _service(ctx).report(project)
+        rows = context_service(ctx).report(project)
         fields = ["batch", "dataset_type", "data_id", "entry", "object_id", "state", "reason", "url"]
     stream = open(output, "w", newline="") if output else sys.stdout
     try:
@@ -480,10 +382,10 @@ def report(ctx: click.Context, project: str, output: str | None, catalog_collect
 @click.option("--batch", default=None, help="Only this batch.")
 @click.option("--project", default=None, help="Only this project.")
 @click.pass_context
-@_guard
+@guard_errors
 def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
     """Print the audit log (JSON lines, oldest first)."""
-    for record in _service(ctx).audit_log(batch=batch, project=project):
+    for record in context_service(ctx).audit_log(batch=batch, project=project):
         click.echo(json.dumps(record, default=str))
 
 
@@ -497,13 +399,13 @@ def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
     help="Directory for the manifest parts.",
 )
 @click.pass_context
-@_guard
+@guard_errors
 def manifest(ctx: click.Context, project: str, output: str) -> None:
     """Write PROJECT's Zooniverse subject manifests (subject_set_imports
     CSV, at most 10,000 rows per part) from its published images, one
     subject per catalog object, and validate them.
     """
-    paths = _service(ctx).write_manifests(project, output)
+    paths = context_service(ctx).write_manifests(project, output)
     if not paths:
         click.echo(f"{project} has no published images yet.")
     for path in paths:
@@ -554,7 +456,7 @@ def validate_manifest(
     "review section, which --review requires).",
 )
 @click.pass_context
-@_guard
+@guard_errors
 def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None:
     """Serve the public location over HTTP, with the service's status as
     JSON at /status.json and, when the configuration names review
@@ -567,7 +469,7 @@ def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None
     """
     from ..export.serve import PublicServer
 
-    service = _service(ctx)
+    service = context_service(ctx)
     if not service.public.root.isLocal:
         raise click.ClickException(f"serve needs a local public location, not {service.public.root}.")
     settings = service.config.review
@@ -593,8 +495,6 @@ def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None
     sys.stderr.flush()
     server.serve_forever()
 
-
-from .epo_subject_sets import link_workflow, subject_set, subjects  # noqa: E402
 
 main.add_command(subject_set)
 main.add_command(subjects)

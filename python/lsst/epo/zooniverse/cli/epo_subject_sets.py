@@ -19,56 +19,26 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""``zooniverse-epo subject-set`` and ``zooniverse-epo subjects``: send a
-project's published images to its Zooniverse project as a subject set,
-and list what was sent.
+"""``zooniverse-epo subject-set``, ``link-workflow`` and ``subjects``:
+send a project's published images to its Zooniverse project as a subject
+set, link the set to a workflow, and list what was sent.
 
 Thin click wrappers around
 `lsst.epo.zooniverse.zooniverse.subject_sets.SubjectSetPublisher`; they are
-added to the ``zooniverse-epo`` group by `lsst.epo.zooniverse.cli.epo`.
+added to the ``zooniverse-epo`` group by `lsst.epo.zooniverse.cli.epo`
+(this module does not import that one; what both need is in
+`lsst.epo.zooniverse.cli.epo_common`).
 """
 
 from __future__ import annotations
 
-__all__ = ["subject_set", "subjects"]
+__all__ = ["link_workflow", "subject_set", "subjects"]
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-
-# The helpers of .epo are looked up when a command runs: .epo imports this
-# module at its end, and ``python -m lsst.epo.zooniverse.cli.epo`` runs it
-# as __main__, so importing .epo here would be circular.
-def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .epo import _guard as guard
-
-        return guard(function)(*args, **kwargs)
-
-    return wrapper
-
-
-def _service(ctx: click.Context) -> Any:
-    from .epo import _service as service
-
-    return service(ctx)
-
-
-def _progress(ctx: click.Context) -> Any:
-    from .epo import _progress as progress
-
-    return progress(ctx)
-
-
-def _fail(err: Exception) -> click.ClickException:
-    from ..export.redaction import default_redactor
-
-    return click.ClickException(default_redactor().redact(err))
+from .epo_common import context_progress, context_service, guard_errors, redacted_click_error
 
 
 @click.command(name="subject-set")
@@ -114,7 +84,7 @@ def _fail(err: Exception) -> click.ClickException:
 @click.option("--operator", default=None, help="Who runs it (audit log; default: the current user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-@_guard
+@guard_errors
 def subject_set(
     ctx: click.Context,
     project: str,
@@ -135,7 +105,7 @@ def subject_set(
     """
     from ..zooniverse.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
 
-    service = _service(ctx)
+    service = context_service(ctx)
     try:
         credentials = None
         if credentials_file or not dry_run:
@@ -147,12 +117,12 @@ def subject_set(
             zooniverse_project=zooniverse_project,
             method=method,
             dry_run=dry_run,
-            progress=_progress(ctx),
+            progress=context_progress(ctx),
             output_directory=output,
             operator=operator,
         )
     except SubjectSetError as err:
-        raise _fail(err) from None
+        raise redacted_click_error(err) from None
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
         return
@@ -195,7 +165,7 @@ def subject_set(
 )
 @click.option("--operator", default=None, help="Who does it (audit log; default: the current user).")
 @click.pass_context
-@_guard
+@guard_errors
 def link_workflow(
     ctx: click.Context,
     project: str,
@@ -211,12 +181,12 @@ def link_workflow(
     from ..zooniverse.subject_sets import SubjectSetError, SubjectSetPublisher, ZooniverseCredentials
 
     try:
-        publisher = SubjectSetPublisher(_service(ctx), ZooniverseCredentials.load(credentials_file))
+        publisher = SubjectSetPublisher(context_service(ctx), ZooniverseCredentials.load(credentials_file))
         linked = publisher.link_to_workflow(
             project, subject_set_name=subject_set_name, workflow=workflow, operator=operator
         )
     except SubjectSetError as err:
-        raise _fail(err) from None
+        raise redacted_click_error(err) from None
     state = "linked to" if linked else "was already linked to"
     click.echo(f"Subject set {subject_set_name!r} of {project} {state} workflow {workflow}.")
 
@@ -226,7 +196,7 @@ def link_workflow(
 @click.option("--name", "subject_set_name", default=None, help="Only this subject set.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@_guard
+@guard_errors
 def subjects(ctx: click.Context, project: str, subject_set_name: str | None, as_json: bool) -> None:
     """List the subjects sent to PROJECT's Zooniverse subject sets (as
     recorded in the state database): set, external id, Zooniverse subject
@@ -234,7 +204,7 @@ def subjects(ctx: click.Context, project: str, subject_set_name: str | None, as_
     """
     from ..zooniverse.subject_sets import SubjectSetPublisher
 
-    rows = SubjectSetPublisher(_service(ctx)).recorded_subjects(project, subject_set_name)
+    rows = SubjectSetPublisher(context_service(ctx)).recorded_subjects(project, subject_set_name)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
