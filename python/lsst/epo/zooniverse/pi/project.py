@@ -144,6 +144,7 @@ class EpoProject:
         service: ExportService | None = None,
         config: str | os.PathLike | None = None,
     ) -> EpoProject:
+        # Long by its docstring; the code is a lookup and one registration.
         """Register the collections a PI's pipeline writes with EPO.
 
         Parameters

@@ -475,6 +475,7 @@ class SubjectSetSync:
         summary: SubjectSetSummary,
         progress: Progress,
     ) -> None:
+        # Long: write, publish, import and verify each part, as one sequence.
         # One manifest per chunk: one frame count, at most part_rows rows.
         chunks = import_chunks(pending, self.settings.part_rows)
         with tempfile.TemporaryDirectory(prefix="subject-set-") as directory:

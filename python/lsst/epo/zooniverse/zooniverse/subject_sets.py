@@ -382,6 +382,7 @@ class SubjectSetPublisher:
         output_directory: str | None = None,
         operator: str | None = None,
     ) -> SubjectSetSummary:
+        # Long by its docstring; the work is in _dry_run and _sync.
         """Make the subject set hold one subject per published object,
         sending only what it does not hold yet.
 
