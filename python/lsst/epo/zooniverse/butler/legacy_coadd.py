@@ -70,6 +70,7 @@ from lsst.images import (
 from ..formats.afw_wcs import A_WCS_COMMENTS, a_wcs_origin, a_wcs_values
 from ..formats.fits_cards import hierarch_key
 from ..formats.mask_planes import DEFAULT_MASK_PLANES
+from ..formats.wcs_metadata import WCS_TIME_KEYS
 
 DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
 """Pixel frame of the sky projections attached to coadds read here."""
@@ -447,7 +448,7 @@ def write_legacy_masked_image(
     local_wcs = wcs.deepcopy()
     local_wcs.wcs.crpix = local_wcs.wcs.crpix - np.array([x0, y0])
     wcs_cards = local_wcs.to_header(relax=True)
-    for key in ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF"):
+    for key in WCS_TIME_KEYS:
         wcs_cards.remove(key, ignore_missing=True)
     hdus: list[Any] = [primary]
     for extname, data in (

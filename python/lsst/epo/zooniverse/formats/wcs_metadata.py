@@ -32,6 +32,7 @@ from __future__ import annotations
 
 __all__ = [
     "WCS_TEXT_KEY",
+    "WCS_TIME_KEYS",
     "CrpixTemplates",
     "pixel_to_picture",
     "wcs_from_header_string",
@@ -46,12 +47,16 @@ import astropy.io.fits as fits
 import astropy.wcs
 import numpy as np
 
+from .fits_cards import CARD
+
 WCS_TEXT_KEY = "WCS"
 """PNG text keyword holding the FITS WCS header cards."""
 
-_CARD = 80
 _TEXT_RELAX = astropy.wcs.WCSHDO_all | astropy.wcs.WCSHDO_P17 | astropy.wcs.wcs.WCSHDO_SIP
-_TEXT_DROP = ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF")
+WCS_TIME_KEYS = ("DATE-OBS", "MJD-OBS", "DATEREF", "MJDREFI", "MJDREFF")
+"""Time cards `astropy.wcs.WCS.to_header` may write; the WCS cards this
+package writes (PNG text, coadds) leave them out.
+"""
 
 
 def _wcslib_relax(relax: bool | int) -> int:
@@ -71,12 +76,12 @@ def _wcslib_relax(relax: bool | int) -> int:
 def _find_card(raw: str, prefix: str) -> int:
     """Offset of the one card of ``raw`` starting with ``prefix``, or -1."""
     start = raw.find(prefix)
-    while start >= 0 and start % _CARD:
+    while start >= 0 and start % CARD:
         start = raw.find(prefix, start + 1)
     if start < 0:
         return -1
-    later = raw.find(prefix, start + _CARD)
-    while later >= 0 and later % _CARD:
+    later = raw.find(prefix, start + CARD)
+    while later >= 0 and later % CARD:
         later = raw.find(prefix, later + 1)
     return start if later < 0 else -1
 
@@ -137,9 +142,9 @@ class CrpixTemplates:
         if first < 0 or second < 0:
             return self._slow(wcs)
         low, high = sorted((first, second))
-        key = f"{first < second}{raw[:low]}{raw[low + _CARD : high]}{raw[high + _CARD :]}"
-        crpix1 = raw[first : first + _CARD]
-        crpix2 = raw[second : second + _CARD]
+        key = f"{first < second}{raw[:low]}{raw[low + CARD : high]}{raw[high + CARD :]}"
+        crpix1 = raw[first : first + CARD]
+        crpix2 = raw[second : second + CARD]
         try:
             family = self._families[key]
         except KeyError:
@@ -161,7 +166,7 @@ class CrpixTemplates:
 
 
 def _text_cards(header: fits.Header) -> list[str]:
-    for key in _TEXT_DROP:
+    for key in WCS_TIME_KEYS:
         header.remove(key, ignore_missing=True)
     return [str(card) for card in header.cards]
 
