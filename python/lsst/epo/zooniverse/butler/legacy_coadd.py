@@ -69,7 +69,7 @@ from lsst.images import (
 
 from ..formats.afw_wcs import A_WCS_COMMENTS, a_wcs_origin, a_wcs_values
 from ..formats.fits_cards import hierarch_key
-from ..formats.mask_planes import DEFAULT_MASK_PLANES
+from ..formats.mask_planes import DEFAULT_MASK_PLANES, mask_plane_cards
 from ..formats.wcs_metadata import WCS_TIME_KEYS
 
 DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
@@ -461,8 +461,8 @@ def write_legacy_masked_image(
         header["EXTNAME"] = extname
         header["INHERIT"] = True
         if extname == "MASK":
-            for name in sorted(mask_planes):
-                header[hierarch_key(f"MP_{name}")] = int(mask_planes[name])
+            for key, bit in mask_plane_cards(mask_planes):
+                header[hierarch_key(key)] = bit
         header.extend(wcs_cards.cards)
         header["LTV1"] = -x0
         header["LTV2"] = -y0

@@ -23,10 +23,14 @@
 `lsst.afw.image.Mask` and those of a Rubin (non-cell) deep coadd.
 
 Bits 0-8 are the same in both; a deep coadd then has its own planes where
-afw's defaults have ``VIGNETTED`` and ``STREAK``.
+afw's defaults have ``VIGNETTED`` and ``STREAK``.  afw records the planes
+of a ``MASK`` HDU as ``MP_<name>`` cards (`mask_plane_cards`).
 """
 
-__all__ = ["COADD_MASK_PLANES", "DEFAULT_MASK_PLANES"]
+__all__ = ["COADD_MASK_PLANES", "DEFAULT_MASK_PLANES", "mask_plane_cards", "mask_planes_from_cards"]
+
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 DEFAULT_MASK_PLANES: dict[str, int] = {
     "BAD": 0,
@@ -56,3 +60,37 @@ COADD_MASK_PLANES: dict[str, int] = {
 """Mask planes of a Rubin (non-cell) deep coadd, as afw writes them, and
 their bits (the demo coadds have these).
 """
+
+
+def mask_plane_cards(mask_planes: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Return the cards by which afw records mask planes in a ``MASK``
+    header.
+
+    Parameters
+    ----------
+    mask_planes : `~collections.abc.Mapping` [`str`, `int`]
+        Plane name to bit number.
+
+    Returns
+    -------
+    cards : `list` [`tuple` [`str`, `int`]]
+        ``(MP_<name>, bit)``, sorted by name (written as HIERARCH cards
+        when longer than 8 characters).
+    """
+    return [(f"MP_{name}", int(mask_planes[name])) for name in sorted(mask_planes)]
+
+
+def mask_planes_from_cards(cards: Iterable[tuple[str, Any]]) -> dict[str, int]:
+    """Return the mask planes recorded by the cards of a ``MASK`` header.
+
+    Parameters
+    ----------
+    cards : `~collections.abc.Iterable` [`tuple` [`str`, `object`]]
+        (keyword, value) of the header's cards.
+
+    Returns
+    -------
+    mask_planes : `dict` [`str`, `int`]
+        Plane name to bit number, from the ``MP_<name>`` cards.
+    """
+    return {key[3:]: int(value) for key, value in cards if key.startswith("MP_")}

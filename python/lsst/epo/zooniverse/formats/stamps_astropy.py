@@ -44,6 +44,7 @@ import numpy as np
 
 from .afw_wcs import A_WCS_COMMENTS, a_wcs_values
 from .fits_cards import Header, astropy_card
+from .mask_planes import mask_plane_cards
 from .stamps_layout import (
     PLANES,
     STAMP_ARRAYS,
@@ -94,8 +95,8 @@ def _plane_header(plane: str, number: int, stamp: Any, mask_planes: Mapping[str,
     header["EXTVER"] = number
     header["EXTNAME"] = plane
     if plane == "MASK":
-        for name in sorted(mask_planes):
-            _append(header, f"MP_{name}", int(mask_planes[name]))
+        for key, bit in mask_plane_cards(mask_planes):
+            _append(header, key, bit)
     # afw's "A" WCS: the parent-frame origin of the stamp.
     for (key, comment), value in zip(A_WCS_COMMENTS, a_wcs_values(stamp.x0, stamp.y0)):
         header.append((key, value, comment), end=True)

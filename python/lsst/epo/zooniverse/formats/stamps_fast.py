@@ -63,6 +63,7 @@ from .fits_cards import (
     header_bytes,
 )
 from .fits_stream import FitsStream, data_size, read_image_data, read_primary_header
+from .mask_planes import mask_plane_cards
 from .stamps_layout import (
     PLANES,
     STAMP_ARRAYS,
@@ -184,7 +185,7 @@ def _plane_headers(
     different shapes).
     """
     mask_planes = stamps.mask_planes
-    mask_cards = [cards.card(f"MP_{name}", int(mask_planes[name])) for name in sorted(mask_planes)]
+    mask_cards = [cards.card(key, bit) for key, bit in mask_plane_cards(mask_planes)]
     fixed = {
         "XTENSION": cards.card("XTENSION", "IMAGE", "Image extension"),
         "NAXIS": cards.card("NAXIS", 2, "number of array dimensions"),

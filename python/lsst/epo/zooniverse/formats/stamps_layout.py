@@ -67,6 +67,7 @@ from astropy.table import Table
 
 from .afw_wcs import a_wcs_origin
 from .fits_cards import Header, read_value
+from .mask_planes import mask_planes_from_cards
 
 PROVENANCE_PREFIX = "LSST BUTLER"
 """Prefix of the Butler provenance cards (as written by obs_base)."""
@@ -369,7 +370,7 @@ def header_mask_planes(header: Header) -> dict[str, int]:
     planes : `dict` [`str`, `int`]
         Plane name to bit number.
     """
-    return {key[3:]: int(value) for key, value in header.items() if key.startswith("MP_")}
+    return mask_planes_from_cards(header.items())
 
 
 def index_table(rows: list[tuple], metadata: Mapping[str, Any]) -> Table:
