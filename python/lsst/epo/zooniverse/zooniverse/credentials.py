@@ -45,6 +45,7 @@ from collections.abc import Mapping
 import pydantic
 import yaml
 
+from ..export.secrets import SecretError, read_secret
 from .errors import CredentialsError
 
 DEFAULT_ENDPOINT = "https://www.zooniverse.org"
@@ -60,7 +61,7 @@ CREDENTIAL_ENVIRONMENT_VARIABLES = {
 """Environment variable of each credential (panoptes-client's names); the
 keys are also the keys of a credentials file."""
 
-_SECRET_KEYS = frozenset({"client_secret", "password"})
+_SECRET_KEYS = ("client_secret", "password")
 
 
 class CredentialsFileModel(pydantic.BaseModel):
@@ -83,6 +84,17 @@ class CredentialsFileModel(pydantic.BaseModel):
     """Zooniverse login."""
     password: str | None = None
     """Zooniverse password."""
+
+
+def _read_environment_secret(key: str) -> str:
+    """Read a secret credential from its environment variable with the
+    project's one secret reader.
+    """
+    name = CREDENTIAL_ENVIRONMENT_VARIABLES[key]
+    try:
+        return read_secret(env=name, what=f"Zooniverse {key.replace('_', ' ')}")
+    except SecretError as err:
+        raise CredentialsError(str(err)) from None
 
 
 def _file_problem(path: str, err: pydantic.ValidationError) -> str:
@@ -219,7 +231,11 @@ class ZooniverseCredentials:
         Parameters
         ----------
         environ : `~collections.abc.Mapping` [`str`, `str`], optional
-            Environment (`os.environ` if not given).
+            Environment, taken as it is.  If not given, the process's
+            environment, whose client secret and password are read by
+            `~lsst.epo.zooniverse.export.secrets.read_secret` (surrounding
+            whitespace removed, value registered with the process's
+            redactor).
 
         Returns
         -------
@@ -231,10 +247,16 @@ class ZooniverseCredentials:
         Raises
         ------
         CredentialsError
-            Raised if they are missing or incomplete.
+            Raised if they are missing or incomplete, or a secret is blank.
         """
-        environ = os.environ if environ is None else environ
-        values = {key: environ.get(name) or None for key, name in CREDENTIAL_ENVIRONMENT_VARIABLES.items()}
+        values = {
+            key: (environ if environ is not None else os.environ).get(name) or None
+            for key, name in CREDENTIAL_ENVIRONMENT_VARIABLES.items()
+        }
+        if environ is None:
+            for key in _SECRET_KEYS:
+                if values[key] is not None:
+                    values[key] = _read_environment_secret(key)
         values["endpoint"] = values["endpoint"] or DEFAULT_ENDPOINT
         return cls(**values, source="the environment")
 
