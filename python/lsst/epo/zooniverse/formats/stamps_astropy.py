@@ -44,7 +44,7 @@ import numpy as np
 
 from .afw_wcs import A_WCS_COMMENTS, a_wcs_values
 from .fits_cards import Header, astropy_card
-from .mask_planes import mask_plane_cards
+from .mask_planes import mask_plane_cards, mask_planes_from_cards
 from .stamps_layout import (
     PLANES,
     STAMP_ARRAYS,
@@ -54,7 +54,6 @@ from .stamps_layout import (
     array_value,
     celestial_wcs,
     check_metadata_key,
-    header_mask_planes,
     is_celestial,
     parent_origin,
     select_stamps,
@@ -239,7 +238,7 @@ def read_stamps_astropy(
             number = int(header.get("EXTVER", 1))
             seen_numbers.add(number)
             if extname == "MASK" and mask_planes is None:
-                mask_planes = header_mask_planes(Header.from_astropy(header))
+                mask_planes = mask_planes_from_cards(Header.from_astropy(header).items())
             if number not in needed or (extname == "VARIANCE" and not with_variance):
                 continue
             group = parts.setdefault(number, {})

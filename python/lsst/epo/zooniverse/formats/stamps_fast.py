@@ -63,7 +63,7 @@ from .fits_cards import (
     header_bytes,
 )
 from .fits_stream import FitsStream, data_size, read_image_data, read_primary_header
-from .mask_planes import mask_plane_cards
+from .mask_planes import mask_plane_cards, mask_planes_from_cards
 from .stamps_layout import (
     PLANES,
     STAMP_ARRAYS,
@@ -73,7 +73,6 @@ from .stamps_layout import (
     array_value,
     celestial_wcs,
     check_metadata_key,
-    header_mask_planes,
     is_celestial,
     parent_origin,
     select_stamps,
@@ -482,7 +481,7 @@ def read_stamps_fast(
         number = int(header.get("EXTVER", 1))
         seen_numbers.add(number)
         if extname == "MASK" and mask_planes is None:
-            mask_planes = header_mask_planes(header)
+            mask_planes = mask_planes_from_cards(header.items())
         if number not in needed or (extname == "VARIANCE" and not with_variance):
             stream.skip(data_size(header))
             continue

@@ -43,7 +43,6 @@ __all__ = [
     "celestial_wcs",
     "check_metadata_key",
     "get_stamp_wcs",
-    "header_mask_planes",
     "index_table",
     "is_celestial",
     "parent_origin",
@@ -67,7 +66,6 @@ from astropy.table import Table
 
 from .afw_wcs import a_wcs_origin
 from .fits_cards import Header, read_value
-from .mask_planes import mask_planes_from_cards
 
 PROVENANCE_PREFIX = "LSST BUTLER"
 """Prefix of the Butler provenance cards (as written by obs_base)."""
@@ -355,22 +353,6 @@ def parent_origin(header: Header) -> tuple[int, int]:
         Parent-frame origin; as in afw, ``(0, 0)`` unless ``CRPIX?A`` is 1.
     """
     return a_wcs_origin(header) or (0, 0)
-
-
-def header_mask_planes(header: Header) -> dict[str, int]:
-    """Return the mask planes (``MP_`` cards) of a ``MASK`` header.
-
-    Parameters
-    ----------
-    header : `~.fits_cards.Header`
-        The header.
-
-    Returns
-    -------
-    planes : `dict` [`str`, `int`]
-        Plane name to bit number.
-    """
-    return mask_planes_from_cards(header.items())
 
 
 def index_table(rows: list[tuple], metadata: Mapping[str, Any]) -> Table:
