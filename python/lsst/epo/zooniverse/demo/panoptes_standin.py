@@ -51,6 +51,10 @@ import job, never retried, leaves its import unfinished for good);
 ``fail_creates_after`` / ``fail_imports_after`` answer 500 to every
 subject (import) create once that many were made, after creating it if
 ``commit_before_failing`` (a lost answer).
+
+Sign-in and tokens are in `lsst.epo.zooniverse.demo.panoptes_auth`, the
+JSON-API envelopes and error answers in
+`lsst.epo.zooniverse.demo.panoptes_jsonapi`.
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ import csv
 import dataclasses
 import io
 import json
-import secrets
 import threading
 import time
 import urllib.parse
@@ -70,9 +73,9 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-API_ACCEPT = "application/vnd.api+json; version=1"
-FIRST_PARTY_CLIENT_ID = "ce310d45f951de68c4cc8ef46ca38cc0a008f607a2026680295757bfef99f43c"
-"""panoptes-client's built-in client id (password flow)."""
+from .panoptes_auth import PanoptesSignIn
+from .panoptes_jsonapi import API_ACCEPT, ApiAnswer, error_answer, page_answer
+
 IMPORT_ROW_LIMIT = 10_000
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif"}
 
@@ -86,16 +89,6 @@ class Recorded:
     query: dict[str, str]
     body: Any
     headers: dict[str, str]
-
-
-class _Answer(Exception):  # noqa: N818 (an answer, not an error)
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def _errors(status: int, message: str) -> _Answer:
-    return _Answer(status, {"errors": [{"message": message}]})
 
 
 class PanoptesStandIn:
@@ -129,8 +122,7 @@ class PanoptesStandIn:
         record_bodies: bool = True,
         workflow_id: int = 901,
     ) -> None:
-        self.client_id, self.client_secret = client_id, client_secret
-        self.username, self.password = username, password
+        self.auth = PanoptesSignIn(client_id, client_secret, username, password)
         self.projects = {str(project_id): {"id": str(project_id), "display_name": "Galaxy shapes"}}
         self.workflows = {
             str(workflow_id): {
@@ -144,9 +136,6 @@ class PanoptesStandIn:
         self.members: list[tuple[str, str]] = []  # (subject_set_id, subject_id), in link order
         self.imports: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
-        self.tokens: set[str] = set()
-        self.refresh_tokens: set[str] = set()
-        self.sessions: dict[str, dict[str, Any]] = {}
         self.rate_limited = 0
         self.retry_after = "1"
         self.fail_creates_after: int | None = None
@@ -170,6 +159,26 @@ class PanoptesStandIn:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    @property
+    def client_id(self) -> str:
+        """The OAuth application's id (`str`)."""
+        return self.auth.client_id
+
+    @property
+    def client_secret(self) -> str:
+        """The OAuth application's secret (`str`)."""
+        return self.auth.client_secret
+
+    @property
+    def username(self) -> str:
+        """The user's login (`str`)."""
+        return self.auth.username
+
+    @property
+    def password(self) -> str:
+        """The user's password (`str`)."""
+        return self.auth.password
 
     def close(self) -> None:
         """Stop the server (and wait for import workers)."""
@@ -239,7 +248,7 @@ class PanoptesStandIn:
         try:
             with self._lock:
                 status, answer = self._route(request, method, split.path, query, body, headers)
-        except _Answer as answer_error:
+        except ApiAnswer as answer_error:
             status, answer = answer_error.status, answer_error.body
             headers.update(answer_error.headers)
         data = b"" if answer is None else json.dumps(answer).encode()
@@ -253,134 +262,39 @@ class PanoptesStandIn:
 
     def _route(self, request, method, path, query, body, headers) -> tuple[int, Any]:
         if path == "/users/sign_in":
-            return self._sign_in(request, method, body, headers)
+            return self.auth.sign_in(request, method, body, headers)
         if path == "/oauth/token" and method == "POST":
-            return self._token(request, body or {})
+            return self.auth.token(request, body or {})
         if not path.startswith("/api/"):
-            raise _errors(404, "Not found")
+            raise error_answer(404, "Not found")
         # Routes are constrained to the versioned JSON-API media type.
         if API_ACCEPT not in (request.headers.get("Accept") or ""):
-            raise _errors(404, "Not found")
-        auth = request.headers.get("Authorization") or ""
-        if not auth.startswith("Bearer ") or auth[len("Bearer ") :] not in self.tokens:
-            raise _errors(401, "You must be logged in to access this resource.")
+            raise error_answer(404, "Not found")
+        if not self.auth.is_valid_bearer(request):
+            raise error_answer(401, "You must be logged in to access this resource.")
         if self.rate_limited > 0:
             self.rate_limited -= 1
-            raise _Answer(
+            raise ApiAnswer(
                 429, {"errors": [{"message": "Too many requests"}]}, {"Retry-After": self.retry_after}
             )
         parts = path[len("/api/") :].strip("/").split("/")
         handler = getattr(self, f"_{method.lower()}_{parts[0]}", None)
         if handler is None:
-            raise _errors(404, "Not found")
+            raise error_answer(404, "Not found")
         return handler(parts[1:], query, body)
 
-    # Authentication.
-
-    def _session(self, request, headers) -> dict[str, Any]:
-        cookies = dict(
-            c.strip().split("=", 1) for c in (request.headers.get("Cookie") or "").split(";") if "=" in c
-        )
-        sid = cookies.get("_panoptes_session")
-        if sid not in self.sessions:
-            sid = secrets.token_hex(8)
-            self.sessions[sid] = {"csrf": secrets.token_hex(16), "user": None}
-            headers["Set-Cookie"] = f"_panoptes_session={sid}; path=/; HttpOnly"
-        return self.sessions[sid]
-
-    def _sign_in(self, request, method, body, headers) -> tuple[int, Any]:
-        session = self._session(request, headers)
-        if method == "GET":
-            headers["x-csrf-token"] = session["csrf"]
-            return 200, {}
-        body = body or {}
-        if body.get("authenticity_token") != session["csrf"]:
-            raise _Answer(422, {"error": "Can't verify CSRF token authenticity."})
-        user = body.get("user") or {}
-        if user.get("login") != self.username or user.get("password") != self.password:
-            raise _Answer(401, {"error": "Invalid login or password."})
-        session["user"] = self.username
-        return 200, {"users": [{"id": "1", "login": self.username}]}
-
-    def _issue(self, refresh: bool) -> dict[str, Any]:
-        token = "tok-" + secrets.token_hex(16)
-        self.tokens.add(token)
-        answer = {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": 7200,
-            "scope": "public project",
-        }
-        if refresh:
-            answer["refresh_token"] = "ref-" + secrets.token_hex(16)
-            self.refresh_tokens.add(answer["refresh_token"])
-        answer["created_at"] = int(time.time())
-        return answer
-
-    def _token(self, request, form) -> tuple[int, Any]:
-        grant = form.get("grant_type")
-        if grant == "client_credentials":
-            if form.get("client_id") == self.client_id and form.get("client_secret") == self.client_secret:
-                return 200, self._issue(refresh=False)
-            raise _Answer(
-                401,
-                {
-                    "error": "invalid_client",
-                    "error_description": "Client authentication failed due to unknown client, no client "
-                    "authentication included, or unsupported authentication method.",
-                },
-            )
-        if grant == "password":
-            session = self._session(request, {})
-            if session["user"] and form.get("client_id") == FIRST_PARTY_CLIENT_ID:
-                return 200, self._issue(refresh=True)
-        if grant == "refresh_token" and form.get("refresh_token") in self.refresh_tokens:
-            return 200, self._issue(refresh=True)
-        raise _Answer(
-            400,
-            {"error": "invalid_grant", "error_description": "The provided authorization grant is invalid."},
-        )
-
     # Resources.
-
-    def _page(self, slug: str, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:
-        page = max(1, int(query.get("page", 1)))
-        size = min(100, max(1, int(query.get("page_size", 20))))
-        count = len(items)
-        page_count = max(1, -(-count // size))
-
-        def href(number: int | None) -> str | None:
-            if number is None:
-                return None
-            return f"/{slug}?" + urllib.parse.urlencode({**query, "page": number, "page_size": size})
-
-        next_page = page + 1 if page < page_count else None
-        previous_page = page - 1 if page > 1 else None
-        meta = {
-            "page": page,
-            "page_size": size,
-            "count": count,
-            "include": [],
-            "page_count": page_count,
-            "previous_page": previous_page,
-            "next_page": next_page,
-            "first_href": href(1),
-            "previous_href": href(previous_page),
-            "next_href": href(next_page),
-            "last_href": href(page_count),
-        }
-        return 200, {slug: items[(page - 1) * size : page * size], "links": {}, "meta": {slug: meta}}
 
     def _get_projects(self, parts, query, body) -> tuple[int, Any]:
         ids = parts[:1] or ([query["id"]] if "id" in query else list(self.projects))
         found = [self.projects[i] for i in ids if i in self.projects]
         if parts and not found:
-            raise _errors(404, f"Could not find project with id='{parts[0]}'")
-        return self._page("projects", found, query)
+            raise error_answer(404, f"Could not find project with id='{parts[0]}'")
+        return page_answer("projects", found, query)
 
     def _workflow(self, parts) -> dict[str, Any]:
         if not parts or parts[0] not in self.workflows:
-            raise _errors(404, f"Could not find workflow with id='{parts[0] if parts else ''}'")
+            raise error_answer(404, f"Could not find workflow with id='{parts[0] if parts else ''}'")
         return self.workflows[parts[0]]
 
     def _get_workflows(self, parts, query, body) -> tuple[int, Any]:
@@ -391,13 +305,13 @@ class PanoptesStandIn:
         # workflow.links.subject_sets.add does)
         workflow = self._workflow(parts)
         if parts[1:] != ["links", "subject_sets"]:
-            raise _errors(404, "Not found")
+            raise error_answer(404, "Not found")
         ids = [str(i) for i in (body or {}).get("subject_sets", [])]
         missing = [i for i in ids if i not in self.subject_sets]
         if missing:
-            raise _errors(404, f"Could not find subject_sets with ids='{','.join(missing)}'")
+            raise error_answer(404, f"Could not find subject_sets with ids='{','.join(missing)}'")
         if any(self.subject_sets[i]["links"]["project"] != workflow["links"]["project"] for i in ids):
-            raise _errors(422, "subject sets must belong to the workflow's project")
+            raise error_answer(422, "subject sets must belong to the workflow's project")
         for set_id in ids:
             if set_id not in workflow["links"]["subject_sets"]:
                 workflow["links"]["subject_sets"].append(set_id)
@@ -414,7 +328,7 @@ class PanoptesStandIn:
     def _get_subject_sets(self, parts, query, body) -> tuple[int, Any]:
         if parts:
             if parts[0] not in self.subject_sets:
-                raise _errors(404, f"Could not find subject_set with id='{parts[0]}'")
+                raise error_answer(404, f"Could not find subject_set with id='{parts[0]}'")
             items = [self.subject_sets[parts[0]]]
         else:
             items = [
@@ -430,25 +344,27 @@ class PanoptesStandIn:
                     if k in query
                 )
             ]
-        return self._page("subject_sets", [self._set_json(s) for s in items], query)
+        return page_answer("subject_sets", [self._set_json(s) for s in items], query)
 
     def _post_subject_sets(self, parts, query, body) -> tuple[int, Any]:
         if parts:  # /subject_sets/:id/links/subjects
             if len(parts) != 3 or parts[1:] != ["links", "subjects"] or parts[0] not in self.subject_sets:
-                raise _errors(404, "Not found")
+                raise error_answer(404, "Not found")
             ids = [str(i) for i in (body or {}).get("subjects", [])]
             missing = [i for i in ids if i not in self.subjects]
             if missing:
-                raise _errors(404, f"Could not find subjects with ids='{','.join(missing)}'")
+                raise error_answer(404, f"Could not find subjects with ids='{','.join(missing)}'")
             for subject_id in ids:
                 self._link(parts[0], subject_id)
             return 200, {"subject_sets": [self._set_json(self.subject_sets[parts[0]])]}
         attributes = (body or {}).get("subject_sets")
         if not isinstance(attributes, dict) or set(attributes) - {"display_name", "metadata", "links"}:
-            raise _errors(422, "schema: subject_sets has properties other than display_name, metadata, links")
+            raise error_answer(
+                422, "schema: subject_sets has properties other than display_name, metadata, links"
+            )
         project = str((attributes.get("links") or {}).get("project", ""))
         if project not in self.projects:
-            raise _errors(422, "project must exist and be updatable")
+            raise error_answer(422, "project must exist and be updatable")
         subject_set = {
             "id": self._next_id(),
             "display_name": attributes.get("display_name"),
@@ -469,7 +385,7 @@ class PanoptesStandIn:
     def _get_subjects(self, parts, query, body) -> tuple[int, Any]:
         if parts:
             if parts[0] not in self.subjects:
-                raise _errors(404, f"Could not find subject with id='{parts[0]}'")
+                raise error_answer(404, f"Could not find subject with id='{parts[0]}'")
             items = [self.subjects[parts[0]]]
         elif "subject_set_id" in query:
             items = self.set_subjects(query["subject_set_id"])
@@ -477,7 +393,7 @@ class PanoptesStandIn:
             items = [self.subjects[i] for i in query["id"].split(",") if i in self.subjects]
         else:
             items = list(self.subjects.values())
-        return self._page("subjects", [self._subject_json(s) for s in items], query)
+        return page_answer("subjects", [self._subject_json(s) for s in items], query)
 
     def _new_subject(self, project, locations, metadata, external_id=None) -> dict[str, Any]:
         subject = {
@@ -495,34 +411,34 @@ class PanoptesStandIn:
         # than metadata besides (no external_id).
         attributes = (body or {}).get("subjects")
         if not isinstance(attributes, dict) or set(attributes) - {"metadata", "locations", "links"}:
-            raise _errors(422, "schema: subjects has properties other than metadata, locations, links")
+            raise error_answer(422, "schema: subjects has properties other than metadata, locations, links")
         links, locations = attributes.get("links"), attributes.get("locations")
         if (
             not isinstance(links, dict)
             or not isinstance(locations, list)
             or set(links) - {"project", "subject_sets", "owner"}
         ):
-            raise _errors(422, "schema: links (project) and locations are required")
+            raise error_answer(422, "schema: links (project) and locations are required")
         project = str(links.get("project", ""))
         if project not in self.projects:
-            raise _errors(422, "project must exist")
+            raise error_answer(422, "project must exist")
         set_ids = [str(i) for i in links.get("subject_sets", [])]
         if any(i not in self.subject_sets for i in set_ids):
-            raise _errors(422, "subject_sets must exist")
+            raise error_answer(422, "subject_sets must exist")
         for location in locations:
             if isinstance(location, dict) and (
                 len(location) != 1 or next(iter(location)) not in _MIME.values()
             ):
-                raise _errors(422, f"Validation failed: Locations content type is invalid: {location}")
+                raise error_answer(422, f"Validation failed: Locations content type is invalid: {location}")
         failing = self.fail_creates_after is not None and self.subjects_created >= self.fail_creates_after
         if failing and not self.commit_before_failing:
-            raise _Answer(500, {"errors": [{"message": "Internal server error"}]})
+            raise ApiAnswer(500, {"errors": [{"message": "Internal server error"}]})
         subject = self._new_subject(project, locations, attributes.get("metadata") or {})
         for set_id in set_ids:
             self._link(set_id, subject["id"])
         self.subjects_created += 1
         if failing:
-            raise _Answer(504, None)  # created, but the answer is lost
+            raise ApiAnswer(504, None)  # created, but the answer is lost
         return 201, {"subjects": [self._subject_json(subject)]}
 
     def _get_set_member_subjects(self, parts, query, body) -> tuple[int, Any]:
@@ -531,33 +447,35 @@ class PanoptesStandIn:
             for k, s in self.members
             if query.get("subject_set_id", k) == k and query.get("subject_id", s) == s
         ]
-        return self._page("set_member_subjects", items, query)
+        return page_answer("set_member_subjects", items, query)
 
     # Subject set imports.
 
     def _download(self, url: str) -> list[dict[str, str]]:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise _errors(422, f"Manifest URL {url!r} is not http(s)")
+            raise error_answer(422, f"Manifest URL {url!r} is not http(s)")
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 text = response.read().decode("utf-8")
         except Exception as err:
-            raise _errors(422, f"Could not download the manifest: {err}") from None
+            raise error_answer(422, f"Could not download the manifest: {err}") from None
         return list(csv.DictReader(io.StringIO(text)))
 
     def _post_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
         attributes = (body or {}).get("subject_set_imports")
         if not isinstance(attributes, dict) or set(attributes) - {"source_url", "links"}:
-            raise _errors(422, "schema: subject_set_imports takes source_url and links only")
+            raise error_answer(422, "schema: subject_set_imports takes source_url and links only")
         set_id = str((attributes.get("links") or {}).get("subject_set", ""))
         if set_id not in self.subject_sets:
-            raise _errors(422, "subject_set must exist and be updatable")
+            raise error_answer(422, "subject_set must exist and be updatable")
         if self.fail_imports_after is not None and self.imports_created >= self.fail_imports_after:
-            raise _Answer(500, {"errors": [{"message": "Internal server error"}]})
+            raise ApiAnswer(500, {"errors": [{"message": "Internal server error"}]})
         rows = self._download(attributes.get("source_url", ""))  # CountManifestRows, synchronously
         if len(rows) > IMPORT_ROW_LIMIT:
-            raise _errors(422, f"Manifest row count ({len(rows)}) exceeds the limit ({IMPORT_ROW_LIMIT})")
+            raise error_answer(
+                422, f"Manifest row count ({len(rows)}) exceeds the limit ({IMPORT_ROW_LIMIT})"
+            )
         record = {
             "id": self._next_id(),
             "source_url": attributes["source_url"],
@@ -625,7 +543,7 @@ class PanoptesStandIn:
 
     def _get_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
         if not parts or parts[0] not in self.imports:
-            raise _errors(404, "Could not find subject_set_import")
+            raise error_answer(404, "Could not find subject_set_import")
         record = self.imports[parts[0]]
         return 200, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
 
