@@ -65,7 +65,7 @@ from astropy.table import Table
 
 if TYPE_CHECKING:
     from ..export.service import ExportService
-    from ..zooniverse.subject_sets import SubjectSetSummary, ZooniverseCredentials
+    from ..zooniverse.subject_sets import SubjectSetPublisher, SubjectSetSummary, ZooniverseCredentials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,7 +345,9 @@ class EpoProject:
     # ------------------------------------------------------------------
     # Zooniverse subject sets.
 
-    def _publisher(self, credentials: ZooniverseCredentials | str | os.PathLike | None) -> Any:
+    def _publisher(
+        self, credentials: ZooniverseCredentials | str | os.PathLike | None
+    ) -> SubjectSetPublisher:
         from ..zooniverse.subject_sets import SubjectSetPublisher, ZooniverseCredentials
 
         if credentials is not None and not isinstance(credentials, ZooniverseCredentials):

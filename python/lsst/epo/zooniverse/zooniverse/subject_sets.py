@@ -113,7 +113,7 @@ class SubjectSetPublisher:
         not given; a dry run needs none).
     server_retries : `int`, optional
         Retries of a read (GET) after a server error (5xx) or a lost
-        connection; creates are never retried (see the module docstring).
+        connection; creates are never retried (see `.api_client`).
         panoptes-client's own value is 5.
     retry_delay : `float`, optional
         Seconds between those retries (panoptes-client: 5), and the wait
@@ -197,6 +197,21 @@ class SubjectSetPublisher:
             retry_delay=self.retry_delay,
             rate_limit_retries=self.rate_limit_retries,
             max_retry_after=self.max_retry_after,
+            sleep=self.sleep,
+        )
+
+    @property
+    def sync_settings(self) -> SyncSettings:
+        """How a run writes manifests, pages and waits (from this
+        publisher's settings).
+        """
+        return SyncSettings(
+            part_rows=self.part_rows,
+            link_batch_size=self.link_batch_size,
+            page_size=self.page_size,
+            poll_interval=self.poll_interval,
+            import_stall_seconds=self.import_stall_seconds,
+            import_timeout=self.import_timeout,
             sleep=self.sleep,
         )
 
@@ -528,16 +543,7 @@ class SubjectSetPublisher:
         output_directory: str | None,
     ) -> None:
         with self._api() as api:
-            settings = SyncSettings(
-                part_rows=self.part_rows,
-                link_batch_size=self.link_batch_size,
-                page_size=self.page_size,
-                poll_interval=self.poll_interval,
-                import_stall_seconds=self.import_stall_seconds,
-                import_timeout=self.import_timeout,
-                sleep=self.sleep,
-            )
             run = SubjectSetSync(
-                api, self.records, settings, self.service.public, self.service.config.staging
+                api, self.records, self.sync_settings, self.service.public, self.service.config.staging
             )
             run.run(record, rows, summary, progress, output_directory)
