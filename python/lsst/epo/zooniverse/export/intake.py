@@ -47,8 +47,6 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-
 from lsst.resources import ResourcePath
 
 from ..timestamps import utc_now_iso
@@ -62,7 +60,7 @@ from .progress import Progress
 from .records import DatasetRecord, ProjectRecord
 from .repository import StateRepository
 from .staging import StagingArea, sha256_file
-from .state import AUDIT_LOG, DATASETS, insert_ignoring_duplicates
+from .state import DATASETS, insert_ignoring_duplicates
 
 _LOG = logging.getLogger(__name__)
 
@@ -317,16 +315,7 @@ class Intake:
         _LOG.warning("Project %s: refused %s", project.name, detail)
         detail = self.store.redactor.redact(detail)
         with self.store.writing() as connection:
-            seen = connection.execute(
-                sa.select(AUDIT_LOG.c.id)
-                .where(
-                    AUDIT_LOG.c.action == "refused",
-                    AUDIT_LOG.c.project == project.name,
-                    AUDIT_LOG.c.detail == detail,
-                )
-                .limit(1)
-            ).first()
-            if seen is None:
+            if not self.store.audited(connection, "refused", project.name, detail):
                 self.store.audit(connection, self.actor, "refused", project=project.name, detail=detail)
 
     def process_pending(self, project: ProjectRecord, summary: PollSummary, progress: Progress) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 __all__ = ["Publisher", "picture_rank"]
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -49,24 +48,23 @@ from .notices import ProjectNotices
 from .outcomes import PublishSummary
 from .progress import Progress
 from .publication import PublicLocation
-from .records import DatasetRecord, FrameRecord, ImageRecord, ProjectRecord, batch_state
+from .records import DatasetRecord, FrameRecord, ImageRecord, PictureCandidate, ProjectRecord, batch_state
 from .repository import StateRepository
 from .staging import read_staged_file
-from .state import DATASETS, IMAGE_INDEX_ROWS, IMAGES, PROJECTS
+from .state import DATASETS, IMAGES, PROJECTS
 
 _LOG = logging.getLogger(__name__)
 
 _PUBLISH_CHUNK = 200
 
 
-def picture_rank(row: Any) -> tuple:
+def picture_rank(candidate: PictureCandidate) -> tuple:
     """Return the sort key of candidate pictures of one object, best first.
 
     Parameters
     ----------
-    row : `~typing.Any`
-        A candidate with ``index_row`` (JSON text or `None`), ``batch``
-        and ``entry``.
+    candidate : `~.records.PictureCandidate`
+        A candidate.
 
     Returns
     -------
@@ -74,10 +72,7 @@ def picture_rank(row: Any) -> tuple:
         Best coverage first, then the largest distance from the patch's
         edge, then the smallest (batch, entry).
     """
-    try:
-        index = json.loads(row.index_row) if row.index_row else {}
-    except ValueError:
-        index = {}
+    index = candidate.index_values()
 
     def number(key: str) -> float:
         try:
@@ -86,7 +81,7 @@ def picture_rank(row: Any) -> tuple:
             return -math.inf
         return -math.inf if math.isnan(value) else value
 
-    return (-number("coverage"), -number("edge_distance"), row.batch, row.entry)
+    return (-number("coverage"), -number("edge_distance"), candidate.batch, candidate.entry)
 
 
 class Publisher:
@@ -204,40 +199,24 @@ class Publisher:
             Pictures newly superseded.
         """
         with self.store.writing() as connection:
-            # One chooser per project at a time (PostgreSQL row lock; a
-            # SQLite writer holds the whole database).
-            connection.execute(
-                sa.select(PROJECTS.c.id).where(PROJECTS.c.id == project.id).with_for_update()
-            ).all()
-            by_object: dict[str, list[Any]] = {}
-            for row in connection.execute(
-                sa.select(
-                    IMAGES.c.id,
-                    IMAGES.c.object_id,
-                    IMAGES.c.state,
-                    IMAGES.c.entry,
-                    DATASETS.c.batch,
-                    IMAGE_INDEX_ROWS.c.index_row,
-                )
-                .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-                .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
-                .where(
-                    DATASETS.c.project_id == project.id,
-                    IMAGES.c.state.in_(("approved", "publishing", "published", "superseded")),
-                )
-            ).all():
-                by_object.setdefault(row.object_id, []).append(row)
+            # One chooser per project at a time.
+            self.repository.lock_project(connection, project.id)
+            by_object: dict[str, list[PictureCandidate]] = {}
+            for candidate in self.repository.picture_candidates(connection, project.id):
+                by_object.setdefault(candidate.object_id, []).append(candidate)
             revive, supersede = self._choose(by_object)
             records = self._record_choice(connection, project, revive, supersede)
         return len(records)
 
     @staticmethod
-    def _choose(by_object: dict[str, list[Any]]) -> tuple[list[int], list[tuple[Any, Any]]]:
+    def _choose(
+        by_object: dict[str, list[PictureCandidate]],
+    ) -> tuple[list[int], list[tuple[PictureCandidate, PictureCandidate]]]:
         """Return the pictures to approve again and the pictures to
         supersede (each with the chosen one).
         """
         revive: list[int] = []
-        supersede: list[tuple[Any, Any]] = []
+        supersede: list[tuple[PictureCandidate, PictureCandidate]] = []
         for candidates in by_object.values():
             live = [c for c in candidates if c.state != "superseded"]
             if not live:
@@ -256,7 +235,7 @@ class Publisher:
         connection: sa.Connection,
         project: ProjectRecord,
         revive: list[int],
-        supersede: list[tuple[Any, Any]],
+        supersede: list[tuple[PictureCandidate, PictureCandidate]],
     ) -> list[dict[str, Any]]:
         """Write the choice and audit the newly superseded pictures;
         return the audit records.

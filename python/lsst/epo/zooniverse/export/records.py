@@ -29,7 +29,14 @@ derives a batch's state from its images' states are here too.
 
 from __future__ import annotations
 
-__all__ = ["DatasetRecord", "FrameRecord", "ImageRecord", "ProjectRecord", "batch_state"]
+__all__ = [
+    "DatasetRecord",
+    "FrameRecord",
+    "ImageRecord",
+    "PictureCandidate",
+    "ProjectRecord",
+    "batch_state",
+]
 
 import dataclasses
 import json
@@ -219,6 +226,37 @@ class FrameRecord:
             The record.
         """
         return _from_row(cls, row)
+
+
+@dataclasses.dataclass(frozen=True)
+class PictureCandidate:
+    """An approved, public or superseded picture of a catalog object: a
+    candidate for the object's one published picture.
+    """
+
+    id: int
+    """The image's database id."""
+    object_id: str
+    state: str
+    entry: str
+    batch: str
+    index_row: str | None
+    """The image's ``index.csv`` row as JSON text (`None` for cutouts and
+    images validated before schema version 3)."""
+
+    def index_values(self) -> dict[str, Any]:
+        """Return the index row as a `dict`.
+
+        Returns
+        -------
+        index_row : `dict`
+            Column names to values; empty if there is none or it is not
+            JSON.
+        """
+        try:
+            return json.loads(self.index_row) if self.index_row else {}
+        except ValueError:
+            return {}
 
 
 def batch_state(image_states: set[str], current: str) -> str:

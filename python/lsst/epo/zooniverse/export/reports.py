@@ -206,15 +206,12 @@ class Reports:
         record = self.repository.project(project)
         rows = []
         with self.store.reading() as connection:
-            datasets = connection.execute(
-                sa.select(DATASETS).where(DATASETS.c.project_id == record.id).order_by(DATASETS.c.id)
-            ).mappings()
-            for dataset in datasets.all():
-                images = self.repository.images(connection, dataset["id"])
+            for dataset in self.repository.datasets(connection, record.id):
+                images = self.repository.images(connection, dataset.id)
                 base = {
-                    "batch": dataset["batch"],
-                    "dataset_type": dataset["dataset_type"],
-                    "data_id": dataset["data_id"],
+                    "batch": dataset.batch,
+                    "dataset_type": dataset.dataset_type,
+                    "data_id": dataset.data_id,
                 }
                 if not images:
                     rows.append(
@@ -222,8 +219,8 @@ class Reports:
                             base,
                             entry="",
                             object_id="",
-                            state=dataset["state"],
-                            reason=dataset["reason"] or "",
+                            state=dataset.state,
+                            reason=dataset.reason or "",
                             url="",
                         )
                     )

@@ -38,8 +38,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from .outcomes import ExportServiceError
-from .records import DatasetRecord, FrameRecord, ImageRecord, ProjectRecord
-from .state import DATASETS, IMAGE_FRAMES, IMAGES, PROJECTS
+from .records import DatasetRecord, FrameRecord, ImageRecord, PictureCandidate, ProjectRecord
+from .state import DATASETS, IMAGE_FRAMES, IMAGE_INDEX_ROWS, IMAGES, PROJECTS
 from .store import StateStore
 
 
@@ -152,6 +152,21 @@ class StateRepository:
         """
         return [self.project(name)] if name else self.projects()
 
+    def lock_project(self, connection: sa.Connection, project_id: int) -> None:
+        """Lock a project's row for the transaction (PostgreSQL ``FOR
+        UPDATE``; a SQLite writer holds the whole database).
+
+        Parameters
+        ----------
+        connection : `sqlalchemy.Connection`
+            The transaction.
+        project_id : `int`
+            The project's database id.
+        """
+        connection.execute(
+            sa.select(PROJECTS.c.id).where(PROJECTS.c.id == project_id).with_for_update()
+        ).all()
+
     # Datasets.
 
     def dataset(self, connection: sa.Connection, dataset_id: int) -> DatasetRecord | None:
@@ -171,6 +186,26 @@ class StateRepository:
         """
         row = connection.execute(sa.select(DATASETS).where(DATASETS.c.id == dataset_id)).mappings().first()
         return None if row is None else DatasetRecord.from_row(row)
+
+    def datasets(self, connection: sa.Connection, project_id: int) -> list[DatasetRecord]:
+        """Return every dataset of a project, oldest first.
+
+        Parameters
+        ----------
+        connection : `sqlalchemy.Connection`
+            The transaction to read in.
+        project_id : `int`
+            The project's database id.
+
+        Returns
+        -------
+        datasets : `list` [`~.records.DatasetRecord`]
+            Their records.
+        """
+        rows = connection.execute(
+            sa.select(DATASETS).where(DATASETS.c.project_id == project_id).order_by(DATASETS.c.id)
+        ).mappings()
+        return [DatasetRecord.from_row(row) for row in rows]
 
     def dataset_by_batch(self, connection: sa.Connection, batch: str) -> DatasetRecord:
         """Return the dataset of a batch.
@@ -348,3 +383,38 @@ class StateRepository:
         ).mappings():
             frames.setdefault(row["image_id"], []).append(FrameRecord.from_row(row))
         return frames
+
+    def picture_candidates(self, connection: sa.Connection, project_id: int) -> list[PictureCandidate]:
+        """Return a project's approved, publishing, published and
+        superseded images: the candidates of the one-picture-per-object
+        choice.
+
+        Parameters
+        ----------
+        connection : `sqlalchemy.Connection`
+            The transaction to read in.
+        project_id : `int`
+            The project's database id.
+
+        Returns
+        -------
+        candidates : `list` [`~.records.PictureCandidate`]
+            Their records (in no particular order).
+        """
+        rows = connection.execute(
+            sa.select(
+                IMAGES.c.id,
+                IMAGES.c.object_id,
+                IMAGES.c.state,
+                IMAGES.c.entry,
+                DATASETS.c.batch,
+                IMAGE_INDEX_ROWS.c.index_row,
+            )
+            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+            .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
+            .where(
+                DATASETS.c.project_id == project_id,
+                IMAGES.c.state.in_(("approved", "publishing", "published", "superseded")),
+            )
+        ).mappings()
+        return [PictureCandidate(**row) for row in rows]

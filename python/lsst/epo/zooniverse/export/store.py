@@ -122,6 +122,33 @@ class StateStore:
             rows.append(row)
         connection.execute(AUDIT_LOG.insert(), rows)
 
+    def audited(self, connection: sa.Connection, action: str, project: str, detail: str) -> bool:
+        """Tell whether the audit log has a record of this action, project
+        and detail.
+
+        Parameters
+        ----------
+        connection : `sqlalchemy.Connection`
+            The transaction to read in.
+        action : `str`
+            The action.
+        project : `str`
+            The project.
+        detail : `str`
+            The detail, as recorded (redacted).
+
+        Returns
+        -------
+        audited : `bool`
+            Whether there is such a record.
+        """
+        found = connection.execute(
+            sa.select(AUDIT_LOG.c.id)
+            .where(AUDIT_LOG.c.action == action, AUDIT_LOG.c.project == project, AUDIT_LOG.c.detail == detail)
+            .limit(1)
+        ).first()
+        return found is not None
+
     def record_failure(self, actor: str, project: str, batch: str | None, err: BaseException) -> str:
         """Log an unexpected failure and append it to the audit log.
 
