@@ -380,6 +380,47 @@ def _sqlite_begin(connection: sa.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_engine(url: sa.URL, echo: bool) -> sa.Engine:
+    """Create the engine of a SQLite or PostgreSQL state database."""
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+    else:
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _migrate(connection: sa.Connection, shown: str, wanted: int, upgrade: bool) -> None:
+    """Apply the migrations up to version ``wanted`` (the caller commits)."""
+    _lock_for_migration(connection)
+    current = schema_version(connection)
+    if current > SCHEMA_VERSION:
+        raise StateDatabaseError(
+            f"State database {shown} has schema version {current}; this software knows "
+            f"versions up to {SCHEMA_VERSION}. Upgrade lsst-epo-zooniverse."
+        )
+    if current < wanted and not upgrade:
+        raise StateDatabaseError(
+            f"State database {shown} has schema version {current}, not {wanted}; "
+            "run any zooniverse-epo command without --no-upgrade to migrate it."
+        )
+    if current == 0:
+        MIGRATIONS_TABLE.create(connection, checkfirst=True)
+    for version, description, migrate in MIGRATIONS:
+        if current < version <= wanted:
+            _LOG.info("Migrating state database %s to version %d: %s", shown, version, description)
+            migrate(connection)
+            connection.execute(
+                MIGRATIONS_TABLE.insert().values(
+                    version=version, description=description, applied_at=utc_now_iso()
+                )
+            )
+
+
 def open_state_database(
     url: str | sa.URL, *, upgrade: bool = True, target_version: int | None = None, echo: bool = False
 ) -> sa.Engine:
@@ -414,45 +455,13 @@ def open_state_database(
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise StateDatabaseError(f"Unsupported state database {shown}: use sqlite:/// or postgresql://.")
-    kwargs: dict[str, Any] = {"echo": echo, "future": True}
-    if url.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
-    else:
-        kwargs["pool_pre_ping"] = True
-    engine = sa.create_engine(url, **kwargs)
-    if url.get_backend_name() == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "begin", _sqlite_begin)
+    engine = _create_engine(url, echo)
     wanted = SCHEMA_VERSION if target_version is None else target_version
     try:
         with engine.connect() as connection:
             connection.info["in_migration"] = True
             try:
-                _lock_for_migration(connection)
-                current = schema_version(connection)
-                if current > SCHEMA_VERSION:
-                    raise StateDatabaseError(
-                        f"State database {shown} has schema version {current}; this software knows "
-                        f"versions up to {SCHEMA_VERSION}. Upgrade lsst-epo-zooniverse."
-                    )
-                if current < wanted and not upgrade:
-                    raise StateDatabaseError(
-                        f"State database {shown} has schema version {current}, not {wanted}; "
-                        "run any zooniverse-epo command without --no-upgrade to migrate it."
-                    )
-                if current == 0:
-                    MIGRATIONS_TABLE.create(connection, checkfirst=True)
-                for version, description, migrate in MIGRATIONS:
-                    if current < version <= wanted:
-                        _LOG.info(
-                            "Migrating state database %s to version %d: %s", shown, version, description
-                        )
-                        migrate(connection)
-                        connection.execute(
-                            MIGRATIONS_TABLE.insert().values(
-                                version=version, description=description, applied_at=utc_now_iso()
-                            )
-                        )
+                _migrate(connection, shown, wanted, upgrade)
                 connection.commit()
             finally:
                 connection.info["in_migration"] = False
