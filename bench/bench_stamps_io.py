@@ -53,7 +53,7 @@ from lsst.epo.zooniverse.formats import rgb_collection, stamps_astropy, stamps_f
 from lsst.epo.zooniverse.formats import stamps as stamps_module
 from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection, write_rgb_collection
 from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, read_stamps, write_stamps
-from lsst.epo.zooniverse.pipeline.compose_rgb import _affine_wcs
+from lsst.epo.zooniverse.pipeline.orientation import affine_wcs
 
 
 def make_stamps(n: int, size: int, seed: int = 1) -> Stamps:
@@ -144,7 +144,7 @@ def picture_wcs(n: int) -> list:
     scale = 101 / 256
     matrix = np.diag([scale, scale])
     offset = np.array([0.5 * scale - 0.5, 0.5 * scale - 0.5])
-    return [_affine_wcs(stamp.wcs, matrix, offset) for stamp in stamps]
+    return [affine_wcs(stamp.wcs, matrix, offset) for stamp in stamps]
 
 
 def png_metadata(quick: bool) -> None:
