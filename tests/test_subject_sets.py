@@ -44,6 +44,7 @@ from export_test_utils import ExportRepo
 
 from lsst.epo.zooniverse.cli.epo import main
 from lsst.epo.zooniverse.demo.panoptes_standin import API_ACCEPT, PanoptesStandIn
+from lsst.epo.zooniverse.export.redaction import default_redactor
 from lsst.epo.zooniverse.export.service import ExportService
 from lsst.epo.zooniverse.export.service_config import ServiceConfig
 from lsst.epo.zooniverse.export.state import (
@@ -530,6 +531,33 @@ def test_credentials_file_and_environment(tmp_path):
     ]:
         with pytest.raises(CredentialsError, match=match):
             ZooniverseCredentials.from_environment(bad)
+
+
+def test_credentials_file_values_must_be_text(tmp_path):
+    path = tmp_path / "zooniverse.yaml"
+    path.write_text("client_id: 12345\nclient_secret: s3cr3t-value\n")
+    os.chmod(path, 0o600)
+    assert ZooniverseCredentials.from_file(str(path)).client_id == "12345"
+    # YAML reads an unquoted yes as a boolean: named, never shown.
+    path.write_text("username: alice\npassword: yes\n")
+    with pytest.raises(CredentialsError, match=r"zooniverse.yaml: password is a value of type bool") as info:
+        ZooniverseCredentials.from_file(str(path))
+    assert "True" not in str(info.value)
+    path.write_text("username: [alice]\npassword: pw-123456\n")
+    with pytest.raises(CredentialsError, match=r"username is \['alice'\] of type list") as info:
+        ZooniverseCredentials.from_file(str(path))
+    assert "pw-123456" not in str(info.value)
+
+
+def test_environment_secrets_are_read_by_the_secret_reader(monkeypatch):
+    monkeypatch.setenv("PANOPTES_USERNAME", "alice")
+    monkeypatch.setenv("PANOPTES_PASSWORD", " pw-from-env-42\n")
+    credentials = ZooniverseCredentials.from_environment()
+    assert credentials.password == "pw-from-env-42"
+    assert "pw-from-env-42" not in default_redactor().redact("x pw-from-env-42 y")
+    monkeypatch.setenv("PANOPTES_PASSWORD", "   ")
+    with pytest.raises(CredentialsError, match="PANOPTES_PASSWORD is empty"):
+        ZooniverseCredentials.from_environment()
 
 
 # --- state database ----------------------------------------------------------
