@@ -49,6 +49,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import astropy.io.fits as fits
 import astropy.wcs
@@ -357,9 +358,7 @@ def make_demo_repo(
     FileExistsError
         Raised if ``root`` exists and ``overwrite`` is false.
     """
-    from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
-
-    from ..butler.formatters import LegacyCoaddFormatter
+    from lsst.daf.butler import CollectionType
 
     say = progress or _LOG.info
     root = Path(root)
@@ -376,8 +375,37 @@ def make_demo_repo(
     register_dataset_types(butler)
     butler.registry.registerCollection(SKYMAP_RUN, CollectionType.RUN)
     butler.put(skymap, SKYMAP.name, skymap=DEMO_SKYMAP, run=SKYMAP_RUN)
-    dataset_type = DEEP_COADD.make(butler.dimensions)
 
+    sources, pole_sources = _demo_sources(skymap, seed)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=root))
+    try:
+        datasets = {
+            SYNTHETIC_RUN: _write_synthetic_coadds(skymap, sources, pole_sources, seed, staging, say),
+            TWOMASS_RUN: _write_twomass_coadds(skymap, staging, say),
+        }
+        n_coadds = _ingest_coadds(butler, datasets, say)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    butler.registry.registerCollection(DEMO_COLLECTION, CollectionType.CHAINED)
+    butler.registry.setCollectionChain(DEMO_COLLECTION, [SYNTHETIC_RUN, TWOMASS_RUN, SKYMAP_RUN])
+
+    say("Writing sample catalogs")
+    sample, truth = _write_catalogs(root / "catalogs", skymap, sources + pole_sources)
+    say(f"Demo repository ready: {n_coadds} deep_coadd datasets in {DEMO_COLLECTION}")
+    return DemoRepo(
+        root=str(root),
+        collection=DEMO_COLLECTION,
+        skymap=skymap,
+        n_coadds=n_coadds,
+        sample_catalog=str(sample),
+        truth_catalog=str(truth),
+    )
+
+
+def _demo_sources(skymap: SkyMapGeometry, seed: int) -> tuple[list[DemoSource], list[DemoSource]]:
+    """Return the synthetic sources of the RA-wrap tract (with the bright
+    star) and of the polar tract.
+    """
     wrap, pole = skymap.tract(TRACT_WRAP), skymap.tract(TRACT_POLE)
     sources = make_sources(wrap.wcs, wrap.bbox.width, wrap.bbox.height, n_stars=60, n_galaxies=70, seed=seed)
     sources.append(
@@ -392,95 +420,125 @@ def make_demo_repo(
     pole_sources = make_sources(
         pole.wcs, pole.bbox.width, pole.bbox.height, n_stars=6, n_galaxies=6, seed=seed + 1, first_id=1001
     )
-    n_coadds = 0
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=root))
-    try:
-        datasets = {SYNTHETIC_RUN: [], TWOMASS_RUN: []}
-        for tract, tract_sources, edge in ((wrap, sources, NO_DATA_X_MAX), (pole, pole_sources, 0)):
-            for band_index, band in enumerate(DEMO_BANDS):
-                say(f"Rendering tract {tract.tract_id} band {band}")
-                planes = _synthetic_planes(
-                    tract, tract_sources, band, seed + 10 * tract.tract_id + band_index, edge
-                )
-                for patch_id in tract.patch_ids():
-                    if (tract.tract_id, patch_id, band) == MISSING_BAND:
-                        continue
-                    box = tract.patch_outer_bbox(patch_id)
-                    image, mask, variance = _cut(planes, box)
-                    path = staging / f"deep_coadd_{tract.tract_id}_{patch_id}_{band}.fits"
-                    write_legacy_masked_image(
-                        path,
-                        image=image,
-                        mask=mask,
-                        variance=variance,
-                        x0=box.x0,
-                        y0=box.y0,
-                        wcs=tract.wcs,
-                        mask_planes=COADD_MASK_PLANES,
-                        metadata={
-                            "BAND": band,
-                            "SKYMAP": DEMO_SKYMAP,
-                            "TRACT": tract.tract_id,
-                            "PATCH": patch_id,
-                        },
-                    )
-                    data_id = {
-                        "skymap": DEMO_SKYMAP,
-                        "tract": tract.tract_id,
-                        "patch": patch_id,
-                        "band": band,
-                    }
-                    datasets[SYNTHETIC_RUN].append((path, data_id))
-        twomass = skymap.tract(TRACT_2MASS)
-        for band in TWOMASS_BANDS:
-            say(f"Converting 2MASS {band}")
-            image, mask, variance = _twomass_planes(band)
-            path = staging / f"deep_coadd_{TRACT_2MASS}_0_{band}.fits"
-            write_legacy_masked_image(
-                path,
-                image=image,
-                mask=mask,
-                variance=variance,
-                x0=0,
-                y0=0,
-                wcs=twomass.wcs,
-                mask_planes=COADD_MASK_PLANES,
-                bunit=None,
-                metadata={
-                    "BAND": band,
-                    "SURVEY": "2MASS",
-                    "SKYMAP": DEMO_SKYMAP,
-                    "TRACT": TRACT_2MASS,
-                    "PATCH": 0,
-                },
-            )
-            datasets[TWOMASS_RUN].append(
-                (path, {"skymap": DEMO_SKYMAP, "tract": TRACT_2MASS, "patch": 0, "band": band})
-            )
-        for run, items in datasets.items():
-            say(f"Ingesting {len(items)} deep_coadd files into {run}")
-            butler.registry.registerCollection(run, CollectionType.RUN)
-            file_datasets = [
-                FileDataset(
-                    path=str(path),
-                    refs=[DatasetRef(dataset_type, butler.registry.expandDataId(data_id), run=run)],
-                    formatter=LegacyCoaddFormatter,
-                )
-                for path, data_id in items
-            ]
-            butler.ingest(*file_datasets, transfer="move")
-            n_coadds += len(items)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    butler.registry.registerCollection(DEMO_COLLECTION, CollectionType.CHAINED)
-    butler.registry.setCollectionChain(DEMO_COLLECTION, [SYNTHETIC_RUN, TWOMASS_RUN, SKYMAP_RUN])
+    return sources, pole_sources
 
-    say("Writing sample catalogs")
-    catalog_dir = root / "catalogs"
+
+def _write_synthetic_coadds(
+    skymap: SkyMapGeometry,
+    sources: list[DemoSource],
+    pole_sources: list[DemoSource],
+    seed: int,
+    staging: Path,
+    say: Callable[[str], None],
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Render the g/r/i coadds of the synthetic tracts into ``staging``;
+    return each file with its data ID.
+    """
+    datasets = []
+    wrap, pole = skymap.tract(TRACT_WRAP), skymap.tract(TRACT_POLE)
+    for tract, tract_sources, edge in ((wrap, sources, NO_DATA_X_MAX), (pole, pole_sources, 0)):
+        for band_index, band in enumerate(DEMO_BANDS):
+            say(f"Rendering tract {tract.tract_id} band {band}")
+            planes = _synthetic_planes(
+                tract, tract_sources, band, seed + 10 * tract.tract_id + band_index, edge
+            )
+            for patch_id in tract.patch_ids():
+                if (tract.tract_id, patch_id, band) == MISSING_BAND:
+                    continue
+                box = tract.patch_outer_bbox(patch_id)
+                image, mask, variance = _cut(planes, box)
+                path = staging / f"deep_coadd_{tract.tract_id}_{patch_id}_{band}.fits"
+                write_legacy_masked_image(
+                    path,
+                    image=image,
+                    mask=mask,
+                    variance=variance,
+                    x0=box.x0,
+                    y0=box.y0,
+                    wcs=tract.wcs,
+                    mask_planes=COADD_MASK_PLANES,
+                    metadata={
+                        "BAND": band,
+                        "SKYMAP": DEMO_SKYMAP,
+                        "TRACT": tract.tract_id,
+                        "PATCH": patch_id,
+                    },
+                )
+                data_id = {"skymap": DEMO_SKYMAP, "tract": tract.tract_id, "patch": patch_id, "band": band}
+                datasets.append((path, data_id))
+    return datasets
+
+
+def _write_twomass_coadds(
+    skymap: SkyMapGeometry, staging: Path, say: Callable[[str], None]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Convert the shipped 2MASS J/H/K images to coadd files in
+    ``staging``; return each file with its data ID.
+    """
+    datasets = []
+    twomass = skymap.tract(TRACT_2MASS)
+    for band in TWOMASS_BANDS:
+        say(f"Converting 2MASS {band}")
+        image, mask, variance = _twomass_planes(band)
+        path = staging / f"deep_coadd_{TRACT_2MASS}_0_{band}.fits"
+        write_legacy_masked_image(
+            path,
+            image=image,
+            mask=mask,
+            variance=variance,
+            x0=0,
+            y0=0,
+            wcs=twomass.wcs,
+            mask_planes=COADD_MASK_PLANES,
+            bunit=None,
+            metadata={
+                "BAND": band,
+                "SURVEY": "2MASS",
+                "SKYMAP": DEMO_SKYMAP,
+                "TRACT": TRACT_2MASS,
+                "PATCH": 0,
+            },
+        )
+        datasets.append((path, {"skymap": DEMO_SKYMAP, "tract": TRACT_2MASS, "patch": 0, "band": band}))
+    return datasets
+
+
+def _ingest_coadds(
+    butler: Any, datasets: dict[str, list[tuple[Path, dict[str, Any]]]], say: Callable[[str], None]
+) -> int:
+    """Ingest (move) the coadd files into their runs; return how many."""
+    from lsst.daf.butler import CollectionType, DatasetRef, FileDataset
+
+    from ..butler.formatters import LegacyCoaddFormatter
+
+    dataset_type = DEEP_COADD.make(butler.dimensions)
+    n_coadds = 0
+    for run, items in datasets.items():
+        say(f"Ingesting {len(items)} deep_coadd files into {run}")
+        butler.registry.registerCollection(run, CollectionType.RUN)
+        file_datasets = [
+            FileDataset(
+                path=str(path),
+                refs=[DatasetRef(dataset_type, butler.registry.expandDataId(data_id), run=run)],
+                formatter=LegacyCoaddFormatter,
+            )
+            for path, data_id in items
+        ]
+        butler.ingest(*file_datasets, transfer="move")
+        n_coadds += len(items)
+    return n_coadds
+
+
+def _write_catalogs(
+    catalog_dir: Path, skymap: SkyMapGeometry, sources: list[DemoSource]
+) -> tuple[Path, Path]:
+    """Write the sample catalog, the truth catalog and the sky map's JSON;
+    return the paths of the two catalogs.
+    """
     catalog_dir.mkdir()
     twomass_stars = _twomass_stars()
     sample = catalog_dir / "sample_catalog.csv"
-    _write_csv(sample, _sample_rows(skymap, sources + pole_sources, twomass_stars))
+    _write_csv(sample, _sample_rows(skymap, sources, twomass_stars))
     truth = catalog_dir / "truth_catalog.csv"
     truth_rows = [
         {
@@ -493,7 +551,7 @@ def make_demo_repo(
             "mag_i": s.mag["i"],
             "tract": TRACT_POLE if s.dec > 80 else TRACT_WRAP,
         }
-        for s in sources + pole_sources
+        for s in sources
     ] + [
         {
             "source_id": 2_000_000 + k,
@@ -509,12 +567,4 @@ def make_demo_repo(
     ]
     _write_csv(truth, truth_rows)
     (catalog_dir / "skymap.json").write_text(skymap.to_json())
-    say(f"Demo repository ready: {n_coadds} deep_coadd datasets in {DEMO_COLLECTION}")
-    return DemoRepo(
-        root=str(root),
-        collection=DEMO_COLLECTION,
-        skymap=skymap,
-        n_coadds=n_coadds,
-        sample_catalog=str(sample),
-        truth_catalog=str(truth),
-    )
+    return sample, truth

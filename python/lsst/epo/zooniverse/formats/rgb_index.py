@@ -303,6 +303,7 @@ def parse_description(comment: bytes, name: str) -> tuple[dict[str, str], str]:
     return types, policy
 
 
+# Long for its docstring: the checks are one pass over the rows.
 def parse_index(
     data: bytes, types: Mapping[str, str], entries: Collection[str], name: str
 ) -> tuple[Table, list[str], list[list[tuple[str, str]] | None], list[str] | None]:
