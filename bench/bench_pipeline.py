@@ -92,8 +92,9 @@ def build_repo(
     from lsst.epo.zooniverse.butler.formatters import LegacyCoaddFormatter
     from lsst.epo.zooniverse.butler.legacy_coadd import write_legacy_masked_image
     from lsst.epo.zooniverse.butler.skymap_geometry import SkyMapGeometry, TractGeometry, make_tan_wcs
-    from lsst.epo.zooniverse.demo.repo import COADD_MASK_PLANES, _register_instruments
+    from lsst.epo.zooniverse.demo.repo import register_demo_instruments
     from lsst.epo.zooniverse.demo.scene import make_sources, render_tract
+    from lsst.epo.zooniverse.formats.mask_planes import COADD_MASK_PLANES
     from lsst.epo.zooniverse.formats.wcs_metadata import wcs_to_header_string
     from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
@@ -107,7 +108,7 @@ def build_repo(
         0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), n, n, (inner, inner), border
     )
     skymap = SkyMapGeometry(SKYMAP, (tract,))
-    _register_instruments(butler)
+    register_demo_instruments(butler)
     skymap.register(butler)
     register_dataset_types(butler)
     butler.registry.registerCollection("skymaps", CollectionType.RUN)

@@ -38,6 +38,7 @@ __all__ = [
     "DemoRepo",
     "make_demo_repo",
     "make_demo_skymap",
+    "register_demo_instruments",
 ]
 
 import csv
@@ -172,7 +173,15 @@ def make_demo_skymap() -> SkyMapGeometry:
     return SkyMapGeometry(name=DEMO_SKYMAP, tracts=(wrap, twomass, pole))
 
 
-def _register_instruments(butler) -> None:
+def register_demo_instruments(butler: Any) -> None:
+    """Register the demo's instruments and their physical filters, which
+    carry its bands (band records cannot be inserted directly).
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        A writeable Butler.
+    """
     registry = butler.registry
     for instrument, bands in ((SYNTHETIC_INSTRUMENT, DEMO_BANDS), (TWOMASS_INSTRUMENT, tuple(TWOMASS_BANDS))):
         registry.syncDimensionData(
@@ -370,7 +379,7 @@ def make_demo_repo(
     make_butler_repo(str(root))
     butler = get_butler(str(root), writeable=True)
     skymap = make_demo_skymap()
-    _register_instruments(butler)
+    register_demo_instruments(butler)
     skymap.register(butler)
     register_dataset_types(butler)
     butler.registry.registerCollection(SKYMAP_RUN, CollectionType.RUN)
