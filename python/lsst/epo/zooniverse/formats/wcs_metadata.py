@@ -33,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "WCS_TEXT_KEY",
     "WCS_TIME_KEYS",
+    "AvmSpatial",
     "CrpixTemplates",
     "pixel_to_picture",
     "wcs_from_header_string",
@@ -40,6 +41,7 @@ __all__ = [
     "wcs_to_xmp",
 ]
 
+import math
 import warnings
 from typing import Any
 
@@ -223,13 +225,129 @@ def wcs_from_header_string(text: str) -> astropy.wcs.WCS:
         return astropy.wcs.WCS(fits.Header.fromstring(text))
 
 
-def _wcs_to_xmp_pyavm(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
-    """`wcs_to_xmp` through pyavm every time (the reference)."""
-    from pyavm import AVM
+class AvmSpatial:
+    """The AVM 1.2 ``Spatial`` values of a picture's celestial WCS,
+    computed here rather than by ``pyavm.AVM.from_wcs``.
 
+    AVM 1.2 describes the linear part of a WCS as ``Spatial.Scale`` (CDELT,
+    first element negative, second positive) and ``Spatial.Rotation``
+    (CROTA2, the angle of the picture's y axis east of north), and readers
+    force those signs.  pyavm's ``from_wcs`` takes CDELT and CROTA2 from the
+    FITS convention (Calabretta & Greisen 2002, §6.2), which for half of
+    all rotations is a *positive* first scale with the rotation turned by
+    180°: AVM readers (pyavm's own ``to_wcs`` included) then read the
+    picture turned by 180° about its reference pixel.  So:
+
+    * with CD the linear part (``PC`` times ``CDELT``) and
+      ``rho = atan2(-CD21 - CD12, CD22 - CD11)``, ``Rotation = rho`` (in
+      degrees, in [0, 360)) and ``Scale = (CD11 cos rho + CD21 sin rho,
+      CD22 cos rho - CD12 sin rho)``, which is negative then positive
+      whenever ``det(CD) < 0`` (east left of north); exact for orthogonal
+      columns, the closest such form (least squares) for a slightly skewed
+      CD matrix;
+    * a mirrored WCS (``det(CD) > 0``, east right of north) has no such
+      form: only the CD matrix is written (``Spatial.CDMatrix``, deprecated
+      in AVM 1.2 but read by pyavm), never a Scale and Rotation that would
+      be read wrong;
+    * AVM holds no distortion terms: a WCS with SIP (or other) distortions
+      is replaced by the TAN WCS that fits it best over the whole picture
+      (exact only to the distortion's curvature; the picture's text WCS
+      chunk keeps the exact one).
+
+    Parameters
+    ----------
+    wcs : `astropy.wcs.WCS`
+        Celestial WCS of the picture, FITS pixel ``(1, 1)`` at the bottom
+        left.
+    shape : `tuple` [`int`, `int`]
+        Picture shape ``(height, width)``.
+    """
+
+    def __init__(self, wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> None:
+        if wcs.has_distortion:
+            wcs = _fitted_tan_wcs(wcs, shape)
+        self.wcs = wcs
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.cd = np.asarray(wcs.wcs.get_pc(), float) * np.asarray(wcs.wcs.get_cdelt(), float)[:, None]
+        rho = math.atan2(-self.cd[1, 0] - self.cd[0, 1], self.cd[1, 1] - self.cd[0, 0])
+        cos, sin = math.cos(rho), math.sin(rho)
+        self.scale = (
+            float(self.cd[0, 0] * cos + self.cd[1, 0] * sin),
+            float(self.cd[1, 1] * cos - self.cd[0, 1] * sin),
+        )
+        self.rotation = math.degrees(rho) % 360.0
+        self.mirrored = not float(np.linalg.det(self.cd)) < 0.0
+
+    def to_avm(self) -> Any:
+        """Return the ``pyavm.AVM`` object holding these values.
+
+        Returns
+        -------
+        avm : ``pyavm.AVM``
+            With the same ``Spatial`` fields as ``pyavm.AVM.from_wcs`` sets,
+            and right values in them.
+        """
+        from pyavm import AVM
+
+        prm = self.wcs.wcs
+        avm = AVM()
+        spatial = avm.Spatial
+        spatial.Equinox = prm.equinox
+        projection = prm.ctype[0][5:8]
+        if projection != prm.ctype[1][5:8]:
+            raise ValueError(f"Projections do not agree: {list(prm.ctype)}.")
+        spatial.CoordsystemProjection = projection
+        spatial.ReferenceDimension = [self.shape[1], self.shape[0]]
+        spatial.ReferenceValue = prm.crval.tolist()
+        spatial.ReferencePixel = prm.crpix.tolist()
+        if self.mirrored:
+            spatial.CDMatrix = self.cd.flatten().tolist()
+        else:
+            spatial.Scale = list(self.scale)
+            spatial.Rotation = self.rotation
+        axes = (prm.ctype[0][:4], prm.ctype[1][:4])
+        if axes == ("RA--", "DEC-"):
+            spatial.CoordinateFrame = str(prm.radesys) if prm.radesys in ("ICRS", "FK5", "FK4") else "ICRS"
+        elif axes in _AVM_FRAMES:
+            spatial.CoordinateFrame = _AVM_FRAMES[axes]
+        else:
+            raise ValueError(f"No AVM coordinate frame for axes {list(prm.ctype)}.")
+        spatial.Quality = "Full"
+        return avm
+
+
+_AVM_FRAMES = {("ELON", "ELAT"): "ECL", ("GLON", "GLAT"): "GAL", ("SLON", "SLAT"): "SGAL"}
+"""AVM ``Spatial.CoordinateFrame`` of non-equatorial FITS axes."""
+
+
+def _fitted_tan_wcs(wcs: astropy.wcs.WCS, shape: tuple[int, int], samples: int = 9) -> astropy.wcs.WCS:
+    """Return the distortion-free TAN WCS that fits ``wcs`` best (least
+    squares on a grid of points) over a picture of ``shape``.
+    """
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    height, width = shape
+    xs, ys = np.meshgrid(np.linspace(-0.5, width - 0.5, samples), np.linspace(-0.5, height - 0.5, samples))
+    xs, ys = xs.ravel(), ys.ravel()
+    lon, lat = wcs.all_pix2world(xs, ys, 0)
+    fitted = fit_wcs_from_points(
+        (xs, ys), SkyCoord(lon * u.deg, lat * u.deg, frame="icrs"), proj_point="center", projection="TAN"
+    )
+    # The fit works in ICRS RA/Dec numbers; give back the original axes.
+    fitted.wcs.ctype = [f"{wcs.wcs.ctype[0][:4]}-TAN", f"{wcs.wcs.ctype[1][:4]}-TAN"]
+    fitted.wcs.radesys = wcs.wcs.radesys
+    fitted.wcs.equinox = wcs.wcs.equinox
+    fitted.wcs.set()
+    return fitted
+
+
+def _wcs_to_xmp_reference(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
+    """`wcs_to_xmp` computed in full every time (the reference)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return AVM.from_wcs(wcs, shape=shape).to_xmp()
+        return AvmSpatial(wcs, shape).to_avm().to_xmp()
 
 
 def _reference_pixel(crpix: Any) -> bytes:
@@ -243,12 +361,13 @@ def _reference_pixel(crpix: Any) -> bytes:
 
 
 class _XmpTemplates:
-    """AVM/XMP packets made by pyavm once per family of WCS that differ
-    only in their reference pixel.
+    """AVM/XMP packets made once per family of WCS that differ only in
+    their reference pixel.
 
-    ``pyavm.AVM.from_wcs`` reads the WCS's ``equinox``, ``ctype``,
-    ``crval``, ``crpix``, ``radesys``, ``get_pc()`` and ``get_cdelt()`` and
-    the picture shape, and CRPIX only becomes ``Spatial.ReferencePixel``.
+    `AvmSpatial` reads the WCS's ``equinox``, ``ctype``, ``crval``,
+    ``crpix``, ``radesys``, ``get_pc()`` and ``get_cdelt()`` and the
+    picture shape, and CRPIX only becomes ``Spatial.ReferencePixel`` (for
+    a WCS without distortion terms).
     Everything else is the family key; a new member's packet is the
     family's with its own reference pixel element.
     """
@@ -258,7 +377,10 @@ class _XmpTemplates:
         self._families: dict[tuple, tuple[bytes, bytes] | None] = {}
 
     def xmp(self, wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
-        """Return what `_wcs_to_xmp_pyavm` gives for ``wcs`` and ``shape``."""
+        """Return `_wcs_to_xmp_reference` of ``wcs`` and ``shape``."""
+        if wcs.has_distortion:
+            # The fitted TAN WCS depends on CRPIX too: no family to share.
+            return _wcs_to_xmp_reference(wcs, shape)
         try:
             prm = wcs.wcs
             key = (
@@ -273,11 +395,11 @@ class _XmpTemplates:
             )
             crpix = prm.crpix.tolist()
         except Exception:  # Whatever pyavm makes of it (an error, most likely).
-            return _wcs_to_xmp_pyavm(wcs, shape)
+            return _wcs_to_xmp_reference(wcs, shape)
         try:
             family = self._families[key]
         except KeyError:
-            packet = _wcs_to_xmp_pyavm(wcs, shape)
+            packet = _wcs_to_xmp_reference(wcs, shape)
             element = _reference_pixel(crpix)
             family = None
             if packet.count(element) == 1:
@@ -288,7 +410,7 @@ class _XmpTemplates:
             self._families[key] = family
             return packet
         if family is None:
-            return _wcs_to_xmp_pyavm(wcs, shape)
+            return _wcs_to_xmp_reference(wcs, shape)
         return family[0] + _reference_pixel(crpix) + family[1]
 
 
@@ -296,7 +418,8 @@ _XMP_TEMPLATES = _XmpTemplates()
 
 
 def wcs_to_xmp(wcs: astropy.wcs.WCS, shape: tuple[int, int]) -> bytes:
-    """Build the AVM/XMP packet of a picture's WCS with pyavm.
+    """Build the AVM/XMP packet of a picture's WCS (`AvmSpatial`, written
+    by pyavm).
 
     Parameters
     ----------
