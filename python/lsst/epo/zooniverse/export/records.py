@@ -35,6 +35,7 @@ __all__ = [
     "ImageRecord",
     "PictureCandidate",
     "ProjectRecord",
+    "RowRecord",
     "batch_state",
 ]
 
@@ -50,8 +51,30 @@ def _from_row[T](cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
     return cls(**values)
 
 
+class RowRecord:
+    """Base of the records that are one row of a state-database table,
+    column for field.
+    """
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
+        """Make a record from a database row.
+
+        Parameters
+        ----------
+        row : `~collections.abc.Mapping`
+            The row (extra keys are ignored).
+
+        Returns
+        -------
+        record : `RowRecord`
+            The record.
+        """
+        return _from_row(cls, row)
+
+
 @dataclasses.dataclass(frozen=True)
-class ProjectRecord:
+class ProjectRecord(RowRecord):
     """A registered PI project (a row of ``projects``)."""
 
     id: int
@@ -68,17 +91,8 @@ class ProjectRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:
-        """Make a record from a database row.
-
-        Parameters
-        ----------
-        row : `~collections.abc.Mapping`
-            A row of ``projects`` (``dataset_types`` as JSON text).
-
-        Returns
-        -------
-        record : `ProjectRecord`
-            The record.
+        """Make a record from a row of ``projects`` (as `RowRecord.from_row`;
+        ``dataset_types`` is JSON text there).
         """
         return _from_row(cls, row, dataset_types=tuple(json.loads(row["dataset_types"])))
 
@@ -108,7 +122,7 @@ class ProjectRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetRecord:
+class DatasetRecord(RowRecord):
     """A Butler dataset found by a poll, an operator's batch (a row of
     ``datasets``).
     """
@@ -132,22 +146,6 @@ class DatasetRecord:
     discovered_at: str
     updated_at: str
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        """Make a record from a row of ``datasets``.
-
-        Parameters
-        ----------
-        row : `~collections.abc.Mapping`
-            The row (extra keys are ignored).
-
-        Returns
-        -------
-        record : `DatasetRecord`
-            The record.
-        """
-        return _from_row(cls, row)
-
     def data_id_values(self) -> dict[str, Any]:
         """Return the data ID as a `dict`.
 
@@ -160,7 +158,7 @@ class DatasetRecord:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageRecord:
+class ImageRecord(RowRecord):
     """An image of a dataset that passed or failed validation (a row of
     ``images``).
     """
@@ -181,25 +179,9 @@ class ImageRecord:
     published_at: str | None
     updated_at: str
 
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        """Make a record from a row of ``images``.
-
-        Parameters
-        ----------
-        row : `~collections.abc.Mapping`
-            The row (extra keys are ignored).
-
-        Returns
-        -------
-        record : `ImageRecord`
-            The record.
-        """
-        return _from_row(cls, row)
-
 
 @dataclasses.dataclass(frozen=True)
-class FrameRecord:
+class FrameRecord(RowRecord):
     """A band frame of a multi-frame subject (a row of ``image_frames``)."""
 
     image_id: int
@@ -210,22 +192,6 @@ class FrameRecord:
     size: int
     quarantine_path: str
     public_key: str
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
-        """Make a record from a row of ``image_frames``.
-
-        Parameters
-        ----------
-        row : `~collections.abc.Mapping`
-            The row.
-
-        Returns
-        -------
-        record : `FrameRecord`
-            The record.
-        """
-        return _from_row(cls, row)
 
 
 @dataclasses.dataclass(frozen=True)
