@@ -69,32 +69,10 @@ class Decisions:
     def decide(
         self, batch: str, operator: str, reason: str | None, entries: Sequence[str] | None, *, approve: bool
     ) -> int:
-        """Approve or reject a batch, or some of its images.
-
-        Parameters
-        ----------
-        batch : `str`
-            Batch name.
-        operator : `str`
-            Who decides (recorded).
-        reason : `str` or `None`
-            Why (recorded; required to reject, see the service's
-            ``reject``).
-        entries : `~collections.abc.Sequence` [`str`] or `None`
-            Only these images (all if not given).
-        approve : `bool`
-            Approve (else reject).
-
-        Returns
-        -------
-        n : `int`
-            Number of images approved or rejected.
-
-        Raises
-        ------
-        ExportServiceError
-            Raised for an unknown batch or image, a missing operator, a
-            batch in the wrong state, or images already public.
+        """Approve (``approve=True``) or reject a batch, or some of its images
+        (all if ``entries`` is `None`), and return how many: see
+        `~.service.ExportService.approve` and
+        `~.service.ExportService.reject` (which requires the reason).
         """
         if not operator or not operator.strip():
             raise ExportServiceError("The operator's name is required.")

@@ -157,40 +157,9 @@ class ProjectRegistration:
         metadata_policy: str,
         actor: str,
     ) -> ProjectRecord:
-        """Register a PI project.
-
-        Parameters
-        ----------
-        name : `str`
-            Short name (`PROJECT_NAME`).
-        zooniverse_project_id : `int`
-            The Zooniverse project's id.
-        owner : `str`
-            The PI's RSP user name.
-        repo : `str`
-            Butler repository (path, URI or label).
-        collections : `str`
-            Collection name or glob under ``u/<owner>/``.
-        dataset_types : `~collections.abc.Sequence` [`str`]
-            Dataset types to retrieve; each must be allowed by the policy.
-        contact : `str` or `None`
-            E-mail address(es), comma-separated.
-        metadata_policy : `str`
-            ``full`` or ``anonymised``.
-        actor : `str`
-            Who registers.
-
-        Returns
-        -------
-        project : `~.records.ProjectRecord`
-            The project's record.
-
-        Raises
-        ------
-        ExportServiceError
-            Raised for a bad name, a collection outside the owner's
-            namespace (audited as a refusal), a dataset type the policy
-            forbids, or a duplicate.
+        """Register a PI project and return its `~.records.ProjectRecord`: see
+        `~.service.ExportService.register_project` (here every argument is
+        given, ``actor`` too).
         """
         self._check_identity(name, zooniverse_project_id, owner)
         self._check_collections(name, collections, owner, actor)

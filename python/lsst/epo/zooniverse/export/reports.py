@@ -102,19 +102,8 @@ class Reports:
         self.butlers = butlers
 
     def status(self, project: str | None = None) -> dict[str, Any]:
-        """Count datasets and images by state, per project.
-
-        Parameters
-        ----------
-        project : `str`, optional
-            Only this project.
-
-        Returns
-        -------
-        status : `dict`
-            ``{"projects": {name: {"datasets": {state: n}, "images":
-            {state: n}}}, "public_url": ...}`` (JSON-serialisable, no
-            secrets).
+        """Count datasets and images by state, per project: see
+        `~.service.ExportService.status`.
         """
         result: dict[str, Any] = {"public_url": self.public.url_prefix, "projects": {}}
         with self.store.reading() as connection:
@@ -144,26 +133,8 @@ class Reports:
         return result
 
     def review(self, project: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
-        """List quarantined batches with their images and findings.
-
-        Parameters
-        ----------
-        project : `str`, optional
-            Only this project.
-        batch : `str`, optional
-            Only this batch (in any state).
-
-        Returns
-        -------
-        batches : `list` [`dict`]
-            One dict per batch: its record, ``project`` (its name) and
-            ``images`` (each image's entry, object id, state, reason,
-            size, dimensions, quarantine path and public URL).
-
-        Raises
-        ------
-        ExportServiceError
-            Raised if ``batch`` is given and there is no such batch.
+        """List quarantined batches with their images and findings: see
+        `~.service.ExportService.review`.
         """
         query = sa.select(DATASETS, PROJECTS.c.name.label("project")).join(
             PROJECTS, PROJECTS.c.id == DATASETS.c.project_id
@@ -190,18 +161,8 @@ class Reports:
         return batches
 
     def report(self, project: str) -> list[dict[str, Any]]:
-        """Return one row per image and per rejected dataset of a project.
-
-        Parameters
-        ----------
-        project : `str`
-            Project name.
-
-        Returns
-        -------
-        rows : `list` [`dict`]
-            ``batch, dataset_type, data_id, entry, object_id, state,
-            reason, url``.
+        """Return one row per image and per rejected dataset of a project:
+        see `~.service.ExportService.report`.
         """
         record = self.repository.project(project)
         rows = []
@@ -256,30 +217,7 @@ class Reports:
 
     def catalog_report(self, project: str, collection: str) -> list[dict[str, Any]]:
         """Say, for every row of the PI's original catalog, its public URL
-        or why it has none.
-
-        Parameters
-        ----------
-        project : `str`
-            Project name.
-        collection : `str`
-            The PI's pipeline output collection (a chain that includes the
-            sharding run), under the owner's namespace.
-
-        Returns
-        -------
-        rows : `list` [`dict`]
-            One per catalog row, in catalog order: ``row_index``,
-            ``object_id``, ``outcome`` (``published`` or
-            ``not_published``), ``stage`` (``sharding``, ``pipeline`` or
-            ``epo``), ``reason`` and ``url``.  There are exactly as many
-            rows as the catalog had.
-
-        Raises
-        ------
-        ExportServiceError
-            Raised if the collection is not the owner's, or holds no
-            sharding output.
+        or why it has none: see `~.service.ExportService.catalog_report`.
         """
         from ..pipeline.accounting import account_targets
 
@@ -300,21 +238,8 @@ class Reports:
         return rows
 
     def published_images(self, project: str) -> list[dict[str, Any]]:
-        """Return the published images of a project with their index rows.
-
-        Parameters
-        ----------
-        project : `str`
-            Project name.
-
-        Returns
-        -------
-        images : `list` [`dict`]
-            ``batch, entry, object_id, url, sha256, index_row`` (the
-            image's ``index.csv`` row as a `dict`; empty for images
-            validated before schema version 3 and for cutouts) and
-            ``frames`` (public URLs of its band frames in subject order;
-            empty for a single-picture subject).
+        """Return the published images of a project with their index rows:
+        see `~.service.ExportService.published_images`.
         """
         record = self.repository.project(project)
         query = (
@@ -357,19 +282,8 @@ class Reports:
             ]
 
     def audit_log(self, *, batch: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
-        """Return audit records, oldest first.
-
-        Parameters
-        ----------
-        batch : `str`, optional
-            Only this batch.
-        project : `str`, optional
-            Only this project.
-
-        Returns
-        -------
-        records : `list` [`dict`]
-            The records.
+        """Return audit records, oldest first: see
+        `~.service.ExportService.audit_log`.
         """
         query = sa.select(AUDIT_LOG).order_by(AUDIT_LOG.c.id)
         if batch:

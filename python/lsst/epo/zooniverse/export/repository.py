@@ -75,17 +75,8 @@ class StateRepository:
         connection.execute(PROJECTS.insert().values(**values))
 
     def project(self, name: str) -> ProjectRecord:
-        """Return a registered project.
-
-        Parameters
-        ----------
-        name : `str`
-            Project name.
-
-        Returns
-        -------
-        project : `~.records.ProjectRecord`
-            Its record.
+        """Return the `~.records.ProjectRecord` of a registered project (see
+        `~.service.ExportService.project`, which returns it as a `dict`).
 
         Raises
         ------

@@ -196,7 +196,8 @@ class ExportService:
         ------
         ExportServiceError
             Raised for a bad name, a collection outside the owner's
-            namespace, a dataset type the policy forbids, or a duplicate.
+            namespace (audited as a refusal), a dataset type the policy
+            forbids, or a duplicate.
         """
         record = self.registration.register(
             name,
@@ -274,8 +275,14 @@ class ExportService:
         Returns
         -------
         batches : `list` [`dict`]
-            One dict per batch: its record plus ``images`` (each image's
-            entry, object id, state, reason, size and dimensions).
+            One dict per batch: its record, ``project`` (its name) and
+            ``images`` (each image's entry, object id, state, reason,
+            size, dimensions, quarantine path and public URL).
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if ``batch`` is given and there is no such batch.
         """
         return self.reports.review(project, batch)
 

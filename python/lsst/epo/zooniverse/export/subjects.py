@@ -57,27 +57,8 @@ class ProjectSubjects:
     def subject_rows(
         self, project: str, images: Sequence[Mapping[str, Any]] | None = None
     ) -> list[SubjectRow]:
-        """Return the Zooniverse subjects of a project's published images.
-
-        Parameters
-        ----------
-        project : `str`
-            Project name.
-        images : `~collections.abc.Sequence` [`dict`], optional
-            Published images as `~.reports.Reports.published_images`
-            returns them (read if not given).
-
-        Returns
-        -------
-        rows : `list` [`~.manifest.SubjectRow`]
-            One per image, in the same order: external id, public URL and
-            metadata following the project's metadata policy.
-
-        Raises
-        ------
-        ExportServiceError
-            Raised if a row cannot be made (e.g. identifying text in an
-            anonymised project's URLs).
+        """Return the Zooniverse subjects of a project's published images:
+        see `~.service.ExportService.subject_rows`.
         """
         record = self.repository.project(project)
         if images is None:
@@ -101,26 +82,7 @@ class ProjectSubjects:
 
     def write_manifests(self, project: str, directory: str) -> list[str]:
         """Write and validate the import manifests of a project's
-        published images.
-
-        Parameters
-        ----------
-        project : `str`
-            Project name.
-        directory : `str`
-            Where to write ``manifest_partNNN.csv`` (at most 10,000 rows
-            each).
-
-        Returns
-        -------
-        paths : `list` [`str`]
-            The manifest parts, in order.
-
-        Raises
-        ------
-        ExportServiceError
-            Raised if a row cannot be made or a written part fails
-            validation.
+        published images: see `~.service.ExportService.write_manifests`.
         """
         record = self.repository.project(project)
         # Single pictures first, then multi-frame subjects (a part holds

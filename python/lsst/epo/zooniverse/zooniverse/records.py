@@ -231,21 +231,8 @@ class SubjectSetRecords:
     def recorded_subjects(
         self, project_row_id: int, subject_set_name: str | None = None
     ) -> list[dict[str, Any]]:
-        """Return what was recorded as sent for a project.
-
-        Parameters
-        ----------
-        project_row_id : `int`
-            Row id of the EPO project.
-        subject_set_name : `str`, optional
-            Only this set.
-
-        Returns
-        -------
-        subjects : `list` [`dict`]
-            ``endpoint, zooniverse_project_id, subject_set_id,
-            subject_set_name, external_id, subject_id, method, locations,
-            recorded_at``, by set and external id.
+        """Return what was recorded as sent for a project, given by its row
+        id: see `~.subject_sets.SubjectSetPublisher.recorded_subjects`.
         """
         sets, subjects = ZOONIVERSE_SUBJECT_SETS, ZOONIVERSE_SUBJECTS
         query = (
