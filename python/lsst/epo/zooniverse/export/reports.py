@@ -40,8 +40,8 @@ from .outcomes import ExportServiceError
 from .policy import DataRightsPolicy
 from .publication import PublicLocation
 from .records import ProjectRecord
-from .repository import StateRepository
-from .state import AUDIT_LOG, DATASETS, IMAGE_FRAMES, IMAGE_INDEX_ROWS, IMAGES, PROJECTS
+from .repository import StateRepository, indexed_images_query
+from .state import AUDIT_LOG, DATASETS, IMAGE_FRAMES, IMAGES, PROJECTS
 
 CATALOG_STATE_ORDER = {
     "published": 0,
@@ -242,21 +242,16 @@ class Reports:
         see `~.service.ExportService.published_images`.
         """
         record = self.repository.project(project)
-        query = (
-            sa.select(
-                IMAGES.c.id,
-                DATASETS.c.batch,
-                IMAGES.c.entry,
-                IMAGES.c.object_id,
-                IMAGES.c.public_url,
-                IMAGES.c.sha256,
-                IMAGE_INDEX_ROWS.c.index_row,
-            )
-            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-            .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
-            .where(DATASETS.c.project_id == record.id, IMAGES.c.state == "published")
-            .order_by(DATASETS.c.batch, IMAGES.c.entry)
-        )
+        query = indexed_images_query(
+            record.id,
+            ("published",),
+            IMAGES.c.id,
+            DATASETS.c.batch,
+            IMAGES.c.entry,
+            IMAGES.c.object_id,
+            IMAGES.c.public_url,
+            IMAGES.c.sha256,
+        ).order_by(DATASETS.c.batch, IMAGES.c.entry)
         frames_query = (
             sa.select(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.public_key)
             .join(IMAGES, IMAGES.c.id == IMAGE_FRAMES.c.image_id)

@@ -30,7 +30,7 @@ that take a ``connection`` read or lock inside such a transaction.
 
 from __future__ import annotations
 
-__all__ = ["StateRepository"]
+__all__ = ["StateRepository", "indexed_images_query"]
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -392,20 +392,42 @@ class StateRepository:
         candidates : `list` [`~.records.PictureCandidate`]
             Their records (in no particular order).
         """
-        rows = connection.execute(
-            sa.select(
-                IMAGES.c.id,
-                IMAGES.c.object_id,
-                IMAGES.c.state,
-                IMAGES.c.entry,
-                DATASETS.c.batch,
-                IMAGE_INDEX_ROWS.c.index_row,
-            )
-            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-            .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
-            .where(
-                DATASETS.c.project_id == project_id,
-                IMAGES.c.state.in_(("approved", "publishing", "published", "superseded")),
-            )
-        ).mappings()
+        query = indexed_images_query(
+            project_id,
+            ("approved", "publishing", "published", "superseded"),
+            IMAGES.c.id,
+            IMAGES.c.object_id,
+            IMAGES.c.state,
+            IMAGES.c.entry,
+            DATASETS.c.batch,
+        )
+        rows = connection.execute(query).mappings()
         return [PictureCandidate(**row) for row in rows]
+
+
+def indexed_images_query(project_id: int, states: Iterable[str], *columns: Any) -> sa.Select:
+    """Return the query of a project's images in some states, with their
+    batch and ``index.csv`` row at hand.
+
+    Parameters
+    ----------
+    project_id : `int`
+        The project's database id.
+    states : `~collections.abc.Iterable` [`str`]
+        Image states.
+    *columns
+        Columns of ``images`` and ``datasets`` to select; the image's
+        ``index_row`` (`None` if it has none) is selected after them.
+
+    Returns
+    -------
+    query : `sqlalchemy.Select`
+        The query (unordered).
+    """
+    return (
+        sa.select(*columns, IMAGE_INDEX_ROWS.c.index_row)
+        .select_from(IMAGES)
+        .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+        .outerjoin(IMAGE_INDEX_ROWS, IMAGE_INDEX_ROWS.c.image_id == IMAGES.c.id)
+        .where(DATASETS.c.project_id == project_id, IMAGES.c.state.in_(tuple(states)))
+    )
