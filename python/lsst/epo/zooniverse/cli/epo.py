@@ -42,7 +42,15 @@ from typing import Any
 
 import click
 
-from .epo_common import context_progress, context_service, guard_errors
+from .epo_common import (
+    context_progress,
+    context_service,
+    guard_errors,
+    json_option,
+    operator_option,
+    project_argument,
+    project_option,
+)
 from .epo_subject_sets import link_workflow, subject_set, subjects
 
 
@@ -146,7 +154,7 @@ def main(
     show_default=True,
     help="anonymised: PNG text chunks with ids or coordinates are stripped at validation.",
 )
-@click.option("--operator", default=None, help="Who registers (default: the current user).")
+@operator_option(help="Who registers (default: the current user).")
 @click.pass_context
 @guard_errors
 def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any) -> None:
@@ -164,7 +172,7 @@ def register(ctx: click.Context, name: str, operator: str | None, **kwargs: Any)
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 @guard_errors
 def projects(ctx: click.Context, as_json: bool) -> None:
@@ -187,7 +195,7 @@ def projects(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--project", default=None, help="Only this project.")
+@project_option()
 @click.option("--watch", is_flag=True, help="Poll again every --interval seconds until interrupted.")
 @click.option(
     "--interval",
@@ -225,7 +233,7 @@ def poll(ctx: click.Context, project: str | None, watch: bool, interval: float) 
 
 
 @main.command()
-@click.option("--project", default=None, help="Only this project.")
+@project_option()
 @click.pass_context
 @guard_errors
 def status(ctx: click.Context, project: str | None) -> None:
@@ -234,9 +242,9 @@ def status(ctx: click.Context, project: str | None) -> None:
 
 
 @main.command()
-@click.option("--project", default=None, help="Only this project.")
+@project_option()
 @click.option("--batch", default=None, help="Show this batch, whatever its state, image by image.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 @guard_errors
 def review(ctx: click.Context, project: str | None, batch: str | None, as_json: bool) -> None:
@@ -270,7 +278,7 @@ def _decision_command(approve: bool) -> Callable[..., None]:
     verb = "approve" if approve else "reject"
 
     @click.argument("batches", nargs=-1, required=True)
-    @click.option("--operator", required=True, help="Who decides (recorded in the audit log).")
+    @operator_option(required=True, help="Who decides (recorded in the audit log).")
     @click.option("--reason", required=not approve, default=None, help="Why (recorded; sent to the PI).")
     @click.option(
         "--image", "entries", multiple=True, help=f"Only {verb} this image (entry name; repeatable)."
@@ -308,7 +316,7 @@ main.command(name="reject")(_decision_command(False))
 
 
 @main.command()
-@click.option("--project", default=None, help="Only this project.")
+@project_option()
 @click.pass_context
 @guard_errors
 def publish(ctx: click.Context, project: str | None) -> None:
@@ -337,7 +345,7 @@ def publish(ctx: click.Context, project: str | None) -> None:
 
 
 @main.command()
-@click.argument("project")
+@project_argument()
 @click.option(
     "--output",
     "-o",
@@ -380,7 +388,7 @@ def report(ctx: click.Context, project: str, output: str | None, catalog_collect
 
 @main.command()
 @click.option("--batch", default=None, help="Only this batch.")
-@click.option("--project", default=None, help="Only this project.")
+@project_option()
 @click.pass_context
 @guard_errors
 def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
@@ -390,7 +398,7 @@ def audit(ctx: click.Context, batch: str | None, project: str | None) -> None:
 
 
 @main.command()
-@click.argument("project")
+@project_argument()
 @click.option(
     "--output",
     "-o",

@@ -19,10 +19,10 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""What the ``zooniverse-epo`` commands share: the export service built
-from the group's options, the progress reporter, and the error guard that
-turns the service's errors into short command-line errors with secrets
-masked.
+"""What the ``zooniverse-epo`` commands share: the options several
+commands declare, the export service built from the group's options, the
+progress reporter, and the error guard that turns the service's errors into
+short command-line errors with secrets masked.
 
 `lsst.epo.zooniverse.cli.epo` (the group and the service commands) and
 `lsst.epo.zooniverse.cli.epo_subject_sets` (the Zooniverse commands) both
@@ -35,10 +35,17 @@ __all__ = [
     "ClickProgress",
     "context_progress",
     "context_service",
+    "credentials_option",
     "guard_errors",
+    "json_option",
+    "operator_option",
+    "project_argument",
+    "project_option",
     "redacted_click_error",
+    "subject_set_name_option",
 ]
 
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -47,6 +54,27 @@ from typing import Any
 import click
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.export")
+
+# Arguments and options that more than one command declares. Each is a
+# decorator factory: call it, with keyword arguments to override what a
+# command words differently (``@json_option(help="...")``).
+project_argument = functools.partial(click.argument, "project")
+project_option = functools.partial(click.option, "--project", default=None, help="Only this project.")
+json_option = functools.partial(click.option, "--json", "as_json", is_flag=True, help="Print JSON.")
+# Who acts, recorded in the audit log; each command says who that is.
+operator_option = functools.partial(click.option, "--operator", default=None)
+subject_set_name_option = functools.partial(
+    click.option, "--name", "subject_set_name", required=True, help="Display name of the subject set."
+)
+credentials_option = functools.partial(
+    click.option,
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML file (mode 600) with endpoint and client_id/client_secret or username/password "
+    "(default: the PANOPTES_* environment variables).",
+)
 
 
 class ClickProgress:
@@ -134,7 +162,6 @@ def guard_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     wrapper : `~collections.abc.Callable`
         The function, raising `click.ClickException` instead.
     """
-    import functools
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -38,12 +38,22 @@ import json
 
 import click
 
-from .epo_common import context_progress, context_service, guard_errors, redacted_click_error
+from .epo_common import (
+    context_progress,
+    context_service,
+    credentials_option,
+    guard_errors,
+    json_option,
+    operator_option,
+    project_argument,
+    redacted_click_error,
+    subject_set_name_option,
+)
 
 
 @click.command(name="subject-set")
-@click.argument("project")
-@click.option("--name", "subject_set_name", required=True, help="Display name of the subject set.")
+@project_argument()
+@subject_set_name_option()
 @click.option(
     "--zooniverse-project",
     type=int,
@@ -58,14 +68,7 @@ from .epo_common import context_progress, context_service, guard_errors, redacte
     help="import: subject_set_imports of manifests at the public location; subjects: one create "
     "request per subject (remote image URLs).",
 )
-@click.option(
-    "--credentials",
-    "credentials_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="YAML file (mode 600) with endpoint and client_id/client_secret or username/password "
-    "(default: the PANOPTES_* environment variables).",
-)
+@credentials_option()
 @click.option("--dry-run", is_flag=True, help="Write and validate the manifests; send nothing.")
 @click.option(
     "--output",
@@ -81,8 +84,8 @@ from .epo_common import context_progress, context_service, guard_errors, redacte
     show_default=True,
     help="Seconds between checks of a running subject-set import.",
 )
-@click.option("--operator", default=None, help="Who runs it (audit log; default: the current user).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@operator_option(help="Who runs it (audit log; default: the current user).")
+@json_option(help="Print the summary as JSON.")
 @click.pass_context
 @guard_errors
 def subject_set(
@@ -153,17 +156,11 @@ def subject_set(
 
 
 @click.command(name="link-workflow")
-@click.argument("project")
-@click.option("--name", "subject_set_name", required=True, help="Display name of the subject set.")
+@project_argument()
+@subject_set_name_option()
 @click.option("--workflow", type=int, required=True, help="Zooniverse workflow id (of PROJECT's project).")
-@click.option(
-    "--credentials",
-    "credentials_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="As for subject-set (default: the PANOPTES_* environment variables).",
-)
-@click.option("--operator", default=None, help="Who does it (audit log; default: the current user).")
+@credentials_option(help="As for subject-set (default: the PANOPTES_* environment variables).")
+@operator_option(help="Who does it (audit log; default: the current user).")
 @click.pass_context
 @guard_errors
 def link_workflow(
@@ -192,9 +189,9 @@ def link_workflow(
 
 
 @click.command()
-@click.argument("project")
-@click.option("--name", "subject_set_name", default=None, help="Only this subject set.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@project_argument()
+@subject_set_name_option(required=False, default=None, help="Only this subject set.")
+@json_option()
 @click.pass_context
 @guard_errors
 def subjects(ctx: click.Context, project: str, subject_set_name: str | None, as_json: bool) -> None:
