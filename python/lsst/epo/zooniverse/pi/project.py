@@ -189,31 +189,25 @@ class EpoProject:
         own = service is None
         service = service if service is not None else _make_service(config)
         try:
+            # The settings as the service records them (differences are
+            # reported in this order).
+            settings = {
+                "owner": owner,
+                "repo": repo,
+                "collections": collections,
+                "zooniverse_project_id": zooniverse_project,
+                "dataset_types": list(dataset_types),
+                "metadata_policy": metadata_policy,
+                "contact": contact,
+            }
             existing = {record["name"]: record for record in service.projects()}.get(name)
             if existing is not None:
-                _check_same_registration(
-                    existing,
-                    owner=owner,
-                    repo=repo,
-                    collections=collections,
-                    zooniverse_project_id=zooniverse_project,
-                    dataset_types=list(dataset_types),
-                    metadata_policy=metadata_policy,
-                    contact=contact,
-                )
+                _check_same_registration(existing, **settings)
                 project = cls(name, service=service)
                 project._own_service = own
                 return project
             service.register_project(
-                name,
-                zooniverse_project_id=zooniverse_project,
-                owner=owner,
-                repo=repo,
-                collections=collections,
-                dataset_types=tuple(dataset_types),
-                contact=contact,
-                metadata_policy=metadata_policy,
-                actor=owner,
+                name, **{**settings, "dataset_types": tuple(settings["dataset_types"])}, actor=owner
             )
             project = cls(name, service=service)
         except Exception:
