@@ -43,7 +43,7 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 from PIL import Image
-from zooniverse_test_utils import check_png_bytes, png_chunks, run_in_fresh_process
+from zooniverse_test_utils import check_png_bytes, png_chunks, repository_files, run_in_fresh_process
 
 import lsst.epo.zooniverse.formats.rgb_collection as rgb_module
 import lsst.epo.zooniverse.formats.rgb_zip as rgb_zip
@@ -867,16 +867,9 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
     assert result["zip_sha256"] == hashlib.sha256(to_bytes(original)).hexdigest()
 
 
-def _repository_files(root):
-    found = []
-    for directory, _, files in os.walk(root):
-        found += [os.path.relpath(os.path.join(directory, f), root) for f in files]
-    return sorted(found)
-
-
 def test_bad_put_leaves_nothing(tmp_path, test_butler):
     root = str(tmp_path / "repo")
-    before = _repository_files(root)
+    before = repository_files(root)
     image = np.zeros((2, 3, 3), np.uint8)
     with pytest.raises(TypeError):
         test_butler.put([image], "test_rgb")
@@ -888,7 +881,7 @@ def test_bad_put_leaves_nothing(tmp_path, test_butler):
     with pytest.raises(TypeError, match="astropy.wcs.WCS"):
         RgbCollection([image], {"object_id": ["x"]}, wcs=["not a wcs"])
     assert test_butler.query_datasets("test_rgb", collections="test_run", explain=False) == []
-    assert _repository_files(root) == before
+    assert repository_files(root) == before
     # The repository is still usable.
     ref = test_butler.put(RgbCollection([image], {"object_id": ["x"]}), "test_rgb")
     assert test_butler.get(ref).equals(RgbCollection([image], {"object_id": ["x"]}))

@@ -40,7 +40,7 @@ import astropy.io.fits as fits
 import numpy as np
 import pytest
 from astropy.wcs import WCS, Sip
-from zooniverse_test_utils import check_fits_file, require_tool, run_in_fresh_process
+from zooniverse_test_utils import check_fits_file, repository_files, require_tool, run_in_fresh_process
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
 from lsst.epo.zooniverse.formats import fits_cards, stamps_astropy, stamps_fast, stamps_layout
@@ -1019,13 +1019,6 @@ def test_inconsistent_files_are_refused(tmp_path):
 # 5. Butler
 
 
-def _repository_files(root):
-    found = []
-    for directory, _, files in os.walk(root):
-        found += [os.path.relpath(os.path.join(directory, f), root) for f in files]
-    return sorted(found)
-
-
 def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
     original = make_stamps()
     ref = test_butler.put(original, "test_stamps")
@@ -1107,7 +1100,7 @@ def test_butler_round_trip_in_fresh_process(tmp_path, test_butler):
 
 def test_butler_bad_put_leaves_nothing(tmp_path, test_butler):
     root = str(tmp_path / "repo")
-    before = _repository_files(root)
+    before = repository_files(root)
     stamp = make_stamps()[0]
     with pytest.raises(TypeError):
         test_butler.put([stamp], "test_stamps")
@@ -1127,7 +1120,7 @@ def test_butler_bad_put_leaves_nothing(tmp_path, test_butler):
         assert isinstance(cause, error) and re.search(regex, str(cause)), repr(info.value)
     assert test_butler.query_datasets("test_stamps", collections="test_run", explain=False) == []
     assert list(test_butler.registry.queryDatasets("test_stamps", collections="test_run")) == []
-    assert _repository_files(root) == before
+    assert repository_files(root) == before
     # The repository is still usable.
     ref = test_butler.put(Stamps([stamp], metadata={"BAND": "y"}), "test_stamps")
     assert test_butler.get(ref).equals(Stamps([stamp], metadata={"BAND": "y"}))

@@ -57,6 +57,16 @@ def make_test_butler(root: str, run: str = "test_run") -> Butler:
     return butler
 
 
+def repository_files(root: str) -> list[str]:
+    """Return the paths of every file under ``root``, relative to it and
+    sorted (to check that a failed put left nothing behind).
+    """
+    found = []
+    for directory, _, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(directory, f), root) for f in files]
+    return sorted(found)
+
+
 def require_tool(name: str) -> str:
     """Return the path of an external checker, failing (not skipping) the
     test when it is missing: the README's test command installs it.
