@@ -47,7 +47,7 @@ __all__ = ["legacy_mask_bits", "read_legacy_coadd", "to_pixel_box", "write_legac
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import astropy.io.fits as fits
@@ -166,15 +166,24 @@ def read_legacy_coadd(path: str | os.PathLike, *, bbox: Any = None, component: s
     return result if component is None else getattr(result, component)
 
 
+def _plane_hdus(hdul: fits.HDUList, path: Any) -> Iterator[tuple[int, str, Any]]:
+    """Yield ``(index, EXTNAME, HDU)`` for the IMAGE, MASK and VARIANCE
+    HDUs of a legacy coadd (HDUs 1 to 3), raising `ValueError` where one is
+    missing.
+    """
+    for extension, extname in enumerate(("IMAGE", "MASK", "VARIANCE"), start=1):
+        try:
+            hdu = hdul[extension]
+        except IndexError:
+            raise ValueError(f"{path}: no {extname} HDU at index {extension}.") from None
+        yield extension, extname, hdu
+
+
 def _read_box_with_sections(path: str | os.PathLike, box: Box) -> MaskedImage:
     """Read a box with astropy sections (any HDU type, e.g. compressed)."""
     with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
         hdus = [hdul[0]]
-        for extension, extname in enumerate(("IMAGE", "MASK", "VARIANCE"), start=1):
-            try:
-                hdu = hdul[extension]
-            except IndexError:
-                raise ValueError(f"{path}: no {extname} HDU at index {extension}.") from None
+        for _, extname, hdu in _plane_hdus(hdul, path):
             header = hdu.header
             x0, y0 = _parent_origin(header)
             _check_inside(box, x0, y0, header["NAXIS1"], header["NAXIS2"], path)
@@ -292,11 +301,7 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
     planes = []
     with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
         headers = {}
-        for extension, extname in enumerate(("IMAGE", "MASK", "VARIANCE"), start=1):
-            try:
-                hdu = hdul[extension]
-            except IndexError:
-                raise ValueError(f"{path}: no {extname} HDU at index {extension}.") from None
+        for extension, extname, hdu in _plane_hdus(hdul, path):
             header = hdu.header
             # CompImageHDU is an ImageHDU subclass, but its data on disk is a
             # binary table of compressed tiles, not rows of pixels.
