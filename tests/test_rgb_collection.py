@@ -43,7 +43,14 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 from PIL import Image
-from zooniverse_test_utils import check_png_bytes, png_chunks, repository_files, run_in_fresh_process
+from zooniverse_test_utils import (
+    check_png_bytes,
+    galactic_sin_wcs,
+    png_chunks,
+    repository_files,
+    run_in_fresh_process,
+    tan_sip_wcs,
+)
 
 import lsst.epo.zooniverse.formats.rgb_collection as rgb_module
 import lsst.epo.zooniverse.formats.rgb_zip as rgb_zip
@@ -934,16 +941,8 @@ def _family_wcs():
     pc.wcs.dateobs = "2024-01-01T00:00:00"
     pc.wcs.radesys = "FK5"
     pc.wcs.equinox = 2000.0
-    gal = WCS(naxis=2)
-    gal.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
-    gal.wcs.crval = [10.0, -20.0]
-    gal.wcs.cdelt = [-1e-4, 1e-4]
-    gal.wcs.crota = [0.0, 30.0]
-    sip = WCS(naxis=2)
-    sip.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
-    sip.wcs.crval = [10.0, 20.0]
-    sip.wcs.cd = [[1e-5, 0.0], [0.0, 1e-5]]
-    sip.sip = astropy_wcs.Sip(np.full((3, 3), 1e-7), np.zeros((3, 3)), None, None, [1.0, 1.0])
+    gal = galactic_sin_wcs()
+    sip = tan_sip_wcs()
     return {"tan": tan, "pc": pc, "gal": gal, "sip": sip}
 
 

@@ -40,7 +40,14 @@ import astropy.io.fits as fits
 import numpy as np
 import pytest
 from astropy.wcs import WCS, Sip
-from zooniverse_test_utils import check_fits_file, repository_files, require_tool, run_in_fresh_process
+from zooniverse_test_utils import (
+    check_fits_file,
+    galactic_sin_wcs,
+    repository_files,
+    require_tool,
+    run_in_fresh_process,
+    tan_sip_wcs,
+)
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
 from lsst.epo.zooniverse.formats import fits_cards, stamps_astropy, stamps_fast, stamps_layout
@@ -1149,20 +1156,12 @@ def _wcs_kinds():
     pc.wcs.pc = [[0.7, 0.2], [-0.1, 0.9]]
     pc.wcs.cdelt = [-2e-4, 3e-4]
     pc.wcs.dateobs = "2024-05-06T01:02:03"
-    gal = WCS(naxis=2)
-    gal.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
-    gal.wcs.crval = [10.0, -20.0]
-    gal.wcs.cdelt = [-1e-4, 1e-4]
-    gal.wcs.crota = [0.0, 30.0]
+    gal = galactic_sin_wcs()
     car = WCS(naxis=2)
     car.wcs.ctype = ["RA---CAR", "DEC--CAR"]
     car.wcs.crval = [10.0, 0.0]
     car.wcs.cdelt = [-1e-3, 1e-3]
-    sip = WCS(naxis=2)
-    sip.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
-    sip.wcs.crval = [10.0, 20.0]
-    sip.wcs.cd = [[1e-5, 0.0], [0.0, 1e-5]]
-    sip.sip = Sip(np.full((3, 3), 1e-7), np.zeros((3, 3)), None, None, [1.0, 1.0])
+    sip = tan_sip_wcs()
     return {"tan": tan, "pc": pc, "gal": gal, "car": car, "sip": sip}
 
 

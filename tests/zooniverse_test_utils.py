@@ -32,7 +32,9 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from astropy.wcs import WCS, Sip
 
 from lsst.daf.butler import Butler, DatasetType
 from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
@@ -65,6 +67,30 @@ def repository_files(root: str) -> list[str]:
     for directory, _, files in os.walk(root):
         found += [os.path.relpath(os.path.join(directory, f), root) for f in files]
     return sorted(found)
+
+
+def galactic_sin_wcs() -> WCS:
+    """Return a galactic SIN WCS with CDELT and CROTA (a WCS family the
+    format tests exercise).
+    """
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["GLON-SIN", "GLAT-SIN"]
+    wcs.wcs.crval = [10.0, -20.0]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    wcs.wcs.crota = [0.0, 30.0]
+    return wcs
+
+
+def tan_sip_wcs() -> WCS:
+    """Return a TAN-SIP WCS (CD matrix, SIP polynomials about CRPIX
+    (1, 1)), a WCS family the format tests exercise.
+    """
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    wcs.wcs.crval = [10.0, 20.0]
+    wcs.wcs.cd = [[1e-5, 0.0], [0.0, 1e-5]]
+    wcs.sip = Sip(np.full((3, 3), 1e-7), np.zeros((3, 3)), None, None, [1.0, 1.0])
+    return wcs
 
 
 def require_tool(name: str) -> str:
