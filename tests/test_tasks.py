@@ -255,9 +255,11 @@ def test_compose_rgb_same_stretch_same_colours_across_patches():
 
 
 def test_compose_rgb_mixes_bands_as_documented():
-    """Each channel is the weighted mean of its bands after the background
-    is subtracted, with ``bad_mask_planes`` and non-finite pixels set to
-    zero; checked pixel for pixel through the linear stretch.
+    """Each channel is the mean of weight times band over the bands that
+    feed it, after the background is subtracted, with ``bad_mask_planes``
+    and non-finite pixels set to zero; checked pixel for pixel through the
+    linear stretch.  A weight is a gain also when one band feeds a channel
+    (issue 14: it used to have no effect there).
     """
     rng = np.random.default_rng(11)
     size = 9
@@ -297,8 +299,8 @@ def test_compose_rgb_mixes_bands_as_documented():
         return values
 
     for k in range(2):
-        red = 0.25 * plane("i", k) + 0.75 * plane("r", k)
-        channels = [red, plane("r", k), plane("g", k)]
+        red = (1.0 * plane("i", k) + 3.0 * plane("r", k)) / 2
+        channels = [red, plane("r", k), 2.0 * plane("g", k)]
         expected = np.stack(
             [np.floor(255 * np.clip(c / 12.0, 0.0, 1.0) + 1e-9) for c in channels], axis=-1
         ).astype(np.uint8)
@@ -306,6 +308,73 @@ def test_compose_rgb_mixes_bands_as_documented():
         assert np.abs(picture.astype(int) - expected.astype(int)).max() <= 1
         assert (picture[1, 2] == expected[1, 2]).all() and picture[3, 4, 2] == 0 and picture[2, 3, 1] == 0
         assert picture[4, 5, 2] == expected[4, 5, 2] > 0  # SAT is kept
+
+
+def _linear_config(channels, maximum=12.0):
+    config = ComposeRgbConfig()
+    config.channels = channels
+    config.stretch.algorithm = "linear"
+    config.stretch.minimum = [0.0]
+    config.stretch.maximum = [maximum]
+    return config
+
+
+def test_compose_rgb_weight_of_a_band_alone_in_its_channel_is_a_gain():
+    # The 2MASS override's weights (1.3) scale DN: with equal input
+    # planes, a channel of weight 1.3 is 1.3 times as bright.
+    ids = ["a"]
+    stamps = {band: _stamps(band, ids, value=4.0) for band in "JHK"}
+    config = _linear_config(
+        {
+            "K": ChannelConfig(red=1.3),
+            "H": ChannelConfig(green=1.0),
+            "J": ChannelConfig(blue=0.5),
+        }
+    )
+    picture = (
+        ComposeRgbTask(config=config)
+        .run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+        .rgb.images[0]
+    )
+    expected = [math.floor(255 * v / 12.0 + 1e-9) for v in (4.0 * 1.3, 4.0, 2.0)]
+    assert np.abs(picture[1, 1].astype(int) - expected).max() <= 1, (picture[1, 1], expected)
+
+
+@pytest.mark.parametrize("mapped", [None, ChannelConfig(green=2.0, background=1.0)])
+def test_compose_rgb_single_band_gives_grey_pictures(mapped):
+    ids = ["a", "b"]
+    stamps = {"F200W": _stamps("F200W", ids, value=5.0)}
+    channels = {"i": ChannelConfig(red=1.0), "r": ChannelConfig(green=1.0), "g": ChannelConfig(blue=1.0)}
+    if mapped is not None:
+        channels["F200W"] = mapped
+    config = _linear_config(channels)
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
+    assert len(result.rgb) == 2 and list(result.rgb_report["status"]) == ["ok", "ok"]
+    value = 5.0 if mapped is None else (5.0 - 1.0) * 2.0
+    pixel = result.rgb.images[0][1, 1]
+    assert pixel[0] == pixel[1] == pixel[2] == math.floor(255 * value / 12.0 + 1e-9)
+    assert list(result.rgb.index["bands"]) == ["F200W", "F200W"]
+
+    config.single_band_policy = "channels"
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
+    expected = "no_coadd" if mapped is None else "missing_band"
+    assert len(result.rgb) == 0 and set(result.rgb_report["status"]) == {expected}
+
+
+def test_compose_rgb_single_band_mapped_to_every_channel_keeps_its_colours():
+    ids = ["a"]
+    stamps = {"r": _stamps("r", ids, value=6.0)}
+    config = _linear_config({"r": ChannelConfig(red=1.0, green=0.5, blue=0.25)})
+    picture = (
+        ComposeRgbTask(config=config)
+        .run(stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0)
+        .rgb.images[0]
+    )
+    assert list(picture[1, 1]) == [math.floor(255 * v / 12.0 + 1e-9) for v in (6.0, 3.0, 1.5)]
 
 
 @pytest.mark.parametrize("angle", [0, 90, 180, 270, 30])
@@ -489,16 +558,19 @@ def test_compose_rgb_band_frames(angle, output_size, tmp_path):
             check_png_bytes(data, tmp_path, name=f"b{band}.png")
 
 
+@pytest.mark.parametrize("gain", [1.0, 1.7])
 @pytest.mark.parametrize("algorithm", ["asinh", "linear"])
 @pytest.mark.parametrize("scaling", ["global", "per_image"])
-def test_compose_rgb_band_frames_match_single_band_channels(algorithm, scaling):
+def test_compose_rgb_band_frames_match_single_band_channels(algorithm, scaling, gain):
     """With per-band stretches and one band per channel, a band's frame is
-    exactly its channel of the RGB picture: same levels, same pixels.
+    exactly its channel of the RGB picture: same levels, same pixels (with
+    the band's weight applied to both).
     """
     size = 21
     wcs = _rotated_wcs(90, size)
     stamps, _ = _star_stamps(wcs, size)
     config = ComposeRgbConfig()
+    config.channels["r"] = ChannelConfig(green=gain)
     config.band_frames = True
     config.output_size = 30
     config.stretch.algorithm = algorithm

@@ -130,8 +130,9 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
 
     channels = ConfigDictField(
         doc="Band name -> its weights in the red, green and blue channels (and a background to "
-        "subtract first).  Each channel is the weighted mean of the bands available for the patch; "
-        "bands not listed are ignored.",
+        "subtract first).  A weight is a gain: a channel is the mean, over the bands available for "
+        "the patch that feed it, of weight times band (one band with weight 1.3 gives 1.3 times that "
+        "band; two bands with weight 1 give their mean).  Bands not listed are ignored.",
         keytype=str,
         itemtype=ChannelConfig,
         default={},
@@ -145,6 +146,17 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
             "with the bands it really has)",
         },
         default="skip",
+    )
+    single_band_policy = ChoiceField[str](
+        doc="What to do when the patch has stamps of one band only and that band, as mapped in "
+        "'channels', leaves a colour channel empty (or is not mapped at all).",
+        allowed={
+            "grey": "make grey pictures of that band: it feeds all three channels with its largest "
+            "weight in 'channels' (1 if not mapped) and its background (0 if not mapped)",
+            "channels": "use the band only in the channels it is mapped to; missing_band_policy decides "
+            "about the others",
+        },
+        default="grey",
     )
     min_coverage = Field[float](
         doc="Smallest fraction of stamp pixels with data (in every band used) for a picture to be made.",
@@ -176,7 +188,8 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
     band_frames = Field[bool](
         doc="Also make one grey 8-bit frame per band used (in band order) for every picture, for "
         "multi-frame (flipbook) subjects that show the RGB picture then each band.  A frame is its band "
-        "alone (background subtracted, bad pixels zeroed) stretched like the RGB picture: the same "
+        "alone (background subtracted, bad pixels zeroed, times its weight in the channel it weighs "
+        "most in) stretched like the RGB picture: the same "
         "algorithm and the same levels (with scaling='per_image', those measured on the picture's "
         "channels), the band's image given as all three channels with the black/white level of the "
         "channel the band weighs most in, reduced to grey (for lupton the Lupton stretch of the band's "
@@ -229,8 +242,10 @@ class ComposeRgbTask(PipelineTask):
     -----
     Each band's stamp (background subtracted, ``bad_mask_planes`` pixels
     and NaN set to zero) is mixed into the red, green and blue channels
-    with the configured weights; a channel is the weighted mean of the
-    bands available for the patch.  The channels are stretched to 0-255
+    with the configured weights (gains): a channel is the mean of weight
+    times band over the bands available for the patch that feed it.  A
+    patch with stamps of one band only gives grey pictures of it
+    (``single_band_policy``).  The channels are stretched to 0-255
     with ``stretch`` (the same numbers for every picture unless
     ``stretch.scaling`` is ``per_image``), turned north up / east left,
     resized if asked, and stored with their WCS as a ZIP of PNG.  Every
@@ -262,12 +277,25 @@ class ComposeRgbTask(PipelineTask):
 
     def _mixing(self, available: Sequence[str]) -> tuple[list[str], np.ndarray, list[str]]:
         """Bands used, their (n_bands, 3) weights, and empty channels."""
-        used = sorted(b for b in available if b in self.config.channels)
+        channels = self.config.channels
+        used = sorted(b for b in available if b in channels)
         weights = np.array(
-            [[getattr(self.config.channels[b], c) for c in CHANNELS] for b in used], dtype=np.float64
+            [[getattr(channels[b], c) for c in CHANNELS] for b in used], dtype=np.float64
         ).reshape(len(used), 3)
         empty = [c for k, c in enumerate(CHANNELS) if not (weights[:, k] > 0).any()]
+        if len(available) == 1 and self.config.single_band_policy == "grey" and (empty or not used):
+            # One band only: grey pictures of it, with its largest gain.
+            band = next(iter(available))
+            gain = float(weights.max()) if used else 1.0
+            return [band], np.full((1, 3), gain), []
         return used, weights, empty
+
+    def _background(self, band: str) -> float:
+        """Return the background subtracted from a band (0 for an unmapped
+        band pictured alone in grey).
+        """
+        channel = self.config.channels.get(band)
+        return 0.0 if channel is None else channel.background
 
     @timeMethod
     def run(
@@ -429,7 +457,7 @@ class ComposeRgbTask(PipelineTask):
         """
         planes = []
         for stamp, band, bits in zip(band_stamps, used, bad_bits):
-            image = stamp.image - np.float32(self.config.channels[band].background)
+            image = stamp.image - np.float32(self._background(band))
             bad = ~np.isfinite(image)
             if stamp.mask is not None and bits:
                 bad |= (stamp.mask & bits) != 0
@@ -457,13 +485,14 @@ class ComposeRgbTask(PipelineTask):
             kwargs = global_stretch_parameters(stretch)
         frames = {}
         for j, band in enumerate(used):
-            plane = planes[j]
+            # The band with its gain in the channel it weighs most in (red
+            # first on a tie): alone in that channel, it is that channel.
+            channel = int(np.argmax(weights[j]))
+            plane = _gained(planes[j], float(weights[j, channel]))
             if kwargs is None:  # No finite pixel: the picture is black, and so is the frame.
                 grey = np.zeros(plane.shape, dtype=np.uint8)
             else:
-                # The level of the channel the band weighs most in (red
-                # first on a tie).
-                channel = int(np.argmax(weights[j]))
+                # The level of that channel.
                 band_kwargs = dict(kwargs)
                 for name in ("minimum", "maximum"):
                     if name in band_kwargs:
@@ -482,8 +511,9 @@ class ComposeRgbTask(PipelineTask):
         return frames
 
     def _mix(self, planes: Sequence[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:
-        """Weighted-mean channels of one object's planes (see `_planes`);
-        a channel no band feeds is the mean of the others.
+        """Channels of one object's planes (see `_planes`): each the mean
+        of weight times plane over the bands that feed it; a channel no
+        band feeds is the mean of the others.
         """
         stack = None
         channels: list[np.ndarray | None] = []
@@ -491,19 +521,24 @@ class ComposeRgbTask(PipelineTask):
             w = weights[:, k]
             fed = np.flatnonzero(w > 0)
             if len(fed) == 1:
-                # One band feeds the channel (the usual mapping): its
-                # weighted mean is that plane.
-                channels.append(planes[int(fed[0])])
+                # One band feeds the channel (the usual mapping): its gain
+                # times its plane (the plane itself for a gain of 1).
+                channels.append(_gained(planes[int(fed[0])], float(w[fed[0]])))
             elif len(fed) > 1:
                 if stack is None:
                     stack = np.stack(planes)  # (n_bands, H, W)
-                channels.append(np.tensordot((w / w.sum()).astype(np.float32), stack, axes=1))
+                channels.append(np.tensordot((w / len(fed)).astype(np.float32), stack, axes=1))
             else:
                 channels.append(None)
         if all(c is not None for c in channels):
             return channels
         mean = np.mean([c for c in channels if c is not None], axis=0).astype(np.float32)
         return [c if c is not None else mean for c in channels]
+
+
+def _gained(plane: np.ndarray, gain: float) -> np.ndarray:
+    """Return ``gain`` times ``plane`` (``plane`` itself for a gain of 1)."""
+    return plane if gain == 1.0 else plane * np.float32(gain)
 
 
 _INDEX_COLUMNS = [
