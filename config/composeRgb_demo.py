@@ -1,10 +1,10 @@
 # composeRgb overrides for the demo repository, which holds two kinds of
 # coadd: synthetic Rubin-like g/r/i in nJy (tracts 0 and 2) and the real
 # 2MASS J/H/K images in DN (tract 1).  One pipeline run handles both: a
-# colour channel is the weighted mean of the bands a patch has, so the
-# g/r/i patches use g/r/i and the 2MASS patch uses J/H/K.  The 2MASS
-# weights put DN on the scale of the nJy stretch, after removing each
-# band's sky pedestal.
+# colour channel is the mean of weight x band over the bands of the patch
+# that feed it, so the g/r/i patches use g/r/i and the 2MASS patch uses
+# J/H/K.  A weight is a gain: the 2MASS weights (1.3) scale DN onto the
+# nJy stretch, after removing each band's sky pedestal.
 # Use: pipetask ... -C composeRgb:config/composeRgb_demo.py
 from lsst.epo.zooniverse.pipeline.compose_rgb import ChannelConfig
 
