@@ -159,6 +159,14 @@ def test_demo_sample_catalog(demo):
     (over,) = by_note["ra_over_360"]
     shard, row = located[over]
     assert row["ra"] == pytest.approx(0.002, abs=1e-9) and shard == htm7(0.002, -0.001)
+    # Both are named, with the RA as read and as published.
+    normalised = butler.get("zooniverse_targets_normalised", collections="u/pi/sample")
+    assert list(normalised["row_index"]) == sorted([negative, over])
+    by_row = {int(r["row_index"]): r for r in normalised}
+    assert by_row[negative]["ra"] == -0.004 and by_row[negative]["reason"] == "ra_negative"
+    assert by_row[over]["ra"] == 360.002 and by_row[over]["reason"] == "ra_360_or_more"
+    assert by_row[over]["object_id"] == rows[over]["object_id"]
+    assert by_row[over]["ra_normalised"] == pytest.approx(0.002, abs=1e-9)
     # Shard metadata.
     some = next(iter(shards))
     full = butler.get(
@@ -178,6 +186,9 @@ def test_cli(demo):
     assert "rows read:      153" in result.output
     assert "duplicate_id:" in result.output and "zooniverse_targets_rejected" in result.output
     assert "run:            u/pi/cli" in result.output
+    assert "object ids:     column object_id" in result.output
+    assert "RA normalised:  2 " in result.output and "ra -0.004 deg -> 359.996 deg" in result.output
+    assert "... and" not in result.output
     again = runner.invoke(butler_cli, args)
     assert again.exit_code == 1
     assert "already holds" in again.output and "Traceback" not in again.output
@@ -499,3 +510,192 @@ def test_catalog_with_no_good_row(repo, tmp_path):
     empty.write_text("object_id,ra,dec\n")
     summary = shard_target_catalog(repo, str(empty), run="empty")
     assert summary.n_rows == 0 and len(read_rejected(repo, "empty")) == 0
+
+
+# ---------------------------------------------------------------------------
+# Issue 14: catalogs without an id column, units in VOTable/FITS, RA rules.
+
+
+def read_normalised(butler, run):
+    return butler.get("zooniverse_targets_normalised", collections=run)
+
+
+def test_row_number_ids(repo, tmp_path):
+    path = tmp_path / "no_ids.csv"
+    path.write_text("ra,dec,mag\n10,1,20\n10,1,21\nnan,1,22\n10.5,-2,23\n")
+    with pytest.raises(CatalogError, match=r"'object_id'.*ra, dec, mag.*--row-number-ids.*id_column=None"):
+        shard_target_catalog(repo, str(path), run="rownum/refused")
+    assert_nothing_written(repo, "rownum/refused")
+    summary = shard_target_catalog(repo, str(path), run="rownum", id_column=None, extra_columns=["mag"])
+    # Same coordinates twice are not duplicates: the ids are the row numbers.
+    assert summary.id_column is None and summary.n_accepted == 3
+    assert summary.rejected_by_reason == {"nan_coordinates": 1}
+    rows = [r for t in read_shards(repo, "rownum").values() for r in t]
+    assert sorted((str(r["object_id"]), int(r["row_index"])) for r in rows) == [("0", 0), ("1", 1), ("3", 3)]
+    rejected = read_rejected(repo, "rownum")
+    assert list(rejected["object_id"]) == ["2"] and list(rejected["row_index"]) == [2]
+    for name in ("zooniverse_targets_rejected", "zooniverse_targets_normalised"):
+        meta = repo.get(name, collections="rownum", parameters={"strip_astropy_meta_yaml": False}).meta
+        assert meta["object_ids"] == "row_number" and meta["id_column"] is None
+    ref = repo.query_datasets("zooniverse_targets", collections="rownum", explain=False)[0]
+    meta = repo.get(ref, parameters={"strip_astropy_meta_yaml": False}).meta
+    assert meta["object_ids"] == "row_number" and meta["id_column"] is None
+
+
+def test_cli_row_number_ids_and_normalised_rows(repo, tmp_path):
+    path = tmp_path / "wrap.csv"
+    lines = ["ra,dec"] + [f"{-1.0 - k},{k * 0.1}" for k in range(7)] + ["10,1"]
+    path.write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    args = ["shard-zooniverse-catalog", str(tmp_path / "clirepo"), str(path), "--output-run", "cli/rownum"]
+    make_test_butler(str(tmp_path / "clirepo"))
+    both = runner.invoke(butler_cli, [*args, "--row-number-ids", "--id-column", "name"])
+    assert both.exit_code == 1 and "exclude each other" in both.output
+    missing = runner.invoke(butler_cli, args)
+    assert missing.exit_code == 1 and "--row-number-ids" in missing.output
+    result = runner.invoke(butler_cli, [*args, "--row-number-ids"])
+    assert result.exit_code == 0, result.output
+    assert "object ids:     row numbers" in result.output
+    assert "RA normalised:  7" in result.output
+    assert "row_index 0 (object_id 0): ra -1.0 deg -> 359.0 deg" in result.output
+    assert "row_index 4 (object_id 4): ra -5.0 deg -> 355.0 deg" in result.output
+    assert "row_index 5" not in result.output and "... and 2 more" in result.output
+    assert "zooniverse_targets_normalised" in result.output
+
+
+def test_ra_rules(repo, tmp_path):
+    ras = [10.0, -0.5, 359.999, 360.0, 719.5, 720.0, -360.0, -360.5, 1000.0, -1e6, 0.0]
+    path = tmp_path / "ra.csv"
+    path.write_text("object_id,ra,dec\n" + "".join(f"o{k},{ra!r},1.0\n" for k, ra in enumerate(ras)))
+    summary = shard_target_catalog(repo, str(path), run="ra_rules")
+    rejected = read_rejected(repo, "ra_rules")
+    assert list(rejected["row_index"]) == [5, 7, 8, 9]
+    assert set(rejected["reason"]) == {"ra_out_of_range"}
+    assert "ra = 720.0 is outside [-360, 720) deg" in str(rejected["detail"][0])
+    normalised = read_normalised(repo, "ra_rules")
+    assert summary.n_ra_normalised == len(normalised) == 4
+    assert list(normalised["row_index"]) == [1, 3, 4, 6]
+    assert list(normalised["object_id"]) == ["o1", "o3", "o4", "o6"]
+    assert list(normalised["ra"]) == [-0.5, 360.0, 719.5, -360.0]
+    np.testing.assert_allclose(normalised["ra_normalised"], [359.5, 0.0, 359.5, 0.0])
+    assert list(normalised["reason"]) == ["ra_negative", "ra_360_or_more", "ra_360_or_more", "ra_negative"]
+    published = {
+        int(r["row_index"]): float(r["ra"]) for t in read_shards(repo, "ra_rules").values() for r in t
+    }
+    assert published == {0: 10.0, 1: 359.5, 2: 359.999, 3: 0.0, 4: 359.5, 6: 0.0, 10: 0.0}
+    assert summary.ra_normalised_first[0] == (1, "o1", -0.5, 359.5)
+    meta = repo.get(
+        "zooniverse_targets_rejected", collections="ra_rules", parameters={"strip_astropy_meta_yaml": False}
+    ).meta
+    assert meta["n_ra_normalised"] == 4
+
+
+def test_normalised_row_of_a_duplicated_id_is_only_rejected(repo, tmp_path):
+    path = tmp_path / "dup_wrap.csv"
+    path.write_text("object_id,ra,dec\na,-1,1\na,10,1\nb,370,1\n")
+    summary = shard_target_catalog(repo, str(path), run="dup_wrap")
+    assert summary.rejected_by_reason == {"duplicate_id": 2}
+    normalised = read_normalised(repo, "dup_wrap")
+    assert list(normalised["row_index"]) == [2] and summary.n_ra_normalised == 1
+    assert list(read_rejected(repo, "dup_wrap")["ra"]) == [-1.0, 10.0]
+
+
+VOTABLE = """<?xml version="1.0"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>
+<FIELD name="object_id" datatype="char" arraysize="*"/>
+<FIELD name="ra" datatype="double" unit="{ra}"/>
+<FIELD name="dec" datatype="double" unit="{dec}"/>
+<FIELD name="size" datatype="double" unit="{size}"/>
+<DATA><TABLEDATA>
+{rows}
+</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>
+"""
+
+
+def write_votable(path, ra_unit, dec_unit, size_unit, rows):
+    text = "\n".join(
+        f"<TR><TD>{i}</TD><TD>{r!r}</TD><TD>{d!r}</TD><TD>{s!r}</TD></TR>" for i, r, d, s in rows
+    )
+    path.write_text(VOTABLE.format(ra=ra_unit, dec=dec_unit, size=size_unit, rows=text))
+    return str(path)
+
+
+def shard_rows(butler, run):
+    return {str(r["object_id"]): r for t in read_shards(butler, run).values() for r in t}
+
+
+@pytest.mark.parametrize(
+    "ra_unit, dec_unit, to_ra, to_dec",
+    [
+        ("rad", "rad", np.radians, np.radians),
+        ("h", "deg", lambda x: x / 15.0, lambda x: x),  # VizieR's RA in hours.
+        ("hourangle", "arcsec", lambda x: x / 15.0, lambda x: x * 3600.0),
+        ("15deg", "arcmin", lambda x: x / 15.0, lambda x: x * 60.0),  # astropy writes hourangle so.
+        ("degrees", "DEG", lambda x: x, lambda x: x),  # Spellings astropy does not know as given.
+    ],
+)
+def test_votable_coordinate_units(repo, tmp_path, ra_unit, dec_unit, to_ra, to_dec):
+    ra, dec = np.array([10.5, 200.25, -15.0]), np.array([-4.0, 33.0, 1.0])
+    rows = [(f"v{k}", float(to_ra(r)), float(to_dec(d)), 30.0) for k, (r, d) in enumerate(zip(ra, dec))]
+    path = write_votable(tmp_path / "units.vot", ra_unit, dec_unit, "arcsec", rows)
+    run = f"votable_units/{ra_unit}/{dec_unit}"
+    # The file's units win over coordinate_unit.
+    summary = shard_target_catalog(repo, path, run=run, coordinate_unit="arcsec")
+    got = shard_rows(repo, run)
+    assert got["v0"]["ra"] == pytest.approx(10.5, abs=1e-9)
+    assert got["v1"]["ra"] == pytest.approx(200.25, abs=1e-9)
+    assert got["v1"]["dec"] == pytest.approx(33.0, abs=1e-9)
+    # -15 deg (in the file's unit) is normalised to 345 deg and reported.
+    assert got["v2"]["ra"] == pytest.approx(345.0, abs=1e-9)
+    normalised = read_normalised(repo, run)
+    assert list(normalised["object_id"]) == ["v2"] and summary.n_ra_normalised == 1
+    assert normalised["ra"][0] == pytest.approx(to_ra(-15.0))
+    assert normalised["ra_normalised"][0] == pytest.approx(345.0)
+
+
+def test_votable_dec_in_hours_is_refused(repo, tmp_path):
+    path = write_votable(tmp_path / "hours.vot", "deg", "h", "arcsec", [("a", 1.0, 1.0, 3.0)])
+    with pytest.raises(CatalogError, match=r"'dec'.*unit 'h', which is not an angle"):
+        shard_target_catalog(repo, path, run="votable_units/dec_hours")
+    assert_nothing_written(repo, "votable_units/dec_hours")
+
+
+@pytest.mark.parametrize(
+    "file_unit, size_unit, factor",
+    [("arcsec", "arcsec", 1.0), ("arcmin", "arcsec", 60.0), ("pix", "pixel", 1.0), ("deg", "arcsec", 3600.0)],
+)
+def test_votable_size_units(repo, tmp_path, file_unit, size_unit, factor):
+    path = write_votable(tmp_path / "size.vot", "deg", "deg", file_unit, [("a", 10.0, 1.0, 0.5)])
+    run = f"votable_size/{file_unit}"
+    shard_target_catalog(repo, path, run=run, size_column="size", size_unit=size_unit)
+    column = "cutout_size_arcsec" if size_unit == "arcsec" else "cutout_size_pixels"
+    assert shard_rows(repo, run)["a"][column] == pytest.approx(0.5 * factor)
+
+
+@pytest.mark.parametrize("file_unit, size_unit", [("arcsec", "pixel"), ("pix", "arcsec"), ("m", "arcsec")])
+def test_size_unit_mismatch_is_refused(repo, tmp_path, file_unit, size_unit):
+    path = write_votable(tmp_path / "size.vot", "deg", "deg", file_unit, [("a", 10.0, 1.0, 0.5)])
+    run = f"size_mismatch/{file_unit}"
+    with pytest.raises(CatalogError, match=rf"unit '{file_unit}', which does not match size_unit"):
+        shard_target_catalog(repo, path, run=run, size_column="size", size_unit=size_unit)
+    assert_nothing_written(repo, run)
+
+
+def test_fits_tunit(repo, tmp_path):
+    from astropy.io import fits
+
+    columns = [
+        fits.Column(name="object_id", format="8A", array=np.array(["f0", "f1"])),
+        fits.Column(name="RA", format="D", unit="DEGREES", array=np.array([-2.0, 100.0])),
+        fits.Column(name="DEC", format="D", unit="arcsec", array=np.array([3600.0, -7200.0])),
+        fits.Column(name="SIZE", format="E", unit="arcmin", array=np.array([0.5, 1.0])),
+    ]
+    path = tmp_path / "tunit.fits"
+    fits.BinTableHDU.from_columns(columns).writeto(path)
+    assert fits.getheader(path, 1)["TUNIT2"] == "DEGREES"
+    summary = shard_target_catalog(repo, str(path), run="fits_tunit", size_column="size", size_unit="arcsec")
+    got = shard_rows(repo, "fits_tunit")
+    assert got["f0"]["ra"] == pytest.approx(358.0) and got["f0"]["dec"] == pytest.approx(1.0)
+    assert got["f1"]["dec"] == pytest.approx(-2.0)
+    assert got["f1"]["cutout_size_arcsec"] == pytest.approx(60.0)
+    assert summary.n_ra_normalised == 1 and list(read_normalised(repo, "fits_tunit")["ra"]) == [-2.0]

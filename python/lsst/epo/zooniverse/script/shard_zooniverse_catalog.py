@@ -37,7 +37,8 @@ def shard_zooniverse_catalog(
     repo: str,
     catalog: str,
     output_run: str,
-    id_column: str = "object_id",
+    id_column: str | None = None,
+    row_number_ids: bool = False,
     ra_column: str = "ra",
     dec_column: str = "dec",
     size_column: str | None = None,
@@ -48,6 +49,7 @@ def shard_zooniverse_catalog(
     file_format: str | None = None,
     chunk_rows: int = 500_000,
 ) -> ShardingSummary:
+    # Over 80 lines only for its numpydoc docstring (one entry per option).
     """Shard a catalog into ``zooniverse_targets`` datasets and print a
     summary.
 
@@ -59,8 +61,13 @@ def shard_zooniverse_catalog(
         Catalog file (CSV, Parquet, FITS, VOTable).
     output_run : `str`
         RUN collection to write.
-    id_column, ra_column, dec_column : `str`, optional
-        Columns of the object id and coordinates.
+    id_column : `str`, optional
+        Column of the object ids (default ``object_id``).
+    row_number_ids : `bool`, optional
+        The catalog has no id column: each row's 0-based row number is
+        its id (excludes ``id_column``).
+    ra_column, dec_column : `str`, optional
+        Columns of the coordinates.
     size_column : `str`, optional
         Column of per-object cutout sizes.
     size_unit : `str`, optional
@@ -88,12 +95,17 @@ def shard_zooniverse_catalog(
         Raised for a structural problem with the catalog or the request
         (nothing has been written).
     """
+    if row_number_ids and id_column is not None:
+        raise click.ClickException(
+            f"--id-column {id_column} and --row-number-ids exclude each other: the ids come from a column "
+            "or are the row numbers."
+        )
     try:
         summary = shard_target_catalog(
             repo,
             catalog,
             run=output_run,
-            id_column=id_column,
+            id_column=None if row_number_ids else (id_column or "object_id"),
             ra_column=ra_column,
             dec_column=dec_column,
             size_column=size_column,
@@ -113,12 +125,16 @@ def shard_zooniverse_catalog(
 def _echo_summary(summary: ShardingSummary, repo: str) -> None:
     """Print what the sharding did and where the rejected rows are."""
     click.echo(f"catalog:        {summary.catalog}")
+    if summary.id_column is None:
+        click.echo("object ids:     row numbers (0-based data row, as text; the catalog has no id column)")
+    else:
+        click.echo(f"object ids:     column {summary.id_column}")
     click.echo(f"rows read:      {summary.n_rows}")
     click.echo(f"accepted:       {summary.n_accepted}")
     click.echo(f"rejected:       {summary.n_rejected}")
     for reason, count in summary.rejected_by_reason.items():
         click.echo(f"  {reason + ':':<18} {count}")
-    click.echo(f"RA normalised:  {summary.n_ra_normalised} (wrapped into [0, 360))")
+    _echo_normalised(summary, repo)
     click.echo(f"shards written: {summary.n_shards} zooniverse_targets datasets (htm7)")
     click.echo(f"run:            {summary.run}")
     click.echo(f"time:           {summary.seconds:.1f} s")
@@ -127,4 +143,27 @@ def _echo_summary(summary: ShardingSummary, repo: str) -> None:
         f"{repo} zooniverse_targets_rejected --collections {summary.run}\n"
         "                or in Python: Butler.from_config("
         f"{repo!r}).get('zooniverse_targets_rejected', collections={summary.run!r}).pprint_all()"
+    )
+
+
+def _echo_normalised(summary: ShardingSummary, repo: str, listed: int = 5) -> None:
+    """Print how many RAs were wrapped into [0, 360), the first few rows
+    and where the full list is.
+    """
+    click.echo(
+        f"RA normalised:  {summary.n_ra_normalised} (RA in [-360, 0) or [360, 720) deg wrapped into [0, 360))"
+    )
+    if not summary.n_ra_normalised:
+        return
+    for row_index, object_id, ra, ra_normalised in summary.ra_normalised_first[:listed]:
+        click.echo(
+            f"  row_index {row_index} (object_id {object_id}): ra {ra!r} {summary.ra_unit} -> "
+            f"{ra_normalised!r} deg"
+        )
+    shown = min(listed, len(summary.ra_normalised_first))
+    if summary.n_ra_normalised > shown:
+        click.echo(f"  ... and {summary.n_ra_normalised - shown} more")
+    click.echo(
+        "  every one:    Butler.from_config("
+        f"{repo!r}).get('zooniverse_targets_normalised', collections={summary.run!r}).pprint_all()"
     )

@@ -61,7 +61,14 @@ def make_zooniverse_demo_repo(**kwargs: Any) -> None:
 @repo_argument(required=True)
 @click.argument("catalog", type=click.Path(dir_okay=False))
 @click.option("--output-run", required=True, help="RUN collection to write (must not hold targets already).")
-@click.option("--id-column", default="object_id", show_default=True, help="Column of the object ids.")
+@click.option("--id-column", default=None, help="Column of the object ids [default: object_id].")
+@click.option(
+    "--row-number-ids",
+    is_flag=True,
+    default=False,
+    help="The catalog has no id column: each row's 0-based row number in the file is its object id "
+    "(excludes --id-column; no row can then be a duplicate).",
+)
 @click.option("--ra-column", default="ra", show_default=True, help="Column of the RA (frame longitude).")
 @click.option("--dec-column", default="dec", show_default=True, help="Column of the Dec (frame latitude).")
 @click.option("--size-column", default=None, help="Column of per-object cutout sizes (optional).")
@@ -108,8 +115,9 @@ def shard_zooniverse_catalog(**kwargs: Any) -> None:
     """Validate a PI's target catalog and write it into REPO as
     zooniverse_targets datasets, one per HTM level-7 trixel, in the RUN
     collection --output-run, with every refused row (and why) in the
-    zooniverse_targets_rejected dataset of the same run. Nothing is
-    written if the file has a structural problem.
+    zooniverse_targets_rejected dataset of the same run, and every row
+    whose RA was wrapped into [0, 360) in zooniverse_targets_normalised.
+    Nothing is written if the file has a structural problem.
 
     CATALOG is a CSV (.csv, .csv.gz), Parquet (.parquet, .pq), FITS table
     (.fits, .fit, .fits.gz) or VOTable (.vot, .xml, .votable) file.

@@ -25,7 +25,10 @@
 VOTable), validates every row, and writes one ``zooniverse_targets``
 dataset per HTM level-7 trixel plus one ``zooniverse_targets_rejected``
 dataset listing every refused row with the reason (DESIGN §3). Every input
-row ends up in exactly one of the two, identified by its ``row_index``.
+row ends up in exactly one of the two, identified by its ``row_index``. A
+third table, ``zooniverse_targets_normalised``, names every published row
+whose RA was wrapped into [0, 360). The validation rules are in the
+docstring of `row_validation` and in ``doc/catalog_rules.md``.
 
 How the work is split:
 
@@ -41,22 +44,26 @@ How the work is split:
    with the layout of daf_butler's ``ArrowAstropy`` formatter into a
    staging directory next to the datastore, and ingest them all with
    ``transfer="move"`` in one Butler transaction together with the
-   rejection table. That is 10-20 times faster than one ``butler.put``
-   per shard; the cost is about 1.2 ms a shard, so 10 million rows over
-   the 20,000 deg^2 of the Rubin wide survey (65,600 shards) take about
-   85 s and peak at about 1.5 GB (see ``bench/RESULTS.md``).
+   rejection and normalisation tables. That is 10-20 times faster than
+   one ``butler.put`` per shard; the cost is about 1.2 ms a shard, so 10
+   million rows over the 20,000 deg^2 of the Rubin wide survey (65,600
+   shards) take about 85 s and peak at about 1.5 GB (see
+   ``bench/RESULTS.md``).
 """
 
 from .catalog_readers import CATALOG_FORMATS, detect_catalog_format
 from .errors import CatalogError
 from .htm_index import HTM_LEVEL, htm_indices
-from .row_validation import REJECTION_REASONS
+from .reports import TARGETS_NORMALISED
+from .row_validation import RA_NORMALISABLE, REJECTION_REASONS
 from .shard_targets import ShardingSummary, shard_target_catalog
 
 __all__ = [
     "CATALOG_FORMATS",
     "HTM_LEVEL",
+    "RA_NORMALISABLE",
     "REJECTION_REASONS",
+    "TARGETS_NORMALISED",
     "CatalogError",
     "ShardingSummary",
     "detect_catalog_format",

@@ -115,7 +115,10 @@ def parse_unit(text: Any, where: str) -> Any:
     Parameters
     ----------
     text : `str`, `astropy.units.UnitBase` or `None`
-        The unit as recorded (generic or FITS spelling).
+        The unit as recorded (generic, FITS or VOUnit spelling). Spellings
+        astropy does not know as given are retried in lower case, without
+        quotes and without a plural ``s`` (``DEG``, ``Degrees``, ``'h'``,
+        ``hours``), as are units a VOTable parser kept as unknown.
     where : `str`
         What the unit belongs to, for the error message.
 
@@ -134,14 +137,17 @@ def parse_unit(text: Any, where: str) -> Any:
     if text is None or text == "":
         return None
     if isinstance(text, u.UnitBase):
-        return text
-    try:
-        return u.Unit(str(text))
-    except ValueError:
-        try:
-            return u.Unit(str(text), format="fits")
-        except ValueError:
-            raise CatalogError(f"Unit {text!r} of {where} is not a unit astropy knows.") from None
+        # A unit the VOTable parser did not know is kept as a new unit.
+        text = text.to_string()
+    spelled = str(text).strip()
+    bare = spelled.strip("'\"")
+    for candidate in dict.fromkeys([spelled, bare, bare.lower(), bare.lower().rstrip("s")]):
+        for fmt in (None, "fits"):
+            try:
+                return u.Unit(candidate, format=fmt)
+            except ValueError:
+                pass
+    raise CatalogError(f"Unit {text!r} of {where} is not a unit astropy knows.")
 
 
 def rechunk(batches: Iterable[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:

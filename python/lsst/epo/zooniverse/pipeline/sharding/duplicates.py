@@ -124,8 +124,11 @@ def find_duplicates(acc: Any, accepted_ids: pa.Array, accepted_rows: np.ndarray)
     Returns
     -------
     duplicates : `dict` [`int`, `str`]
-        Detail by ``row_index`` (the id and the other rows holding it).
+        Detail by ``row_index`` (the id and the other rows holding it);
+        empty when the ids are row numbers.
     """
+    if acc.plan.id_column is None:
+        return {}  # Row numbers are unique.
     # Repeated hashes: sort the hashes of rows with an id (one 8-byte copy,
     # sorted in place), then find the rows holding them.
     hashes, has_id = acc.hashes.finish(), acc.has_id.finish()

@@ -20,30 +20,31 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 """Writing the shards: Parquet files in the ArrowAstropy layout, staged
-next to the datastore and ingested with the rejection table in one
-transaction.
+next to the datastore and ingested with the row reports (rejected and
+normalised rows) in one transaction.
 """
 
 from __future__ import annotations
 
-__all__ = ["check_run", "make_rejected_table", "write_shards"]
+__all__ = ["check_run", "write_shards"]
 
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...butler.dataset_types import TARGETS, TARGETS_REJECTED, register_dataset_types
+from ...butler.dataset_types import TARGETS, TARGETS_REJECTED, DatasetTypeSpec, register_dataset_types
 from .errors import CatalogError
 from .read_plan import ReadPlan
-from .row_validation import REASON_CODES, is_text
+from .reports import TARGETS_NORMALISED, table_meta
+from .row_validation import is_text
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.sharding")
 
@@ -148,7 +149,7 @@ def check_run(butler: Any, run: str) -> bool:
     ------
     CatalogError
         Raised if the collection is not a RUN, or holds targets or a
-        rejection table.
+        row report.
     """
     from lsst.daf.butler import CollectionType, MissingCollectionError
 
@@ -159,75 +160,15 @@ def check_run(butler: Any, run: str) -> bool:
     if info.type != CollectionType.RUN:
         raise CatalogError(f"Collection {run!r} exists and is a {info.type.name} collection, not a RUN.")
     n_targets = _count_in_run(butler, TARGETS.name, run)
-    n_rejected = _count_in_run(butler, TARGETS_REJECTED.name, run)
-    if n_targets or n_rejected:
+    n_reports = sum(_count_in_run(butler, spec.name, run) for spec in (TARGETS_REJECTED, TARGETS_NORMALISED))
+    if n_targets or n_reports:
         raise CatalogError(
             f"Run {run!r} already holds {n_targets} target shards ({TARGETS.name}) and "
-            f"{n_rejected} {TARGETS_REJECTED.name} dataset(s); shard into a new run instead (another "
+            f"{n_reports} {TARGETS_REJECTED.name}/{TARGETS_NORMALISED.name} dataset(s); shard into a new run "
+            "instead (another "
             f"--output-run, e.g. {run + '_v2'!r}), or remove this one first."
         )
     return True
-
-
-def make_rejected_table(
-    rejected: dict[str, Any],
-    plan: ReadPlan,
-    n_rows: int,
-    n_accepted: int,
-    n_ra_normalised: int,
-    rejected_by_reason: dict[str, int],
-) -> Any:
-    """Build the ``zooniverse_targets_rejected`` table.
-
-    Parameters
-    ----------
-    rejected : `dict` [`str`, `typing.Any`]
-        Rejected columns (see ``finish_rejected``).
-    plan : `ReadPlan`
-        What was read.
-    n_rows, n_accepted, n_ra_normalised : `int`
-        Rows read, rows published and published rows whose RA was
-        wrapped into [0, 360).
-    rejected_by_reason : `dict` [`str`, `int`]
-        Rejected rows per reason code.
-
-    Returns
-    -------
-    table : `astropy.table.Table`
-        ``row_index``, ``object_id``, ``ra``, ``dec``, ``reason`` and
-        ``detail``, with the counts in its metadata.
-    """
-    from astropy.table import Column, Table
-
-    def text(array: pa.Array) -> np.ndarray:
-        values = array.to_numpy(zero_copy_only=False)
-        return values.astype(str) if len(values) else np.zeros(0, dtype="U1")
-
-    reasons = (
-        np.array(REASON_CODES)[rejected["reason_code"]] if len(rejected["reason_code"]) else np.zeros(0, "U1")
-    )
-    table = Table()
-    table["row_index"] = Column(rejected["row_index"], description="0-based data row of the catalog")
-    table["object_id"] = Column(text(rejected["object_id"]), description="object id as text, as read")
-    table["ra"] = Column(rejected["ra"], description=f"raw {plan.ra_column} ({plan.ra_unit}); NaN if missing")
-    table["dec"] = Column(
-        rejected["dec"], description=f"raw {plan.dec_column} ({plan.dec_unit}); NaN if missing"
-    )
-    table["reason"] = Column(reasons, description="reason code (see REJECTION_REASONS)")
-    table["detail"] = Column(text(rejected["detail"]), description="what is wrong with the row")
-    table.meta.update(
-        {
-            "catalog": plan.catalog.name,
-            "frame": plan.frame,
-            "id_column": plan.id_column,
-            "n_rows": n_rows,
-            "n_accepted": n_accepted,
-            "n_rejected": len(table),
-            "n_ra_normalised": n_ra_normalised,
-            "rejected_by_reason": dict(rejected_by_reason),
-        }
-    )
-    return table
 
 
 def write_shards(
@@ -237,11 +178,11 @@ def write_shards(
     plan: ReadPlan,
     accepted: dict[str, Any],
     keep: np.ndarray,
-    rejected_table: Any,
+    reports: Sequence[tuple[DatasetTypeSpec, Any]],
     say: Callable[[str], None],
 ) -> int:
-    """Sort the accepted rows by trixel, write the shards and the
-    rejection table into ``run`` in one transaction.
+    """Sort the accepted rows by trixel, write the shards and the row
+    reports into ``run`` in one transaction.
 
     Parameters
     ----------
@@ -258,9 +199,10 @@ def write_shards(
         Accepted columns (see ``finish_accepted``); emptied.
     keep : `numpy.ndarray` [`bool`]
         Which accepted rows to publish.
-    rejected_table : `astropy.table.Table`
-        The ``zooniverse_targets_rejected`` table (see
-        `make_rejected_table`).
+    reports : `~collections.abc.Sequence` [`tuple`]
+        Dimensionless tables to put with the shards: (dataset type,
+        `astropy.table.Table`) pairs (the rejected and normalised rows,
+        see ``make_rejected_table`` and ``make_normalised_table``).
     say : callable
         Called with a progress message at each step.
 
@@ -275,7 +217,7 @@ def write_shards(
     writer = _ShardWriter(schema, metadata)
     say(f"Sorted {n} accepted rows into {len(shard_ids)} htm7 shards in {time.perf_counter() - t0:.1f} s")
 
-    register_dataset_types(butler, [TARGETS, TARGETS_REJECTED])
+    register_dataset_types(butler, [TARGETS, *(spec for spec, _ in reports)])
     staging = _staging_directory(butler)
     created_run = False
     try:
@@ -291,8 +233,8 @@ def write_shards(
         if not run_exists:
             butler.collections.register(run)
             created_run = True
-        _ingest(butler, run, shard_ids.tolist(), paths, rejected_table, t2)
-        say(f"Ingested {len(paths)} shards and the rejection table in {time.perf_counter() - t2:.1f} s")
+        _ingest(butler, run, shard_ids.tolist(), paths, reports, t2)
+        say(f"Ingested {len(paths)} shards and the row reports in {time.perf_counter() - t2:.1f} s")
     except BaseException:
         if created_run:
             try:
@@ -357,7 +299,12 @@ def _shard_schema(
             per_shard = np.maximum.reduceat(lengths, starts) if len(starts) else np.zeros(0, np.int64)
             string_lengths[name] = np.maximum(per_shard, 1).tolist()
     descriptions = {
-        "object_id": ("object id from the catalog", None),
+        "object_id": (
+            "object id from the catalog"
+            if plan.id_column is not None
+            else "0-based data row of the catalog, as text (the catalog has no id column)",
+            None,
+        ),
         "ra": ("ICRS right ascension", "deg"),
         "dec": ("ICRS declination", "deg"),
         "row_index": ("0-based data row of the catalog", None),
@@ -368,9 +315,7 @@ def _shard_schema(
     for name, values in columns:
         description, unit = descriptions.get(name, ("", None))
         spec.append((name, values.type, unit, description))
-    schema, metadata = _template_schema(
-        spec, {"catalog": plan.catalog.name, "frame": plan.frame, "id_column": plan.id_column}
-    )
+    schema, metadata = _template_schema(spec, table_meta(plan))
     # Cast to the exact Arrow types astropy_to_arrow writes (text stays as
     # it is: more than 2 GiB of it needs 64-bit offsets, cast per shard).
     columns = [
@@ -414,10 +359,15 @@ def _write_files(
 
 
 def _ingest(
-    butler: Any, run: str, shard_ids: list[int], paths: list[str], rejected_table: Any, t0: float
+    butler: Any,
+    run: str,
+    shard_ids: list[int],
+    paths: list[str],
+    reports: Sequence[tuple[DatasetTypeSpec, Any]],
+    t0: float,
 ) -> None:
-    """Ingest the shard files (moved into the datastore) and put the
-    rejection table, all in one transaction.
+    """Ingest the shard files (moved into the datastore) and put the row
+    reports, all in one transaction.
     """
     from lsst.daf.butler import DataCoordinate, DatasetRef, FileDataset
     from lsst.daf.butler.formatters.parquet import ParquetFormatter
@@ -446,4 +396,5 @@ def _ingest(
                 len(paths),
                 stop / max(time.perf_counter() - t0, 1e-9),
             )
-        butler.put(rejected_table, TARGETS_REJECTED.make(butler.dimensions), run=run)
+        for spec, table in reports:
+            butler.put(table, spec.make(butler.dimensions), run=run)

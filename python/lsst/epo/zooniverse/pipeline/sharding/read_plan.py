@@ -43,6 +43,12 @@ SIZE_COLUMNS = {"pixel": "cutout_size_pixels", "arcsec": "cutout_size_arcsec"}
 _RESERVED_COLUMNS = ("object_id", "ra", "dec", "row_index", *SIZE_COLUMNS.values())
 
 
+_NO_ID_HINT = (
+    " If the catalog has no id column, pass --row-number-ids (id_column=None in Python): each row's "
+    "0-based row number then is its object id."
+)
+
+
 def _resolve_column(name: str, available: Sequence[str]) -> str | None:
     if name in available:
         return name
@@ -97,14 +103,15 @@ def _frame_component_names(frame_class: Any) -> tuple[str, str]:
 class ReadPlan:
     """What to read and how to interpret it (see `make_plan`).
 
-    The ``*_column`` fields are the catalog's own column names;
-    ``size_output`` is the published size column; the factors turn file
-    values into degrees (coordinates) or the published size unit.
+    The ``*_column`` fields are the catalog's own column names
+    (``id_column`` is `None` when the ids are the rows' 0-based row
+    numbers); ``size_output`` is the published size column; the factors
+    turn file values into degrees (coordinates) or the published size unit.
     """
 
     catalog: Path
     fmt: str
-    id_column: str
+    id_column: str | None
     ra_column: str
     dec_column: str
     size_column: str | None
@@ -123,7 +130,7 @@ def make_plan(
     *,
     path: Path,
     fmt: str,
-    id_column: str,
+    id_column: str | None,
     ra_column: str,
     dec_column: str,
     size_column: str | None,
@@ -145,8 +152,11 @@ def make_plan(
         The catalog file.
     fmt : `str`
         Its format (one of ``CATALOG_FORMATS``).
-    id_column, ra_column, dec_column : `str`
-        Requested columns of the id and the coordinates (exact names, else
+    id_column : `str` or `None`
+        Requested column of the id (`None`: each row's 0-based row number
+        is its id).
+    ra_column, dec_column : `str`
+        Requested columns of the coordinates (exact names, else
         case-insensitive; the frame's own component names for the default
         ``ra``/``dec``).
     size_column : `str` or `None`
@@ -179,17 +189,21 @@ def make_plan(
         reader, path, id_column, ra_column, dec_column, size_column, extra_columns, frame_class
     )
 
-    def angle_factor(column: str) -> tuple[float, str]:
+    def angle_factor(column: str, longitude: bool) -> tuple[float, str]:
         unit = parse_unit(reader.units.get(column), f"column {column!r}") or fallback_unit or u.deg
+        if longitude and unit.physical_type == "time":
+            # An RA in hours (``h``, as VizieR writes it): 1 h = 15 deg.
+            return float(unit.to(u.h)) * 15.0, unit.to_string()
         if unit.physical_type != "angle":
             raise CatalogError(
                 f"Column {column!r} of catalog {path.name} has unit {unit.to_string()!r}, which is not an "
-                "angle; coordinates must be in an angular unit (deg, rad, arcsec, ...)."
+                "angle; coordinates must be in an angular unit (deg, rad, arcsec, ...; the RA may also be "
+                "in hours, h or hourangle)."
             )
         return float(unit.to(u.deg)), unit.to_string()
 
-    ra_factor, ra_unit = angle_factor(ra_found)
-    dec_factor, dec_unit = angle_factor(dec_found)
+    ra_factor, ra_unit = angle_factor(ra_found, longitude=True)
+    dec_factor, dec_unit = angle_factor(dec_found, longitude=False)
     size_factor = _size_factor(reader, path, size_found, size_unit) if size_found is not None else 1.0
     if ra_factor != 1.0 or dec_factor != 1.0:
         _LOG.info("Coordinates of %s are in %s/%s; converting to degrees", path.name, ra_unit, dec_unit)
@@ -214,13 +228,13 @@ def make_plan(
 def _find_columns(
     reader: CatalogReader,
     path: Path,
-    id_column: str,
+    id_column: str | None,
     ra_column: str,
     dec_column: str,
     size_column: str | None,
     extra_columns: list[str],
     frame_class: Any,
-) -> tuple[str, str, str, str | None, list[str]]:
+) -> tuple[str | None, str, str, str | None, list[str]]:
     """Return the catalog's names of the id, longitude, latitude and size
     columns and of the extra columns, checking that the coordinate and
     size columns are numeric.
@@ -228,21 +242,21 @@ def _find_columns(
     available = reader.columns
     listing = ", ".join(available) if available else "(none)"
 
-    def resolve(name: str, what: str, alternatives: Sequence[str] = ()) -> str:
+    def resolve(name: str, what: str, alternatives: Sequence[str] = (), hint: str = "") -> str:
         found = _resolve_column(name, available)
         for alternative in alternatives:
             if found is None:
                 found = _resolve_column(alternative, available)
         if found is None:
             raise CatalogError(
-                f"Column {name!r} ({what}) is not in catalog {path.name}; its columns are: {listing}."
+                f"Column {name!r} ({what}) is not in catalog {path.name}; its columns are: {listing}.{hint}"
             )
         return found
 
     lon_name, lat_name = _frame_component_names(frame_class)
     ra_alternatives = [lon_name] if ra_column == "ra" and lon_name != "ra" else []
     dec_alternatives = [lat_name] if dec_column == "dec" and lat_name != "dec" else []
-    id_found = resolve(id_column, "object id")
+    id_found = None if id_column is None else resolve(id_column, "object id", hint=_NO_ID_HINT)
     ra_found = resolve(ra_column, "longitude/RA", ra_alternatives)
     dec_found = resolve(dec_column, "latitude/Dec", dec_alternatives)
     size_found = resolve(size_column, "cutout size") if size_column else None

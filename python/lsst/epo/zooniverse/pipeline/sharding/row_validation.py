@@ -21,11 +21,45 @@
 
 """Row validation: every row of a catalog, chunk by chunk, is accepted
 (kept as compact columns) or rejected with a reason.
+
+The rules (also in ``doc/catalog_rules.md``):
+
+Object ids
+    The id column's values, as text with surrounding whitespace removed. A
+    missing, empty or blank id is ``missing_id``; an id on more than one
+    row rejects every such row as ``duplicate_id``. A catalog without an
+    id column can use each row's 0-based row number in the file (the same
+    number as ``row_index``, as text) with ``id_column=None``
+    (``--row-number-ids``); those ids are unique, so no row is a
+    duplicate, and the tables' metadata says ``object_ids: row_number``.
+    Without that option a missing id column is a structural error.
+Units
+    Coordinates are converted to degrees with the unit the file records
+    for the column (FITS ``TUNITn``, VOTable ``unit``, Parquet/astropy
+    metadata), else ``coordinate_unit``, else degrees. The RA (frame
+    longitude) may also be in hours (``h``, ``hourangle``; 1 h = 15 deg);
+    any other unit that is not an angle is a structural error. The size
+    column's recorded unit is converted to ``size_unit`` (an angle for
+    ``arcsec``, ``pix`` or none for ``pixel``; anything else is an error).
+RA (frame longitude), after the unit conversion
+    A finite RA in [0, 360) deg is used as it is. A finite RA in
+    [-360, 0) or [360, 720) deg is normalised into [0, 360) (a negative RA,
+    or one just past 360, is a common convention): the row is published
+    and listed in ``zooniverse_targets_normalised`` with its RA as read and
+    the normalised value. A finite RA outside [-360, 720) deg is a data
+    error: ``ra_out_of_range``.
+Dec (frame latitude)
+    Outside [-90, 90] deg: ``dec_out_of_range``. A missing, NaN or infinite
+    RA or Dec: ``nan_coordinates``.
+Size
+    With a size column, a missing, NaN, infinite, zero or negative size:
+    ``bad_size``.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "RA_NORMALISABLE",
     "REASON_CODES",
     "REJECTION_REASONS",
     "RowAccumulator",
@@ -49,6 +83,7 @@ REJECTION_REASONS = {
     "missing_id": "the object id is missing, empty or blank",
     "duplicate_id": "the object id appears on more than one row (every such row is rejected)",
     "nan_coordinates": "a coordinate is missing, NaN or infinite",
+    "ra_out_of_range": "the longitude (RA) is outside [-360, 720) degrees (too far out to be wrapped)",
     "dec_out_of_range": "the latitude (Dec) is outside [-90, 90] degrees",
     "bad_size": "the cutout size is missing, NaN, infinite, zero or negative",
 }
@@ -57,7 +92,10 @@ row with several problems gets the first code; its detail lists all)."""
 
 REASON_CODES = list(REJECTION_REASONS)
 """The reason codes in priority order; a row's ``reason_code`` indexes it."""
-_MISSING_ID, _DUPLICATE_ID, _NAN_COORDINATES, _DEC_OUT_OF_RANGE, _BAD_SIZE = range(len(REASON_CODES))
+_DUPLICATE_ID = REASON_CODES.index("duplicate_id")
+RA_NORMALISABLE = (-360.0, 720.0)
+"""Finite RAs (deg) in this half-open range are wrapped into [0, 360);
+others are rejected as ``ra_out_of_range``."""
 
 
 def _to_float(column: pa.Array) -> np.ndarray:
@@ -180,7 +218,11 @@ class RowAccumulator:
         self.htm = _Growable(np.int32, capacity)
         self.ids: list[pa.Array] = []
         self.size = _Growable(np.float64, capacity if plan.size_column else 0)
-        self.wrapped = _Growable(bool, capacity)
+        # Accepted rows whose RA was wrapped into [0, 360): global accepted
+        # position, RA as read (file unit) and wrapped RA (deg, file frame).
+        self.norm_positions: list[np.ndarray] = []
+        self.norm_raw_lon: list[np.ndarray] = []
+        self.norm_lon: list[np.ndarray] = []
         self.extras: dict[str, list[pa.Array]] = {name: [] for name in plan.extras}
         # Raw (file) coordinates of accepted rows where they differ from the
         # published ones: global accepted position -> value.
@@ -211,12 +253,7 @@ class RowAccumulator:
         n = chunk.num_rows
         rows = np.arange(self.n_rows, self.n_rows + n, dtype=np.int64)
         self.n_rows += n
-        raw_id_column = _single(chunk.column(plan.id_column))
-        ids_raw = _to_text(raw_id_column)
-        ids = pc.utf8_trim_whitespace(ids_raw)
-        has_id = ~np.asarray(
-            pc.fill_null(pc.equal(pc.utf8_length(ids), 0), True).to_numpy(zero_copy_only=False)
-        )
+        ids_raw, ids, has_id, id_null = self._ids(chunk, rows)
         ra_column = _single(chunk.column(plan.ra_column))
         dec_column = _single(chunk.column(plan.dec_column))
         lon = _to_float(ra_column)
@@ -224,18 +261,15 @@ class RowAccumulator:
         lon_deg = lon * plan.ra_factor if plan.ra_factor != 1.0 else lon
         lat_deg = lat * plan.dec_factor if plan.dec_factor != 1.0 else lat
         finite = np.isfinite(lon_deg) & np.isfinite(lat_deg)
+        bad_ra = np.isfinite(lon_deg) & ((lon_deg < RA_NORMALISABLE[0]) | (lon_deg >= RA_NORMALISABLE[1]))
         bad_dec = np.isfinite(lat_deg) & (np.abs(lat_deg) > 90.0)
-        valid = has_id & finite & ~bad_dec
+        valid = has_id & finite & ~bad_ra & ~bad_dec
         size = None
         bad_size = None
         if plan.size_column is not None:
             size = _to_float(_single(chunk.column(plan.size_column))) * plan.size_factor
             bad_size = ~(np.isfinite(size) & (size > 0))
             valid &= ~bad_size
-        hashes = hash_strings(ids)
-        hashes[~has_id] = 0
-        self.hashes.append(hashes)
-        self.has_id.append(has_id)
 
         accepted = np.flatnonzero(valid)
         if len(accepted):
@@ -243,28 +277,50 @@ class RowAccumulator:
 
         rejected = np.flatnonzero(~valid)
         if len(rejected):
-            checks = [
-                (_MISSING_ID, ~has_id),
-                (_NAN_COORDINATES, ~finite),
-                (_DEC_OUT_OF_RANGE, bad_dec),
-            ]
+            flags = {
+                "missing_id": ~has_id,
+                "nan_coordinates": ~finite,
+                "ra_out_of_range": bad_ra,
+                "dec_out_of_range": bad_dec,
+            }
             if bad_size is not None:
-                checks.append((_BAD_SIZE, bad_size))
+                flags["bad_size"] = bad_size
             codes = np.full(len(rejected), -1, dtype=np.int8)
-            for code, mask in checks:
-                codes[(codes < 0) & mask[rejected]] = code
-            ra_null = np.asarray(ra_column.is_null().to_numpy(zero_copy_only=False))[rejected]
-            dec_null = np.asarray(dec_column.is_null().to_numpy(zero_copy_only=False))[rejected]
-            id_null = np.asarray(raw_id_column.is_null().to_numpy(zero_copy_only=False))[rejected]
-            details = self._details(
-                rejected, ~has_id, id_null, lon, lat, ra_null, dec_null, bad_dec, size, bad_size
-            )
+            for reason, mask in flags.items():
+                codes[(codes < 0) & mask[rejected]] = REASON_CODES.index(reason)
+            flags = {reason: mask[rejected] for reason, mask in flags.items()}
+            flags["id_null"] = id_null[rejected]
+            flags["ra_null"] = np.asarray(ra_column.is_null().to_numpy(zero_copy_only=False))[rejected]
+            flags["dec_null"] = np.asarray(dec_column.is_null().to_numpy(zero_copy_only=False))[rejected]
+            sizes = size[rejected] if size is not None else None
+            details = self._details(flags, lon[rejected], lat[rejected], sizes)
             self.rej_row_index.append(rows[rejected])
             self.rej_ids.append(pc.fill_null(ids_raw.take(pa.array(rejected)), ""))
             self.rej_lon.append(lon[rejected])
             self.rej_lat.append(lat[rejected])
             self.rej_code.append(codes)
             self.rej_detail.append(pa.array(details, type=pa.large_string()))
+
+    def _ids(self, chunk: pa.Table, rows: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]:
+        """Return a chunk's ids as read and stripped (text), whether each
+        row has one and whether it is null; record their hashes.
+        """
+        if self.plan.id_column is None:
+            # Row numbers: unique, never missing, never hashed.
+            ids = pa.array(rows).cast(pa.large_string())
+            return ids, ids, np.ones(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool)
+        raw_id_column = _single(chunk.column(self.plan.id_column))
+        ids_raw = _to_text(raw_id_column)
+        ids = pc.utf8_trim_whitespace(ids_raw)
+        has_id = ~np.asarray(
+            pc.fill_null(pc.equal(pc.utf8_length(ids), 0), True).to_numpy(zero_copy_only=False)
+        )
+        hashes = hash_strings(ids)
+        hashes[~has_id] = 0
+        self.hashes.append(hashes)
+        self.has_id.append(has_id)
+        id_null = np.asarray(raw_id_column.is_null().to_numpy(zero_copy_only=False))
+        return ids_raw, ids, has_id, id_null
 
     def _accept(
         self,
@@ -294,14 +350,16 @@ class RowAccumulator:
                 np.asarray(icrs.ra.deg, dtype=np.float64),
                 np.asarray(icrs.dec.deg, dtype=np.float64),
             )
-        wrapped = (a_lon < 0.0) | (a_lon >= 360.0)
-        ra = np.mod(ra, 360.0)
-        ra[ra >= 360.0] = 0.0  # np.mod(-1e-20, 360) == 360.0
+        wrapped = np.flatnonzero((a_lon < 0.0) | (a_lon >= 360.0))
+        if len(wrapped):
+            self.norm_positions.append(wrapped + self.n_accepted)
+            self.norm_raw_lon.append(lon[accepted][wrapped])
+            self.norm_lon.append(_wrap(a_lon[wrapped]))
+        ra = _wrap(ra)
         self.row_index.append(rows[accepted])
         self.ra.append(ra)
         self.dec.append(dec)
         self.htm.append(htm_indices(ra, dec).astype(np.int32))
-        self.wrapped.append(wrapped)
         # 32-bit offsets per chunk; widened at concatenation if needed.
         self.ids.append(ids.take(pa.array(accepted)).cast(pa.string()))
         if size is not None:
@@ -317,18 +375,11 @@ class RowAccumulator:
         self.n_accepted += len(accepted)
 
     def _details(
-        self,
-        rejected: np.ndarray,
-        missing_id: np.ndarray,
-        id_null: np.ndarray,
-        lon: np.ndarray,
-        lat: np.ndarray,
-        ra_null: np.ndarray,
-        dec_null: np.ndarray,
-        bad_dec: np.ndarray,
-        size: np.ndarray | None,
-        bad_size: np.ndarray | None,
+        self, flags: dict[str, np.ndarray], lon: np.ndarray, lat: np.ndarray, size: np.ndarray | None
     ) -> list[str]:
+        """Say what is wrong with each rejected row (``flags``: reason and
+        null masks of the rejected rows; their raw values).
+        """
         plan = self.plan
 
         def coordinate(name: str, value: float, null: bool) -> str | None:
@@ -340,19 +391,16 @@ class RowAccumulator:
                 return f"{name} is infinite"
             return None
 
-        size_values = size[rejected].tolist() if size is not None else None
-        bad_sizes = bad_size[rejected].tolist() if bad_size is not None else None
+        def in_degrees(value: float, unit: str, factor: float) -> str:
+            return "" if unit == "deg" else f" {unit} = {value * factor!r} deg"
+
+        size_values = size.tolist() if size is not None else None
+        bad_sizes = flags["bad_size"].tolist() if "bad_size" in flags else None
         details = []
-        for k, (missing, null, x, y, xn, yn, out) in enumerate(
-            zip(
-                missing_id[rejected].tolist(),
-                id_null.tolist(),
-                lon[rejected].tolist(),
-                lat[rejected].tolist(),
-                ra_null.tolist(),
-                dec_null.tolist(),
-                bad_dec[rejected].tolist(),
-            )
+        names = ("missing_id", "id_null", "ra_null", "dec_null", "ra_out_of_range", "dec_out_of_range")
+        columns = [flags[name].tolist() for name in names]
+        for k, (x, y, missing, null, xn, yn, out_ra, out_dec) in enumerate(
+            zip(lon.tolist(), lat.tolist(), *columns)
         ):
             parts = []
             if missing:
@@ -360,15 +408,29 @@ class RowAccumulator:
             for text in (coordinate(plan.ra_column, x, xn), coordinate(plan.dec_column, y, yn)):
                 if text:
                     parts.append(text)
-            if out:
-                unit = "" if plan.dec_unit == "deg" else f" {plan.dec_unit} = {y * plan.dec_factor!r} deg"
-                parts.append(f"{plan.dec_column} = {y!r}{unit} is outside [-90, 90] deg")
+            if out_ra:
+                parts.append(
+                    f"{plan.ra_column} = {x!r}{in_degrees(x, plan.ra_unit, plan.ra_factor)} is outside "
+                    "[-360, 720) deg"
+                )
+            if out_dec:
+                parts.append(
+                    f"{plan.dec_column} = {y!r}{in_degrees(y, plan.dec_unit, plan.dec_factor)} is outside "
+                    "[-90, 90] deg"
+                )
             if bad_sizes is not None and bad_sizes[k]:
                 value = size_values[k]
                 text = "missing or NaN" if math.isnan(value) else f"{value!r}, not a positive finite number"
                 parts.append(f"{plan.size_column} is {text}")
             details.append("; ".join(parts))
         return details
+
+
+def _wrap(lon: np.ndarray) -> np.ndarray:
+    """Return longitudes (deg) wrapped into [0, 360)."""
+    wrapped = np.mod(lon, 360.0)
+    wrapped[wrapped >= 360.0] = 0.0  # np.mod(-1e-20, 360) == 360.0
+    return wrapped
 
 
 def _concat_numpy(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -403,17 +465,22 @@ def finish_accepted(acc: RowAccumulator) -> dict[str, Any]:
     Returns
     -------
     accepted : `dict` [`str`, `typing.Any`]
-        ``row_index``, ``ra``, ``dec``, ``htm``, ``wrapped``, ``size``
-        (numpy or `None`), ``ids`` (Arrow), ``raw_positions``,
-        ``raw_lon``, ``raw_lat`` (file coordinates where they differ from
-        the published ones) and ``extras`` (name -> Arrow array).
+        ``row_index``, ``ra``, ``dec``, ``htm``, ``size`` (numpy or
+        `None`), ``ids`` (Arrow), ``raw_positions``, ``raw_lon``,
+        ``raw_lat`` (file coordinates where they differ from the published
+        ones), ``norm_positions``, ``norm_raw_lon``, ``norm_lon`` (rows
+        whose RA was wrapped into [0, 360): RA as read and wrapped, in
+        degrees of the catalog's frame) and ``extras`` (name -> Arrow
+        array).
     """
     result: dict[str, Any] = {
         "row_index": acc.row_index.finish(),
         "ra": acc.ra.finish(),
         "dec": acc.dec.finish(),
         "htm": acc.htm.finish(),
-        "wrapped": acc.wrapped.finish(),
+        "norm_positions": _concat_numpy(acc.norm_positions, np.int64),
+        "norm_raw_lon": _concat_numpy(acc.norm_raw_lon, np.float64),
+        "norm_lon": _concat_numpy(acc.norm_lon, np.float64),
         "ids": _concat_arrow(acc.ids, pa.string()),
         "size": acc.size.finish() if acc.plan.size_column else None,
         "raw_positions": _concat_numpy(acc.raw_positions, np.int64),

@@ -38,11 +38,13 @@ from typing import Any
 import numpy as np
 
 from ...butler.config import get_butler
+from ...butler.dataset_types import TARGETS_REJECTED
 from .catalog_readers import CatalogReader, detect_catalog_format, open_reader, parse_unit, rechunk
 from .duplicates import find_duplicates
 from .errors import CatalogError
-from .ingest import check_run, make_rejected_table, write_shards
+from .ingest import check_run, write_shards
 from .read_plan import SIZE_COLUMNS, ReadPlan, make_plan, resolve_frame
+from .reports import TARGETS_NORMALISED, make_normalised_table, make_rejected_table
 from .row_validation import REASON_CODES, RowAccumulator, finish_accepted, finish_rejected
 
 _LOG = logging.getLogger("lsst.epo.zooniverse.sharding")
@@ -65,14 +67,23 @@ class ShardingSummary:
     rejected_by_reason : `dict` [`str`, `int`]
         Rejected rows per reason code (codes with no rows are left out).
     n_ra_normalised : `int`
-        Accepted rows whose longitude was outside [0, 360) degrees and was
-        wrapped into that range.
+        Published rows whose longitude was in [-360, 0) or [360, 720)
+        degrees and was wrapped into [0, 360); each is a row of the
+        ``zooniverse_targets_normalised`` table.
     n_shards : `int`
         ``zooniverse_targets`` datasets written (one per trixel).
     seconds : `float`
         Wall-clock time.
     catalog : `str`
         The catalog file.
+    id_column : `str` or `None`
+        The catalog's id column; `None` if the ids are the rows' 0-based
+        row numbers.
+    ra_unit : `str`
+        Unit of the RA column as read.
+    ra_normalised_first : `tuple` [`tuple` [`int`, `str`, `float`, `float`]]
+        The first (up to 10) normalised rows: ``row_index``, object id, RA
+        as read (``ra_unit``) and normalised RA (degrees).
     """
 
     run: str
@@ -84,6 +95,9 @@ class ShardingSummary:
     n_shards: int
     seconds: float
     catalog: str = ""
+    id_column: str | None = "object_id"
+    ra_unit: str = "deg"
+    ra_normalised_first: tuple[tuple[int, str, float, float], ...] = ()
 
 
 def shard_target_catalog(
@@ -91,7 +105,7 @@ def shard_target_catalog(
     catalog: str | os.PathLike,
     *,
     run: str,
-    id_column: str = "object_id",
+    id_column: str | None = "object_id",
     ra_column: str = "ra",
     dec_column: str = "dec",
     size_column: str | None = None,
@@ -120,12 +134,14 @@ def shard_target_catalog(
         ``.votable``).
     run : `str`
         RUN collection to write; it must not hold targets already.
-    id_column, ra_column, dec_column : `str`, optional
-        Columns of the object id and the coordinates (longitude and
-        latitude in ``frame``). Names match exactly, else
-        case-insensitively. For a non-ICRS frame the frame's own names
-        (``l``/``b`` for ``galactic``) are used if the default ``ra``/
-        ``dec`` are absent.
+    id_column : `str` or `None`, optional
+        Column of the object id. `None`: the catalog has no id column and
+        each row's 0-based row number (``row_index``, as text) is its id.
+    ra_column, dec_column : `str`, optional
+        Columns of the coordinates (longitude and latitude in ``frame``).
+        Names match exactly, else case-insensitively. For a non-ICRS frame
+        the frame's own names (``l``/``b`` for ``galactic``) are used if
+        the default ``ra``/``dec`` are absent.
     size_column : `str`, optional
         Per-object cutout size; published as ``cutout_size_pixels`` or
         ``cutout_size_arcsec``.
@@ -139,7 +155,8 @@ def shard_target_catalog(
     coordinate_unit : `str`, optional
         Unit of the coordinate columns when the file records none
         (default degrees). A unit recorded in the file (FITS ``TUNITn``,
-        VOTable ``unit``, Parquet/astropy metadata) wins.
+        VOTable ``unit``, Parquet/astropy metadata) wins. The RA may be in
+        hours (``h``, ``hourangle``).
     file_format : `str`, optional
         One of `CATALOG_FORMATS`; default from the extension.
     chunk_rows : `int`, optional
@@ -162,13 +179,18 @@ def shard_target_catalog(
 
     Notes
     -----
-    Every row is validated: missing/blank id, duplicated id (every row of
-    the id is refused), missing/NaN/infinite coordinate, latitude outside
+    Every row is validated (the rules are in the docstring of
+    ``row_validation`` and in ``doc/catalog_rules.md``): missing/blank id,
+    duplicated id (every row of the id is refused), missing/NaN/infinite
+    coordinate, longitude outside [-360, 720) deg, latitude outside
     [-90, 90] deg, and, with ``size_column``, a missing or non-positive
     size. Refused rows go to ``zooniverse_targets_rejected`` (``row_index``,
     ``object_id``, raw ``ra``/``dec`` in the file's units, ``reason`` from
-    `REJECTION_REASONS`, ``detail``). Longitudes outside [0, 360) are
-    wrapped, not refused.
+    `REJECTION_REASONS`, ``detail``). Longitudes in [-360, 0) or
+    [360, 720) deg are wrapped into [0, 360), not refused; every such
+    published row is listed in ``zooniverse_targets_normalised``
+    (``row_index``, ``object_id``, ``ra`` as read, ``ra_normalised``,
+    ``reason``).
 
     The whole file is validated before the first write. CSV, Parquet and
     FITS are streamed; a VOTable is parsed whole (astropy cannot stream
@@ -178,8 +200,9 @@ def shard_target_catalog(
     ``chunk_rows`` rows). Object ids are compared and published with
     surrounding whitespace removed.
 
-    The tables' metadata (``catalog``, ``frame``, ``id_column``; counts in
-    the rejection table) is dropped by the Butler on read unless asked
+    The tables' metadata (``catalog``, ``frame``, ``id_column``, and
+    ``object_ids: row_number`` for row-number ids; counts in the rejection
+    table) is dropped by the Butler on read unless asked
     for: ``butler.get(..., parameters={"strip_astropy_meta_yaml": False})``.
     """
     started = time.perf_counter()
@@ -231,7 +254,7 @@ def shard_target_catalog(
     accepted = finish_accepted(acc)
     duplicates = find_duplicates(acc, accepted["ids"], accepted["row_index"])
     rejected, keep = finish_rejected(acc, accepted, duplicates)
-    n_ra_normalised = int(accepted["wrapped"][keep].sum()) if len(keep) else 0
+    normalised_table = make_normalised_table(accepted, keep, plan)
     codes = np.asarray(rejected["reason_code"])
     rejected_by_reason = {
         code: int(count)
@@ -240,21 +263,28 @@ def shard_target_catalog(
     }
     n_accepted = int(keep.sum())
     rejected_table = make_rejected_table(
-        rejected, plan, acc.n_rows, n_accepted, n_ra_normalised, rejected_by_reason
+        rejected, plan, acc.n_rows, n_accepted, len(normalised_table), rejected_by_reason
     )
     del rejected
 
-    n_shards = write_shards(butler, run, run_exists, plan, accepted, keep, rejected_table, say)
+    reports = [(TARGETS_REJECTED, rejected_table), (TARGETS_NORMALISED, normalised_table)]
+    n_shards = write_shards(butler, run, run_exists, plan, accepted, keep, reports, say)
     summary = ShardingSummary(
         run=run,
         n_rows=acc.n_rows,
         n_accepted=n_accepted,
         n_rejected=len(rejected_table),
         rejected_by_reason=rejected_by_reason,
-        n_ra_normalised=n_ra_normalised,
+        n_ra_normalised=len(normalised_table),
         n_shards=n_shards,
         seconds=time.perf_counter() - started,
         catalog=str(path),
+        id_column=plan.id_column,
+        ra_unit=plan.ra_unit,
+        ra_normalised_first=tuple(
+            (int(r["row_index"]), str(r["object_id"]), float(r["ra"]), float(r["ra_normalised"]))
+            for r in normalised_table[:10]
+        ),
     )
     say(
         f"Sharded {summary.n_rows} rows of {path.name} into {run}: {summary.n_accepted} accepted in "
@@ -268,7 +298,9 @@ def _validate_rows(
 ) -> RowAccumulator:
     """Read the plan's columns chunk by chunk and validate every row."""
     acc = RowAccumulator(plan, reader.n_rows, chunk_rows)
-    columns = {plan.id_column: "id", plan.ra_column: "float", plan.dec_column: "float"}
+    columns = {plan.ra_column: "float", plan.dec_column: "float"}
+    if plan.id_column is not None:
+        columns = {plan.id_column: "id", **columns}
     if plan.size_column:
         columns[plan.size_column] = "float"
     for name in plan.extras:
