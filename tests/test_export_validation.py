@@ -831,6 +831,30 @@ def huge_png():
     return with_dimensions(small_png(), 100_000, 100_000)
 
 
+def apng_with_broken_second_frame():
+    """An APNG whose first frame (the IDAT still image) is sound and whose
+    second frame (fdAT) is garbage: decoding frame 0 alone passes.
+    """
+    chunks = png_chunks(small_png())
+    ihdr, idats, iend = chunks[0], [c for c in chunks if c[0] == b"IDAT"], chunks[-1]
+    width, height = struct.unpack(">II", ihdr[1][:8])
+
+    def fctl(sequence):
+        return (b"fcTL", struct.pack(">IIIIIHHBB", sequence, width, height, 0, 0, 1, 10, 0, 0))
+
+    return assemble_png(
+        [
+            ihdr,
+            (b"acTL", struct.pack(">II", 2, 0)),
+            fctl(0),
+            *idats,
+            fctl(1),
+            (b"fdAT", struct.pack(">I", 2) + b"\x00 definitely not deflate data \xff" * 4),
+            iend,
+        ]
+    )
+
+
 IMAGE_CASES = {
     "jpeg": (jpeg_bytes, "png.signature", "JPEG"),
     "text": (lambda: b"just some text\n", "png.signature", "text"),
@@ -853,6 +877,7 @@ IMAGE_CASES = {
     ),
     "empty dimensions": (lambda: with_dimensions(small_png(), 0, 16), "png.dimensions", "empty"),
     "bad pixel data": (lambda: with_dimensions(small_png(), 17, 16), "png.decode", "cannot be decoded"),
+    "apng": (apng_with_broken_second_frame, "png.animated", "animated PNG (APNG: acTL, fcTL, fdAT chunks)"),
 }
 
 

@@ -53,6 +53,8 @@ from .policy import DataRightsPolicy
 from .validation_results import Finding, escape_message, show_name
 
 _MAX_TEXT_BYTES = 1 << 20
+_ANIMATION_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
+"""APNG chunks: only frame 0 would be decoded, the others never checked."""
 _TEXT_KEYS_TO_HIDE = frozenset({"object_id", "objectid", "ra", "dec"})
 
 
@@ -151,15 +153,24 @@ def check_png(
     width, height = _check_header(data, policy, reject)
     # Whole chunk structure: lengths, CRCs, IEND, nothing after it.
     end = len(PNG_SIGNATURE)
+    animation: set[str] = set()
     try:
-        for _, payload in iter_chunks(data, shown):
+        for chunk_type, payload in iter_chunks(data, shown):
             end += 12 + len(payload)
+            if chunk_type in _ANIMATION_CHUNKS:
+                animation.add(chunk_type.decode("ascii"))
     except PngError as err:
         raise reject("png.corrupt", _without_name(err, shown)) from None
     if end != len(data):
         raise reject(
             "png.corrupt",
             f"{len(data) - end} bytes of data follow the IEND chunk (appended file or hidden payload).",
+        )
+    if animation:
+        raise reject(
+            "png.animated",
+            f"animated PNG (APNG: {', '.join(sorted(animation))} chunks); only still images are accepted "
+            "(frames after the first would never be checked).",
         )
     stripped: list[str] = []
     output = data

@@ -76,6 +76,7 @@ RULES: dict[str, tuple[str, str]] = {
     "png.signature": ("image", "not a PNG (says what it looks like)"),
     "png.corrupt": ("image", "truncated PNG, bad chunk or CRC, data after IEND"),
     "png.dimensions": ("image", "declared width, height or pixel count over the limits (from IHDR)"),
+    "png.animated": ("image", "animated PNG (APNG: acTL, fcTL or fdAT chunks)"),
     "png.decode": ("image", "pixel data cannot be fully decoded"),
     "frame.rejected": ("image", "one of the picture's band frames failed a png.* or metadata.* rule"),
     "frame.dimensions": ("image", "a band frame's size differs from its picture's"),
