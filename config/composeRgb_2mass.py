@@ -10,5 +10,7 @@ config.channels = {
     "H": ChannelConfig(green=1.0, background=500.0),
     "J": ChannelConfig(blue=1.0, background=154.0),
 }
+# The black level follows the sky that is left after the pedestals (the
+# default black_point="sky": 2 noise sigmas below a robust sky level).
 config.stretch.stretch = 300.0
 config.stretch.Q = 8.0

@@ -8,6 +8,8 @@
 # Use: pipetask ... -C composeRgb:config/composeRgb_demo.py
 from lsst.epo.zooniverse.pipeline.compose_rgb import ChannelConfig
 
+# The black level follows each patch's sky (the default
+# black_point="sky"), so the 2MASS pedestals need not be exact.
 config.channels["K"] = ChannelConfig(red=1.3, background=530.0)
 config.channels["H"] = ChannelConfig(green=1.3, background=500.0)
 config.channels["J"] = ChannelConfig(blue=1.3, background=154.0)

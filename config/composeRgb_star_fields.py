@@ -5,4 +5,6 @@
 config.stretch.algorithm = "lupton"
 config.stretch.Q = 6.0
 config.stretch.stretch = 3000.0
+# The black level follows the sky (default black_point="sky"); 0 is used
+# only where the sky cannot be measured.
 config.stretch.minimum = [0.0]

@@ -48,6 +48,7 @@ from lsst.epo.zooniverse.pipeline.stretch import (
     perceptual_rgb,
 )
 from lsst.epo.zooniverse.pipeline.stretch_parameters import percentiles
+from lsst.epo.zooniverse.pipeline.stretch_sky import sky_black_levels
 from lsst.pex.config import FieldValidationError
 
 ALGORITHMS = ("lupton", "asinh", "linear", "perceptual")
@@ -265,6 +266,7 @@ def _with_non_finite(bands):
 @pytest.mark.parametrize("scaling", ["global", "per_image"])
 def test_non_finite_pixels_are_black_without_warnings(algorithm, scaling):
     config = StretchConfig()
+    config.black_point = "fixed"  # the configured minimum stands for a NaN
     config.algorithm = algorithm
     config.scaling = scaling
     config.minimum = [0.0, 0.5, -0.5]
@@ -343,6 +345,7 @@ def _two_images_sharing_left_half():
 def test_global_scaling_does_not_depend_on_the_rest_of_the_image(algorithm):
     first, second, half = _two_images_sharing_left_half()
     config = StretchConfig()
+    config.black_point = "fixed"  # "sky" measures its black level on the image
     config.algorithm = algorithm
     config.maximum = [300.0]
     config.minimum = [-1.0]
@@ -373,6 +376,7 @@ def test_per_image_levels_are_the_documented_percentiles():
     maxima = [float(np.percentile(values, high)) for values in finite]
 
     config = StretchConfig()
+    config.black_point = "fixed"  # the low percentile is the black level
     config.scaling = "per_image"
     config.per_image_percentiles = [low, high]
 
@@ -598,8 +602,15 @@ def test_default_config_is_valid_lupton():
     config.validate()
     assert config.algorithm == "lupton"
     assert config.scaling == "global"
-    assert config.describe() == "lupton(Q=8,stretch=5,minimum=0)"
+    assert config.black_point == "sky" and config.sky_sigma_below == 2.0
+    assert config.describe() == "lupton(Q=8,stretch=5,black=sky-2sigma)"
     bands = make_sky(seed=3)
+    black = sky_black_levels(config, bands)
+    assert all(b is not None for b in black)
+    assert np.array_equal(config.apply(*bands), lupton_rgb(*bands, minimum=black, stretch=5.0, Q=8.0))
+    # The behaviour before black_point existed, exactly.
+    config.black_point = "fixed"
+    assert config.describe() == "lupton(Q=8,stretch=5,minimum=0)"
     assert np.array_equal(config.apply(*bands), lupton_rgb(*bands, minimum=0.0, stretch=5.0, Q=8.0))
 
 
@@ -607,6 +618,7 @@ def test_default_config_is_valid_lupton():
 def test_apply_dispatches_to_the_function(algorithm):
     bands = make_sky(seed=4)
     config = StretchConfig()
+    config.black_point = "fixed"
     config.algorithm = algorithm
     config.minimum = [-1.0, 0.0, 1.0]
     config.maximum = [100.0, 200.0, 300.0]
@@ -668,6 +680,9 @@ def test_levels_are_only_checked_where_used():
         ({"luminance_stretch": 0.0}, "luminance_stretch"),
         ({"algorithm": "zscale"}, "algorithm"),
         ({"scaling": "per_patch"}, "scaling"),
+        ({"black_point": "zero"}, "black_point"),
+        ({"sky_sigma_below": -1.0}, "sky_sigma_below"),
+        ({"sky_sigma_below": math.inf}, "sky_sigma_below"),
     ],
 )
 def test_config_validation_errors(overrides, field):
@@ -690,22 +705,38 @@ def _described(**overrides):
 
 def test_describe_is_deterministic_and_tracks_parameters():
     assert _described() == _described()
-    assert _described(algorithm="asinh", maximum=[10.0] * 3) == (
+    assert _described(algorithm="asinh", maximum=[10.0] * 3, black_point="fixed") == (
         "asinh(minimum=0,maximum=[10,10,10],softening=0.1)"
     )
-    assert _described(algorithm="asinh", scaling="per_image") == "asinh(softening=0.1);per_image(1,99.5)"
+    assert _described(algorithm="asinh", maximum=[10.0] * 3) == (
+        "asinh(black=sky-2sigma,maximum=[10,10,10],softening=0.1)"
+    )
+    assert _described(scaling="per_image") == "lupton(Q=8,black=sky-2sigma);per_image(1,99.5)"
+    assert _described(scaling="per_image", black_point="fixed") == "lupton(Q=8);per_image(1,99.5)"
+    assert _described(algorithm="perceptual") == _described(algorithm="perceptual", black_point="fixed")
+    assert (
+        _described(algorithm="asinh", scaling="per_image", black_point="fixed")
+        == "asinh(softening=0.1);per_image(1,99.5)"
+    )
+    assert (
+        _described(algorithm="asinh", scaling="per_image")
+        == "asinh(black=sky-2sigma,softening=0.1);per_image(1,99.5)"
+    )
     variants = [
         {},
         {"Q": 8.000001},
         {"stretch": 6.0},
-        {"minimum": [0.0, 0.0, 0.1]},
+        {"minimum": [0.0, 0.0, 0.1], "black_point": "fixed"},
+        {"black_point": "fixed"},
+        {"sky_sigma_below": 3.0},
+        {"scaling": "per_image", "black_point": "fixed"},
         {"scaling": "per_image"},
         {"scaling": "per_image", "per_image_percentiles": [0.5, 99.5]},
         {"algorithm": "asinh"},
         {"algorithm": "asinh", "softening": 0.2},
         {"algorithm": "asinh", "maximum": [2.0]},
         {"algorithm": "linear"},
-        {"algorithm": "linear", "minimum": [-1.0]},
+        {"algorithm": "linear", "minimum": [-1.0], "black_point": "fixed"},
         {"algorithm": "perceptual"},
         {"algorithm": "perceptual", "midtone": 0.3},
         {"algorithm": "perceptual", "floor": 1e-5},

@@ -285,6 +285,7 @@ def test_compose_rgb_mixes_bands_as_documented():
         "g": ChannelConfig(blue=2.0),
     }
     config.stretch.algorithm = "linear"
+    config.stretch.black_point = "fixed"  # black at 0, as the expected pixels below
     config.stretch.minimum = [0.0]
     config.stretch.maximum = [12.0]
     result = ComposeRgbTask(config=config).run(
@@ -314,6 +315,7 @@ def _linear_config(channels, maximum=12.0):
     config = ComposeRgbConfig()
     config.channels = channels
     config.stretch.algorithm = "linear"
+    config.stretch.black_point = "fixed"
     config.stretch.minimum = [0.0]
     config.stretch.maximum = [maximum]
     return config

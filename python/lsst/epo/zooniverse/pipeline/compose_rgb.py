@@ -55,7 +55,8 @@ from ..formats.rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbC
 from ..formats.stamps import Stamps
 from .orientation import orient_picture, orient_to_north_up
 from .stretch import StretchConfig
-from .stretch_parameters import STRETCH_FUNCTIONS, global_stretch_parameters, per_image_stretch_parameters
+from .stretch_parameters import STRETCH_FUNCTIONS, stretch_parameters
+from .stretch_sky import sample_stride, sky_black_levels, uses_sky_black
 
 CHANNELS = ("red", "green", "blue")
 
@@ -351,6 +352,7 @@ class ComposeRgbTask(PipelineTask):
             if "edge_distance" in targets_patch.colnames
             else [math.nan] * n_rows
         )
+        black = self._patch_black(stamps, used, weights, empty, fill, by_id, object_ids, bad_bits)
         for k in range(n_rows):
             object_id = object_ids[k]
             band_stamps = [by_id[b].get(object_id) for b in used]
@@ -361,7 +363,7 @@ class ComposeRgbTask(PipelineTask):
                 continue
             planes = self._planes(band_stamps, used, bad_bits)
             channels = self._mix(planes, weights)
-            rgb = config.stretch.apply(channels[0], channels[1], channels[2])
+            rgb = config.stretch.apply(channels[0], channels[1], channels[2], black)
             reference = band_stamps[0]
             if orientation is None:
                 if config.orientation == "north_up" and reference.wcs is not None:
@@ -371,7 +373,7 @@ class ComposeRgbTask(PipelineTask):
             picture, picture_wcs = orient_picture(rgb, reference.wcs, *orientation, config.output_size)
             images.append(picture)
             if config.band_frames:
-                frames.append(self._band_frames(planes, used, weights, channels, orientation))
+                frames.append(self._band_frames(planes, used, weights, channels, orientation, black))
             wcs_list.append(picture_wcs)
             index_rows.append(
                 {
@@ -472,17 +474,14 @@ class ComposeRgbTask(PipelineTask):
         weights: np.ndarray,
         channels: Sequence[np.ndarray],
         orientation: tuple[int, bool],
+        black: list[float | None] | None,
     ) -> dict[str, np.ndarray]:
         """Grey frames of one picture, band -> ``(H, W)`` uint8, oriented
         and resized like the picture (see ``band_frames``).
         """
         stretch = self.config.stretch
-        if stretch.scaling == "per_image":
-            # The levels the RGB picture was stretched with, measured on
-            # its channels.
-            kwargs = per_image_stretch_parameters(stretch, tuple(np.asarray(c) for c in channels))
-        else:
-            kwargs = global_stretch_parameters(stretch)
+        # The levels the RGB picture was stretched with.
+        kwargs = stretch_parameters(stretch, tuple(np.asarray(c) for c in channels), black)
         frames = {}
         for j, band in enumerate(used):
             # The band with its gain in the channel it weighs most in (red
@@ -509,6 +508,27 @@ class ComposeRgbTask(PipelineTask):
             )
             frames[band] = np.ascontiguousarray(frame[:, :, 0])
         return frames
+
+    def _patch_black(self, stamps, used, weights, empty, fill, by_id, object_ids, bad_bits):
+        """Black level of each channel over all the patch's pictures
+        (``scaling="global"`` with the sky black point), else `None`.
+        """
+        stretch = self.config.stretch
+        if stretch.scaling != "global" or not uses_sky_black(stretch) or not used:
+            return None
+        samples: list[list[np.ndarray]] = [[], [], []]
+        stride = None
+        for object_id in object_ids:
+            band_stamps = [by_id[b].get(object_id) for b in used]
+            if self._skip_reason(stamps, used, empty, fill, band_stamps)[0] is None:
+                channels = self._mix(self._planes(band_stamps, used, bad_bits), weights)
+                if stride is None:  # Keep at most about MAX_SKY_SAMPLES pixels per channel.
+                    stride = sample_stride(len(object_ids) * channels[0].size, channels[0].shape[-1])
+                for k in range(3):
+                    samples[k].append(channels[k].ravel()[::stride])
+        if stride is None:
+            return None
+        return sky_black_levels(stretch, [np.concatenate(s) for s in samples])
 
     def _mix(self, planes: Sequence[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:
         """Channels of one object's planes (see `_planes`): each the mean

@@ -39,9 +39,11 @@ __all__ = [
     "linear_rgb",
     "lupton_rgb",
     "perceptual_rgb",
+    "sky_black_levels",
 ]
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,7 @@ from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, Li
 from .perceptual_stretch import perceptual_rgb
 from .stretch_algorithms import asinh_rgb, broadcast_to_bands, finite_or_zero, linear_rgb, lupton_rgb
 from .stretch_parameters import apply_stretch
+from .stretch_sky import sky_black_levels, uses_sky_black
 
 
 class StretchConfig(Config):
@@ -60,9 +63,12 @@ class StretchConfig(Config):
     ``algorithm`` selects one of `lupton_rgb`, `asinh_rgb`, `linear_rgb`
     and `perceptual_rgb`; only the fields that algorithm uses are read.
     With ``scaling="global"`` the numbers below are used as they are, so
-    the same config gives the same colour for the same flux in every
-    image; with ``scaling="per_image"`` the black and white levels are
-    measured on each image (see ``scaling``).
+    the same config gives the same colour for the same flux above the
+    black level in every image; with ``scaling="per_image"`` the black
+    and white levels are measured on each image (see ``scaling``).  The
+    black level follows the sky by default (``black_point="sky"``: a
+    robust sky level minus ``sky_sigma_below`` noise sigmas, per channel)
+    or is configured (``black_point="fixed"``).
     """
 
     algorithm = ChoiceField[str](
@@ -147,6 +153,25 @@ class StretchConfig(Config):
         doc="Low and high percentiles (0 <= low < high <= 100) used when scaling='per_image'.",
         default=[1.0, 99.5],
     )
+    black_point = ChoiceField[str](
+        doc="Where the black level (lupton, asinh, linear; perceptual has none) comes from.",
+        allowed={
+            "sky": "Follow the sky: per colour channel, black = sky - sky_sigma_below * noise (noise: the "
+            "largest of the three channels' noises, so that the sky is a neutral grey), with a "
+            "robust sky level and noise (sigma-clipped mode estimate and 1.4826 MAD; pixels exactly 0, "
+            "which composeRgb blanks, left out). With scaling='global' composeRgb measures them per "
+            "patch over all the patch's pictures (so the pictures of a patch share their levels); with "
+            "scaling='per_image', or when apply() is given no levels, on each picture.",
+            "fixed": "The configured level, as before this field existed: minimum with scaling='global', "
+            "the per_image_percentiles[0] percentile of each band with scaling='per_image'.",
+        },
+        default="sky",
+    )
+    sky_sigma_below = Field[float](
+        doc="black_point='sky': the black level is this many sky noise sigmas below the sky level "
+        "(>= 0). With Gaussian noise, 2 blackens about 2.3 % of pure-sky pixels in each channel.",
+        default=2.0,
+    )
 
     def validate(self):
         super().validate()
@@ -157,7 +182,7 @@ class StretchConfig(Config):
                 raise FieldValidationError(
                     getattr(cls, name), self, f"must be positive and finite, not {value}."
                 )
-        for name in ("saturation", "floor"):
+        for name in ("saturation", "floor", "sky_sigma_below"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise FieldValidationError(getattr(cls, name), self, f"must be >= 0 and finite, not {value}.")
@@ -205,7 +230,9 @@ class StretchConfig(Config):
                     cls.maximum, self, f"must be positive for the perceptual algorithm, not {maxima}."
                 )
 
-    def apply(self, red: Any, green: Any, blue: Any) -> np.ndarray:
+    def apply(
+        self, red: Any, green: Any, blue: Any, black: Sequence[float | None] | None = None
+    ) -> np.ndarray:
         """Compose one RGB image with this configuration (see
         `apply_stretch`).
 
@@ -213,6 +240,11 @@ class StretchConfig(Config):
         ----------
         red, green, blue : `numpy.ndarray`
             Channel images, all of the same 2-D shape (NaN allowed).
+        black : `~collections.abc.Sequence` [`float` or `None`], optional
+            With ``black_point="sky"`` and ``scaling="global"``: the black
+            level of each channel measured elsewhere (e.g. over a whole
+            patch with `sky_black_levels`); by default it is measured on
+            these images. Ignored otherwise.
 
         Returns
         -------
@@ -221,7 +253,7 @@ class StretchConfig(Config):
             ``scaling`` is ``per_image`` and the image has no finite
             pixel.
         """
-        return apply_stretch(self, red, green, blue)
+        return apply_stretch(self, red, green, blue, black)
 
     def describe(self) -> str:
         """Return a one-line description of the stretch, to be stored with
@@ -230,7 +262,8 @@ class StretchConfig(Config):
         Returns
         -------
         description : `str`
-            For example ``lupton(Q=8,stretch=5,minimum=0)`` or
+            For example ``lupton(Q=8,stretch=5,black=sky-2sigma)``,
+            ``lupton(Q=8,stretch=5,minimum=0)`` (``black_point="fixed"``) or
             ``asinh(softening=0.1);per_image(1,99.5)``. Only the parameters
             that affect the pixels appear (levels that ``per_image``
             measures on each image are left out), so equal configs give
@@ -240,13 +273,20 @@ class StretchConfig(Config):
         algorithm = self.algorithm
         per_image = self.scaling == "per_image"
         parts: list[tuple[str, Any]] = []
+        sky = uses_sky_black(self)
+        # The black level: the sky rule, or the configured minimum.
+        black = [("black", f"sky-{_format_number(self.sky_sigma_below)}sigma")] if sky else []
+        if not (sky or per_image):
+            black = [("minimum", self.minimum)]
         if algorithm == "lupton":
             parts.append(("Q", self.Q))
             if not per_image:
-                parts += [("stretch", self.stretch), ("minimum", self.minimum)]
+                parts.append(("stretch", self.stretch))
+            parts += black
         elif algorithm in ("asinh", "linear"):
+            parts += black
             if not per_image:
-                parts += [("minimum", self.minimum), ("maximum", self.maximum)]
+                parts.append(("maximum", self.maximum))
             if algorithm == "asinh":
                 parts.append(("softening", self.softening))
         else:
@@ -280,7 +320,9 @@ def _format_number(value: float) -> str:
 
 def _format_value(value: Any) -> str:
     """Format a number, or a list of numbers (one value is shown bare)."""
-    if isinstance(value, str | int | float):
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
         return _format_number(value)
     values = list(value)
     if len(values) == 1:

@@ -33,6 +33,7 @@ __all__ = [
     "lupton_intensity",
     "per_image_stretch_parameters",
     "percentiles",
+    "stretch_parameters",
 ]
 
 import math
@@ -42,7 +43,15 @@ from typing import Any
 import numpy as np
 
 from .perceptual_stretch import perceptual_rgb
-from .stretch_algorithms import as_channel_images, asinh_rgb, linear_rgb, lupton_rgb, shifted_channels
+from .stretch_algorithms import (
+    as_channel_images,
+    asinh_rgb,
+    broadcast_to_bands,
+    linear_rgb,
+    lupton_rgb,
+    shifted_channels,
+)
+from .stretch_sky import sky_black_levels, uses_sky_black
 
 STRETCH_FUNCTIONS = {
     "lupton": lupton_rgb,
@@ -53,7 +62,9 @@ STRETCH_FUNCTIONS = {
 """The algorithm function of each ``StretchConfig.algorithm``."""
 
 
-def apply_stretch(config: Any, red: Any, green: Any, blue: Any) -> np.ndarray:
+def apply_stretch(
+    config: Any, red: Any, green: Any, blue: Any, black: Sequence[float | None] | None = None
+) -> np.ndarray:
     """Compose one RGB image with a stretch configuration.
 
     Parameters
@@ -62,6 +73,10 @@ def apply_stretch(config: Any, red: Any, green: Any, blue: Any) -> np.ndarray:
         The stretch.
     red, green, blue : `numpy.ndarray`
         Channel images, all of the same 2-D shape (NaN allowed).
+    black : `~collections.abc.Sequence` [`float` or `None`], optional
+        Black level of each channel measured elsewhere, for
+        ``black_point="sky"`` with ``scaling="global"`` (see
+        `stretch_parameters`).
 
     Returns
     -------
@@ -70,17 +85,45 @@ def apply_stretch(config: Any, red: Any, green: Any, blue: Any) -> np.ndarray:
         ``config.scaling`` is ``per_image`` and the image has no finite
         pixel.
     """
-    if config.scaling == "per_image":
-        images = as_channel_images(red, green, blue)
-        kwargs = per_image_stretch_parameters(config, images)
-        if kwargs is None:
-            return np.zeros((*images[0].shape, 3), dtype=np.uint8)
-    else:
-        kwargs = global_stretch_parameters(config)
+    images = as_channel_images(red, green, blue)
+    kwargs = stretch_parameters(config, images, black)
+    if kwargs is None:
+        return np.zeros((*images[0].shape, 3), dtype=np.uint8)
     return STRETCH_FUNCTIONS[config.algorithm](red, green, blue, **kwargs)
 
 
-def global_stretch_parameters(config: Any) -> dict[str, Any]:
+def stretch_parameters(
+    config: Any, images: tuple[np.ndarray, ...], black: Sequence[float | None] | None = None
+) -> dict[str, Any] | None:
+    """Return the keyword arguments of the algorithm function for these
+    channel images.
+
+    Parameters
+    ----------
+    config : `StretchConfig`
+        The stretch.
+    images : `tuple` [`numpy.ndarray`, ...]
+        The red, green and blue channel images.
+    black : `~collections.abc.Sequence` [`float` or `None`], optional
+        With ``black_point="sky"`` and ``scaling="global"``, the black
+        level of each channel (composeRgb measures it over the whole
+        patch); `None` measures it on ``images``. Ignored otherwise
+        (``per_image`` always measures on ``images``).
+
+    Returns
+    -------
+    kwargs : `dict` [`str`, `typing.Any`] or `None`
+        Keyword arguments of ``STRETCH_FUNCTIONS[config.algorithm]``, or
+        `None` if ``scaling="per_image"`` and no pixel is finite.
+    """
+    if config.scaling == "per_image":
+        return per_image_stretch_parameters(config, images)
+    if uses_sky_black(config) and black is None:
+        black = sky_black_levels(config, images)
+    return global_stretch_parameters(config, black if uses_sky_black(config) else None)
+
+
+def global_stretch_parameters(config: Any, black: Sequence[float | None] | None = None) -> dict[str, Any]:
     """Return the keyword arguments of the algorithm function for
     ``scaling="global"``: the configured numbers.
 
@@ -88,19 +131,33 @@ def global_stretch_parameters(config: Any) -> dict[str, Any]:
     ----------
     config : `StretchConfig`
         The stretch.
+    black : `~collections.abc.Sequence` [`float` or `None`], optional
+        Black level of each channel to use instead of ``config.minimum``
+        (lupton, asinh, linear). A channel whose level is `None` or (asinh
+        and linear) not below its ``maximum`` keeps its ``minimum``.
 
     Returns
     -------
     kwargs : `dict` [`str`, `typing.Any`]
         Keyword arguments of ``STRETCH_FUNCTIONS[config.algorithm]``.
     """
+    minimum = list(config.minimum)
+    if black is not None:
+        # A level that is not measured, or (asinh, linear) not below
+        # maximum, is the configured minimum.
+        bounded = config.algorithm in ("asinh", "linear")
+        configured = zip(broadcast_to_bands(config.minimum), broadcast_to_bands(config.maximum))
+        minimum = [
+            lo if b is None or (bounded and not b < hi) else float(b)
+            for b, (lo, hi) in zip(black, configured)
+        ]
     if config.algorithm == "lupton":
-        return {"minimum": list(config.minimum), "stretch": config.stretch, "Q": config.Q}
+        return {"minimum": minimum, "stretch": config.stretch, "Q": config.Q}
     if config.algorithm == "linear":
-        return {"minimum": list(config.minimum), "maximum": list(config.maximum)}
+        return {"minimum": minimum, "maximum": list(config.maximum)}
     if config.algorithm == "asinh":
         return {
-            "minimum": list(config.minimum),
+            "minimum": minimum,
             "maximum": list(config.maximum),
             "softening": config.softening,
         }
@@ -135,20 +192,25 @@ def per_image_stretch_parameters(config: Any, images: tuple[np.ndarray, ...]) ->
     Notes
     -----
     Percentiles use numpy's default (linear interpolation) over the
-    finite pixels of each band. A band without finite pixels is black
-    whatever its levels. Where the high percentile does not exceed the
-    low one (a nearly flat band), the largest finite value is used
-    instead; if that does not either, the band is flat and renders
-    black.
+    finite pixels of each band. With ``black_point="sky"`` (lupton,
+    asinh, linear) the black level of each band is its sky level minus
+    ``sky_sigma_below`` noise sigmas (`sky_black_levels`) instead of the
+    low percentile, with the noise of the noisiest band (a band that
+    cannot be measured keeps the low percentile). A band without finite
+    pixels is black whatever its levels. Where the high percentile does
+    not exceed the low one (a nearly flat band), the largest finite value
+    is used instead; if that does not either, the band is flat and
+    renders black.
     """
     low, high = config.per_image_percentiles
     finite_values = [_finite_values(image) for image in images]
     if all(values.size == 0 for values in finite_values):
         return None
     algorithm = config.algorithm
+    black = sky_black_levels(config, finite_values) if uses_sky_black(config) else [None] * 3
     minima = []
     maxima = []
-    for values in finite_values:
+    for values, band_black in zip(finite_values, black):
         if values.size == 0:
             minima.append(0.0)
             maxima.append(1.0)
@@ -162,10 +224,12 @@ def per_image_stretch_parameters(config: Any, images: tuple[np.ndarray, ...]) ->
             maxima.append(value_high)
         elif algorithm == "lupton":
             (value_low,) = percentiles(values, (low,))
-            minima.append(value_low)
+            minima.append(value_low if band_black is None else band_black)
         else:
             top = float(values.max())
             value_low, value_high = percentiles(values, (low, high))
+            if band_black is not None:
+                value_low = band_black
             if not value_high > value_low:
                 value_high = top if top > value_low else value_low + 1.0
             minima.append(value_low)

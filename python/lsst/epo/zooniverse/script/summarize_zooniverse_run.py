@@ -23,11 +23,16 @@
 its contact sheet and account for every catalog row.
 """
 
-__all__ = ["summarize_zooniverse_run"]
+__all__ = ["picture_level_fractions", "summarize_zooniverse_run"]
 
+import math
 import os
+from collections.abc import Iterable
 
 import click
+import numpy as np
+
+from lsst.daf.butler import Butler, DatasetRef, MissingCollectionError, MissingDatasetTypeError
 
 from ..butler.config import get_butler
 from ..butler.dataset_types import RGB
@@ -41,9 +46,11 @@ def summarize_zooniverse_run(
     contact_sheet: str | None = None,
     accounting: str | None = None,
     max_pictures: int = 64,
+    max_level_pictures: int = 2000,
 ) -> None:
-    """Print what a pipeline run made: pictures per patch, what happened to
-    every catalog row, and write a contact sheet and the per-row table.
+    """Print what a pipeline run made: pictures per patch, the fractions
+    of pure-black and saturated pixels, what happened to every catalog
+    row, and write a contact sheet and the per-row table.
 
     Parameters
     ----------
@@ -57,31 +64,43 @@ def summarize_zooniverse_run(
         CSV file to write the per-row accounting table to.
     max_pictures : `int`, optional
         Most pictures on the contact sheet.
+    max_level_pictures : `int`, optional
+        Most pictures the pure-black and saturated fractions are measured
+        on; beyond it, every n-th picture is (and the line says so).
 
     Raises
     ------
     click.ClickException
-        Raised if the collections hold no pipeline output.
+        Raised (a one-line error) if a collection does not exist or the
+        collections hold no pipeline output.
     """
     butler = get_butler(repo)
     if isinstance(collections, str):
         collections = [c for c in collections.split(",") if c]
-    refs = sorted(
-        butler.query_datasets(RGB.name, collections=collections, find_first=True, explain=False),
-        key=lambda ref: (ref.dataId["tract"], ref.dataId["patch"]),
-    )
-    if not refs:
-        raise click.ClickException(f"No {RGB.name} datasets in {collections}.")
-    n_pictures = 0
+    refs = _rgb_refs(butler, collections)
+    indexes = [butler.get(ref.makeComponentRef("index")) for ref in refs]
+    n_pictures = sum(len(index) for index in indexes)
+    stride = max(1, math.ceil(n_pictures / max_level_pictures))
     rgb_collections = []
+    sampled: list[np.ndarray] = []
     click.echo(f"output collection: {','.join(collections)}")
-    for ref in refs:
-        index = butler.get(ref.makeComponentRef("index"))
-        n_pictures += len(index)
+    first = 0  # Number of the ZIP's first picture in the whole run.
+    for ref, index in zip(refs, indexes):
         click.echo(f"  {RGB.name} tract {ref.dataId['tract']} patch {ref.dataId['patch']}: {len(index)} PNG")
-        if contact_sheet and len(index):
-            rgb_collections.append(butler.get(ref))
+        picked = [k for k in range(len(index)) if (first + k) % stride == 0]
+        first += len(index)
+        if picked or (contact_sheet and len(index)):
+            rgb = butler.get(ref)
+            sampled.extend(rgb.images[k] for k in picked)
+            if contact_sheet and len(index):
+                rgb_collections.append(rgb)
     click.echo(f"pictures: {n_pictures} in {len(refs)} ZIP files")
+    black, saturated, n_pixels = picture_level_fractions(sampled)
+    sample_text = f"1 picture in {stride}: {len(sampled)} of {n_pictures}" if stride > 1 else "all pictures"
+    click.echo(
+        f"pixels: {100 * black:.2f} % pure black (R=G=B=0), {100 * saturated:.2f} % saturated "
+        f"(a channel at 255), over {n_pixels} pixels of {sample_text}"
+    )
     try:
         table = account_targets(butler, collections)
     except LookupError as err:
@@ -101,3 +120,52 @@ def summarize_zooniverse_run(
         )
         sheet.save(contact_sheet)
         click.echo(f"contact sheet: {contact_sheet}")
+
+
+def picture_level_fractions(pictures: Iterable[np.ndarray]) -> tuple[float, float, int]:
+    """Return the fractions of pure-black and saturated pixels of 8-bit
+    RGB pictures.
+
+    Parameters
+    ----------
+    pictures : `~collections.abc.Iterable` [`numpy.ndarray`]
+        ``uint8`` arrays of shape ``(H, W, 3)``.
+
+    Returns
+    -------
+    black : `float`
+        Fraction of the pixels with all three channels 0 (NaN without
+        pixels).
+    saturated : `float`
+        Fraction of the pixels with at least one channel at 255.
+    n_pixels : `int`
+        Number of pixels.
+    """
+    n_black = n_saturated = n_pixels = 0
+    for picture in pictures:
+        rgb = np.asarray(picture)
+        n_black += int((rgb.max(axis=-1) == 0).sum())
+        n_saturated += int((rgb == 255).any(axis=-1).sum())
+        n_pixels += rgb.shape[0] * rgb.shape[1]
+    if not n_pixels:
+        return math.nan, math.nan, 0
+    return n_black / n_pixels, n_saturated / n_pixels, n_pixels
+
+
+def _rgb_refs(butler: Butler, collections: list[str]) -> list[DatasetRef]:
+    """Return the run's `RGB` datasets by tract and patch, or raise a
+    `click.ClickException` (a one-line error) if a collection does not
+    exist or there are none.
+    """
+    names = ",".join(collections)
+    try:
+        for name in collections:
+            butler.collections.get_info(name)
+        found = butler.query_datasets(RGB.name, collections=collections, find_first=True, explain=False)
+    except MissingCollectionError as err:
+        raise click.ClickException(f"{err} (collections: {names})") from None
+    except MissingDatasetTypeError:  # Nothing of this package was ever run in the repository.
+        found = []
+    if not found:
+        raise click.ClickException(f"No {RGB.name} datasets in collection(s) {names}.")
+    return sorted(found, key=lambda ref: (ref.dataId["tract"], ref.dataId["patch"]))

@@ -149,11 +149,21 @@ def shard_zooniverse_catalog(**kwargs: Any) -> None:
     show_default=True,
     help="Most pictures on the contact sheet.",
 )
+@click.option(
+    "--max-level-pictures",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Most pictures the pure-black and saturated pixel fractions are measured on (every n-th "
+    "picture beyond).",
+)
 def summarize_zooniverse_run(**kwargs: Any) -> None:
     """Print what a pipeline run made in COLLECTIONS (comma-separated; the
     run's output collection, which chains its inputs): the pictures per
-    patch and what happened to every catalog row (pictured, rejected by
-    the sharding command, no picture and why, outside every coadd).
+    patch, the fractions of pure-black and saturated pixels, and what
+    happened to every catalog row (pictured, rejected by the sharding
+    command, no picture and why, outside every coadd).  A collection that
+    does not exist, or holds no pictures, is a one-line error.
     """
     from ...script.summarize_zooniverse_run import summarize_zooniverse_run as run
 

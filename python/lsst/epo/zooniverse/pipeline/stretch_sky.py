@@ -1,0 +1,188 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The sky black point (``StretchConfig.black_point="sky"``): a robust
+sky level and noise measured on each colour channel, and the black level
+``sky - sky_sigma_below * noise`` that follows them (``noise`` the
+largest of the three, so that the sky is a neutral grey).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAX_SKY_SAMPLES",
+    "robust_sky",
+    "sample_stride",
+    "sky_black_levels",
+    "uses_sky_black",
+]
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+MAX_SKY_SAMPLES = 2_000_000
+"""Most pixels of one channel the sky is measured on; more are sampled
+with a regular stride (see `sample_stride`)."""
+
+MIN_SKY_PIXELS = 16
+"""Fewest usable pixels for a sky measurement."""
+
+CLIP_SIGMA = 3.0
+"""Sigma-clipping threshold of `robust_sky`."""
+
+CLIP_ITERATIONS = 5
+"""Most sigma-clipping iterations of `robust_sky`."""
+
+MAD_TO_SIGMA = 1.4826
+"""Standard deviation over median absolute deviation for Gaussian noise."""
+
+
+def uses_sky_black(config: Any) -> bool:
+    """Return whether a stretch takes its black level from the sky.
+
+    Parameters
+    ----------
+    config : `StretchConfig`
+        The stretch.
+
+    Returns
+    -------
+    sky : `bool`
+        `True` for ``black_point="sky"`` with an algorithm that has a
+        black level (lupton, asinh, linear; perceptual has none).
+    """
+    return config.black_point == "sky" and config.algorithm != "perceptual"
+
+
+def robust_sky(values: np.ndarray) -> tuple[float, float] | None:
+    """Return the sky level and noise of a set of pixel values.
+
+    Parameters
+    ----------
+    values : `numpy.ndarray`
+        Pixel values, any shape. Non-finite values and values exactly 0
+        (the pixels composeRgb blanks: bad mask planes, no data) are left
+        out.
+
+    Returns
+    -------
+    sky : `tuple` [`float`, `float`] or `None`
+        ``(level, noise)``, or `None` with fewer than `MIN_SKY_PIXELS`
+        usable pixels or no noise (half of them or more equal: a flat or
+        synthetic image, whose sky cannot be told from its sources).
+
+    Notes
+    -----
+    The values are sigma clipped (`CLIP_SIGMA` times the noise around the
+    median, at most `CLIP_ITERATIONS` times, until nothing more is
+    clipped). The noise is `MAD_TO_SIGMA` times the median absolute
+    deviation of the clipped values. The level is the SExtractor mode
+    estimate ``2.5 median - 1.5 mean`` of the clipped values, or their
+    median where the mean and median differ by more than 0.3 noise (a
+    crowded distribution the mode estimate does not describe). All sums
+    are in float64 over values in a fixed order, so the result is the
+    same on every run.
+    """
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat) & (flat != 0.0)]
+    if flat.size < MIN_SKY_PIXELS:
+        return None
+    for _ in range(CLIP_ITERATIONS):
+        median = float(np.median(flat))
+        noise = MAD_TO_SIGMA * float(np.median(np.abs(flat - median)))
+        if not noise > 0:
+            return None
+        kept = flat[np.abs(flat - median) < CLIP_SIGMA * noise]
+        if kept.size == flat.size or kept.size < MIN_SKY_PIXELS:
+            break
+        flat = kept
+    median = float(np.median(flat))
+    mean = float(np.mean(flat))
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(flat - median)))
+    if not noise > 0:
+        return None
+    level = median if abs(mean - median) > 0.3 * noise else 2.5 * median - 1.5 * mean
+    return level, noise
+
+
+def sample_stride(n_pixels: int, width: int, limit: int = MAX_SKY_SAMPLES) -> int:
+    """Return the stride that keeps at most about ``limit`` of
+    ``n_pixels`` pixels.
+
+    Parameters
+    ----------
+    n_pixels : `int`
+        Pixels to sample from.
+    width : `int`
+        Row length of the images the pixels come from; the stride is made
+        prime to it so that the samples do not fall on the same columns
+        of every row.
+    limit : `int`, optional
+        Most samples.
+
+    Returns
+    -------
+    stride : `int`
+        1 (every pixel) or more.
+    """
+    stride = max(1, math.ceil(n_pixels / limit))
+    while stride > 1 and math.gcd(stride, max(1, width)) != 1:
+        stride += 1
+    return stride
+
+
+def sky_black_levels(config: Any, channels: Sequence[Any]) -> list[float | None]:
+    """Return the black level of each colour channel:
+    ``sky - config.sky_sigma_below * noise``.
+
+    Parameters
+    ----------
+    config : `StretchConfig`
+        The stretch (its ``sky_sigma_below``).
+    channels : `~collections.abc.Sequence` [`numpy.ndarray`]
+        The red, green and blue pixels to measure the sky on (images, or
+        1-D samples of several images).
+
+    Returns
+    -------
+    black : `list` [`float` or `None`]
+        One level per channel; `None` for a channel `robust_sky` cannot
+        measure (too few usable pixels, or no noise), which keeps its
+        configured level.
+
+    Notes
+    -----
+    ``noise`` is the largest noise of the measured channels, the same for
+    all three: the sky then sits at the same level above black in every
+    channel and is a neutral dark grey (with each channel's own noise, a
+    channel with more noise would tint the sky), and no channel blackens
+    more than the Gaussian fraction ``Phi(-sky_sigma_below)`` of its sky
+    pixels.
+    """
+    skies = [robust_sky(channel) for channel in channels]
+    noises = [sky[1] for sky in skies if sky is not None]
+    if not noises:
+        return [None for _ in skies]
+    offset = config.sky_sigma_below * max(noises)
+    return [None if sky is None else sky[0] - offset for sky in skies]
