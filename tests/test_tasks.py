@@ -644,3 +644,30 @@ def test_compose_rgb_band_frames_config():
     config.load(os.path.join(ROOT, "config", "composeRgb_flipbook.py"))
     assert config.band_frames is True
     config.validate()
+
+
+def test_compose_rgb_no_data_is_black_with_the_sky_black_point():
+    # The sky black point puts zero (a bad pixel's value) above black: a
+    # pixel bad in every band must still be shown black, and a band's bad
+    # pixels black in its band frame.
+    ids = ["a"]
+    rng = np.random.default_rng(3)
+    stamps = {}
+    for band in "gri":
+        stamps[band] = _stamps(band, ids, value=0.0, size=31)
+        stamps[band].mask_planes["NO_DATA"] = 8
+        stamp = stamps[band][0]
+        stamp.image[...] = rng.normal(0.0, 5.0, stamp.image.shape).astype(np.float32)
+        stamp.mask[:4, :] = 1 << 8  # padding at a coadd edge, in every band
+    stamps["g"][0].mask[10, 10] = 1 << 8  # bad in g only
+    config = ComposeRgbConfig()
+    config.band_frames = True
+    assert config.stretch.black_point == "sky"
+    result = ComposeRgbTask(config=config).run(
+        stamps=stamps, targets_patch=_patch_targets(ids), skymap="s", tract=0, patch=0
+    )
+    picture = result.rgb.images[0][::-1]  # row 0 at the bottom, as the stamps
+    assert (picture[:4] == 0).all()
+    assert (picture[4:].max(axis=2) > 0).mean() > 0.9  # the sky is not black
+    frame = result.rgb.frames[0]["g"][::-1]
+    assert frame[10, 10] == 0 and (frame[:4] == 0).all()

@@ -183,7 +183,8 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
         default="full",
     )
     bad_mask_planes = ListField[str](
-        doc="Mask planes whose pixels are shown black (their values are set to zero).",
+        doc="Mask planes whose pixels are bad: set to zero before mixing; a pixel bad in every band "
+        "used is shown black in the picture, and a band's bad pixels are black in its band frame.",
         default=["NO_DATA"],
     )
     band_frames = Field[bool](
@@ -361,9 +362,12 @@ class ComposeRgbTask(PipelineTask):
             if skip is not None:
                 status[k], detail[k] = skip
                 continue
-            planes = self._planes(band_stamps, used, bad_bits)
+            planes, bad = self._planes(band_stamps, used, bad_bits)
             channels = self._mix(planes, weights)
             rgb = config.stretch.apply(channels[0], channels[1], channels[2], black)
+            if all(b is not None for b in bad):
+                # Bad in every band (no data): black, whatever the black point.
+                rgb[np.logical_and.reduce(bad)] = 0
             reference = band_stamps[0]
             if orientation is None:
                 if config.orientation == "north_up" and reference.wcs is not None:
@@ -373,7 +377,7 @@ class ComposeRgbTask(PipelineTask):
             picture, picture_wcs = orient_picture(rgb, reference.wcs, *orientation, config.output_size)
             images.append(picture)
             if config.band_frames:
-                frames.append(self._band_frames(planes, used, weights, channels, orientation, black))
+                frames.append(self._band_frames(planes, bad, used, weights, channels, orientation, black))
             wcs_list.append(picture_wcs)
             index_rows.append(
                 {
@@ -453,11 +457,12 @@ class ComposeRgbTask(PipelineTask):
                 bits |= 1 << bit
         return bits
 
-    def _planes(self, band_stamps, used, bad_bits) -> list[np.ndarray]:
+    def _planes(self, band_stamps, used, bad_bits) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
         """One object's stamps, background subtracted, with bad and
-        non-finite pixels set to zero.
+        non-finite pixels set to zero; and each band's bad pixels (`None`
+        where it has none).
         """
-        planes = []
+        planes, bad_pixels = [], []
         for stamp, band, bits in zip(band_stamps, used, bad_bits):
             image = stamp.image - np.float32(self._background(band))
             bad = ~np.isfinite(image)
@@ -465,11 +470,13 @@ class ComposeRgbTask(PipelineTask):
                 bad |= (stamp.mask & bits) != 0
             np.copyto(image, np.float32(0), where=bad)
             planes.append(image)
-        return planes
+            bad_pixels.append(bad if bad.any() else None)
+        return planes, bad_pixels
 
     def _band_frames(
         self,
         planes: Sequence[np.ndarray],
+        bad: Sequence[np.ndarray | None],
         used: Sequence[str],
         weights: np.ndarray,
         channels: Sequence[np.ndarray],
@@ -501,6 +508,8 @@ class ComposeRgbTask(PipelineTask):
                 # Equal channels give grey (to rounding, for perceptual):
                 # their rounded mean.
                 grey = ((rgb.astype(np.uint16).sum(axis=2) + 1) // 3).astype(np.uint8)
+                if bad[j] is not None:
+                    grey[bad[j]] = 0
             # Through the picture's own orientation and resampling, so that
             # frame pixels line up exactly with the picture's.
             frame, _ = orient_picture(
@@ -521,7 +530,7 @@ class ComposeRgbTask(PipelineTask):
         for object_id in object_ids:
             band_stamps = [by_id[b].get(object_id) for b in used]
             if self._skip_reason(stamps, used, empty, fill, band_stamps)[0] is None:
-                channels = self._mix(self._planes(band_stamps, used, bad_bits), weights)
+                channels = self._mix(self._planes(band_stamps, used, bad_bits)[0], weights)
                 if stride is None:  # Keep at most about MAX_SKY_SAMPLES pixels per channel.
                     stride = sample_stride(len(object_ids) * channels[0].size, channels[0].shape[-1])
                 for k in range(3):
