@@ -575,6 +575,31 @@ def test_a_rejected_choice_brings_the_next_picture_back(tmp_path, repo, state_db
         assert_public_invariant(service)
 
 
+def test_a_batch_whose_images_were_all_superseded_cannot_be_rejected(tmp_path, repo, state_db_url):
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=1, seed=26, coverage=0.5)
+    repo.put_rgb("u/alice/zoo/run1", patch=1, n=1, seed=27, coverage=0.9)
+    service, notifier = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo)
+        project = service.repository.project("galaxies")
+        service.poll()
+        by_patch = {json.loads(b["data_id"])["patch"]: b["batch"] for b in service.review()}
+        for batch in by_patch.values():
+            service.approve(batch, operator="eve")
+        # Patch 1's picture was chosen: patch 0's only image is superseded
+        # and its batch, still approved, counts as published.
+        assert service.publisher.choose_one_image_per_object(project) == 1
+        audit_before = len(service.audit_log())
+        sent_before = len(notifier.notifications)
+        with pytest.raises(ExportServiceError, match="cannot be rejected") as raised:
+            service.reject(by_patch[0], operator="eve", reason="satellite trail")
+        assert "superseded" in str(raised.value)
+        assert len(service.audit_log()) == audit_before and len(notifier.notifications) == sent_before
+        assert [b["state"] for b in service.review(batch=by_patch[0])] == ["approved"]
+        assert service.publish().published == 1
+        assert [r["batch"] for r in service.published_images("galaxies")] == [by_patch[1]]
+
+
 @pytest.mark.parametrize("metadata_policy", ["full", "anonymised"])
 def test_manifests_of_published_images(tmp_path, repo, metadata_policy):
     import csv

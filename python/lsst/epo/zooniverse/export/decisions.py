@@ -151,6 +151,14 @@ class Decisions:
         targets = [i for i in chosen if i.state in from_states]
         if entries and not targets:
             raise ExportServiceError(f"None of those images of {batch} can be {action}.")
+        if not approve and not targets and chosen:
+            # Its images are all superseded (or rejected): rejecting it
+            # would only record it as published.
+            states = sorted({i.state for i in chosen})
+            raise ExportServiceError(
+                f"Batch {batch} has no image left to reject (its images are {', '.join(states)}: their "
+                "objects are public through other batches); it counts as published and cannot be rejected."
+            )
         return targets
 
     @staticmethod

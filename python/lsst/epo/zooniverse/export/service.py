@@ -339,7 +339,8 @@ class ExportService:
         ------
         ExportServiceError
             Raised for an unknown batch or image, a missing operator or
-            reason, or images already published.
+            reason, images already published, or a batch whose images were
+            all superseded (it counts as published).
         """
         if not reason or not reason.strip():
             raise ExportServiceError("A rejection needs a reason.")
