@@ -179,6 +179,49 @@ def test_two_pollers_and_two_publishers_at_once_do_no_double_work(tmp_path, stat
         assert service.status()["projects"]["galaxies"]["datasets"] == {"published": 6}
 
 
+class HostileReports:
+    """A service whose report rows hold formulas."""
+
+    def report(self, project):
+        return [
+            {"batch": "b1", "object_id": "=HYPERLINK(\"http://evil/\")", "state": "rejected",
+             "reason": "@SUM(A1)", "url": "-2+3", "data_id": "-5.3", "entry": "\tx", "dataset_type": "+x"},
+        ]  # fmt: skip
+
+    def catalog_report(self, project, collection):
+        return [
+            {"row_index": -1, "object_id": "-7", "outcome": "\r=1", "stage": "+1", "reason": "ok", "url": ""}
+        ]
+
+
+def test_report_cells_are_escaped_against_formulas(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lsst.epo.zooniverse.cli import epo
+
+    monkeypatch.setattr(epo, "context_service", lambda ctx: HostileReports())
+    out = tmp_path / "report.csv"
+    result = CliRunner().invoke(epo.main, ["report", "galaxies", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(open(out, newline=""))
+    assert row == {
+        "batch": "b1", "dataset_type": "'+x", "data_id": "-5.3", "entry": "'\tx",
+        "object_id": "'=HYPERLINK(\"http://evil/\")", "state": "rejected", "reason": "'@SUM(A1)",
+        "url": "'-2+3",
+    }  # fmt: skip
+    result = CliRunner().invoke(epo.main, ["report", "galaxies", "--catalog", "u/alice/zoo/run1"])
+    assert result.exit_code == 0, result.output
+    (row,) = csv.DictReader(io.StringIO(result.stdout))
+    assert row == {
+        "row_index": "-1",
+        "object_id": "-7",
+        "outcome": "'\r=1",
+        "stage": "+1",
+        "reason": "ok",
+        "url": "",
+    }
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,6 +30,7 @@ import os
 
 import pytest
 
+from lsst.epo.zooniverse.export.csv_cells import escape_csv_cell, escape_csv_row
 from lsst.epo.zooniverse.export.manifest import (
     MANIFEST_ROW_LIMIT,
     RULES,
@@ -318,6 +319,44 @@ def test_quoting_and_non_ascii(tmp_path):
     (tmp_path / "bad.csv").write_bytes(bad.encode("utf-8"))
     findings = validate_manifest(str(tmp_path / "bad.csv"))
     assert [(f.line, f.column, f.rule) for f in findings] == [(5, "location:1", "manifest.location_not_url")]
+
+
+FORMULA_CELLS = {
+    "equals": ('=HYPERLINK("http://evil/","x")', '\'=HYPERLINK("http://evil/","x")'),
+    "plus": ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    "minus": ("-2+3", "'-2+3"),
+    "at": ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+    "tab": ("\t=1", "'\t=1"),
+    "cr": ("\r=1", "'\r=1"),
+    "negative": ("-5.3", "-5.3"),
+    "exponent": ("-1.5e-3", "-1.5e-3"),
+    "positive": ("+12", "+12"),
+    "inner": ("a=1", "a=1"),
+    "url": (f"{PREFIX}x.png", f"{PREFIX}x.png"),
+}
+
+
+def test_formula_cells_are_escaped(tmp_path):
+    for value, escaped in FORMULA_CELLS.values():
+        assert escape_csv_cell(value) == escaped, value
+    assert [escape_csv_cell(v) for v in (-5.3, 7, None, b"=x")] == [-5.3, 7, None, b"=x"]
+    assert escape_csv_row({"a": "=1", "b": -1}) == {"a": "'=1", "b": -1}
+    rows = [
+        SubjectRow("=1+1", (f"{PREFIX}proj/b1/a.png",), {k: v for k, (v, _) in FORMULA_CELLS.items()}),
+        SubjectRow("-5", (f"{PREFIX}proj/b1/b.png",), {"minus": "-0.25"}),
+    ]
+    (path,) = write_manifests(rows, str(tmp_path))
+    with open(path, newline="", encoding="utf-8") as stream:
+        header, first, second = csv.reader(stream)
+    assert first[:2] == ["'=1+1", f"{PREFIX}proj/b1/a.png"]
+    assert {key: first[header.index(f"metadata:{key}")] for key in FORMULA_CELLS} == {
+        k: e for k, (_, e) in FORMULA_CELLS.items()
+    }
+    assert (
+        second[:2] == ["-5", f"{PREFIX}proj/b1/b.png"] and second[header.index("metadata:minus")] == "-0.25"
+    )
+    assert validate_manifest(path, url_prefix=PREFIX) == []
+    assert validate_manifest(path, url_prefix=PREFIX, metadata_policy="full") == []
 
 
 def test_split_into_parts_lazily(tmp_path):

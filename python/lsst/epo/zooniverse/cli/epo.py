@@ -366,8 +366,11 @@ def report(ctx: click.Context, project: str, output: str | None, catalog_collect
     PROJECT: its state, the reason, and its public URL.  With --catalog,
     one line per row of the PI's original catalog: its public URL or why it
     has none (sharding, pipeline or EPO), the lines adding up to the
-    catalog's row count.
+    catalog's row count.  Cells that a spreadsheet would run as formulas
+    are escaped (`~lsst.epo.zooniverse.export.csv_cells.escape_csv_cell`).
     """
+    from ..export.csv_cells import escape_csv_row
+
     if catalog_collection:
         rows = context_service(ctx).catalog_report(project, catalog_collection)
         fields = ["row_index", "object_id", "outcome", "stage", "reason", "url"]
@@ -378,7 +381,7 @@ def report(ctx: click.Context, project: str, output: str | None, catalog_collect
     try:
         writer = csv.DictWriter(stream, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(escape_csv_row(row) for row in rows)
     finally:
         if output:
             stream.close()

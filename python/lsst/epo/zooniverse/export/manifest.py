@@ -71,6 +71,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..formats.rgb_collection import METADATA_POLICIES, normalize_metadata_policy
 from .anonymisation import contains_token, looks_like_coordinate
+from .csv_cells import escape_csv_row
 from .manifest_format import EXTERNAL_ID_HEADER, LOCATION_EXTENSIONS, MANIFEST_ROW_LIMIT, location_problems
 from .manifest_validation import RULES, ManifestFinding, format_finding, main, validate_manifest
 
@@ -304,10 +305,12 @@ def _write_part(directory: str, basename: str, number: int, rows: Sequence[Subje
         os.fchmod(fd, 0o644)
         with open(fd, "w", encoding="utf-8", newline="") as stream:
             writer = csv.writer(stream, lineterminator="\r\n")
-            writer.writerow(header)
+            writer.writerow(escape_csv_row(header))
             for row in rows:
                 writer.writerow(
-                    [row.external_id, *row.locations, *(row.metadata.get(key, "") for key in keys)]
+                    escape_csv_row(
+                        [row.external_id, *row.locations, *(row.metadata.get(key, "") for key in keys)]
+                    )
                 )
             stream.flush()
             os.fsync(stream.fileno())
