@@ -19,7 +19,9 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Dataset types of the data contract (DESIGN §3) and their registration."""
+"""Dataset types of the data contract (README, "Data products and
+formats") and their registration.
+"""
 
 from __future__ import annotations
 

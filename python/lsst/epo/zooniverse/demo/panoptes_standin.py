@@ -33,16 +33,23 @@ and point the tools at it with ``PANOPTES_ENDPOINT`` and the printed
 client credentials.
 
 It answers as the real API does (Panoptes ``app/controllers/api/v1``,
-``app/schemas``, serializers; ZOONIVERSE.md §1.5, §2): JSON-API envelopes
+``app/schemas``, serializers; doc/zooniverse_facts.md §1, §2, §6):
+JSON-API envelopes
 ``{"<type>": [...], "meta": {"<type>": {page, page_count, next_href,
 ...}}}``, ids as strings, 404 without the ``application/vnd.api+json;
 version=1`` Accept header, 401 without a valid bearer token, 422 for a
-body its schema refuses (subjects have no ``external_id``), doorkeeper's
+body its schema refuses, doorkeeper's
 ``{"error": "invalid_client"}`` for wrong client credentials, and
 ``subject_set_imports`` that download the manifest at creation (counting
-its rows) and import it afterwards in a worker (upsert by
-``external_id``, MIME type from the URL's extension as Ruby's
-``File.extname`` gives it).
+its rows) and import it afterwards in a worker (MIME type from the URL's
+extension as Ruby's ``File.extname`` gives it).
+
+Known differences from the real server (issue 16, doc/zooniverse_facts.md
+§1.5, §2): this stand-in refuses ``external_id`` on ``POST /subjects``
+(accepted by the real schema since 2018), and its import worker updates a
+subject whose ``external_id`` is already in the set, where the real worker
+fails on that row (a unique index refuses the second link) and the import
+never finishes.
 
 Every request is recorded (method, path, query, JSON or form body).
 Faults: ``rate_limit(n, retry_after)`` answers 429 to the next ``n`` API
@@ -407,8 +414,8 @@ class PanoptesStandIn:
         return subject
 
     def _post_subjects(self, parts, query, body) -> tuple[int, Any]:
-        # SubjectCreateSchema: required links and locations, nothing else
-        # than metadata besides (no external_id).
+        # Stricter than the real SubjectCreateSchema, which also takes
+        # external_id (issue 16): links and locations, and metadata.
         attributes = (body or {}).get("subjects")
         if not isinstance(attributes, dict) or set(attributes) - {"metadata", "locations", "links"}:
             raise error_answer(422, "schema: subjects has properties other than metadata, locations, links")
@@ -493,8 +500,9 @@ class PanoptesStandIn:
         return 201, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
 
     def _import_worker(self, record: dict[str, Any], set_id: str) -> None:
-        # SubjectSetImportWorker: stream the manifest again, upsert by
-        # external_id within the set.
+        # SubjectSetImportWorker: stream the manifest again and import each
+        # row (here an external_id already in the set updates its subject;
+        # the real worker fails on it: issue 16).
         try:
             rows = self._download(record["source_url"])
         except Exception:

@@ -21,7 +21,7 @@
 """Collections of RGB images with per-image metadata (`zooniverse_rgb`),
 stored as a ZIP of PNGs.
 
-ZIP layout (DESIGN §4)::
+ZIP layout (README, "Data products and formats")::
 
     index.csv              one row per image: file, object_id, ra, dec,
                            skymap, tract, patch, bands, coverage, stretch,

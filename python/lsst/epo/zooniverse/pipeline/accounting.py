@@ -22,11 +22,11 @@
 
 """Account for every catalog row after a pipeline run.
 
-The contract (DESIGN §3): each catalog row ends up in a picture or in a
-report line that says why not.  `account_targets` joins the sharding
-command's rejection table, the sharded catalog and every
-``zooniverse_rgb_report`` of a collection into one table with a line per
-input row.
+The contract (README, "Data products and formats"): each catalog row
+ends up in a picture or in a report line that says why not.
+`account_targets` joins the sharding command's rejection table, the
+sharded catalog and every ``zooniverse_rgb_report`` of a collection into
+one table with a line per input row.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def _file_problem(path: str, err: pydantic.ValidationError) -> str:
 @dataclasses.dataclass(frozen=True, repr=False)
 class ZooniverseCredentials:
     """How to sign in to Zooniverse: an OAuth application's client id and
-    secret (recommended: a token with the ``project`` scope, ZOONIVERSE.md
-    §2.1), or a user name and password.
+    secret (recommended: a token with the ``project`` scope,
+    doc/zooniverse_facts.md §6), or a user name and password.
 
     Parameters
     ----------

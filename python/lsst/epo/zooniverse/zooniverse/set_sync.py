@@ -79,7 +79,9 @@ _LOG = logging.getLogger(__name__)
 
 EXTERNAL_ID_METADATA_KEY = "#external_id"
 """Metadata key holding the external id of subjects created by the
-``subjects`` method (the subject create API has no ``external_id``).
+``subjects`` method (the demo stand-in refuses an ``external_id``
+attribute on ``POST /subjects``, which the real server accepts:
+doc/zooniverse_facts.md §2, issue 16).
 ``#`` hides it in the web interface; the public API still returns it."""
 
 _MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}

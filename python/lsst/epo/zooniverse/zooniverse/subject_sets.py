@@ -22,7 +22,7 @@
 """Send a project's published images to its Zooniverse project as a
 subject set (issue 5 §3).
 
-Two methods (ZOONIVERSE.md §1.5, §2.2, §7):
+Two methods (doc/zooniverse_facts.md §1, §2, §8):
 
 ``import`` (recommended)
     Write the manifest parts (at most 10,000 rows each) of the subjects
@@ -32,9 +32,10 @@ Two methods (ZOONIVERSE.md §1.5, §2.2, §7):
 ``subjects``
     Create one subject per row with remote locations (``{mime: url}``:
     Zooniverse stores the link, not the image) and the row's metadata.
-    The subject create API has no ``external_id`` (its schema refuses other
-    properties), so the external id is kept in the metadata under
-    `EXTERNAL_ID_METADATA_KEY`; each subject is linked to the set in the
+    The external id is kept in the metadata under
+    `EXTERNAL_ID_METADATA_KEY` (the real ``POST /subjects`` also takes an
+    ``external_id`` attribute, doc/zooniverse_facts.md §2; the demo
+    stand-in does not yet, issue 16); each subject is linked to the set in the
     same request that creates it (``links.subject_sets``, as the
     Zooniverse web uploader does), so a subject is never created outside
     the set.

@@ -24,7 +24,7 @@
 `shard_target_catalog` reads a catalog (CSV, Parquet, FITS binary table or
 VOTable), validates every row, and writes one ``zooniverse_targets``
 dataset per HTM level-7 trixel plus one ``zooniverse_targets_rejected``
-dataset listing every refused row with the reason (DESIGN §3). Every input
+dataset listing every refused row with the reason (README, "Data products and formats"). Every input
 row ends up in exactly one of the two, identified by its ``row_index``. A
 third table, ``zooniverse_targets_normalised``, names every published row
 whose RA was wrapped into [0, 360). The validation rules are in the
