@@ -30,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import urllib.request
 import uuid
 import zipfile
@@ -423,6 +424,48 @@ def test_one_failing_dataset_or_project_does_not_stop_the_others(tmp_path, repo,
         # no claim left behind.
         again = service.poll()
         assert len(again.errors) == 2 and again.skipped == 0
+
+
+def test_retrieval_refuses_links_files_outside_the_datastore_and_changed_files(tmp_path, repo, state_db_url):
+    linked = repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=40)
+    truncated = repo.put_rgb("u/alice/zoo/run1", patch=1, n=2, seed=41, first_id=10)
+    moved = repo.put_rgb("u/alice/zoo/run1", patch=2, n=2, seed=42, first_id=20)
+    repo.put_rgb("u/alice/zoo/run1", patch=3, n=2, seed=43, first_id=30)
+    # Bob's private file, which alice's datastore file now points to.
+    bobs = repo.put_rgb("u/bob/private/run1", patch=0, n=3, seed=44, first_id=40)
+    path = repo.butler.getURI(linked).ospath
+    os.unlink(path)
+    os.symlink(repo.butler.getURI(bobs).ospath, path)
+    path = repo.butler.getURI(truncated).ospath
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:-100])
+    # A directory of the datastore replaced by a link to one outside it.
+    directory = os.path.dirname(repo.butler.getURI(moved).ospath)
+    shutil.move(directory, tmp_path / "outside")
+    os.symlink(tmp_path / "outside", directory)
+    service, notifier = make_service(tmp_path, state_db_url)
+    with service:
+        register_alice(service, repo)
+        summary = service.poll()
+        assert summary.errors == [] and (summary.rejected, summary.quarantined) == (3, 1)
+        by_patch = {json.loads(r["data_id"])["patch"]: r for r in service.report("galaxies")}
+        assert by_patch[0]["state"] == "rejected" and by_patch[0]["reason"].startswith("retrieval.symlink: ")
+        assert by_patch[1]["state"] == "rejected"
+        assert by_patch[1]["reason"].startswith(
+            f"retrieval.size_mismatch: the retrieved file has {len(data) - 100}"
+        )
+        assert by_patch[2]["state"] == "rejected"
+        assert by_patch[2]["reason"].startswith("retrieval.outside_datastore: ")
+        assert by_patch[3]["state"] == "quarantined"
+        rejected = {r["batch"]: r["detail"] for r in service.audit_log() if r["action"] == "rejected"}
+        assert sorted(d.split(":")[0] for d in rejected.values()) == [
+            "retrieval.outside_datastore",
+            "retrieval.size_mismatch",
+            "retrieval.symlink",
+        ]
+        told = {n.batch for n in notifier.notifications if n.event == "rejected"}
+        assert told == set(rejected)
+        assert all(r["object_id"] not in ("obj40", "obj41", "obj42") for r in service.report("galaxies"))
 
 
 def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_url):

@@ -38,6 +38,7 @@ __all__ = [
     "batch_name",
 ]
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -59,6 +60,7 @@ from .policy import DataRightsPolicy
 from .progress import Progress
 from .records import DatasetRecord, ProjectRecord
 from .repository import StateRepository
+from .retrieval_checks import RetrievalRefusedError, check_datastore_file, check_retrieved_copy
 from .staging import StagingArea, sha256_file
 from .state import DATASETS, insert_ignoring_duplicates
 
@@ -420,7 +422,10 @@ class Intake:
         -------
         dataset : `~.records.DatasetRecord`
             The dataset, now ``retrieved`` (or ``rejected`` if it left the
-            repository or has a storage class the service does not take).
+            repository, has a storage class the service does not take, or
+            its file fails a ``retrieval.*`` rule of
+            `~.retrieval_checks.RULES`: a symbolic link, outside the
+            datastore root, a size or checksum other than recorded).
 
         Raises
         ------
@@ -428,7 +433,7 @@ class Intake:
             Raised if another worker took the dataset over.
         """
         butler = self.butlers.get(project.repo)
-        ref = butler.get_dataset(dataset.dataset_uuid)
+        ref = butler.get_dataset(dataset.dataset_uuid, datastore_records=True)
         directory = self.staging.batch_directory(project.name, dataset.batch)
         if ref is None:
             reason = "the dataset is no longer in the Butler repository"
@@ -443,7 +448,14 @@ class Intake:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         suffix = ".zip" if storage_class == RGB_STORAGE_CLASS else ".png"
         artifact = os.path.join(directory, "artifact" + suffix)
-        self._copy_artifact(butler, ref, directory, artifact)
+        try:
+            check_datastore_file(butler, ref)
+            self._copy_artifact(butler, ref, directory, artifact)
+            check_retrieved_copy(ref, artifact)
+        except RetrievalRefusedError as refusal:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(artifact)
+            return self._reject_before_retrieval(project, dataset, str(refusal), notify=True)
         fault_point("retrieve.copied")
         digest = sha256_file(artifact)
         with self.store.writing() as connection:
