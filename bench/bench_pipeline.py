@@ -29,8 +29,9 @@ catalog of N objects per patch (default 800) sharded into the Butler.
 
 Measured:
 
-1. baseline, the notebook way (RGB_ANCHORS §4.1), on a sample of the same
-   objects (best of three passes): per object and band
+1. baseline, the notebook way (one cutout at a time, by hand, as in a
+   tutorial notebook), on a sample of the same objects (best of three
+   passes): per object and band
    ``butler.get("deep_coadd", parameters={"bbox": box})``, astropy
    ``make_lupton_rgb``, a matplotlib figure with the axes off saved as PNG;
 2. the pipeline with ``pipetask qgraph`` then ``pipetask run -g`` with

@@ -20,7 +20,7 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 """Tests of postage stamps in the `lsst.meas.algorithms.Stamps` FITS layout
-(`zooniverse_stamps`, /work/shared/STAMPS_FORMAT.md is the spec): every
+(`zooniverse_stamps`; the layout is described in doc/stamps_format.md): every
 card and HDU our writer produces, reading files written the way afw writes
 them (by an independent raw-FITS writer in this module), padding in
 `cut_stamp`, subset reads that touch only a small part of the file, and
@@ -86,7 +86,7 @@ def verify_fits(path, allowed_warnings=()):
     """Run fitsverify on a file.
 
     A file with no repeated keyword must pass `check_fits_file` as is.
-    Repeated keywords are how the Stamps layout stores arrays (spec §3), and
+    Repeated keywords are how the Stamps layout stores arrays (doc/stamps_format.md §3), and
     fitsverify warns about every repetition; for such files the only
     warnings accepted are duplicates of the per-stamp array keywords (and
     those matching ``allowed_warnings``), and errors must be zero.
@@ -224,7 +224,7 @@ def test_writer_pins_every_card_and_hdu(tmp_path):
         primary = hdul[0].header
         assert cards(primary) == expected_primary(stamps)
         assert hdul[0].data is None
-        # Card images where the spec fixes the form.
+        # Card images where doc/stamps_format.md fixes the form.
         assert card_images(primary, "RA_DEG")[1] == "RA_DEG  = 'NAN     '"
         assert card_images(primary, "DEC_DEG")[1] == "DEC_DEG = 'NAN     '"
         assert card_images(primary, "HAS_MASK") == ["HAS_MASK=                    T"]
@@ -397,7 +397,7 @@ def test_writer_refusals(tmp_path):
 # ---------------------------------------------------------------------------
 # 2. Files written the way afw writes them, by an independent raw writer
 #
-# Everything below builds FITS bytes card by card from the spec text
+# Everything below builds FITS bytes card by card from doc/stamps_format.md
 # (cfitsio card formats, 2880-byte blocks, big-endian data) without our
 # writer or astropy's: it is the "foreign" writer.
 
@@ -470,7 +470,7 @@ def raw_primary(card_list):
 
 
 def raw_image_hdu(extname, extver, data, xy0, *, mask_planes=None, old_afw_scaling=False):
-    """An afw ``Image``/``Mask`` HDU (spec §4)."""
+    """An afw ``Image``/``Mask`` HDU (doc/stamps_format.md §4)."""
     bitpix = {np.dtype(np.float32): -32, np.dtype(np.int32): 32}[data.dtype]
     height, width = data.shape
     header = [
@@ -524,7 +524,7 @@ def raw_bintable_hdu(columns, rows, extra_cards):
 
 
 def raw_archive_hdus():
-    """An afw OutputArchive (spec §5): index plus two data catalogs that
+    """An afw OutputArchive (doc/stamps_format.md §5): index plus two data catalogs that
     share a persistence name (hence EXTVER 1 and 2).
     """
     index_columns = [
@@ -570,7 +570,7 @@ CALEXP_METADATA = [
     ("LSST ISR DOBIAS", True),
     ("AR_HDU", 5),
 ]
-"""User metadata as a calexp header would give it (spec §3,
+"""User metadata as a calexp header would give it (doc/stamps_format.md §3,
 `CalexpCutoutTask`)."""
 
 
@@ -631,7 +631,7 @@ def write_afw_file(
 
 
 def test_foreign_writer_card_formats():
-    # The raw writer's cards are the spec's (guards the foreign file itself).
+    # The raw writer's cards are doc/stamps_format.md's (guards the foreign file itself).
     assert raw_card("HAS_VARIANCE", True).rstrip() == "HIERARCH HAS_VARIANCE =      T"
     assert raw_card("HAS_ARCHIVE", False).rstrip() == "HIERARCH HAS_ARCHIVE =       F"
     assert raw_card("N_STAMPS", 3).rstrip() == "N_STAMPS=                    3"
