@@ -45,7 +45,7 @@ from lsst.epo.zooniverse.export.manifest import anonymous_subject_id
 from lsst.epo.zooniverse.export.notify import Notifier
 from lsst.epo.zooniverse.export.serve import PublicServer
 from lsst.epo.zooniverse.export.service import ExportService, ExportServiceError, PollSummary
-from lsst.epo.zooniverse.export.service_config import ServiceConfig
+from lsst.epo.zooniverse.export.service_config import ServiceConfig, ServiceConfigError
 from lsst.epo.zooniverse.export.state import (
     AUDIT_LOG,
     SCHEMA_VERSION,
@@ -466,6 +466,40 @@ def test_retrieval_refuses_links_files_outside_the_datastore_and_changed_files(t
         told = {n.batch for n in notifier.notifications if n.event == "rejected"}
         assert told == set(rejected)
         assert all(r["object_id"] not in ("obj40", "obj41", "obj42") for r in service.report("galaxies"))
+
+
+def test_a_file_that_stays_unreadable_is_rejected_after_bounded_attempts(tmp_path, repo, state_db_url):
+    vanished = repo.put_rgb("u/alice/zoo/run1", patch=0, n=2, seed=50)
+    directory = repo.put_rgb("u/alice/zoo/run1", patch=1, n=2, seed=51, first_id=10)
+    fifo = repo.put_rgb("u/alice/zoo/run1", patch=2, n=2, seed=52, first_id=20)
+    repo.put_rgb("u/alice/zoo/run1", patch=3, n=2, seed=53, first_id=30)
+    os.unlink(repo.butler.getURI(vanished).ospath)
+    path = repo.butler.getURI(directory).ospath
+    os.unlink(path)
+    os.mkdir(path)
+    path = repo.butler.getURI(fifo).ospath
+    os.unlink(path)
+    os.mkfifo(path)
+    with pytest.raises(ServiceConfigError, match="retrieval_attempts"):
+        make_service(tmp_path, state_db_url, retrieval_attempts=0)
+    service, notifier = make_service(tmp_path, state_db_url)
+    assert service.config.retrieval_attempts == 3
+    with service:
+        register_alice(service, repo)
+        for _ in range(2):
+            summary = service.poll()
+            assert len(summary.errors) == 3 and summary.rejected == 0, summary.errors
+        summary = service.poll()
+        assert summary.errors == [] and summary.rejected == 3
+        by_patch = {json.loads(r["data_id"])["patch"]: r for r in service.report("galaxies")}
+        for patch, kind in ((0, "missing"), (1, "a directory"), (2, "a FIFO")):
+            assert by_patch[patch]["state"] == "rejected", by_patch[patch]
+            assert by_patch[patch]["reason"].startswith("retrieval.unavailable: ")
+            assert kind in by_patch[patch]["reason"] and "(3 attempts)" in by_patch[patch]["reason"]
+        assert by_patch[3]["state"] == "quarantined"
+        told = {n.batch for n in notifier.notifications if n.event == "rejected"}
+        assert told == {by_patch[k]["batch"] for k in (0, 1, 2)}
+        assert service.poll().errors == []
 
 
 def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_url):

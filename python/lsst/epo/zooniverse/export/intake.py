@@ -48,6 +48,8 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
+
 from lsst.resources import ResourcePath
 
 from ..timestamps import utc_now_iso
@@ -60,9 +62,14 @@ from .policy import DataRightsPolicy
 from .progress import Progress
 from .records import DatasetRecord, ProjectRecord
 from .repository import StateRepository
-from .retrieval_checks import RetrievalRefusedError, check_datastore_file, check_retrieved_copy
+from .retrieval_checks import (
+    RetrievalRefusedError,
+    RetrievalUnavailableError,
+    check_datastore_file,
+    check_retrieved_copy,
+)
 from .staging import StagingArea, sha256_file
-from .state import DATASETS, insert_ignoring_duplicates
+from .state import AUDIT_LOG, DATASETS, insert_ignoring_duplicates
 
 _LOG = logging.getLogger(__name__)
 
@@ -144,6 +151,7 @@ class IntakeContext:
     butlers: ButlerCache
     policy: DataRightsPolicy
     checks: DatasetChecks
+    retrieval_attempts: int = 3
 
 
 class Intake:
@@ -165,6 +173,7 @@ class Intake:
         self.butlers = context.butlers
         self.policy = context.policy
         self.checks = context.checks
+        self.retrieval_attempts = context.retrieval_attempts
         self.actor = f"poll@{context.claims.worker}"
 
     def poll(self, projects: list[ProjectRecord], progress: Progress) -> PollSummary:
@@ -389,6 +398,41 @@ class Intake:
             )
         return dataclasses.replace(dataset, state="rejected", reason=reason)
 
+    def _copy_checked(
+        self, butler: Any, ref: Any, project: ProjectRecord, dataset: DatasetRecord, artifact: str
+    ) -> None:
+        """Check the dataset's file, copy it to ``artifact`` and check the
+        copy; raise `~.retrieval_checks.RetrievalRefusedError` if a
+        ``retrieval.*`` rule refuses it (``retrieval.unavailable`` once
+        its file was unavailable ``retrieval_attempts`` times).
+        """
+        try:
+            check_datastore_file(butler, ref)
+        except RetrievalUnavailableError as err:
+            if self._failed_retrievals(project, dataset) + 1 < self.retrieval_attempts:
+                raise  # Recorded as an error; a later poll tries again.
+            raise RetrievalRefusedError(
+                "retrieval.unavailable", f"{err} ({self.retrieval_attempts} attempts)"
+            ) from None
+        self._copy_artifact(butler, ref, os.path.dirname(artifact), artifact)
+        check_retrieved_copy(ref, artifact)
+
+    def _failed_retrievals(self, project: ProjectRecord, dataset: DatasetRecord) -> int:
+        """Return how many earlier polls found the dataset's file
+        unavailable (their audited errors).
+        """
+        with self.store.reading() as connection:
+            return connection.execute(
+                sa.select(sa.func.count())
+                .select_from(AUDIT_LOG)
+                .where(
+                    AUDIT_LOG.c.action == "error",
+                    AUDIT_LOG.c.project == project.name,
+                    AUDIT_LOG.c.batch == dataset.batch,
+                    AUDIT_LOG.c.detail.startswith(f"{RetrievalUnavailableError.__name__}: "),
+                )
+            ).scalar_one()
+
     def _copy_artifact(self, butler: Any, ref: Any, directory: str, artifact: str) -> None:
         """Copy a dataset's one file from the Butler to ``artifact``."""
         incoming = os.path.join(directory, ".incoming")
@@ -449,9 +493,7 @@ class Intake:
         suffix = ".zip" if storage_class == RGB_STORAGE_CLASS else ".png"
         artifact = os.path.join(directory, "artifact" + suffix)
         try:
-            check_datastore_file(butler, ref)
-            self._copy_artifact(butler, ref, directory, artifact)
-            check_retrieved_copy(ref, artifact)
+            self._copy_checked(butler, ref, project, dataset, artifact)
         except RetrievalRefusedError as refusal:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(artifact)

@@ -26,12 +26,22 @@ is a symbolic link or lies outside every datastore root (a PI who can write
 in the datastore could otherwise make the service publish another user's
 file); after it, `check_retrieved_copy` compares the copy with the size and
 checksum the datastore recorded when the dataset was written.  A refusal is
-a `RetrievalRefusedError` whose rule names the check (`RULES`).
+a `RetrievalRefusedError` whose rule names the check (`RULES`).  A file
+that is missing, or is a directory, a FIFO or anything but a regular file,
+raises `RetrievalUnavailableError`: the poll fails and a later one tries
+again (the file may come back), up to a bounded number of attempts
+(``retrieval.unavailable``).
 """
 
 from __future__ import annotations
 
-__all__ = ["RULES", "RetrievalRefusedError", "check_datastore_file", "check_retrieved_copy"]
+__all__ = [
+    "RULES",
+    "RetrievalRefusedError",
+    "RetrievalUnavailableError",
+    "check_datastore_file",
+    "check_retrieved_copy",
+]
 
 import hashlib
 import os
@@ -39,6 +49,7 @@ import stat
 from typing import Any
 
 RULES: dict[str, str] = {
+    "retrieval.unavailable": "the dataset's file stayed missing, a directory or not a regular file",
     "retrieval.symlink": "the datastore file is a symbolic link",
     "retrieval.outside_datastore": "the datastore file is outside every datastore root",
     "retrieval.size_mismatch": "the retrieved file's size differs from the datastore record's file_size",
@@ -63,6 +74,12 @@ class RetrievalRefusedError(Exception):
         self.rule = rule
 
 
+class RetrievalUnavailableError(RuntimeError):
+    """Raised when a dataset's file cannot be read now: missing, or not a
+    regular file.
+    """
+
+
 def check_datastore_file(butler: Any, ref: Any) -> None:
     """Refuse a local datastore file that is a symbolic link or lies
     outside the datastore roots.
@@ -78,6 +95,9 @@ def check_datastore_file(butler: Any, ref: Any) -> None:
     ------
     RetrievalRefusedError
         Raised for ``retrieval.symlink`` or ``retrieval.outside_datastore``.
+    RetrievalUnavailableError
+        Raised if the file is missing, or is a directory, a FIFO or
+        anything but a regular file.
     """
     uri = butler.getURI(ref)
     if not uri.isLocal:
@@ -86,7 +106,12 @@ def check_datastore_file(butler: Any, ref: Any) -> None:
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        return  # The copy fails and says so.
+        raise RetrievalUnavailableError("the dataset's file is missing from the datastore") from None
+    if not (stat.S_ISLNK(mode) or stat.S_ISREG(mode)):
+        kind = "not a regular file"
+        if stat.S_ISDIR(mode) or stat.S_ISFIFO(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO"
+        raise RetrievalUnavailableError(f"the dataset's file in the datastore is {kind}")
     if stat.S_ISLNK(mode):
         raise RetrievalRefusedError(
             "retrieval.symlink", "the dataset's file in the datastore is a symbolic link; it is not followed"

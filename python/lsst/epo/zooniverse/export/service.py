@@ -124,6 +124,7 @@ class ExportService:
                 butlers=self.butlers,
                 policy=config.policy,
                 checks=self.checks,
+                retrieval_attempts=config.retrieval_attempts,
             )
         )
         self.decisions = Decisions(self.repository, self.staging, self.notices)

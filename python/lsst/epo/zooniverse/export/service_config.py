@@ -32,6 +32,7 @@ A YAML file (``zooniverse-epo --config FILE``, or the environment variable
     public_url: http://127.0.0.1:8080/    # URL prefix that serves public_root
     policy: policy.yaml                   # doc/export_policy.md
     claim_seconds: 600                    # lease of a worker on a dataset
+    retrieval_attempts: 3                 # polls that may fail to read a file
     notify:                               # notifiers (log by default)
       - type: log
     review:                               # operators' review page (serve)
@@ -199,6 +200,7 @@ class _ServiceFile(SettingsModel):
     public_url: str | None = None
     policy: Annotated[Any, pydantic.BeforeValidator(_policy_value)] = None
     claim_seconds: _Seconds = 600.0
+    retrieval_attempts: int = 3
     notify: Annotated[list[Any], pydantic.BeforeValidator(_sequence)] | None = None
     review: _Review | None = None
 
@@ -208,6 +210,13 @@ class _ServiceFile(SettingsModel):
         if not seconds > 0:
             raise SettingValueError("a positive number of seconds")
         return seconds
+
+    @pydantic.field_validator("retrieval_attempts")
+    @classmethod
+    def _attempts(cls, attempts: int) -> int:
+        if attempts < 1:
+            raise SettingValueError("a positive whole number of attempts")
+        return attempts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,6 +346,9 @@ class ServiceConfig:
     `~lsst.epo.zooniverse.export.notify.notifier_from_config`)."""
     claim_seconds: float = 600.0
     """How long a worker's claim on a dataset lasts without renewal."""
+    retrieval_attempts: int = 3
+    """How many polls may find a dataset's file missing, a directory or
+    otherwise not a regular file before the dataset is rejected."""
     review: ReviewSettings | None = None
     """Operators of the review page; `None` if it is not configured."""
 
@@ -394,6 +406,7 @@ class ServiceConfig:
             policy=_policy(settings.policy, base, source),
             notify=notify,
             claim_seconds=settings.claim_seconds,
+            retrieval_attempts=settings.retrieval_attempts,
             review=review,
             **_locations(settings, base),
         )
