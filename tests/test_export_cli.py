@@ -228,6 +228,35 @@ def free_port():
         return s.getsockname()[1]
 
 
+def test_serve_answers_200_concurrent_status_requests(tmp_path):
+    import concurrent.futures
+    import threading
+    import time
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    repo = ExportRepo(str(tmp_path / "repo"))
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/state.sqlite3", public_url=url)
+    cli(config, *register_args(repo))
+    barrier = threading.Barrier(200, timeout=60)
+
+    def fetch(_):
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(url + "status.json", timeout=60) as response:
+                return response.status, b'"galaxies"' in response.read()
+        except OSError as err:
+            return repr(err), False
+
+    with serving(config, port, url + "status.json"):
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(200) as pool:
+            answers = list(pool.map(fetch, range(200)))
+        elapsed = time.monotonic() - start
+    assert [a for a in answers if a != (200, True)] == []
+    assert elapsed < 60
+
+
 def test_serve_publishes_every_reported_url(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

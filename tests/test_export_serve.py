@@ -290,6 +290,14 @@ def test_concurrent_fetches(server, public):
         assert body == expected[name]
 
 
+def test_listen_backlog(public):
+    server = PublicServer(str(public))
+    try:
+        assert server._server.request_queue_size >= 128
+    finally:
+        server.stop()
+
+
 def test_serve_forever_stop(public):
     server = PublicServer(str(public))
     thread = threading.Thread(target=server.serve_forever)

@@ -502,6 +502,29 @@ def test_a_file_that_stays_unreadable_is_rejected_after_bounded_attempts(tmp_pat
         assert service.poll().errors == []
 
 
+def test_status_under_concurrency_does_not_exhaust_the_connection_pool(tmp_path, repo, monkeypatch):
+    import concurrent.futures
+    import time
+
+    import sqlalchemy as sa
+
+    create_engine = sa.create_engine
+
+    def small_pool(url, **kwargs):
+        return create_engine(url, **kwargs, pool_size=2, max_overflow=0, pool_timeout=5)
+
+    monkeypatch.setattr(sa, "create_engine", small_pool)
+    service, _ = make_service(tmp_path, f"sqlite:///{tmp_path}/state.sqlite3")
+    with service:
+        assert service.store.engine.pool.size() == 2
+        register_alice(service, repo)
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda _: service.status(), range(200)))
+        assert time.monotonic() - start < 30
+        assert all(list(r["projects"]) == ["galaxies"] for r in results)
+
+
 def test_a_worker_that_lost_its_claim_writes_nothing(tmp_path, repo, state_db_url):
     from lsst.epo.zooniverse.export.claims import ClaimLostError
     from lsst.epo.zooniverse.export.state import DATASETS

@@ -106,8 +106,11 @@ class Reports:
         `~.service.ExportService.status`.
         """
         result: dict[str, Any] = {"public_url": self.public.url_prefix, "projects": {}}
+        # The projects are read first: asking the pool for a second
+        # connection while holding one deadlocks it under load.
+        records = self.repository.selected_projects(project)
         with self.store.reading() as connection:
-            for record in self.repository.selected_projects(project):
+            for record in records:
                 datasets = dict(
                     connection.execute(
                         sa.select(DATASETS.c.state, sa.func.count())

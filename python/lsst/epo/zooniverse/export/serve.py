@@ -87,6 +87,9 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     # Do not wait for slow clients when stopping.
     block_on_close = False
+    # listen() backlog: socketserver's default of 5 refuses connections
+    # (resets) under a burst of clients.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], public: PublicServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
