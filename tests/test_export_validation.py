@@ -1089,7 +1089,7 @@ def test_text_bomb_in_anonymised_image(tmp_path):
 
 def test_policy_defaults():
     policy = DataRightsPolicy()
-    assert policy.max_png_bytes == 1000 * 1024  # ZOONIVERSE.md §1.4, PFE MAX_FILE_SIZE.
+    assert policy.max_png_bytes == 1000 * 1024  # doc/zooniverse_facts.md §3, PFE MAX_FILE_SIZE.
     assert policy.max_entry_uncompressed_bytes == 8 * 1024**2
     assert policy.dataset_types == ("zooniverse_rgb", "zooniverse_cutout")
     assert policy.collection_patterns == ("u/{owner}/*",)

@@ -180,7 +180,7 @@ class DataRightsPolicy:
 
     max_png_bytes: int = 1_000 * 1024
     """Largest PNG file: the Zooniverse lab uploader refuses files over
-    ``1000 * 1024`` bytes (ZOONIVERSE.md §1.4).
+    ``1000 * 1024`` bytes (doc/zooniverse_facts.md §3).
     """
 
     max_png_width: int = 4096

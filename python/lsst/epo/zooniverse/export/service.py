@@ -22,7 +22,7 @@
 """The EPO export service: PI projects, polling, retrieval, validation,
 quarantine, approval and publication, with an audit log.
 
-States (DESIGN §5)::
+States (doc/architecture.md)::
 
     dataset: discovered -> retrieved -> (validated) -> quarantined
              -> approved -> published, or rejected (with a reason)
