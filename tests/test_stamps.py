@@ -86,10 +86,11 @@ def verify_fits(path, allowed_warnings=()):
     """Run fitsverify on a file.
 
     A file with no repeated keyword must pass `check_fits_file` as is.
-    Repeated keywords are how the Stamps layout stores arrays (doc/stamps_format.md §3), and
-    fitsverify warns about every repetition; for such files the only
-    warnings accepted are duplicates of the per-stamp array keywords (and
-    those matching ``allowed_warnings``), and errors must be zero.
+    Repeated keywords are how the Stamps layout stores arrays
+    (doc/stamps_format.md §3), and fitsverify warns about every
+    repetition; for such files the only warnings accepted are duplicates
+    of the per-stamp array keywords (and those matching
+    ``allowed_warnings``), and errors must be zero.
     """
     with fits.open(path) as hdul:
         repeated = any(
@@ -524,8 +525,8 @@ def raw_bintable_hdu(columns, rows, extra_cards):
 
 
 def raw_archive_hdus():
-    """An afw OutputArchive (doc/stamps_format.md §5): index plus two data catalogs that
-    share a persistence name (hence EXTVER 1 and 2).
+    """An afw OutputArchive (doc/stamps_format.md §5): index plus two data
+    catalogs that share a persistence name (hence EXTVER 1 and 2).
     """
     index_columns = [
         ("id", "1J", ">i4"),
@@ -631,7 +632,8 @@ def write_afw_file(
 
 
 def test_foreign_writer_card_formats():
-    # The raw writer's cards are doc/stamps_format.md's (guards the foreign file itself).
+    # The raw writer's cards are doc/stamps_format.md's (guards the foreign
+    # file itself).
     assert raw_card("HAS_VARIANCE", True).rstrip() == "HIERARCH HAS_VARIANCE =      T"
     assert raw_card("HAS_ARCHIVE", False).rstrip() == "HIERARCH HAS_ARCHIVE =       F"
     assert raw_card("N_STAMPS", 3).rstrip() == "N_STAMPS=                    3"
