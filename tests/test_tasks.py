@@ -671,3 +671,55 @@ def test_compose_rgb_no_data_is_black_with_the_sky_black_point():
     assert (picture[4:].max(axis=2) > 0).mean() > 0.9  # the sky is not black
     frame = result.rgb.frames[0]["g"][::-1]
     assert frame[10, 10] == 0 and (frame[:4] == 0).all()
+
+
+@pytest.mark.parametrize("quarter_turns", [0, 1, 2, 3])
+@pytest.mark.parametrize("flip_x", [False, True])
+@pytest.mark.parametrize("output_size", [0, 37])
+def test_picture_wcs_keeps_sip_terms_through_turns(quarter_turns, flip_x, output_size):
+    # A TAN-SIP stamp WCS: after the north-up turn (and a resize) the
+    # picture's WCS, as written in its text chunk and read back, puts every
+    # picture pixel where the stamp's WCS puts the stamp pixel it came from.
+    from lsst.epo.zooniverse.formats.wcs_metadata import wcs_from_header_string, wcs_to_header_string
+    from lsst.epo.zooniverse.pipeline.orientation import orient_picture
+
+    height, width = 21, 25
+    wcs = astropy.wcs.WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [9.0, 12.0]
+    wcs.wcs.cd = np.array([[-5e-5, 1e-6], [2e-6, 5e-5]])
+    a = np.zeros((4, 4))
+    b = np.zeros((4, 4))
+    a[2, 0], a[1, 1], a[0, 2], a[3, 0] = 3e-4, -2e-4, 1e-4, 2e-5
+    b[2, 0], b[1, 1], b[0, 2], b[0, 3] = -1e-4, 2e-4, 3e-4, -3e-5
+    wcs.sip = astropy.wcs.Sip(a, b, None, None, wcs.wcs.crpix)
+    wcs.wcs.set()
+    # Each stamp pixel's value is its own index, so the picture says where
+    # each of its pixels came from (without resizing).
+    stamp = np.zeros((height, width, 3), np.uint8)
+    picture, picture_wcs = orient_picture(stamp, wcs, quarter_turns, flip_x, output_size)
+    assert picture_wcs.sip is not None
+    read = wcs_from_header_string(wcs_to_header_string(picture_wcs))
+    size = picture.shape[0]
+    # The four picture corners and centre (0-based, y up) map to stamp
+    # pixels through the affine map of the orientation; compare on the sky.
+    points = np.array(
+        [[0, 0], [picture.shape[1] - 1, 0], [0, size - 1], [picture.shape[1] - 1, size - 1]], float
+    )
+    ra, dec = read.all_pix2world(points[:, 0], points[:, 1], 0)
+    x, y = wcs.all_world2pix(ra, dec, 0)
+    # Where those sky positions fall on the stamp must be a stamp pixel grid
+    # position consistent with the orientation: corners go to corners.
+    corners = {(round(float(u), 6), round(float(v), 6)) for u, v in zip(x, y)}
+    if output_size == 0:
+        expected = {(0.0, 0.0), (width - 1.0, 0.0), (0.0, height - 1.0), (width - 1.0, height - 1.0)}
+    else:
+        scale_x, scale_y = (width, height) if quarter_turns % 2 == 0 else (height, width)
+        half = 0.5 * np.array([scale_x, scale_y]) / output_size - 0.5
+        low_x, low_y = half
+        high_x, high_y = (output_size - 1 + 0.5) * np.array([scale_x, scale_y]) / output_size - 0.5
+        if quarter_turns % 2:
+            low_x, low_y, high_x, high_y = low_y, low_x, high_y, high_x
+        expected = {(round(u, 6), round(v, 6)) for u in (low_x, high_x) for v in (low_y, high_y)}
+    assert corners == expected, (corners, expected)

@@ -94,8 +94,59 @@ def affine_wcs(wcs: astropy.wcs.WCS, matrix: np.ndarray, offset: np.ndarray) -> 
     else:
         result.wcs.pc = cd
         result.wcs.cdelt = [1.0, 1.0]
+    if wcs.sip is not None:
+        # SIP terms are polynomials of the pixel offsets from CRPIX: with
+        # u = matrix @ v they become inv(matrix) @ f(matrix @ v).
+        inverse = np.linalg.inv(matrix)
+        result.sip = astropy.wcs.Sip(
+            *_turned_sip(wcs.sip.a, wcs.sip.b, matrix, inverse),
+            *(
+                _turned_sip(wcs.sip.ap, wcs.sip.bp, matrix, inverse)
+                if wcs.sip.ap is not None
+                else (None, None)
+            ),
+            p0 + 1.0,
+        )
     result.wcs.set()
     return result
+
+
+def _polynomial_product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Return the product of two polynomials in (x, y) given as
+    coefficient arrays ``c[i, j]`` of ``x**i * y**j``.
+    """
+    product = np.zeros((left.shape[0] + right.shape[0] - 1, left.shape[1] + right.shape[1] - 1))
+    for i, j in zip(*np.nonzero(left)):
+        product[i : i + right.shape[0], j : j + right.shape[1]] += left[i, j] * right
+    return product
+
+
+def _substituted(coefficients: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Return ``f(matrix @ v)`` as coefficients in ``v``, ``f`` given by
+    ``coefficients`` (``c[p, q]`` of ``u1**p * u2**q``).
+    """
+    size = coefficients.shape[0]
+    first = np.array([[0.0, matrix[0, 1]], [matrix[0, 0], 0.0]])  # u1 = m00 v1 + m01 v2
+    second = np.array([[0.0, matrix[1, 1]], [matrix[1, 0], 0.0]])  # u2 = m10 v1 + m11 v2
+    powers_first, powers_second = [np.ones((1, 1))], [np.ones((1, 1))]
+    for _ in range(size - 1):
+        powers_first.append(_polynomial_product(powers_first[-1], first))
+        powers_second.append(_polynomial_product(powers_second[-1], second))
+    result = np.zeros((2 * size, 2 * size))
+    for p, q in zip(*np.nonzero(coefficients)):
+        term = coefficients[p, q] * _polynomial_product(powers_first[p], powers_second[q])
+        result[: term.shape[0], : term.shape[1]] += term
+    return result[:size, :size]  # The degree does not grow.
+
+
+def _turned_sip(
+    a: np.ndarray, b: np.ndarray, matrix: np.ndarray, inverse: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the SIP coefficients ``(a, b)`` of
+    ``inverse @ f(matrix @ v)``.
+    """
+    first, second = _substituted(np.asarray(a, float), matrix), _substituted(np.asarray(b, float), matrix)
+    return inverse[0, 0] * first + inverse[0, 1] * second, inverse[1, 0] * first + inverse[1, 1] * second
 
 
 def orient_picture(
