@@ -188,6 +188,44 @@ def test_subject_row_anonymised_refuses_identifying_url(url):
 
 
 @pytest.mark.parametrize(
+    "column, value",
+    [
+        ("bands", "i,r,g 1234"),
+        ("stretch", "asinh(Q=8) for object 1234"),
+        ("stretch", "centred on 150.1235"),
+        ("bands", "dec=-2.345678"),
+    ],
+)
+def test_subject_row_anonymised_refuses_identifying_metadata(column, value):
+    kwargs = {
+        "project": "galaxies",
+        "batch": "b1",
+        "entry": "img-0001.png",
+        "object_id": "1234",
+        "url": f"{PREFIX}galaxies/b1/img-0001.png",
+        "index_row": index_row("1234", **{column: value}),
+    }
+    with pytest.raises(ManifestError, match=f"'{column}'"):
+        subject_row(metadata_policy="anonymised", **kwargs)
+    full = subject_row(metadata_policy="full", **kwargs)
+    assert value in full.metadata.values()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["150.123456", "asinh near -2.3457", "object 4711000000000001", "id=1234567890"],
+)
+def test_validate_manifest_anonymised_flags_identifying_values(tmp_path, value):
+    path = tmp_path / "m.csv"
+    path.write_bytes(manifest(rows=[GOOD_ROWS[0], f"s-2,{PREFIX}p/b/2.png,{value},asinh"]))
+    findings = validate_manifest(str(path), metadata_policy="anonymised")
+    assert [(f.rule, f.line, f.column) for f in findings] == [
+        ("manifest.identifying_metadata_value", 3, "metadata:bands")
+    ]
+    assert validate_manifest(str(path)) == []
+
+
+@pytest.mark.parametrize(
     "change, error",
     [
         ({"object_id": ""}, ManifestError),
@@ -465,10 +503,13 @@ def test_full_manifest_fails_anonymised_check(tmp_path):
         metadata_policy="full",
     )
     (path,) = write_manifests([row], str(tmp_path))
-    rules = {f.rule for f in validate_manifest(path, metadata_policy="anonymised")}
-    assert rules == {"manifest.identifying_metadata_key"}
-    keys = {f.column for f in validate_manifest(path, metadata_policy="anonymised")}
+    findings = validate_manifest(path, metadata_policy="anonymised")
+    rules = {f.rule for f in findings}
+    assert rules == {"manifest.identifying_metadata_key", "manifest.identifying_metadata_value"}
+    keys = {f.column for f in findings if f.rule == "manifest.identifying_metadata_key"}
     assert keys == {f"metadata:#{k}" for k in ("object_id", "ra", "dec", "skymap", "tract", "patch")}
+    values = {f.column for f in findings if f.rule == "manifest.identifying_metadata_value"}
+    assert values == {"metadata:#ra", "metadata:#dec"}
 
 
 # --- validate_manifest: one failing case per rule ---------------------------
@@ -559,6 +600,12 @@ CASES = [
         with_location(f"{PREFIX}p/b/150.12345.png"),
         {"metadata_policy": "anonymised"},
         2,
+    ),
+    (
+        "manifest.identifying_metadata_value",
+        manifest(rows=[GOOD_ROWS[0], f"s-2,{PREFIX}p/b/2.png,gri,asinh near 150.1234"]),
+        {"metadata_policy": "anonymised"},
+        3,
     ),
 ]
 

@@ -29,6 +29,7 @@ whole artifact or only one image is rejected, and that nothing was written
 outside the output directory.
 """
 
+import csv
 import hashlib
 import io
 import os
@@ -1241,3 +1242,98 @@ def test_allows_collection_patterns():
     assert policy.allows_collection("epo/shared/alice-2026", "alice")
     assert not policy.allows_collection("epo/shared/bob-2026", "alice")
     assert not DataRightsPolicy(collection_patterns=()).allows_collection("u/alice/x", "alice")
+
+
+# ---------------------------------------------------------------------------
+# Metadata policy: every chunk that can carry text (issue 15 §6)
+
+
+def png_with(extra, before_idat=True):
+    """A small PNG with the chunks ``extra`` added before (or after) its
+    pixel data.
+    """
+    base = png_chunks(small_png(seed=11))
+    ihdr, idats, iend = base[0], [c for c in base if c[0] == b"IDAT"], base[-1]
+    if before_idat:
+        return assemble_png([ihdr, *extra, *idats, iend])
+    return assemble_png([ihdr, *idats, *extra, iend])
+
+
+ICC_PROFILE = b"\0\0\x02\x0cacspdesc" + "obj 4711000000000001".encode("utf-16-be") + b"\0" * 32
+LEAKY_CHUNKS = {
+    "iccp name": (b"iCCP", b"4711000000000001 at 150.123456\0\0" + zlib.compress(b"\0" * 64)),
+    "iccp name coordinate": (b"iCCP", b"sky 150.1235\0\0" + zlib.compress(b"\0" * 64)),
+    "iccp profile utf-16": (b"iCCP", b"sRGB\0\0" + zlib.compress(ICC_PROFILE)),
+    "ztxt kept key": (b"zTXt", b"stretch\0\0" + zlib.compress(b"asinh for 4711000000000001")),
+    "itxt translated keyword": (b"iTXt", b"bands\0\0\0en\0object 4711000000000001\0g,r,i"),
+    "itxt compressed": (b"iTXt", b"bands\0\x01\0\0\0" + zlib.compress(b"g,r,i ra=150.123456")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEAKY_CHUNKS))
+def test_anonymised_checks_every_text_bearing_chunk(tmp_path, case):
+    path = tmp_path / "in" / "cutout.png"
+    path.parent.mkdir()
+    # The cutout's own ra text chunk (stripped) gives its coordinate.
+    path.write_bytes(png_with([(b"tEXt", b"ra\x00150.123456"), LEAKY_CHUNKS[case]]))
+    result = run_png(tmp_path, path, metadata_policy="anonymised")
+    assert rejected_rules(result) == {("metadata.identifying", "cutout.png")}, result.rejected
+    assert result.accepted == ()
+    assert run_png(tmp_path, path, metadata_policy="full").rejected == ()
+
+
+def test_anonymised_checks_every_copy_of_a_kept_key(tmp_path):
+    """Two tEXt chunks with the same kept keyword: the first one counts too."""
+    leaky = (b"tEXt", b"bands\0g,r,i 4711000000000001")
+    clean = (b"tEXt", b"bands\0g,r,i")
+    path = tmp_path / "in" / "cutout.png"
+    path.parent.mkdir()
+    path.write_bytes(png_with([leaky, clean]))
+    result = run_png(tmp_path, path, metadata_policy="anonymised")
+    assert rejected_rules(result) == {("metadata.identifying", "cutout.png")}
+
+
+def test_anonymised_keeps_a_clean_iccp_and_drops_exif(tmp_path):
+    iccp = (b"iCCP", b"sRGB IEC61966-2.1\0\0" + zlib.compress(b"\0\0\x02\x0cacsp" + b"\0" * 64))
+    exif = (b"eXIf", b"MM\0*\0\0\0\x08 4711000000000001 150.123456")
+    path = tmp_path / "in" / "cutout.png"
+    path.parent.mkdir()
+    path.write_bytes(png_with([iccp, exif]))
+    result = run_png(tmp_path, path, metadata_policy="anonymised")
+    assert result.rejected == () and len(result.accepted) == 1
+    published = open(result.accepted[0].path, "rb").read()
+    assert [t for t, _ in png_chunks(published)].count(b"iCCP") == 1
+    assert b"4711000000000001" not in published and result.accepted[0].stripped == ("eXIf",)
+
+
+def test_anonymised_iccp_bomb_is_refused(tmp_path):
+    bomb = (b"iCCP", b"sRGB\0\0" + zlib.compress(b"\0" * (3 << 20), 9))
+    path = tmp_path / "in" / "cutout.png"
+    path.parent.mkdir()
+    path.write_bytes(png_with([bomb]))
+    result = run_png(tmp_path, path, metadata_policy="anonymised")
+    assert rejected_rules(result) == {("png.corrupt", "cutout.png")}
+    assert "inflates to more than" in result.rejected[0].finding.message
+
+
+@pytest.mark.parametrize("column", ["bands", "stretch"])
+def test_anonymised_index_values_are_checked(tmp_path, column):
+    """index.csv values that reach the manifest are checked even when the
+    PNG's own text is clean.
+    """
+    entries = zip_entries(good_zip(tmp_path))
+    rows = list(csv.DictReader(io.StringIO(entries["index.csv"].decode("utf-8"))))
+    leaks = {1: f"near {rows[1]['ra'][:9]}", 2: f"{rows[2]['object_id']} field"}
+    for k, text in leaks.items():
+        rows[k][column] = text
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = with_entries(tmp_path, {"index.csv": out.getvalue().encode("utf-8")}, name="leaky.zip")
+    result = run_zip(tmp_path, path, metadata_policy="anonymised")
+    assert result.ok, result.artifact_findings
+    assert rejected_rules(result) == {("metadata.identifying", f"{IDS[k]}.png") for k in leaks}
+    assert all(f"'{column}'" in r.finding.message for r in result.rejected)
+    assert [a.entry for a in result.accepted] == [f"{IDS[k]}.png" for k in (0, 3)]
+    assert run_zip(tmp_path, path, metadata_policy="full").rejected == ()

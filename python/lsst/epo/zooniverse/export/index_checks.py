@@ -26,21 +26,63 @@
 that it names each PNG entry exactly once, as a picture or as a band
 frame of one.  Problems are added to an
 `~lsst.epo.zooniverse.export.validation_results.ArtifactFindings`: each
-rejects the whole artifact.
+rejects the whole artifact.  `identifying_index_value` finds, for an
+anonymised project, an object id or coordinate in the columns that reach
+its manifest (`ANONYMISED_COLUMNS`).
 """
 
 from __future__ import annotations
 
-__all__ = ["match_index", "parse_index"]
+__all__ = ["ANONYMISED_COLUMNS", "identifying_index_value", "match_index", "parse_index"]
 
 import csv
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME
+from .anonymisation import IdentifyingValues
 from .content_sniffing import archive_kind
 from .validation_results import ArtifactFindings, show_name
+
+ANONYMISED_COLUMNS = ("bands", "stretch")
+"""The ``index.csv`` columns whose values reach the manifest of an
+anonymised project (`~lsst.epo.zooniverse.export.manifest.subject_row`).
+"""
+
+
+def identifying_index_value(
+    row: Mapping[str, str], object_id: str, columns: Iterable[str] = ANONYMISED_COLUMNS
+) -> tuple[str, str] | None:
+    """Find the object id or a coordinate in the published columns of an
+    ``index.csv`` row.
+
+    Parameters
+    ----------
+    row : `~collections.abc.Mapping` [`str`, `str`]
+        The row, every value as text; its ``ra`` and ``dec`` are the
+        coordinates looked for.
+    object_id : `str`
+        The object id looked for.
+    columns : `~collections.abc.Iterable` [`str`], optional
+        The columns searched (those an anonymised manifest publishes).
+
+    Returns
+    -------
+    found : `tuple` [`str`, `str`] or `None`
+        The column and the identifying value found in it (as
+        `~lsst.epo.zooniverse.export.anonymisation.IdentifyingValues`
+        finds it), or `None`.
+    """
+    identifying = IdentifyingValues(object_id, [row.get("ra", ""), row.get("dec", "")])
+    for column in columns:
+        value = row.get(column)
+        if value is None:
+            continue
+        found = identifying.find(value)
+        if found is not None:
+            return column, found
+    return None
 
 
 def parse_index(data: bytes, findings: ArtifactFindings) -> list[dict[str, str]] | None:

@@ -72,6 +72,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from ..formats.rgb_collection import METADATA_POLICIES, normalize_metadata_policy
 from .anonymisation import contains_token, looks_like_coordinate
 from .csv_cells import escape_csv_row
+from .index_checks import ANONYMISED_COLUMNS, identifying_index_value
 from .manifest_format import EXTERNAL_ID_HEADER, LOCATION_EXTENSIONS, MANIFEST_ROW_LIMIT, location_problems
 from .manifest_validation import RULES, ManifestFinding, format_finding, main, validate_manifest
 
@@ -91,7 +92,7 @@ _FULL_KEYS = {
     "coverage": "!coverage",
     "stretch": "!stretch",
 }
-_ANONYMISED_KEYS = {"bands": "bands", "stretch": "!stretch"}
+_ANONYMISED_KEYS = {column: _FULL_KEYS[column] for column in ANONYMISED_COLUMNS}
 _OPAQUE_NAME = re.compile(r"(?<![A-Za-z0-9])[bs]-[0-9a-f]{12,}(?![0-9a-f])")
 
 
@@ -219,7 +220,8 @@ def subject_row(
         public API returns it.  For ``anonymised``: external id
         ``s-<24 hex digits>`` (start of the SHA-256 of ``<project>``, a
         NUL character and ``<object_id>``), metadata ``bands`` and
-        ``!stretch`` only.
+        ``!stretch`` only, which may not hold the object id or its
+        coordinates.
 
     Raises
     ------
@@ -227,7 +229,8 @@ def subject_row(
         Raised if the project or object id is empty, ``index_row`` names
         another object, an extra column name is empty or holds a colon, a
         URL would not import as an image, or, for ``anonymised``, a URL
-        holds the object id or a coordinate.
+        holds the object id or a coordinate, or a published metadata value
+        holds the object id or its coordinates.
     ValueError
         Raised for an unknown metadata policy.
     """
@@ -263,6 +266,12 @@ def subject_row(
         for column, key in _ANONYMISED_KEYS.items():
             if column in index_row:
                 metadata[key] = index_row[column]
+        leak = identifying_index_value(index_row, object_id, _ANONYMISED_KEYS)
+        if leak is not None:
+            raise ManifestError(
+                f"{where}: anonymised project, but index.csv column {leak[0]!r} holds the identifying "
+                f"value {leak[1]!r} (object id or coordinate); it may not reach the manifest."
+            )
         secrets = [object_id] + [index_row.get(c, "") for c in ("ra", "dec")]
         for location in locations:
             if not isinstance(location, str):

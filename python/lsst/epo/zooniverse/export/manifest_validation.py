@@ -36,6 +36,7 @@ __all__ = ["RULES", "ManifestFinding", "format_finding", "main", "validate_manif
 import argparse
 import csv
 import dataclasses
+import re
 from collections.abc import Iterator, Sequence
 from typing import IO
 
@@ -70,6 +71,9 @@ RULES: dict[str, str] = {
     "manifest.identifying_metadata_key": "anonymised: a metadata key names an identifier or coordinate",
     "manifest.identifying_external_id": "anonymised: an external_id holds a coordinate-like number",
     "manifest.identifying_location": "anonymised: a location URL holds a coordinate-like number",
+    "manifest.identifying_metadata_value": (
+        "anonymised: a metadata value holds a coordinate-like number or a catalog-id-like run of digits"
+    ),
 }
 """Every rule `validate_manifest` applies: stable id -> short description."""
 
@@ -78,6 +82,10 @@ _IDENTIFYING_KEYS = frozenset(
     + ("l", "b", "tract", "patch", "skymap", "wcs", "x", "y")
 )
 _HIDDEN_PREFIXES = ("//", "#", "!", "%")
+_ID_LIKE = re.compile(r"\d{10,}")
+"""Ten digits or more in a row: a catalog object id (LSST ids are 64-bit
+integers), never a band list or a stretch.
+"""
 
 
 def _ruby_header_parts(header: str) -> tuple[str | None, str | None]:
@@ -140,6 +148,7 @@ class _ManifestChecker:
         self.header: list[str] = []
         self.external_id_index: int | None = None
         self.location_indices: list[int] = []
+        self.metadata_indices: list[int] = []
         self.external_ids: dict[str, int] = {}
         self.rows = 0
 
@@ -168,6 +177,7 @@ class _ManifestChecker:
                 self.location_indices.append(index)
                 continue
             elif kind == "metadata":
+                self.metadata_indices.append(index)
                 self.check_metadata_header(name, key, metadata)
                 continue
             else:
@@ -255,6 +265,15 @@ class _ManifestChecker:
                 self.add(
                     line, column, "manifest.identifying_location", f"{url!r} holds a coordinate-like number"
                 )
+        for index in self.metadata_indices if self.anonymised else ():
+            value = row[index]
+            if looks_like_coordinate(value) or _ID_LIKE.search(value):
+                self.add(
+                    line,
+                    self.header[index],
+                    "manifest.identifying_metadata_value",
+                    f"{value!r} holds a coordinate-like number or a catalog-id-like run of digits",
+                )
 
     def finish(self) -> None:
         if self.rows == 0:
@@ -287,7 +306,10 @@ def validate_manifest(
         If given, every location must start with it.
     metadata_policy : `str`, optional
         ``anonymised`` adds the checks for identifying metadata keys,
-        external ids and locations; ``full`` or `None` add nothing.
+        metadata values, external ids and locations (the object ids and
+        coordinates are not known here: any coordinate-like number, and in
+        metadata values any run of 10 digits or more, counts); ``full``
+        or `None` add nothing.
 
     Returns
     -------

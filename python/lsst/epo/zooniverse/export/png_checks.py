@@ -24,11 +24,17 @@
 `check_png` reads a PNG's dimensions from its header and checks them
 before anything is decoded, then its whole chunk structure, then decodes
 its pixels; for an anonymised project it strips the text chunks the
-`DataRightsPolicy` does not keep and refuses an image whose kept text
-still holds the object id or coordinates
-(`~lsst.epo.zooniverse.export.anonymisation.IdentifyingValues`).  A
-problem rejects only the image concerned: `ImageRejectedError` carries
-its finding.
+`DataRightsPolicy` does not keep and refuses an image when any chunk it
+would publish that can carry text still holds the object id or
+coordinates (`~lsst.epo.zooniverse.export.anonymisation.IdentifyingValues`):
+every ``tEXt``, ``zTXt`` and ``iTXt`` (XMP included) kept, every copy of a
+kept keyword, an ``iTXt``'s language tag and translated keyword, the
+``iCCP`` profile name and its profile (whose ``desc`` text may be
+UTF-16), and ``eXIf`` should it be kept.  Refusing, rather than
+stripping an identifying ``iCCP``, is deliberate: the published bytes are
+then exactly the bytes checked.  Compressed chunks are inflated with a
+cap.  A problem rejects only the image concerned: `ImageRejectedError`
+carries its finding.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ _MAX_TEXT_BYTES = 1 << 20
 _ANIMATION_CHUNKS = frozenset({b"acTL", b"fcTL", b"fdAT"})
 """APNG chunks: only frame 0 would be decoded, the others never checked."""
 _TEXT_KEYS_TO_HIDE = frozenset({"object_id", "objectid", "ra", "dec"})
+_TEXT_BEARING_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"iCCP", b"eXIf"})
+"""Chunks that can carry text: checked wherever they are published."""
 
 
 class ImageRejectedError(Exception):
@@ -175,28 +183,87 @@ def check_png(
     stripped: list[str] = []
     output = data
     if metadata_policy == "anonymised":
+        # Every chunk published that can carry text is checked, with
+        # capped inflation, before the pixels are decoded.
         try:
             original_text = read_png_text(data, name=shown, max_text_bytes=_MAX_TEXT_BYTES)
             output, stripped = strip_png_text_chunks(data, keep_keys=policy.anonymised_text_keys, name=shown)
-            kept_text = read_png_text(output, name=shown, max_text_bytes=_MAX_TEXT_BYTES)
+            hidden = [v for k, v in original_text.items() if k.strip().lower() in _TEXT_KEYS_TO_HIDE]
+            identifying = IdentifyingValues(object_id, [*coordinates, *hidden])
+            leak = _find_identifying_chunk(output, identifying, shown)
         except PngError as err:
             raise reject("png.corrupt", _without_name(err, shown)) from None
+        if leak is not None:
+            raise reject(
+                "metadata.identifying",
+                f"{leak[0]} kept for anonymised projects holds the identifying "
+                f"value '{show_name(leak[1])}' (object id or coordinate).",
+            )
     try:
         decode_png(output, name=shown, max_pixels=policy.max_png_pixels)
     except PngError as err:
         raise reject("png.decode", _without_name(err, shown)) from None
-    if metadata_policy == "anonymised":
-        hidden = [value for key, value in original_text.items() if key.strip().lower() in _TEXT_KEYS_TO_HIDE]
-        identifying = IdentifyingValues(object_id, [*coordinates, *hidden])
-        for key, value in kept_text.items():
-            found = identifying.find(value) or identifying.find(key)
-            if found is not None:
-                raise reject(
-                    "metadata.identifying",
-                    f"text chunk '{show_name(key)}' kept for anonymised projects holds the identifying "
-                    f"value '{show_name(found)}' (object id or coordinate).",
-                )
     return CheckedPng(output, width, height, tuple(stripped))
+
+
+def _find_identifying_chunk(data: bytes, identifying: IdentifyingValues, name: str) -> tuple[str, str] | None:
+    """Return the description of the first chunk of ``data`` that can
+    carry text and holds an identifying value, and the value found.
+    """
+    for chunk_type, payload in iter_chunks(data, name):
+        if chunk_type not in _TEXT_BEARING_CHUNKS:
+            continue
+        try:
+            what, texts = _chunk_texts(chunk_type, payload, name)
+        except (zlib.error, UnicodeDecodeError, IndexError) as err:
+            raise PngError(f"{name}: corrupt {chunk_type.decode()} chunk ({err}).") from None
+        for text in texts:
+            found = identifying.find(text)
+            if found is not None:
+                return what, found
+    return None
+
+
+def _chunk_texts(chunk_type: bytes, payload: bytes, name: str) -> tuple[str, list[str]]:
+    """Describe a chunk that can carry text and return every text in it:
+    keyword, value (inflated with a cap), language tag and translated
+    keyword; for binary payloads (``iCCP`` profile, ``eXIf``) also the
+    text with NUL bytes removed, which is how UTF-16 text reads.
+    """
+    if chunk_type == b"eXIf":
+        return "eXIf chunk", [payload.decode("latin-1"), payload.replace(b"\0", b"").decode("latin-1")]
+    keyword, _, rest = payload.partition(b"\0")
+    key = keyword.decode("latin-1")
+    if chunk_type == b"tEXt":
+        return f"text chunk '{show_name(key)}'", [key, rest.decode("latin-1")]
+    if chunk_type == b"zTXt":
+        return f"text chunk '{show_name(key)}'", [key, _inflate(rest[1:], name, key).decode("latin-1")]
+    if chunk_type == b"iCCP":
+        profile = _inflate(rest[1:], name, key)
+        texts = [key, profile.decode("latin-1"), profile.replace(b"\0", b"").decode("latin-1")]
+        return f"iCCP chunk (colour profile '{show_name(key)}')", texts
+    compressed, rest = rest[0], rest[2:]
+    language, _, rest = rest.partition(b"\0")
+    translated, _, value = rest.partition(b"\0")
+    if compressed:
+        value = _inflate(value, name, key)
+    texts = [key, language.decode("latin-1"), translated.decode("utf-8"), value.decode("utf-8")]
+    return f"text chunk '{show_name(key)}'", texts
+
+
+def _inflate(compressed: bytes, name: str, key: str) -> bytes:
+    """Inflate a chunk's compressed text or profile, at most
+    ``_MAX_TEXT_BYTES`` bytes.
+    """
+    inflater = zlib.decompressobj()
+    value = inflater.decompress(compressed, _MAX_TEXT_BYTES + 1)
+    if len(value) > _MAX_TEXT_BYTES:
+        raise PngError(
+            f"{name}: compressed chunk '{show_name(key)}' inflates to more than {_MAX_TEXT_BYTES} bytes."
+        )
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return value
 
 
 def _check_header(

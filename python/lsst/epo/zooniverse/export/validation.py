@@ -69,7 +69,7 @@ from typing import IO
 
 from ..formats.rgb_collection import INDEX_NAME, normalize_metadata_policy
 from .content_sniffing import archive_kind
-from .index_checks import match_index, parse_index
+from .index_checks import identifying_index_value, match_index, parse_index
 from .png_checks import CheckedPng, ImageRejectedError, check_png
 from .policy import DataRightsPolicy
 from .validation_results import (
@@ -189,6 +189,8 @@ class _Validator:
         not.
         """
         try:
+            if self.metadata_policy == "anonymised":
+                self._check_index_row(entry, object_id, index_row)
             picture = self._check_png(data, entry, object_id, coordinates, size)
             output, width, height = picture.data, picture.width, picture.height
             checked = []
@@ -244,6 +246,24 @@ class _Validator:
                 frames=accepted_frames,
             )
         )
+
+    def _check_index_row(self, entry: str, object_id: str, index_row: dict[str, str]) -> None:
+        """Refuse an image of an anonymised project whose ``index.csv``
+        values that reach the manifest hold the object id or coordinates.
+        """
+        leak = identifying_index_value(index_row, object_id)
+        if leak is not None:
+            raise ImageRejectedError(
+                Finding(
+                    "metadata.identifying",
+                    entry,
+                    escape_message(
+                        f"{show_name(entry)}: {INDEX_NAME} column '{show_name(leak[0])}', published in "
+                        f"the manifest, holds the identifying value '{show_name(leak[1])}' "
+                        "(object id or coordinate)."
+                    ),
+                )
+            )
 
     def _check_png(
         self, data: bytes, entry: str, object_id: str, coordinates: Sequence[str], size: int
