@@ -305,11 +305,10 @@ def validate_manifest(
     url_prefix : `str`, optional
         If given, every location must start with it.
     metadata_policy : `str`, optional
-        ``anonymised`` adds the checks for identifying metadata keys,
-        metadata values, external ids and locations (the object ids and
-        coordinates are not known here: any coordinate-like number, and in
-        metadata values any run of 10 digits or more, counts); ``full``
-        or `None` add nothing.
+        ``anonymised`` adds the checks for identifying metadata keys and
+        values, external ids and locations (any coordinate-like number;
+        in metadata values also any run of 10+ digits); ``full`` or
+        `None` add nothing.
 
     Returns
     -------
