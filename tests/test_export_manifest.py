@@ -397,6 +397,26 @@ def test_formula_cells_are_escaped(tmp_path):
     assert validate_manifest(path, url_prefix=PREFIX, metadata_policy="full") == []
 
 
+def test_parts_sent_to_zooniverse_keep_exact_values(tmp_path):
+    # Zooniverse stores manifest cells as they are: the parts the
+    # subject-set sync uploads are not spreadsheet-escaped, so their
+    # metadata is the same as POST /subjects sends.
+    from lsst.epo.zooniverse.zooniverse.manifest_parts import write_manifest_parts
+
+    metadata = {"dec": "-05:15:00", "note": "-bad", "formula": "=1+1"}
+    rows = [SubjectRow("proj:-bad", (f"{PREFIX}proj/b1/a.png",), metadata)]
+    (path,) = write_manifests(rows, str(tmp_path / "plain"), escape_formulas=False)
+    with open(path, newline="", encoding="utf-8") as stream:
+        header, first = csv.reader(stream)
+    assert {key: first[header.index(f"metadata:{key}")] for key in metadata} == metadata
+    (path,) = write_manifest_parts(
+        rows, str(tmp_path / "sync"), part_rows=10, url_prefix=PREFIX, metadata_policy="full"
+    )
+    with open(path, newline="", encoding="utf-8") as stream:
+        header, first = csv.reader(stream)
+    assert {key: first[header.index(f"metadata:{key}")] for key in metadata} == metadata
+
+
 def test_split_into_parts_lazily(tmp_path):
     out = tmp_path / "parts"
     flushed_before_next_part = []

@@ -297,10 +297,13 @@ def _part_name(basename: str, number: int) -> str:
     return f"{basename}_part{number:03d}.csv"
 
 
-def _write_part(directory: str, basename: str, number: int, rows: Sequence[SubjectRow]) -> str:
+def _write_part(
+    directory: str, basename: str, number: int, rows: Sequence[SubjectRow], escape_formulas: bool
+) -> str:
     """Write one part to a temporary file in ``directory``; return its
     path.
     """
+    escape = escape_csv_row if escape_formulas else list
     keys: dict[str, None] = {}
     for row in rows:
         keys.update(dict.fromkeys(row.metadata))
@@ -314,12 +317,10 @@ def _write_part(directory: str, basename: str, number: int, rows: Sequence[Subje
         os.fchmod(fd, 0o644)
         with open(fd, "w", encoding="utf-8", newline="") as stream:
             writer = csv.writer(stream, lineterminator="\r\n")
-            writer.writerow(escape_csv_row(header))
+            writer.writerow(escape(header))
             for row in rows:
                 writer.writerow(
-                    escape_csv_row(
-                        [row.external_id, *row.locations, *(row.metadata.get(key, "") for key in keys)]
-                    )
+                    escape([row.external_id, *row.locations, *(row.metadata.get(key, "") for key in keys)])
                 )
             stream.flush()
             os.fsync(stream.fileno())
@@ -338,6 +339,7 @@ def write_manifests(
     *,
     basename: str = "manifest",
     limit: int = MANIFEST_ROW_LIMIT,
+    escape_formulas: bool = True,
 ) -> list[str]:
     """Write subject rows as one or more import manifests.
 
@@ -354,6 +356,12 @@ def write_manifests(
         part).
     limit : `int`, optional
         Most rows per part.
+    escape_formulas : `bool`, optional
+        Escape cells a spreadsheet would read as a formula
+        (`~.csv_cells.escape_csv_row`): for manifests people open.  The
+        parts the subject-set sync sends to Zooniverse are written with
+        `False`: Zooniverse stores the cells as they are, and the values
+        must be the same as those sent with ``POST /subjects``.
 
     Returns
     -------
@@ -411,18 +419,18 @@ def write_manifests(
             if part and len(row.locations) != len(part[0].locations):
                 # One part cannot mix frame counts (an empty location cell
                 # becomes a broken medium): this row starts the next part.
-                temps.append(_write_part(directory, basename, len(temps) + 1, part))
+                temps.append(_write_part(directory, basename, len(temps) + 1, part, escape_formulas))
                 part = []
             part.append(row)
             if len(part) == limit:
-                temps.append(_write_part(directory, basename, len(temps) + 1, part))
+                temps.append(_write_part(directory, basename, len(temps) + 1, part, escape_formulas))
                 part = []
         if duplicates:
             shown = ", ".join(f"{key!r} ({count}x)" for key, count in list(duplicates.items())[:20])
             more = f" and {len(duplicates) - 20} more" if len(duplicates) > 20 else ""
             raise ManifestError(f"Duplicate external_id: {shown}{more}.")
         if part:
-            temps.append(_write_part(directory, basename, len(temps) + 1, part))
+            temps.append(_write_part(directory, basename, len(temps) + 1, part, escape_formulas))
             part = []
     except BaseException:
         for temp in temps:

@@ -79,7 +79,9 @@ def write_manifest_parts(
     """
     rows = sorted(rows, key=lambda row: len(row.locations))
     try:
-        paths = write_manifests(rows, directory, limit=part_rows)
+        # Zooniverse keeps cells as they are: no spreadsheet escaping, so
+        # the metadata is the same as POST /subjects sends.
+        paths = write_manifests(rows, directory, limit=part_rows, escape_formulas=False)
     except ManifestError as err:
         raise SubjectSetError(f"Cannot write the manifest: {err}") from None
     for path in paths:
