@@ -575,6 +575,7 @@ CASES = [
     ("manifest.empty_location", manifest(rows=["s-1,,gri,asinh"]), {}, 2),
     ("manifest.location_not_url", with_location("/srv/public/p/b/1.png"), {}, 2),
     ("manifest.location_not_url", with_location("https:///p/b/1.png"), {}, 2),
+    ("manifest.location_not_https", with_location("http://epo.example.org/p/b/1.png"), {}, 2),
     ("manifest.location_query", with_location(f"{PREFIX}p/b/1.png?sig=1"), {}, 2),
     ("manifest.location_fragment", with_location(f"{PREFIX}p/b/1.png#frame"), {}, 2),
     ("manifest.location_extension", with_location(f"{PREFIX}p/b/1.PNG"), {}, 2),
@@ -652,6 +653,23 @@ def test_every_rule_has_a_failing_case():
     assert {case[0] for case in CASES} == set(RULES)
 
 
+def test_http_location_is_flagged_unless_loopback_or_allowed(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(with_location("http://epo.example.org/p/b/1.png"))
+    (finding,) = validate_manifest(str(path))
+    assert finding.rule == "manifest.location_not_https" and finding.column == "location:1"
+    assert validate_manifest(str(path), allow_http=True) == []
+    for url in (
+        "http://127.0.0.1:8080/p/b/1.png",
+        "http://localhost/p/b/1.png",
+        "http://[::1]:8080/p/b/1.png",
+    ):
+        path.write_bytes(with_location(url))
+        assert validate_manifest(str(path)) == [], url
+    path.write_bytes(with_location(f"{PREFIX}p/b/1.png"))
+    assert validate_manifest(str(path)) == []
+
+
 def test_missing_file_and_bad_policy(tmp_path):
     (finding,) = validate_manifest(str(tmp_path / "absent.csv"))
     assert finding.rule == "manifest.unreadable" and finding.line is None
@@ -692,3 +710,10 @@ def test_validate_manifest_command(tmp_path):
     result = runner.invoke(cli_main, ["validate-manifest", str(good), str(bad)])
     assert result.exit_code == 1
     assert "manifest.location_query" in result.output and "1 findings" in result.output
+    plain = tmp_path / "plain.csv"
+    plain.write_text("external_id,location:1\r\ngal:1,http://epo.example.org/p/b/1.png\r\n")
+    result = runner.invoke(cli_main, ["validate-manifest", str(plain)])
+    assert result.exit_code == 1 and "manifest.location_not_https" in result.output
+    result = runner.invoke(cli_main, ["validate-manifest", "--allow-http", str(plain)])
+    assert result.exit_code == 0 and "plain.csv: OK" in result.output
+    assert main([str(plain)]) == 1 and main(["--allow-http", str(plain)]) == 0

@@ -89,6 +89,28 @@ def test_service_config_error_names_file_key_value_allowed(tmp_path):
     assert "overrides" in str(info.value) and "key 'claim_seconds': bad value 0" in str(info.value)
 
 
+def test_public_url_must_be_https_except_loopback(tmp_path):
+    path, message = _service_error(tmp_path, {"public_url": "http://epo.example.org/zooniverse/"})
+    assert message == (
+        f"{path}: key 'public_url': bad value 'http://epo.example.org/zooniverse/'; allowed: an https:// "
+        "URL with a host (http:// only to loopback: localhost, 127.0.0.0/8, ::1)."
+    )
+    for bad in ("ftp://epo.example.org/", "https:///z/", "epo.example.org/z/"):
+        path, message = _service_error(tmp_path, {"public_url": bad})
+        assert f"{path}: key 'public_url': bad value {bad!r}; allowed: an https:// URL" in message
+    with pytest.raises(ServiceConfigError, match="overrides.*key 'public_url'"):
+        ServiceConfig.load(None, database="sqlite://", public_url="http://10.0.0.1/")
+    for good in (
+        "https://epo.example.org/zooniverse/",
+        "http://127.0.0.1:8080/",
+        "http://localhost/",
+        "http://[::1]:8080/",
+    ):
+        path = tmp_path / "service.yaml"
+        path.write_text(yaml.safe_dump({"database": "sqlite://", "public_url": good}))
+        assert ServiceConfig.load(str(path)).public_url == good
+
+
 def test_notify_section_error_names_file_key_value_allowed(tmp_path):
     path, message = _service_error(
         tmp_path,

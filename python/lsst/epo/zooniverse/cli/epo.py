@@ -435,8 +435,15 @@ def manifest(ctx: click.Context, project: str, output: str) -> None:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=10_000, show_default=True, help="Rows per manifest."
 )
+@click.option(
+    "--allow-http", is_flag=True, help="Accept http:// locations to any host (default: https or loopback)."
+)
 def validate_manifest(
-    manifests: tuple[str, ...], url_prefix: str | None, metadata_policy: str | None, limit: int
+    manifests: tuple[str, ...],
+    url_prefix: str | None,
+    metadata_policy: str | None,
+    limit: int,
+    allow_http: bool,
 ) -> None:
     """Check Zooniverse subject manifests (subject_set_imports CSV) against
     Zooniverse's import rules before anything is sent; print every finding
@@ -447,7 +454,9 @@ def validate_manifest(
 
     n_findings = 0
     for path in manifests:
-        findings = validate(path, limit=limit, url_prefix=url_prefix, metadata_policy=metadata_policy)
+        findings = validate(
+            path, limit=limit, url_prefix=url_prefix, metadata_policy=metadata_policy, allow_http=allow_http
+        )
         for finding in findings:
             click.echo(format_finding(path, finding))
         n_findings += len(findings)

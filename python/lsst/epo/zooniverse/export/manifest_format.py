@@ -30,8 +30,15 @@ what makes a location URL import as an image.
 
 from __future__ import annotations
 
-__all__ = ["EXTERNAL_ID_HEADER", "LOCATION_EXTENSIONS", "MANIFEST_ROW_LIMIT", "location_problems"]
+__all__ = [
+    "EXTERNAL_ID_HEADER",
+    "LOCATION_EXTENSIONS",
+    "MANIFEST_ROW_LIMIT",
+    "is_loopback_url",
+    "location_problems",
+]
 
+import ipaddress
 import urllib.parse
 
 MANIFEST_ROW_LIMIT = 10_000
@@ -45,6 +52,35 @@ that Panoptes accepts (we publish ``.png``).
 """
 EXTERNAL_ID_HEADER = "external_id"
 """Header of the column the import upserts subjects on (`str`)."""
+
+
+def is_loopback_url(url: str) -> bool:
+    """Say whether a URL's host is this machine (``localhost``, an address
+    in 127.0.0.0/8, or ``::1``), where plain http is acceptable for the
+    demo and tests.
+
+    Parameters
+    ----------
+    url : `str`
+        An absolute URL.
+
+    Returns
+    -------
+    loopback : `bool`
+        `True` if the host is a loopback name or address.
+    """
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def location_problems(url: object, url_prefix: str | None = None) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ from typing import IO
 
 from ..formats.rgb_collection import normalize_metadata_policy
 from .anonymisation import looks_like_coordinate
-from .manifest_format import EXTERNAL_ID_HEADER, MANIFEST_ROW_LIMIT, location_problems
+from .manifest_format import EXTERNAL_ID_HEADER, MANIFEST_ROW_LIMIT, is_loopback_url, location_problems
 
 RULES: dict[str, str] = {
     "manifest.unreadable": "the file cannot be opened, is not UTF-8 or is not well-formed CSV",
@@ -58,6 +58,7 @@ RULES: dict[str, str] = {
     "manifest.duplicate_location_column": "two location columns have the same <k>",
     "manifest.empty_location": "a location cell is empty",
     "manifest.location_not_url": "a location is not an absolute http(s) URL with a host",
+    "manifest.location_not_https": "a location is http:// to a host other than loopback (mixed content)",
     "manifest.location_query": "a location has a query string",
     "manifest.location_fragment": "a location has a fragment",
     "manifest.location_extension": "a location's path does not end in .png, .jpg, .jpeg or .gif",
@@ -81,6 +82,7 @@ _IDENTIFYING_KEYS = frozenset(
     ("object_id", "objectid", "id", "ra", "dec", "coord_ra", "coord_dec")
     + ("l", "b", "tract", "patch", "skymap", "wcs", "x", "y")
 )
+_BOM_MESSAGE = "UTF-8 byte order mark: the import would read the first header as '\\ufeff...'"
 _HIDDEN_PREFIXES = ("//", "#", "!", "%")
 _ID_LIKE = re.compile(r"\d{10,}")
 """Ten digits or more in a row: a catalog object id (LSST ids are 64-bit
@@ -140,9 +142,10 @@ def _decoded_lines(stream: IO[bytes], counter: list[int]) -> Iterator[str]:
 class _ManifestChecker:
     """State of one `validate_manifest` run."""
 
-    def __init__(self, limit: int, url_prefix: str | None, policy: str | None) -> None:
+    def __init__(self, limit: int, url_prefix: str | None, policy: str | None, allow_http: bool) -> None:
         self.limit = limit
         self.url_prefix = url_prefix
+        self.allow_http = allow_http
         self.anonymised = policy == "anonymised"
         self.findings: list[ManifestFinding] = []
         self.header: list[str] = []
@@ -259,8 +262,11 @@ class _ManifestChecker:
         for index in self.location_indices:
             column = self.header[index]
             url = row[index]
-            for rule, message in location_problems(url, self.url_prefix):
+            problems = location_problems(url, self.url_prefix)
+            for rule, message in problems:
                 self.add(line, column, rule, message)
+            if not problems or problems[0][0] != "manifest.location_not_url":
+                self.check_https(line, column, url)
             if self.anonymised and looks_like_coordinate(url):
                 self.add(
                     line, column, "manifest.identifying_location", f"{url!r} holds a coordinate-like number"
@@ -274,6 +280,17 @@ class _ManifestChecker:
                     "manifest.identifying_metadata_value",
                     f"{value!r} holds a coordinate-like number or a catalog-id-like run of digits",
                 )
+
+    def check_https(self, line: int, column: str, url: str) -> None:
+        if self.allow_http or not url.lower().startswith("http://") or is_loopback_url(url):
+            return
+        shown = url if len(url) <= 200 else url[:200] + "..."
+        self.add(
+            line,
+            column,
+            "manifest.location_not_https",
+            f"{shown!r} is not https: Zooniverse's pages are https and browsers block mixed content",
+        )
 
     def finish(self) -> None:
         if self.rows == 0:
@@ -293,6 +310,7 @@ def validate_manifest(
     limit: int = MANIFEST_ROW_LIMIT,
     url_prefix: str | None = None,
     metadata_policy: str | None = None,
+    allow_http: bool = False,
 ) -> list[ManifestFinding]:
     """Check a manifest against what ``subject_set_imports`` needs.
 
@@ -309,6 +327,9 @@ def validate_manifest(
         values, external ids and locations (any coordinate-like number;
         in metadata values also any run of 10+ digits); ``full`` or
         `None` add nothing.
+    allow_http : `bool`, optional
+        Accept ``http://`` locations to any host (by default only loopback
+        ones: ``localhost``, 127.0.0.0/8, ``::1``).
 
     Returns
     -------
@@ -328,7 +349,7 @@ def validate_manifest(
     ``doc/zooniverse_manifest.md``.
     """
     policy = None if metadata_policy is None else normalize_metadata_policy(metadata_policy)
-    validator = _ManifestChecker(limit, url_prefix, policy)
+    validator = _ManifestChecker(limit, url_prefix, policy, allow_http)
     counter = [0]
     try:
         stream = open(path, "rb")
@@ -337,12 +358,7 @@ def validate_manifest(
         return validator.findings
     with stream:
         if stream.read(3) == b"\xef\xbb\xbf":
-            validator.add(
-                1,
-                None,
-                "manifest.bom",
-                "UTF-8 byte order mark: the import would read the first header as '\\ufeff...'",
-            )
+            validator.add(1, None, "manifest.bom", _BOM_MESSAGE)
         else:
             stream.seek(0)
         reader = csv.reader(_decoded_lines(stream, counter), strict=True)
@@ -396,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ----------
     argv : `~collections.abc.Sequence` [`str`], optional
         Arguments (``sys.argv[1:]`` if not given): manifest paths, and
-        ``--limit N``, ``--url-prefix URL``, ``--metadata-policy POLICY``.
+        ``--limit N``, ``--url-prefix URL``, ``--metadata-policy POLICY``,
+        ``--allow-http``.
 
     Returns
     -------
@@ -410,11 +427,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=MANIFEST_ROW_LIMIT)
     parser.add_argument("--url-prefix", default=None)
     parser.add_argument("--metadata-policy", default=None)
+    parser.add_argument("--allow-http", action="store_true", help="accept http:// locations to any host")
     args = parser.parse_args(argv)
     status = 0
     for path in args.paths:
         findings = validate_manifest(
-            path, limit=args.limit, url_prefix=args.url_prefix, metadata_policy=args.metadata_policy
+            path,
+            limit=args.limit,
+            url_prefix=args.url_prefix,
+            metadata_policy=args.metadata_policy,
+            allow_http=args.allow_http,
         )
         for finding in findings:
             print(format_finding(path, finding))

@@ -30,6 +30,7 @@ A YAML file (``zooniverse-epo --config FILE``, or the environment variable
     staging: epo_service/staging          # private, local directory
     public_root: epo_service/public       # any lsst.resources URI
     public_url: http://127.0.0.1:8080/    # URL prefix that serves public_root
+                                          # (https, or http to loopback only)
     policy: policy.yaml                   # doc/export_policy.md
     claim_seconds: 600                    # lease of a worker on a dataset
     retrieval_attempts: 3                 # polls that may fail to read a file
@@ -43,6 +44,11 @@ A YAML file (``zooniverse-epo --config FILE``, or the environment variable
           token_file: secrets/mallory.token  # or in a file (mode 0600)
       session_seconds: 3600               # a login lasts this long
       secure_cookie: false                # true behind an HTTPS proxy
+
+``public_url`` must be an ``https://`` URL: Zooniverse's pages are https
+and browsers block images loaded over http (mixed content).  Plain
+``http://`` is accepted only when the host is loopback (``localhost``,
+127.0.0.0/8 or ``::1``), for the demo and tests.
 
 Relative paths are relative to the configuration file (or to the current
 directory without one).  Command-line options override the file.
@@ -76,12 +82,14 @@ import hashlib
 import hmac
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pydantic
 import sqlalchemy as sa
 
+from .manifest_format import is_loopback_url
 from .notify import notifier_from_config
 from .policy import DataRightsPolicy, PolicyError
 from .secrets import SecretError, read_secret
@@ -102,6 +110,7 @@ _OPERATOR_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}$")
 _MIN_SECRET_LENGTH = 12
 _ONE_SOURCE = "exactly one of token_env and token_file"
 _OPERATORS_ALLOWED = "a mapping of at least one operator name to its token_env or token_file"
+_PUBLIC_URL_ALLOWED = "an https:// URL with a host (http:// only to loopback: localhost, 127.0.0.0/8, ::1)"
 
 
 class ServiceConfigError(ValueError):
@@ -114,6 +123,23 @@ def _path_text(value: Any) -> Any:
 
 def _sequence(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _public_url(value: Any) -> Any:
+    """Accept an https URL with a host, or an http URL to loopback."""
+    if value is None:
+        return value
+    if not isinstance(value, str) or not value.isprintable() or " " in value:
+        raise SettingValueError(_PUBLIC_URL_ALLOWED)
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        raise SettingValueError(_PUBLIC_URL_ALLOWED) from None
+    if parts.scheme.lower() == "https" and parts.hostname:
+        return value
+    if parts.scheme.lower() == "http" and is_loopback_url(value):
+        return value
+    raise SettingValueError(_PUBLIC_URL_ALLOWED)
 
 
 def _policy_value(value: Any) -> Any:
@@ -197,7 +223,7 @@ class _ServiceFile(SettingsModel):
     database_password_env: str | None = None
     staging: _Path | None = None
     public_root: _Path | None = None
-    public_url: str | None = None
+    public_url: Annotated[str | None, pydantic.AfterValidator(_public_url)] = None
     policy: Annotated[Any, pydantic.BeforeValidator(_policy_value)] = None
     claim_seconds: _Seconds = 600.0
     retrieval_attempts: int = 3
