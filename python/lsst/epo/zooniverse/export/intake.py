@@ -45,7 +45,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -114,6 +114,10 @@ def batch_name(
     return name[-120:].lstrip("._-+") or dataset_uuid
 
 
+def _never() -> bool:
+    return False
+
+
 class ButlerCache:
     """Read-only Butlers of the registered repositories, made once each."""
 
@@ -176,7 +180,9 @@ class Intake:
         self.retrieval_attempts = context.retrieval_attempts
         self.actor = f"poll@{context.claims.worker}"
 
-    def poll(self, projects: list[ProjectRecord], progress: Progress) -> PollSummary:
+    def poll(
+        self, projects: list[ProjectRecord], progress: Progress, stop: Callable[[], bool] | None = None
+    ) -> PollSummary:
         """Find new datasets, retrieve and validate them into quarantine.
 
         Parameters
@@ -185,6 +191,9 @@ class Intake:
             The projects to poll.
         progress : `~.progress.Progress`
             Receives progress of the retrieval and validation.
+        stop : `~collections.abc.Callable`, optional
+            Asked before each project and dataset; when it returns `True`
+            the poll returns (a worker asked to stop).
 
         Returns
         -------
@@ -192,11 +201,14 @@ class Intake:
             What was done.
         """
         summary = PollSummary()
+        stop = stop or _never
         for project in projects:
+            if stop():
+                break
             try:
                 self.discover(project, summary)
                 fault_point("poll.discovered")
-                self.process_pending(project, summary, progress)
+                self.process_pending(project, summary, progress, stop)
             except Exception as err:
                 # One project's unreachable repository must not stop the
                 # others; it is polled again next time.
@@ -329,7 +341,13 @@ class Intake:
             if not self.store.audited(connection, "refused", project.name, detail):
                 self.store.audit(connection, self.actor, "refused", project=project.name, detail=detail)
 
-    def process_pending(self, project: ProjectRecord, summary: PollSummary, progress: Progress) -> None:
+    def process_pending(
+        self,
+        project: ProjectRecord,
+        summary: PollSummary,
+        progress: Progress,
+        stop: Callable[[], bool] | None = None,
+    ) -> None:
         """Retrieve and check the project's discovered and retrieved
         datasets that no other worker holds.
 
@@ -341,13 +359,18 @@ class Intake:
             Counts what was done.
         progress : `~.progress.Progress`
             Receives progress per dataset.
+        stop : `~collections.abc.Callable`, optional
+            Asked before each dataset; `True` ends the loop.
         """
+        stop = stop or _never
         pending = self.repository.dataset_ids(project.id, ("discovered", "retrieved"))
         if not pending:
             return
         progress.start(f"{project.name}: retrieving and validating", len(pending))
         try:
             for dataset_id in pending:
+                if stop():
+                    break
                 self._process_one(project, dataset_id, summary)
                 progress.advance()
         finally:

@@ -72,3 +72,6 @@ class PublishSummary:
     superseded: int = 0
     """Approved images not published: a better picture of the same object
     is (or already was)."""
+    replaced: int = 0
+    """Public pictures replaced by a newer approved picture of the same
+    object (a rerun with a new stretch)."""

@@ -36,7 +36,7 @@ __all__ = ["Publisher", "picture_rank"]
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,7 +113,9 @@ class Publisher:
         self.notices = notices
         self.actor = f"publish@{claims.worker}"
 
-    def publish(self, project: str | None, progress: Progress) -> PublishSummary:
+    def publish(
+        self, project: str | None, progress: Progress, stop: Callable[[], bool] | None = None
+    ) -> PublishSummary:
         """Publish every approved image not yet public, exactly once.
 
         Parameters
@@ -122,6 +124,9 @@ class Publisher:
             Only this project (all if `None`).
         progress : `~.progress.Progress`
             Receives progress per image.
+        stop : `~collections.abc.Callable`, optional
+            Asked before each batch; `True` ends the run (a worker asked
+            to stop).
 
         Returns
         -------
@@ -141,6 +146,8 @@ class Publisher:
         progress.start("publishing", sum(n for _, n in work))
         try:
             for dataset_id, _ in work:
+                if stop is not None and stop():
+                    break
                 dataset = self.claims.claim(dataset_id, ("quarantined", "approved", "published"))
                 if dataset is None:
                     continue

@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 import getpass
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .claims import DatasetClaims
@@ -246,7 +246,13 @@ class ExportService:
     # ------------------------------------------------------------------
     # Polling, review, decisions, publication.
 
-    def poll(self, project: str | None = None, *, progress: Progress | None = None) -> PollSummary:
+    def poll(
+        self,
+        project: str | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> PollSummary:
         """Find new datasets, retrieve and validate them into quarantine.
 
         Parameters
@@ -255,13 +261,16 @@ class ExportService:
             Only this project (all if not given).
         progress : `Progress`, optional
             Receives progress of the retrieval and validation.
+        stop : `~collections.abc.Callable`, optional
+            Asked before each project and dataset; when it returns `True`
+            the poll ends early (the worker's graceful stop).
 
         Returns
         -------
         summary : `PollSummary`
             What was done.
         """
-        return self.intake.poll(self.repository.selected_projects(project), progress or NoProgress())
+        return self.intake.poll(self.repository.selected_projects(project), progress or NoProgress(), stop)
 
     def review(self, project: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
         """List quarantined batches with their images and findings.
@@ -347,7 +356,13 @@ class ExportService:
             raise ExportServiceError("A rejection needs a reason.")
         return self.decisions.decide(batch, operator, reason, entries, approve=False)
 
-    def publish(self, project: str | None = None, *, progress: Progress | None = None) -> PublishSummary:
+    def publish(
+        self,
+        project: str | None = None,
+        *,
+        progress: Progress | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> PublishSummary:
         """Publish every approved image not yet public, exactly once.
 
         Parameters
@@ -356,13 +371,15 @@ class ExportService:
             Only this project.
         progress : `Progress`, optional
             Receives progress per image.
+        stop : `~collections.abc.Callable`, optional
+            Asked before each batch; `True` ends the run early.
 
         Returns
         -------
         summary : `PublishSummary`
             What was done.
         """
-        return self.publisher.publish(project, progress or NoProgress())
+        return self.publisher.publish(project, progress or NoProgress(), stop)
 
     # ------------------------------------------------------------------
     # Status and reports.
