@@ -32,7 +32,7 @@ through the corners of the outer boxes.
 
 from __future__ import annotations
 
-__all__ = ["Box2", "SkyMapGeometry", "TractGeometry", "make_tan_wcs"]
+__all__ = ["Box2", "SkyMapGeometry", "TractGeometry", "box_sky_polygon", "make_tan_wcs"]
 
 import dataclasses
 import hashlib
@@ -196,13 +196,33 @@ class TractGeometry:
         polygon : `lsst.sphgeom.ConvexPolygon`
             Counter-clockwise polygon on the sky.
         """
-        from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
+        return box_sky_polygon(self.wcs, box)
 
-        corners_x = np.array([box.x0, box.x1, box.x1, box.x0], dtype=float) - 0.5
-        corners_y = np.array([box.y0, box.y0, box.y1, box.y1], dtype=float) - 0.5
-        ra, dec = self.wcs.wcs_pix2world(corners_x, corners_y, 0)
-        vertices = [UnitVector3d(LonLat.fromDegrees(float(a), float(d))) for a, d in zip(ra, dec)]
-        return ConvexPolygon.convexHull(vertices)
+
+def box_sky_polygon(wcs: astropy.wcs.WCS, box: Box2):
+    """Return the sky polygon through the outer corners of a pixel box, as
+    lsst.skymap makes tract and patch regions (the corners of the box's
+    pixel edges, half a pixel outside the first and last pixel centres).
+
+    Parameters
+    ----------
+    wcs : `astropy.wcs.WCS`
+        0-based-pixel celestial WCS.
+    box : `Box2`
+        Pixel box.
+
+    Returns
+    -------
+    polygon : `lsst.sphgeom.ConvexPolygon`
+        Counter-clockwise polygon on the sky.
+    """
+    from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
+
+    corners_x = np.array([box.x0, box.x1, box.x1, box.x0], dtype=float) - 0.5
+    corners_y = np.array([box.y0, box.y0, box.y1, box.y1], dtype=float) - 0.5
+    ra, dec = wcs.wcs_pix2world(corners_x, corners_y, 0)
+    vertices = [UnitVector3d(LonLat.fromDegrees(float(a), float(d))) for a, d in zip(ra, dec)]
+    return ConvexPolygon.convexHull(vertices)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,18 +27,20 @@ from __future__ import annotations
 __all__ = ["ShardCatalogConfig", "ShardCatalogConnections", "ShardCatalogTask", "select_patch_rows"]
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
 
-from lsst.pex.config import Field
+from lsst.pex.config import Field, FieldValidationError
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from ..butler.skymap_geometry import SkyMapGeometry
+from ..butler.tract_frame import TractFrame
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,10 +57,13 @@ class ShardCatalogConnections(PipelineTaskConnections, dimensions=("skymap", "tr
         deferLoad=True,
     )
     sky_map = cT.PrerequisiteInput(
-        doc="Sky map geometry: tract WCS and patch inner/outer boxes.",
+        doc="Optional: this package's sky map geometry (tract WCS, patch inner/outer boxes), used when "
+        "the repository has it; without it the geometry comes from the skymap, tract and patch "
+        "dimension records every Rubin repository holds.",
         name="zooniverse_skymap",
         storageClass="ZooniverseSkyMap",
         dimensions=("skymap",),
+        minimum=0,
     )
     targets_patch = cT.Output(
         doc="Catalog rows inside the patch, with their tract pixel position and distance to the "
@@ -77,10 +82,32 @@ class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogCon
         "rows whose tract pixel position falls in the patch's outer box.",
         default=True,
     )
+    tract_pixel_scale = Field[float](
+        doc="Pixel scale of the sky map's tracts in arcseconds, used only without a zooniverse_skymap "
+        "dataset, to put the tract frame derived from the dimension records in pixels (Rubin's sky "
+        "maps, DP1's included, have 0.2).",
+        default=0.2,
+    )
+
+    def validate(self):
+        super().validate()
+        if not (math.isfinite(self.tract_pixel_scale) and self.tract_pixel_scale > 0):
+            raise FieldValidationError(
+                ShardCatalogConfig.tract_pixel_scale,
+                self,
+                f"must be a positive number of arcseconds, not {self.tract_pixel_scale}.",
+            )
 
 
 def select_patch_rows(
-    tables: Iterable[Table], *, sky_map: SkyMapGeometry, tract: int, patch: int, region: Any = None
+    tables: Iterable[Table],
+    *,
+    sky_map: SkyMapGeometry | None = None,
+    tract: int,
+    patch: int,
+    region: Any = None,
+    tract_frame: TractFrame | None = None,
+    skymap_name: str | None = None,
 ) -> tuple[Table, dict[str, int]]:
     """Select the catalog rows that fall in one patch.
 
@@ -89,12 +116,19 @@ def select_patch_rows(
     tables : `~collections.abc.Iterable` [`astropy.table.Table`]
         Target shards (``object_id``, ``ra``, ``dec``, ``row_index``, ...).
     sky_map : `~lsst.epo.zooniverse.butler.skymap_geometry.SkyMapGeometry`
-        The sky map.
+        The sky map (the ``zooniverse_skymap`` dataset); or `None` with
+        ``tract_frame``.
     tract, patch : `int`
         The patch.
     region : `lsst.sphgeom.Region`, optional
         The patch's sky region; rows outside it are dropped.  If `None`,
         rows outside the patch's outer pixel box are dropped instead.
+    tract_frame : `~lsst.epo.zooniverse.butler.tract_frame.TractFrame`
+        The tract frame derived from the dimension records, used when
+        ``sky_map`` is `None`.
+    skymap_name : `str`, optional
+        The sky map name recorded in the table's metadata (default: the
+        ``sky_map``'s).
 
     Returns
     -------
@@ -107,7 +141,13 @@ def select_patch_rows(
         ``n_input`` rows seen and ``n_outside`` rows dropped.
     """
     tables = [t for t in tables if len(t)]
-    geometry = sky_map.tract(tract)
+    if sky_map is not None:
+        geometry: Any = sky_map.tract(tract)
+        skymap_name = skymap_name or sky_map.name
+    elif tract_frame is not None:
+        geometry = tract_frame
+    else:
+        raise TypeError("select_patch_rows needs a sky_map or a tract_frame.")
     if tables:
         rows = vstack(tables, join_type="exact", metadata_conflicts="silent")
     else:
@@ -134,7 +174,7 @@ def select_patch_rows(
     rows["y"] = y[inside]
     rows["edge_distance"] = geometry.patch_inner_bbox(patch).distance_inside(x[inside], y[inside])
     rows.sort("row_index")
-    rows.meta = {"skymap": sky_map.name, "tract": tract, "patch": patch}
+    rows.meta = {"skymap": skymap_name, "tract": tract, "patch": patch}
     return rows, {"n_input": n_input, "n_outside": n_input - len(rows)}
 
 
@@ -149,6 +189,12 @@ class ShardCatalogTask(PipelineTask):
     kept by every patch that contains it) and records each row's tract
     pixel position and its distance to the patch's inner boundary, which
     later decides which patch's picture of an object is published.
+
+    The tract and patch geometry comes from the ``zooniverse_skymap``
+    dataset when the repository has one (exactly as before), otherwise
+    from the quantum's ``skymap``, ``tract`` and ``patch`` dimension
+    records (`~lsst.epo.zooniverse.butler.tract_frame.TractFrame`, with
+    ``tract_pixel_scale``); see ``doc/rsp_dp1.md``.
     """
 
     ConfigClass = ShardCatalogConfig
@@ -160,11 +206,39 @@ class ShardCatalogTask(PipelineTask):
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         region = data_id.region if self.config.do_check_region else None
-        outputs = self.run(**inputs, tract=data_id["tract"], patch=data_id["patch"], region=region)
+        sky_map = inputs.pop("sky_map", None) or None
+        frame = None
+        if sky_map is None:
+            records = data_id.records
+            frame = TractFrame.from_records(
+                records["skymap"],
+                records["tract"],
+                records["patch"],
+                pixel_scale_arcsec=self.config.tract_pixel_scale,
+            )
+        outputs = self.run(
+            **inputs,
+            sky_map=sky_map,
+            tract=data_id["tract"],
+            patch=data_id["patch"],
+            region=region,
+            tract_frame=frame,
+            skymap_name=data_id["skymap"],
+        )
         butlerQC.put(outputs, outputRefs)
 
     @timeMethod
-    def run(self, *, targets, sky_map: SkyMapGeometry, tract: int, patch: int, region: Any = None) -> Struct:
+    def run(
+        self,
+        *,
+        targets,
+        sky_map: SkyMapGeometry | None = None,
+        tract: int,
+        patch: int,
+        region: Any = None,
+        tract_frame: TractFrame | None = None,
+        skymap_name: str | None = None,
+    ) -> Struct:
         """Select the rows of one patch.
 
         Parameters
@@ -172,11 +246,16 @@ class ShardCatalogTask(PipelineTask):
         targets : `list` [`astropy.table.Table` or `DeferredDatasetHandle`]
             The overlapping target shards (tables or handles to them).
         sky_map : `~lsst.epo.zooniverse.butler.skymap_geometry.SkyMapGeometry`
-            The sky map.
+            The sky map, or `None` to use ``tract_frame``.
         tract, patch : `int`
             The patch.
         region : `lsst.sphgeom.Region`, optional
             The patch's sky region (`None`: use the patch's pixel box).
+        tract_frame : `~lsst.epo.zooniverse.butler.tract_frame.TractFrame`
+            The tract frame from the dimension records (without
+            ``sky_map``).
+        skymap_name : `str`, optional
+            The sky map name for the output's metadata.
 
         Returns
         -------
@@ -190,7 +269,15 @@ class ShardCatalogTask(PipelineTask):
             Raised if no row falls in the patch.
         """
         tables = [t.get() if hasattr(t, "get") and not isinstance(t, Table) else t for t in targets]
-        rows, counts = select_patch_rows(tables, sky_map=sky_map, tract=tract, patch=patch, region=region)
+        rows, counts = select_patch_rows(
+            tables,
+            sky_map=sky_map,
+            tract=tract,
+            patch=patch,
+            region=region,
+            tract_frame=tract_frame,
+            skymap_name=skymap_name,
+        )
         self.metadata["n_input"] = counts["n_input"]
         self.metadata["n_outside"] = counts["n_outside"]
         self.metadata["n_selected"] = len(rows)
