@@ -1,0 +1,83 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The web application's own tables, in the export service's database but
+with their own `sqlalchemy.MetaData`: bearer tokens, the PIs' inbox and
+their withdrawal requests.  Names start with ``web_`` so they never meet
+the export service's tables.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INBOX", "TOKENS", "WEB_METADATA", "WITHDRAWALS", "create_web_tables"]
+
+import sqlalchemy as sa
+
+WEB_METADATA = sa.MetaData()
+"""The web application's schema."""
+
+TOKENS = sa.Table(
+    "web_tokens",
+    WEB_METADATA,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Text, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+)
+
+INBOX = sa.Table(
+    "web_inbox",
+    WEB_METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("items", sa.Text, nullable=False),
+    sa.Column("read_at", sa.Text, nullable=True),
+)
+
+WITHDRAWALS = sa.Table(
+    "web_withdrawals",
+    WEB_METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(128), nullable=True),
+    sa.Column("entry", sa.String(160), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Text, nullable=False),
+)
+
+
+def create_web_tables(engine: sa.Engine) -> None:
+    """Create the web application's tables where they are missing.
+
+    Parameters
+    ----------
+    engine : `sqlalchemy.Engine`
+        The export service's database.
+    """
+    WEB_METADATA.create_all(engine, checkfirst=True)

@@ -1,0 +1,111 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""PIs' requests to withdraw a picture, a batch or a whole project: kept
+for the operators, who act on them (the export service has no withdrawal
+operation yet).
+"""
+
+from __future__ import annotations
+
+__all__ = ["WITHDRAWAL_STATES", "WithdrawalRequests"]
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..timestamps import utc_now_iso
+from .tables import WITHDRAWALS, create_web_tables
+
+WITHDRAWAL_STATES = ("open", "done", "refused")
+"""States of a request."""
+
+
+class WithdrawalRequests:
+    """The withdrawal requests table.
+
+    Parameters
+    ----------
+    engine : `sqlalchemy.Engine`
+        The export service's database (the table is created if missing).
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        create_web_tables(engine)
+
+    def request(
+        self, username: str, project: str, reason: str, *, batch: str | None = None, entry: str | None = None
+    ) -> dict[str, Any]:
+        """Record a request.
+
+        Parameters
+        ----------
+        username : `str`
+            The PI asking.
+        project : `str`
+            Their project.
+        reason : `str`
+            Why.
+        batch, entry : `str`, optional
+            One batch, or one picture of it; the whole project if neither.
+
+        Returns
+        -------
+        request : `dict`
+            The request as stored.
+        """
+        values = {
+            "username": username,
+            "project": project,
+            "batch": batch,
+            "entry": entry,
+            "reason": reason,
+            "state": "open",
+            "created_at": utc_now_iso(),
+        }
+        with self.engine.begin() as connection:
+            result = connection.execute(WITHDRAWALS.insert().values(**values))
+            values["id"] = int(result.inserted_primary_key[0])
+        return values
+
+    def list(self, *, username: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
+        """List requests, oldest first.
+
+        Parameters
+        ----------
+        username : `str`, optional
+            Only this PI's.
+        project : `str`, optional
+            Only this project's.
+
+        Returns
+        -------
+        requests : `list` [`dict`]
+            The requests.
+        """
+        query = sa.select(WITHDRAWALS).order_by(WITHDRAWALS.c.id)
+        if username is not None:
+            query = query.where(WITHDRAWALS.c.username == username)
+        if project is not None:
+            query = query.where(WITHDRAWALS.c.project == project)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
