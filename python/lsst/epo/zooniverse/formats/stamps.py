@@ -383,6 +383,7 @@ def cut_stamp(
     width: int,
     height: int,
     no_data_bit: int = DEFAULT_MASK_PLANES["NO_DATA"],
+    share: bool = False,
     **kwargs: Any,
 ) -> Stamp:
     """Cut a stamp from parent planes held in memory, padding the part that
@@ -400,6 +401,11 @@ def cut_stamp(
     no_data_bit : `int`, optional
         Mask bit set on padded pixels, and counted as "no data" for the
         coverage.
+    share : `bool`, optional
+        If `True`, a stamp that lies wholly inside the parent gets views of
+        the parent's planes, not copies (no memory per stamp, and no time
+        copying); the parent's planes must then not change while the stamp
+        is in use.  Stamps that need padding are copies either way.
     **kwargs
         Further `Stamp` fields (``ra``, ``dec``, ``object_id``,
         ``edge_distance``, ``wcs``).
@@ -418,11 +424,31 @@ def cut_stamp(
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"Stamp size must be positive, not {width}x{height}.")
+    px0, py0 = x0 - parent_x0, y0 - parent_y0
+    if (
+        share
+        and mask is not None
+        and 0 <= px0
+        and 0 <= py0
+        and px0 + width <= image.shape[1]
+        and py0 + height <= image.shape[0]
+    ):
+        inside = (slice(py0, py0 + height), slice(px0, px0 + width))
+        stamp_image, stamp_mask = image[inside], mask[inside]
+        has_data = np.isfinite(stamp_image) & ((stamp_mask & (1 << no_data_bit)) == 0)
+        return Stamp(
+            image=stamp_image,
+            mask=stamp_mask,
+            variance=variance[inside] if variance is not None else None,
+            x0=x0,
+            y0=y0,
+            coverage=float(has_data.mean()),
+            **kwargs,
+        )
     stamp_image = np.full((height, width), np.nan, dtype=np.float32)
     stamp_mask = np.full((height, width), 1 << no_data_bit, dtype=np.int32)
     stamp_variance = np.full((height, width), np.nan, dtype=np.float32)
     # Overlap in parent array indices.
-    px0, py0 = x0 - parent_x0, y0 - parent_y0
     ix0, iy0 = max(px0, 0), max(py0, 0)
     ix1, iy1 = min(px0 + width, image.shape[1]), min(py0 + height, image.shape[0])
     if ix1 > ix0 and iy1 > iy0:

@@ -45,7 +45,7 @@ import functools
 import itertools
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import astropy.io.fits as fits
@@ -178,10 +178,11 @@ def _primary_cards(stamps: Any, cards: CardFormatter) -> tuple[list[str], bool]:
 
 def _plane_headers(
     stamps: Any, all_planes: list[list[tuple[str, np.ndarray]]], cards: CardFormatter
-) -> list[list[tuple[bytes, np.ndarray, np.dtype]]] | None:
-    """Return, for each stamp, the header, pixels and big-endian type of
-    each plane; `None` if astropy should write the file (planes of
-    different shapes).
+) -> Iterator[list[tuple[bytes, np.ndarray, np.dtype]]]:
+    """Yield, for each stamp in turn, the header, pixels and big-endian
+    type of each plane (made as the file is written, so that the headers
+    of all stamps are never held at once).  Every plane must have its
+    stamp's shape (see `_same_shapes`).
     """
     mask_planes = stamps.mask_planes
     mask_cards = [cards.card(key, bit) for key, bit in mask_plane_cards(mask_planes)]
@@ -201,7 +202,6 @@ def _plane_headers(
     }
     extnames = {plane: cards.card("EXTNAME", plane) for plane in PLANES}
     scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]] = {}
-    stamp_headers = []
     for number, (stamp, planes) in enumerate(zip(stamps, all_planes), start=1):
         height, width = stamp.image.shape
         x0, y0 = float(stamp.x0), float(stamp.y0)
@@ -220,8 +220,6 @@ def _plane_headers(
         ]
         headers = []
         for plane, data in planes:
-            if data.shape != (height, width):
-                return None  # astropy writes each plane's own shape.
             bitpix, big_endian = _fast_plane_data(data)
             plane_cards = [
                 fixed["XTENSION"],
@@ -238,8 +236,21 @@ def _plane_headers(
                 if header_wcs is not None:
                     plane_cards += _STAMP_WCS_TEMPLATES.cards(header_wcs)
             headers.append((header_bytes(plane_cards), data, big_endian))
-        stamp_headers.append(headers)
-    return stamp_headers
+        yield headers
+
+
+def _same_shapes(stamps: Any, all_planes: list[list[tuple[str, np.ndarray]]]) -> bool:
+    """Return whether every plane has its stamp's image shape (else
+    astropy writes each plane's own shape).
+    """
+    return all(
+        data.shape == stamp.image.shape for stamp, planes in zip(stamps, all_planes) for _, data in planes
+    )
+
+
+def _padded(nbytes: int) -> int:
+    """Return the size of a data unit of ``nbytes``: whole FITS blocks."""
+    return nbytes + (-nbytes % BLOCK)
 
 
 def write_stamps_fast(stamps: Any, filename: str | os.PathLike | IO[bytes]) -> bool:
@@ -276,18 +287,28 @@ def write_stamps_fast(stamps: Any, filename: str | os.PathLike | IO[bytes]) -> b
     all_planes = stamp_planes(stamps)
     if astropy_only or any(_fast_plane_data(data) is None for planes in all_planes for _, data in planes):
         return False
-    stamp_headers = _plane_headers(stamps, all_planes, cards)
-    if stamp_headers is None:
+    if not _same_shapes(stamps, all_planes):
         return False
 
     def write(stream: IO[bytes]) -> None:
+        # One stamp at a time: its headers are made, its planes converted
+        # to big-endian and padded in one buffer, and written in one call.
         stream.write(header_bytes(primary))
-        for headers in stamp_headers:
+        buffer = bytearray()
+        for headers in _plane_headers(stamps, all_planes, cards):
+            size = sum(len(header) + _padded(data.nbytes) for header, data, _ in headers)
+            if len(buffer) != size:
+                buffer = bytearray(size)
+            view = memoryview(buffer)
+            offset = 0
             for header, data, big_endian in headers:
-                stream.write(header)
-                pixels = np.ascontiguousarray(data, dtype=big_endian)
-                stream.write(memoryview(pixels).cast("B"))
-                stream.write(bytes(-pixels.nbytes % BLOCK))
+                view[offset : offset + len(header)] = header
+                offset += len(header)
+                pixels = np.frombuffer(view, big_endian, data.size, offset).reshape(data.shape)
+                np.copyto(pixels, data)
+                view[offset + data.nbytes : offset + _padded(data.nbytes)] = bytes(-data.nbytes % BLOCK)
+                offset += _padded(data.nbytes)
+            stream.write(view)
 
     if isinstance(filename, (str, os.PathLike)):
         with open(filename, "wb") as stream:

@@ -155,6 +155,12 @@ class ExtractStampsTask(PipelineTask):
     each stamp records its coverage (fraction of pixels with data).  Every
     catalog row of the patch gets a stamp, even one with no data at all,
     so that composeRgb can say why an object has no picture.
+
+    A stamp inside the coadd holds views of the coadd's planes, not
+    copies; only stamps that need padding hold their own pixels.  The
+    writer formats and writes one stamp at a time, so a quantum's memory
+    is the coadd plus the padded stamps plus a few hundred bytes per
+    stamp, however many objects the patch has.
     """
 
     ConfigClass = ExtractStampsConfig
@@ -260,6 +266,7 @@ class ExtractStampsTask(PipelineTask):
                 width=size,
                 height=size,
                 no_data_bit=no_data_bit,
+                share=True,  # Views of the coadd: no per-stamp copy.
                 ra=float(ra[k]),
                 dec=float(dec[k]),
                 object_id=str(object_id),
