@@ -55,7 +55,10 @@ class PanoptesSignIn:
     def __init__(self, client_id: str, client_secret: str, username: str, password: str) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.username, self.password = username, password
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, set[str]] = {}
+        """Scopes of every access token handed out."""
+        self.scopes = {"public", "project", "subject"}
+        """Scopes the application and user grant new tokens."""
         self.refresh_tokens: set[str] = set()
         self.sessions: dict[str, dict[str, Any]] = {}
 
@@ -72,8 +75,35 @@ class PanoptesSignIn:
         valid : `bool`
             Its ``Authorization: Bearer`` token is known.
         """
+        return self.token_scopes(request) is not None
+
+    def token_scopes(self, request: BaseHTTPRequestHandler) -> set[str] | None:
+        """Return the scopes of a request's bearer token.
+
+        Parameters
+        ----------
+        request : `http.server.BaseHTTPRequestHandler`
+            The request.
+
+        Returns
+        -------
+        scopes : `set` [`str`] or `None`
+            `None` if it carries no token handed out here.
+        """
         auth = request.headers.get("Authorization") or ""
-        return auth.startswith("Bearer ") and auth[len("Bearer ") :] in self.tokens
+        return self.tokens.get(auth[len("Bearer ") :]) if auth.startswith("Bearer ") else None
+
+    def revoke_scope(self, scope: str) -> None:
+        """Take a scope away from every token, and from new ones.
+
+        Parameters
+        ----------
+        scope : `str`
+            ``project``, ``subject``, ...
+        """
+        self.scopes.discard(scope)
+        for scopes in self.tokens.values():
+            scopes.discard(scope)
 
     def _session(self, request, headers) -> dict[str, Any]:
         cookies = dict(
@@ -124,12 +154,12 @@ class PanoptesSignIn:
 
     def _issue(self, refresh: bool) -> dict[str, Any]:
         token = "tok-" + secrets.token_hex(16)
-        self.tokens.add(token)
+        self.tokens[token] = set(self.scopes)
         answer = {
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": 7200,
-            "scope": "public project",
+            "scope": " ".join(sorted(self.scopes)),
         }
         if refresh:
             answer["refresh_token"] = "ref-" + secrets.token_hex(16)

@@ -26,7 +26,7 @@ answers and paginated index envelopes as Panoptes serializes them.
 
 from __future__ import annotations
 
-__all__ = ["API_ACCEPT", "ApiAnswer", "error_answer", "page_answer"]
+__all__ = ["API_ACCEPT", "ApiAnswer", "error_answer", "page_answer", "scope_answer"]
 
 import urllib.parse
 from typing import Any
@@ -69,6 +69,25 @@ def error_answer(status: int, message: str) -> ApiAnswer:
         ``{"errors": [{"message": message}]}`` with that status.
     """
     return ApiAnswer(status, {"errors": [{"message": message}]})
+
+
+def scope_answer(scope: str) -> ApiAnswer:
+    """Make Doorkeeper's answer to a token without a required scope.
+
+    Parameters
+    ----------
+    scope : `str`
+        The scope the action requires.
+
+    Returns
+    -------
+    answer : `ApiAnswer`
+        HTTP 403 with an empty body and the reason in
+        ``WWW-Authenticate`` (Doorkeeper's ``ForbiddenTokenResponse``).
+    """
+    description = f'Access to this resource requires scope \\"{scope}\\".'
+    header = f'Bearer realm="Panoptes", error="insufficient_scope", error_description="{description}"'
+    return ApiAnswer(403, None, {"WWW-Authenticate": header})
 
 
 def page_answer(slug: str, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:

@@ -20,7 +20,9 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 """A local stand-in for the Panoptes (Zooniverse API) endpoints that
-panoptes-client 1.7 calls when a subject set is created and filled.
+panoptes-client 1.7 and this package call when a subject set is created
+and filled, as strict as the real server where "nothing is sent twice"
+depends on it.
 
 It is not Zooniverse: it keeps everything in memory and serves one
 project, for the demo (``scripts/demo.sh``), the tutorial notebook, the
@@ -32,36 +34,28 @@ it alone with::
 and point the tools at it with ``PANOPTES_ENDPOINT`` and the printed
 client credentials.
 
-It answers as the real API does (Panoptes ``app/controllers/api/v1``,
-``app/schemas``, serializers; doc/zooniverse_facts.md §1, §2, §6):
-JSON-API envelopes
-``{"<type>": [...], "meta": {"<type>": {page, page_count, next_href,
-...}}}``, ids as strings, 404 without the ``application/vnd.api+json;
-version=1`` Accept header, 401 without a valid bearer token, 422 for a
-body its schema refuses, doorkeeper's
-``{"error": "invalid_client"}`` for wrong client credentials, and
-``subject_set_imports`` that download the manifest at creation (counting
-its rows) and import it afterwards in a worker (MIME type from the URL's
-extension as Ruby's ``File.extname`` gives it).
+doc/panoptes_standin.md lists each behaviour with the Panoptes source
+file it follows: JSON-API envelopes, 404 without the versioned Accept
+header, 401 without a token, Doorkeeper's 403 for a token without the
+scope an action needs (``project``; ``subject`` for ``POST /subjects``),
+422 for links to a project or set the account cannot update (not a
+collaborator), the per-user upload limit on ``POST /subjects`` (403
+"User has uploaded N subjects of M maximum"; every subject made counts,
+imported or deleted ones too), ``external_id`` accepted on
+``POST /subjects``, and subject-set imports counted synchronously at the
+POST and run later as queued jobs
+(`lsst.epo.zooniverse.demo.panoptes_imports`).
 
-Known differences from the real server (issue 16, doc/zooniverse_facts.md
-§1.5, §2): this stand-in refuses ``external_id`` on ``POST /subjects``
-(accepted by the real schema since 2018), and its import worker updates a
-subject whose ``external_id`` is already in the set, where the real worker
-fails on that row (a unique index refuses the second link) and the import
-never finishes.
+Faults to inject: `rate_limit`, `server_errors` (5xx without effect),
+`lose_answers` (the POST is carried out, the answer lost after the
+gateway's timeout), ``fail_creates_after`` / ``fail_imports_after``,
+``imports.start_delay`` / ``imports.row_seconds`` / ``imports.dies_after``
+(late, slow and dying import jobs), `revoke_scope`, ``collaborator =
+False`` and `reach_upload_limit`.  With ``virtual_time=True`` nothing
+happens between requests until `advance` moves the clock (deterministic
+tests); otherwise import jobs run in real time.
 
 Every request is recorded (method, path, query, JSON or form body).
-Faults: ``rate_limit(n, retry_after)`` answers 429 to the next ``n`` API
-requests; ``import_dies_after`` stops import workers mid-way (as a failed
-import job, never retried, leaves its import unfinished for good);
-``fail_creates_after`` / ``fail_imports_after`` answer 500 to every
-subject (import) create once that many were made, after creating it if
-``commit_before_failing`` (a lost answer).
-
-Sign-in and tokens are in `lsst.epo.zooniverse.demo.panoptes_auth`, the
-JSON-API envelopes and error answers in
-`lsst.epo.zooniverse.demo.panoptes_jsonapi`.
 """
 
 from __future__ import annotations
@@ -69,22 +63,23 @@ from __future__ import annotations
 __all__ = ["API_ACCEPT", "PanoptesStandIn", "Recorded", "main"]
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
 import threading
 import time
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .panoptes_auth import PanoptesSignIn
-from .panoptes_jsonapi import API_ACCEPT, ApiAnswer, error_answer, page_answer
+from .panoptes_import_routes import ImportRoutes, required_scope
+from .panoptes_imports import ALLOWED_CONTENT_TYPES, ImportQueue
+from .panoptes_jsonapi import API_ACCEPT, ApiAnswer, error_answer, page_answer, scope_answer
 
-IMPORT_ROW_LIMIT = 10_000
-_MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif"}
+SUBJECT_LIMIT = 10_000
+"""Uploads per user (Zooniverse's lab policy; ``USER_SUBJECT_LIMIT``)."""
+_NOT_LINKABLE = "Couldn't find linked {} for current user"
+_SUBJECT_FIELDS = {"metadata", "locations", "links", "external_id"}
 
 
 @dataclasses.dataclass
@@ -98,7 +93,7 @@ class Recorded:
     headers: dict[str, str]
 
 
-class PanoptesStandIn:
+class PanoptesStandIn(ImportRoutes):
     """The stand-in server on ``127.0.0.1`` (any free port).
 
     Parameters
@@ -111,10 +106,12 @@ class PanoptesStandIn:
         The user's (password flow).
     port : `int`, optional
         Port on ``127.0.0.1`` (0: any free port).
-    workflow_id : `int`, optional
-        The project's one workflow.
     record_bodies : `bool`, optional
         Keep request bodies in `requests` (off for long runs).
+    workflow_id : `int`, optional
+        The project's one workflow.
+    virtual_time : `bool`, optional
+        Run import jobs only when `advance` moves the clock.
     """
 
     def __init__(
@@ -128,6 +125,7 @@ class PanoptesStandIn:
         port: int = 0,
         record_bodies: bool = True,
         workflow_id: int = 901,
+        virtual_time: bool = False,
     ) -> None:
         self.auth = PanoptesSignIn(client_id, client_secret, username, password)
         self.projects = {str(project_id): {"id": str(project_id), "display_name": "Galaxy shapes"}}
@@ -143,29 +141,37 @@ class PanoptesStandIn:
         self.members: list[tuple[str, str]] = []  # (subject_set_id, subject_id), in link order
         self.imports: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
-        self.rate_limited = 0
-        self.retry_after = "1"
+        self.record_bodies = record_bodies
+        self.rate_limited, self.retry_after = 0, "1"
+        self.failing: list[int] = []
+        self.lost: dict[str, int] = {}
+        self.gateway_timeout = 60.0
+        """Seconds a lost answer takes (virtual time only)."""
         self.fail_creates_after: int | None = None
         self.fail_imports_after: int | None = None
         self.commit_before_failing = False
-        self.subjects_created = 0
-        self.imports_created = 0
+        self.collaborator = True
+        """The account is owner or collaborator of the project."""
+        self.subject_limit = SUBJECT_LIMIT
+        self.uploaded = 0
+        """Subjects the account made (never goes down)."""
+        self.subjects_created = self.imports_created = 0
         self._ids = 1000
         self._lock = threading.RLock()
-        self._workers: list[threading.Thread] = []
+        self.virtual_time = virtual_time
+        self._now = 0.0
+        self._t0 = time.monotonic()
+        self.imports_queue = ImportQueue(self, self.clock)
+        self._stop = threading.Event()
         handler = type("Handler", (_Handler,), {"standin": self})
-        self.record_bodies = record_bodies
-        self.import_dies_after: int | None = None
-        """Make import workers die after this many rows (Sidekiq does not
-        retry them: the import never finishes)."""
-        self.import_row_seconds = 0.002
-        """Time the import worker takes per manifest row (a real import is
-        asynchronous: clients see its progress grow)."""
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True)]
+        if not virtual_time:
+            self._threads.append(threading.Thread(target=self._tick, daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     @property
     def client_id(self) -> str:
@@ -188,9 +194,8 @@ class PanoptesStandIn:
         return self.auth.password
 
     def close(self) -> None:
-        """Stop the server (and wait for import workers)."""
-        for worker in self._workers:
-            worker.join(10)
+        """Stop the server (and the import clock)."""
+        self._stop.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -200,6 +205,43 @@ class PanoptesStandIn:
     def __exit__(self, *args: Any) -> None:
         self.close()
 
+    # Time.
+
+    def clock(self) -> float:
+        """Return the stand-in's time in seconds."""
+        return self._now if self.virtual_time else time.monotonic() - self._t0
+
+    def advance(self, seconds: float) -> None:
+        """Move the virtual clock on and run the import jobs due.
+
+        Parameters
+        ----------
+        seconds : `float`
+            How far (real time: only run what is due).
+        """
+        with self._lock:
+            if self.virtual_time:
+                self._now += max(0.0, seconds)
+            self.imports_queue.run_until(self.clock())
+
+    def settle(self, limit: float = 1e7) -> None:
+        """Advance until no import job is left running (virtual time).
+
+        Parameters
+        ----------
+        limit : `float`, optional
+            Most seconds to advance.
+        """
+        with self._lock:
+            while self.imports_queue.running() and limit > 0:
+                step = max(1.0, min(j.next_time for j in self.imports_queue.running()) - self._now)
+                self.advance(step)
+                limit -= step
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.005):
+            self.advance(0.0)
+
     # Faults and inspection.
 
     def rate_limit(self, n: int, retry_after: str = "1") -> None:
@@ -207,6 +249,28 @@ class PanoptesStandIn:
         requests.
         """
         self.rate_limited, self.retry_after = n, retry_after
+
+    def server_errors(self, n: int, status: int = 502) -> None:
+        """Answer ``status`` to the next ``n`` API requests, doing nothing
+        (a gateway or server failure before the application).
+        """
+        self.failing += [status] * n
+
+    def lose_answers(self, path: str, n: int = 1) -> None:
+        """Carry out the next ``n`` POSTs to ``path`` (``/subjects``,
+        ``/subject_set_imports``, ...) but answer 504 after
+        `gateway_timeout`, as a gateway does when the server is slower
+        than its timeout.
+        """
+        self.lost[path] = self.lost.get(path, 0) + n
+
+    def revoke_scope(self, scope: str) -> None:
+        """Take ``scope`` away from every token (and new ones)."""
+        self.auth.revoke_scope(scope)
+
+    def reach_upload_limit(self) -> None:
+        """Make the account's uploads reach its subject limit."""
+        self.uploaded = max(self.uploaded, self.subject_limit)
 
     def api_requests(self, method: str | None = None, prefix: str = "/api/") -> list[Recorded]:
         """Return the recorded requests under ``prefix`` (of one method)."""
@@ -225,11 +289,37 @@ class PanoptesStandIn:
             for s in self.set_subjects(subject_set_id)
         ]
 
-    # Request handling.
+    # What import jobs need (`~.panoptes_imports.SubjectStore`).
 
-    def _next_id(self) -> str:
+    def find_in_set(self, set_id: str, external_id: str | None) -> str | None:
+        """Return the first subject of a set with this external id."""
+        return next((s["id"] for s in self.set_subjects(set_id) if s.get("external_id") == external_id), None)
+
+    def is_member(self, set_id: str, subject_id: str) -> bool:
+        """Say whether a subject is in a set."""
+        return (set_id, subject_id) in self.members
+
+    def link(self, subject_set_id: str, subject_id: str) -> None:
+        """Add a subject to a set (once)."""
+        if (subject_set_id, subject_id) not in self.members:
+            self.members.append((subject_set_id, subject_id))
+            self.subjects[subject_id]["links"]["subject_sets"].append(subject_set_id)
+
+    def new_subject(self, project, locations, metadata, external_id=None) -> dict[str, Any]:
+        """Make a subject, counted against the account's uploads."""
         self._ids += 1
-        return str(self._ids)
+        subject = {
+            "id": str(self._ids),
+            "external_id": external_id,
+            "locations": locations,
+            "metadata": metadata,
+            "links": {"project": project, "collections": [], "subject_sets": []},
+        }
+        self.subjects[subject["id"]] = subject
+        self.uploaded += 1
+        return subject
+
+    # Request handling.
 
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         split = urllib.parse.urlsplit(request.path)
@@ -241,6 +331,7 @@ class PanoptesStandIn:
                 body = json.loads(raw)
             else:
                 body = dict(urllib.parse.parse_qsl(raw.decode()))
+        headers: dict[str, str] = {}
         with self._lock:
             self.requests.append(
                 Recorded(
@@ -251,13 +342,16 @@ class PanoptesStandIn:
                     dict(request.headers.items()) if self.record_bodies else {},
                 )
             )
-        headers: dict[str, str] = {}
-        try:
-            with self._lock:
+            try:
                 status, answer = self._route(request, method, split.path, query, body, headers)
-        except ApiAnswer as answer_error:
-            status, answer = answer_error.status, answer_error.body
-            headers.update(answer_error.headers)
+            except ApiAnswer as answer_error:
+                status, answer = answer_error.status, answer_error.body
+                headers.update(answer_error.headers)
+            if method == "POST" and status < 300 and self.lost.get(split.path[len("/api") :], 0) > 0:
+                self.lost[split.path[len("/api") :]] -= 1
+                if self.virtual_time:
+                    self.advance(self.gateway_timeout)
+                status, answer = 504, None
         data = b"" if answer is None else json.dumps(answer).encode()
         request.send_response(status)
         for name, value in headers.items():
@@ -277,20 +371,32 @@ class PanoptesStandIn:
         # Routes are constrained to the versioned JSON-API media type.
         if API_ACCEPT not in (request.headers.get("Accept") or ""):
             raise error_answer(404, "Not found")
-        if not self.auth.is_valid_bearer(request):
+        scopes = self.auth.token_scopes(request)
+        if scopes is None:
             raise error_answer(401, "You must be logged in to access this resource.")
         if self.rate_limited > 0:
             self.rate_limited -= 1
             raise ApiAnswer(
                 429, {"errors": [{"message": "Too many requests"}]}, {"Retry-After": self.retry_after}
             )
+        if self.failing:
+            raise ApiAnswer(self.failing.pop(0), None)
         parts = path[len("/api/") :].strip("/").split("/")
+        needed = required_scope(method, parts)
+        if needed and needed not in scopes:
+            raise scope_answer(needed)
         handler = getattr(self, f"_{method.lower()}_{parts[0]}", None)
         if handler is None:
             raise error_answer(404, "Not found")
         return handler(parts[1:], query, body)
 
-    # Resources.
+    def _updatable(self, kind: str, resource_id: str, table: dict[str, Any]) -> dict[str, Any]:
+        """Return a resource the account may update (404 otherwise)."""
+        if resource_id not in table or not self.collaborator:
+            raise error_answer(404, f"Could not find {kind} with id='{resource_id}'")
+        return table[resource_id]
+
+    # Projects and workflows.
 
     def _get_projects(self, parts, query, body) -> tuple[int, Any]:
         ids = parts[:1] or ([query["id"]] if "id" in query else list(self.projects))
@@ -299,18 +405,14 @@ class PanoptesStandIn:
             raise error_answer(404, f"Could not find project with id='{parts[0]}'")
         return page_answer("projects", found, query)
 
-    def _workflow(self, parts) -> dict[str, Any]:
+    def _get_workflows(self, parts, query, body) -> tuple[int, Any]:
         if not parts or parts[0] not in self.workflows:
             raise error_answer(404, f"Could not find workflow with id='{parts[0] if parts else ''}'")
-        return self.workflows[parts[0]]
-
-    def _get_workflows(self, parts, query, body) -> tuple[int, Any]:
-        return 200, {"workflows": [self._workflow(parts)]}
+        return 200, {"workflows": [self.workflows[parts[0]]]}
 
     def _post_workflows(self, parts, query, body) -> tuple[int, Any]:
-        # /workflows/:id/links/subject_sets (what
-        # workflow.links.subject_sets.add does)
-        workflow = self._workflow(parts)
+        # /workflows/:id/links/subject_sets (update_links: no scope needed)
+        workflow = self._updatable("workflow", parts[0] if parts else "", self.workflows)
         if parts[1:] != ["links", "subject_sets"]:
             raise error_answer(404, "Not found")
         ids = [str(i) for i in (body or {}).get("subject_sets", [])]
@@ -323,6 +425,8 @@ class PanoptesStandIn:
             if set_id not in workflow["links"]["subject_sets"]:
                 workflow["links"]["subject_sets"].append(set_id)
         return 200, {"workflows": [workflow]}
+
+    # Subject sets.
 
     def _set_json(self, subject_set: dict[str, Any]) -> dict[str, Any]:
         count = sum(1 for k, _ in self.members if k == subject_set["id"])
@@ -338,42 +442,41 @@ class PanoptesStandIn:
                 raise error_answer(404, f"Could not find subject_set with id='{parts[0]}'")
             items = [self.subject_sets[parts[0]]]
         else:
+            filters = (("id", "id"), ("project_id", "project"), ("display_name", "display_name"))
             items = [
                 s
                 for s in self.subject_sets.values()
                 if all(
-                    str(query[k]) == str(v)
-                    for k, v in (
-                        ("id", s["id"]),
-                        ("project_id", s["links"]["project"]),
-                        ("display_name", s["display_name"]),
-                    )
+                    str(query[k]) == str(s["links"]["project"] if f == "project" else s[f])
+                    for k, f in filters
                     if k in query
                 )
             ]
         return page_answer("subject_sets", [self._set_json(s) for s in items], query)
 
     def _post_subject_sets(self, parts, query, body) -> tuple[int, Any]:
-        if parts:  # /subject_sets/:id/links/subjects
-            if len(parts) != 3 or parts[1:] != ["links", "subjects"] or parts[0] not in self.subject_sets:
+        if parts:  # /subject_sets/:id/links/subjects (update_links)
+            subject_set = self._updatable("subject_set", parts[0], self.subject_sets)
+            if parts[1:] != ["links", "subjects"]:
                 raise error_answer(404, "Not found")
             ids = [str(i) for i in (body or {}).get("subjects", [])]
             missing = [i for i in ids if i not in self.subjects]
             if missing:
                 raise error_answer(404, f"Could not find subjects with ids='{','.join(missing)}'")
             for subject_id in ids:
-                self._link(parts[0], subject_id)
-            return 200, {"subject_sets": [self._set_json(self.subject_sets[parts[0]])]}
+                self.link(parts[0], subject_id)
+            return 200, {"subject_sets": [self._set_json(subject_set)]}
         attributes = (body or {}).get("subject_sets")
         if not isinstance(attributes, dict) or set(attributes) - {"display_name", "metadata", "links"}:
             raise error_answer(
                 422, "schema: subject_sets has properties other than display_name, metadata, links"
             )
         project = str((attributes.get("links") or {}).get("project", ""))
-        if project not in self.projects:
-            raise error_answer(422, "project must exist and be updatable")
+        if project not in self.projects or not self.collaborator:
+            raise error_answer(422, _NOT_LINKABLE.format("project"))
+        self._ids += 1
         subject_set = {
-            "id": self._next_id(),
+            "id": str(self._ids),
             "display_name": attributes.get("display_name"),
             "metadata": attributes.get("metadata") or {},
             "links": {"project": project, "workflows": []},
@@ -381,13 +484,18 @@ class PanoptesStandIn:
         self.subject_sets[subject_set["id"]] = subject_set
         return 201, {"subject_sets": [self._set_json(subject_set)]}
 
-    def _link(self, subject_set_id: str, subject_id: str) -> None:
-        if (subject_set_id, subject_id) not in self.members:
-            self.members.append((subject_set_id, subject_id))
-            self.subjects[subject_id]["links"]["subject_sets"].append(subject_set_id)
+    def _delete_subject_sets(self, parts, query, body) -> tuple[int, Any]:
+        # /subject_sets/:id/links/subjects/:ids (destroy_links)
+        self._updatable("subject_set", parts[0] if parts else "", self.subject_sets)
+        if len(parts) != 4 or parts[1:3] != ["links", "subjects"]:
+            raise error_answer(404, "Not found")
+        for subject_id in parts[3].split(","):
+            if (parts[0], subject_id) in self.members:
+                self.members.remove((parts[0], subject_id))
+                self.subjects[subject_id]["links"]["subject_sets"].remove(parts[0])
+        return 204, None
 
-    def _subject_json(self, subject: dict[str, Any]) -> dict[str, Any]:
-        return {**subject, "href": f"/subjects/{subject['id']}"}
+    # Subjects.
 
     def _get_subjects(self, parts, query, body) -> tuple[int, Any]:
         if parts:
@@ -400,53 +508,50 @@ class PanoptesStandIn:
             items = [self.subjects[i] for i in query["id"].split(",") if i in self.subjects]
         else:
             items = list(self.subjects.values())
-        return page_answer("subjects", [self._subject_json(s) for s in items], query)
-
-    def _new_subject(self, project, locations, metadata, external_id=None) -> dict[str, Any]:
-        subject = {
-            "id": self._next_id(),
-            "external_id": external_id,
-            "locations": locations,
-            "metadata": metadata,
-            "links": {"project": project, "collections": [], "subject_sets": []},
-        }
-        self.subjects[subject["id"]] = subject
-        return subject
+        return page_answer("subjects", [{**s, "href": f"/subjects/{s['id']}"} for s in items], query)
 
     def _post_subjects(self, parts, query, body) -> tuple[int, Any]:
-        # Stricter than the real SubjectCreateSchema, which also takes
-        # external_id (issue 16): links and locations, and metadata.
+        # SubjectCreateSchema: links and locations required; external_id
+        # and metadata optional; nothing else.
         attributes = (body or {}).get("subjects")
-        if not isinstance(attributes, dict) or set(attributes) - {"metadata", "locations", "links"}:
-            raise error_answer(422, "schema: subjects has properties other than metadata, locations, links")
+        if not isinstance(attributes, dict) or set(attributes) - _SUBJECT_FIELDS:
+            raise error_answer(
+                422, "schema: subjects has properties other than external_id, metadata, locations, links"
+            )
         links, locations = attributes.get("links"), attributes.get("locations")
         if (
             not isinstance(links, dict)
             or not isinstance(locations, list)
             or set(links) - {"project", "subject_sets", "owner"}
+            or not isinstance(attributes.get("external_id", ""), str)
         ):
             raise error_answer(422, "schema: links (project) and locations are required")
+        if self.uploaded >= self.subject_limit:
+            limits = f"{self.uploaded} subjects of {self.subject_limit} maximum"
+            raise error_answer(403, f"User has uploaded {limits}")
         project = str(links.get("project", ""))
-        if project not in self.projects:
-            raise error_answer(422, "project must exist")
+        if project not in self.projects or not self.collaborator:
+            raise error_answer(422, _NOT_LINKABLE.format("project"))
         set_ids = [str(i) for i in links.get("subject_sets", [])]
         if any(i not in self.subject_sets for i in set_ids):
-            raise error_answer(422, "subject_sets must exist")
+            raise error_answer(422, _NOT_LINKABLE.format("subject_sets"))
         for location in locations:
             if isinstance(location, dict) and (
-                len(location) != 1 or next(iter(location)) not in _MIME.values()
+                len(location) != 1 or next(iter(location)) not in ALLOWED_CONTENT_TYPES
             ):
-                raise error_answer(422, f"Validation failed: Locations content type is invalid: {location}")
+                raise error_answer(400, f"Validation failed: Locations content type is invalid: {location}")
         failing = self.fail_creates_after is not None and self.subjects_created >= self.fail_creates_after
         if failing and not self.commit_before_failing:
             raise ApiAnswer(500, {"errors": [{"message": "Internal server error"}]})
-        subject = self._new_subject(project, locations, attributes.get("metadata") or {})
+        subject = self.new_subject(
+            project, locations, attributes.get("metadata") or {}, attributes.get("external_id")
+        )
         for set_id in set_ids:
-            self._link(set_id, subject["id"])
+            self.link(set_id, subject["id"])
         self.subjects_created += 1
         if failing:
             raise ApiAnswer(504, None)  # created, but the answer is lost
-        return 201, {"subjects": [self._subject_json(subject)]}
+        return 201, {"subjects": [{**subject, "href": f"/subjects/{subject['id']}"}]}
 
     def _get_set_member_subjects(self, parts, query, body) -> tuple[int, Any]:
         items = [
@@ -455,105 +560,6 @@ class PanoptesStandIn:
             if query.get("subject_set_id", k) == k and query.get("subject_id", s) == s
         ]
         return page_answer("set_member_subjects", items, query)
-
-    # Subject set imports.
-
-    def _download(self, url: str) -> list[dict[str, str]]:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise error_answer(422, f"Manifest URL {url!r} is not http(s)")
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                text = response.read().decode("utf-8")
-        except Exception as err:
-            raise error_answer(422, f"Could not download the manifest: {err}") from None
-        return list(csv.DictReader(io.StringIO(text)))
-
-    def _post_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
-        attributes = (body or {}).get("subject_set_imports")
-        if not isinstance(attributes, dict) or set(attributes) - {"source_url", "links"}:
-            raise error_answer(422, "schema: subject_set_imports takes source_url and links only")
-        set_id = str((attributes.get("links") or {}).get("subject_set", ""))
-        if set_id not in self.subject_sets:
-            raise error_answer(422, "subject_set must exist and be updatable")
-        if self.fail_imports_after is not None and self.imports_created >= self.fail_imports_after:
-            raise ApiAnswer(500, {"errors": [{"message": "Internal server error"}]})
-        rows = self._download(attributes.get("source_url", ""))  # CountManifestRows, synchronously
-        if len(rows) > IMPORT_ROW_LIMIT:
-            raise error_answer(
-                422, f"Manifest row count ({len(rows)}) exceeds the limit ({IMPORT_ROW_LIMIT})"
-            )
-        record = {
-            "id": self._next_id(),
-            "source_url": attributes["source_url"],
-            "imported_count": 0,
-            "failed_count": 0,
-            "manifest_count": len(rows),
-            "progress": 0.0,
-            "links": {"subject_set": set_id, "user": "1"},
-        }
-        self.imports[record["id"]] = record
-        self.imports_created += 1
-        worker = threading.Thread(target=self._import_worker, args=(record, set_id), daemon=True)
-        self._workers.append(worker)
-        worker.start()
-        return 201, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
-
-    def _import_worker(self, record: dict[str, Any], set_id: str) -> None:
-        # SubjectSetImportWorker: stream the manifest again and import each
-        # row (here an external_id already in the set updates its subject;
-        # the real worker fails on it: issue 16).
-        try:
-            rows = self._download(record["source_url"])
-        except Exception:
-            # The job raises and Sidekiq does not retry it (retry: 0): the
-            # import's counts and progress never change again.
-            return
-        project = self.subject_sets[set_id]["links"]["project"]
-        with self._lock:
-            by_external_id = {
-                s["external_id"]: s for s in self.set_subjects(set_id) if s.get("external_id") is not None
-            }
-        for number, row in enumerate(rows, start=1):
-            if self.import_dies_after is not None and number > self.import_dies_after:
-                return  # the worker died mid-way (not retried)
-            if self.import_row_seconds:
-                time.sleep(self.import_row_seconds)
-            with self._lock:
-                locations, metadata = [], {}
-                for header, value in row.items():
-                    kind, _, rest = header.partition(":")
-                    key = rest.split(":")[0]
-                    if kind == "location":
-                        # Ruby File.extname keeps a query string.
-                        name = urllib.parse.urlsplit(value).path.rsplit("/", 1)[-1]
-                        extension = name.rsplit(".", 1)[-1] if "." in name else ""
-                        if "?" in value:
-                            extension += value[value.index("?") :]
-                        locations.append({_MIME.get(extension, ""): value})
-                    elif kind == "metadata":
-                        metadata[key] = value
-                if any("" in location for location in locations) or not locations:
-                    record["failed_count"] += 1
-                else:
-                    existing = by_external_id.get(row.get("external_id"))
-                    if existing is not None:
-                        existing.update(locations=locations, metadata=metadata)
-                    else:
-                        subject = self._new_subject(project, locations, metadata, row.get("external_id"))
-                        self._link(set_id, subject["id"])
-                        if subject.get("external_id") is not None:
-                            by_external_id[subject["external_id"]] = subject
-                    record["imported_count"] += 1
-                record["progress"] = number / len(rows)
-        with self._lock:
-            record["progress"] = 1.0
-
-    def _get_subject_set_imports(self, parts, query, body) -> tuple[int, Any]:
-        if not parts or parts[0] not in self.imports:
-            raise error_answer(404, "Could not find subject_set_import")
-        record = self.imports[parts[0]]
-        return 200, {"subject_set_imports": [{**record, "href": f"/subject_set_imports/{record['id']}"}]}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -568,6 +574,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.standin.handle(self, "POST")
+
+    def do_DELETE(self) -> None:
+        self.standin.handle(self, "DELETE")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

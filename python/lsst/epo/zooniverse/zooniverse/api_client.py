@@ -33,7 +33,10 @@ a `RetryPolicy`:
 * a server error (5xx) or a lost connection is retried only for reads;
   a create that fails raises `ApiServerError`, so that the caller can say
   how much was done;
-* HTTP 401/403 is an authentication error naming the endpoint.
+* HTTP 401 is an authentication error naming the endpoint; a 403 or
+  422 that names a missing scope, a project role or the upload limit is
+  a `~.errors.SubjectSetPermissionError` (naming the scope or role) or an
+  `~.errors.UploadLimitError` (with its numbers).
 
 The client secret, password and tokens are added to the redactor it is
 given as soon as they are known, and never appear in its messages.
@@ -47,17 +50,21 @@ import dataclasses
 import datetime
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .credentials import ZooniverseCredentials
-from .errors import SubjectSetAuthError, SubjectSetError
+from .errors import SubjectSetAuthError, SubjectSetError, SubjectSetPermissionError, UploadLimitError
 
 if TYPE_CHECKING:
     from ..export.redaction import Redactor
 
 _LOG = logging.getLogger(__name__)
+
+_UPLOAD_LIMIT = re.compile(r"User has uploaded (\d+) subjects of (\d+) maximum")
+_NOT_LINKABLE = re.compile(r"Couldn't find linked \w+ for current user")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +347,7 @@ class PanoptesApiClient:
                     f"{retry.rate_limit_retries} waits; run again later (nothing is sent twice)."
                 )
             body_json = self._json(response)
+            self._refused(method, path, status, body_json, response.headers)
             if status in (401, 403):
                 raise SubjectSetAuthError(
                     f"Zooniverse at {self.endpoint} refused {method} {path} (HTTP {status}) for the "
@@ -352,6 +360,40 @@ class PanoptesApiClient:
             if status >= 400:
                 raise SubjectSetError(f"{what}: HTTP {status}: {redact(self._messages(body_json))}")
             return body_json
+
+    def _refused(self, method: str, path: str, status: int, body: Any, headers: Any) -> None:
+        """Raise the error a refusal for a scope, a role or the upload
+        limit deserves (Panoptes' answers: doc/panoptes_standin.md).
+        """
+        message = self.redactor.redact(self._messages(body))
+        where = f"Zooniverse at {self.endpoint} refused {method} {path}"
+        if status == 403:
+            limit = _UPLOAD_LIMIT.search(message)
+            if limit:
+                uploaded, maximum = int(limit.group(1)), int(limit.group(2))
+                raise UploadLimitError(
+                    f"{where}: the account of the {self.credentials.describe()} reached its upload limit, "
+                    f"{uploaded} subjects of {maximum} (every subject it made counts, deleted ones too); "
+                    "ask Zooniverse to raise it.",
+                    uploaded=uploaded,
+                    limit=maximum,
+                )
+            challenge = str((headers or {}).get("WWW-Authenticate") or "")
+            if "insufficient_scope" in challenge:
+                named = re.search(r'scope \\?"(\w+)', challenge)
+                scope = named.group(1) if named else ("subject" if path == "/subjects" else "project")
+                raise SubjectSetPermissionError(
+                    f"{where}: the token of the {self.credentials.describe()} lacks the {scope!r} scope; "
+                    f"give the OAuth application (or sign-in) the {scope!r} scope.",
+                    scope=scope,
+                )
+        if status == 422 and _NOT_LINKABLE.search(message):
+            raise SubjectSetPermissionError(
+                f"{where}: {message}: the account of the {self.credentials.describe()} is not a "
+                "collaborator (owner or collaborator role) of the Zooniverse project; ask its owner to "
+                "add it.",
+                role="collaborator",
+            )
 
     @staticmethod
     def _json(response: Any) -> Any:

@@ -27,7 +27,13 @@ masked before an error is raised.
 
 from __future__ import annotations
 
-__all__ = ["CredentialsError", "SubjectSetAuthError", "SubjectSetError"]
+__all__ = [
+    "CredentialsError",
+    "SubjectSetAuthError",
+    "SubjectSetError",
+    "SubjectSetPermissionError",
+    "UploadLimitError",
+]
 
 from typing import TYPE_CHECKING
 
@@ -59,3 +65,43 @@ class SubjectSetAuthError(SubjectSetError):
 
 class CredentialsError(SubjectSetError):
     """Credentials are missing, incomplete, or stored unsafely."""
+
+
+class SubjectSetPermissionError(SubjectSetAuthError):
+    """The credentials are valid but may not do this: the token lacks a
+    scope, or the account is not a collaborator of the project.
+
+    Parameters
+    ----------
+    message : `str`
+        What was refused (names the scope or role).
+    scope : `str`, optional
+        The OAuth scope missing (``project``, ``subject``).
+    role : `str`, optional
+        The project role missing (``collaborator``).
+    """
+
+    def __init__(self, message: str, *, scope: str | None = None, role: str | None = None) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.role = role
+
+
+class UploadLimitError(SubjectSetError):
+    """Zooniverse refuses new subjects: the account reached its upload
+    limit (every subject it ever made counts, deleted ones too).
+
+    Parameters
+    ----------
+    message : `str`
+        What was refused, with the numbers.
+    uploaded : `int`
+        Subjects the account has made.
+    limit : `int`
+        Its limit.
+    """
+
+    def __init__(self, message: str, *, uploaded: int, limit: int) -> None:
+        super().__init__(message)
+        self.uploaded = uploaded
+        self.limit = limit

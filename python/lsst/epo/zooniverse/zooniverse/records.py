@@ -298,7 +298,9 @@ class SubjectSetRecords:
         import_id : `int`
             Zooniverse id of the import.
         outcome : `str`
-            ``done``, ``stalled`` or ``gone``.
+            ``done``, ``gone`` or ``stalled:<hash of the counts it stopped
+            at>`` (`~.set_imports.import_signature`: it is waited for
+            again if they change).
         """
         with self.store.writing() as connection:
             connection.execute(
@@ -309,6 +311,64 @@ class SubjectSetRecords:
                 )
                 .values(finished_at=utc_now_iso(), outcome=outcome)
             )
+
+    def dead_imports(self, set_row_id: int) -> dict[int, str]:
+        """Return the imports into a set declared dead, with the counts
+        they had then.
+
+        Parameters
+        ----------
+        set_row_id : `int`
+            Row id of the set's record.
+
+        Returns
+        -------
+        dead : `dict` [`int`, `str`]
+            The outcome (``stalled:<hash of the counts>``) by Zooniverse
+            import id.
+        """
+        with self.store.reading() as connection:
+            rows = connection.execute(
+                sa.select(ZOONIVERSE_IMPORTS.c.import_id, ZOONIVERSE_IMPORTS.c.outcome).where(
+                    ZOONIVERSE_IMPORTS.c.subject_set == set_row_id,
+                    ZOONIVERSE_IMPORTS.c.outcome.like("stalled%"),
+                )
+            )
+            return {int(i): str(o) for i, o in rows}
+
+    def replace_subject(self, set_row_id: int, row: SubjectRow, subject_id: int) -> int | None:
+        """Record a subject as replaced by a new one (same external id).
+
+        Parameters
+        ----------
+        set_row_id : `int`
+            Row id of the set's record.
+        row : `~lsst.epo.zooniverse.export.manifest.SubjectRow`
+            The new subject's row.
+        subject_id : `int`
+            Zooniverse id of the new subject.
+
+        Returns
+        -------
+        old_subject_id : `int` or `None`
+            The subject recorded before (`None` if none was).
+        """
+        table = ZOONIVERSE_SUBJECTS
+        where = (table.c.subject_set == set_row_id, table.c.external_id == row.external_id)
+        with self.store.writing() as connection:
+            old = connection.execute(sa.select(table.c.subject_id).where(*where)).scalar()
+            connection.execute(table.delete().where(*where))
+            connection.execute(
+                table.insert().values(
+                    subject_set=set_row_id,
+                    external_id=row.external_id,
+                    subject_id=subject_id,
+                    method="replacement",
+                    locations=json.dumps(list(row.locations)),
+                    recorded_at=utc_now_iso(),
+                )
+            )
+        return old
 
     def unfinished_imports(self, set_row_id: int) -> list[int]:
         """Return the imports into a set not recorded as finished.

@@ -66,13 +66,17 @@ __all__ = [
     "EXTERNAL_ID_METADATA_KEY",
     "METHODS",
     "CredentialsError",
+    "SubjectReplacement",
     "SubjectSetAuthError",
     "SubjectSetError",
+    "SubjectSetPermissionError",
     "SubjectSetPublisher",
     "SubjectSetSummary",
+    "UploadLimitError",
     "ZooniverseCredentials",
 ]
 
+import dataclasses
 import getpass
 import logging
 import time
@@ -84,9 +88,16 @@ from ..export.progress import NoProgress
 from ..export.service import ExportServiceError
 from .api_client import ApiNotFoundError, PanoptesApiClient, RetryPolicy
 from .credentials import DEFAULT_ENDPOINT, ZooniverseCredentials
-from .errors import CredentialsError, SubjectSetAuthError, SubjectSetError
+from .errors import (
+    CredentialsError,
+    SubjectSetAuthError,
+    SubjectSetError,
+    SubjectSetPermissionError,
+    UploadLimitError,
+)
 from .manifest_parts import default_manifest_directory, write_manifest_parts
 from .records import SubjectSetRecords
+from .replacement import SubjectReplacement, replace_subject
 from .set_sync import EXTERNAL_ID_METADATA_KEY, SubjectSetSync, SyncSettings
 from .summary import SubjectSetSummary
 
@@ -140,6 +151,9 @@ class SubjectSetPublisher:
         Subjects per page when listing a set.
     sleep : `~collections.abc.Callable` [[`float`], `None`], optional
         How to wait (`time.sleep`; tests pass a recorder).
+    lost_answer_grace : `float`, optional
+        After a lost answer to an import POST, look this long for the
+        import the server made before stopping (a rerun looks again).
     """
 
     def __init__(
@@ -158,6 +172,7 @@ class SubjectSetPublisher:
         link_batch_size: int = 100,
         page_size: int = 100,
         sleep: Callable[[float], None] = time.sleep,
+        lost_answer_grace: float = 120.0,
     ) -> None:
         if not 1 <= part_rows <= MANIFEST_ROW_LIMIT:
             raise ValueError(f"part_rows must be between 1 and {MANIFEST_ROW_LIMIT}, not {part_rows}.")
@@ -174,6 +189,7 @@ class SubjectSetPublisher:
         self.link_batch_size = link_batch_size
         self.page_size = page_size
         self.sleep = sleep
+        self.lost_answer_grace = lost_answer_grace
         if credentials is not None:
             for secret in credentials.secrets():
                 self.redactor.add(secret)
@@ -214,6 +230,7 @@ class SubjectSetPublisher:
             import_stall_seconds=self.import_stall_seconds,
             import_timeout=self.import_timeout,
             sleep=self.sleep,
+            lost_answer_grace=self.lost_answer_grace,
         )
 
     def _api(self) -> PanoptesApiClient:
@@ -382,6 +399,72 @@ class SubjectSetPublisher:
         )
         _LOG.info("Linked subject set %r (%d) to workflow %d.", subject_set_name, set_id, workflow)
         return True
+
+    def replace_subject(
+        self,
+        project: str,
+        external_id: str,
+        *,
+        subject_set_name: str,
+        row: SubjectRow | None = None,
+        operator: str | None = None,
+    ) -> SubjectReplacement:
+        """Make a set show a new picture for one of its subjects: a new
+        subject (same external id, ``!replaces_subject`` metadata), then
+        the old one unlinked from the set (see `.replacement`).
+
+        Parameters
+        ----------
+        project : `str`
+            EPO project name.
+        external_id : `str`
+            The picture's external id.
+        subject_set_name : `str`
+            Display name of a subject set made by `sync`.
+        row : `SubjectRow`, optional
+            The new picture's row (default: the project's current row of
+            that external id, `rows`).
+        operator : `str`, optional
+            Who does it (audit log; default: the current user).
+
+        Returns
+        -------
+        replacement : `SubjectReplacement`
+            The new and old subject ids.
+
+        Raises
+        ------
+        SubjectSetError
+            Raised if there is no such set or row, or Zooniverse refuses
+            (`UploadLimitError`, `SubjectSetPermissionError`); calling
+            again after a failure is safe.
+        """
+        record = self.service.project(project)
+        if row is None:
+            row = next((r for r in self.rows(project) if r.external_id == external_id), None)
+        if row is None or row.external_id != external_id:
+            raise SubjectSetError(
+                f"Project {project} has no published picture with external id {external_id!r}."
+            )
+        with self._api() as api:
+            known = self.records.find_set(record["id"], api.endpoint, subject_set_name)
+            if known is None:
+                raise SubjectSetError(
+                    f"No subject set {subject_set_name!r} was made for {project} at {api.endpoint}."
+                )
+            done = replace_subject(
+                api,
+                self.records,
+                set_id=int(known["subject_set_id"]),
+                set_row_id=int(known["id"]),
+                zooniverse_project=int(record["zooniverse_project_id"]),
+                row=row,
+                page_size=self.page_size,
+            )
+        self.records.audit(
+            operator or getpass.getuser(), "subject_replaced", project, dataclasses.asdict(done)
+        )
+        return done
 
     # ------------------------------------------------------------------
     # Sync.

@@ -66,8 +66,11 @@ class SubjectSetSummary:
     failed_external_ids: list[str] = dataclasses.field(default_factory=list)
     """External ids of the subjects that did not arrive (first 100)."""
     duplicates: list[str] = dataclasses.field(default_factory=list)
-    """External ids the set holds more than once (made outside this
-    service, or by a client that retried a create)."""
+    """External ids the set held more than once (two imports that ran at
+    the same time, a create retried after a lost answer, or made outside
+    this service); all but one subject of each were unlinked."""
+    unlinked: int = 0
+    """Extra copies of subjects unlinked from the set (not deleted)."""
     manifests: list[str] = dataclasses.field(default_factory=list)
     """Manifest parts written: public URLs (``import``) or local paths
     (dry run and ``subjects``)."""
@@ -96,5 +99,5 @@ class SubjectSetSummary:
         if self.failed:
             text += f", {self.failed} failed"
         if self.duplicates:
-            text += f", {len(self.duplicates)} held twice"
+            text += f", {len(self.duplicates)} held twice ({self.unlinked} extra copies unlinked)"
         return text[0].upper() + text[1:] + "."
