@@ -112,6 +112,9 @@ class PanoptesStandIn(ImportRoutes):
         The project's one workflow.
     virtual_time : `bool`, optional
         Run import jobs only when `advance` moves the clock.
+    first_id : `int`, optional
+        Resource ids count up from here (tests that make many stand-ins
+        keep them apart).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class PanoptesStandIn(ImportRoutes):
         record_bodies: bool = True,
         workflow_id: int = 901,
         virtual_time: bool = False,
+        first_id: int = 1000,
     ) -> None:
         self.auth = PanoptesSignIn(client_id, client_secret, username, password)
         self.projects = {str(project_id): {"id": str(project_id), "display_name": "Galaxy shapes"}}
@@ -156,7 +160,7 @@ class PanoptesStandIn(ImportRoutes):
         self.uploaded = 0
         """Subjects the account made (never goes down)."""
         self.subjects_created = self.imports_created = 0
-        self._ids = 1000
+        self._ids = first_id
         self._lock = threading.RLock()
         self.virtual_time = virtual_time
         self._now = 0.0
