@@ -34,13 +34,14 @@ from typing import Any
 import numpy as np
 from astropy.table import Table, vstack
 
-from lsst.pex.config import Field, FieldValidationError
+from lsst.pex.config import Field
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from ..butler.skymap_geometry import SkyMapGeometry
 from ..butler.tract_frame import TractFrame
+from .config_errors import ConfigValueError
 
 _LOG = logging.getLogger(__name__)
 
@@ -92,10 +93,11 @@ class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogCon
     def validate(self):
         super().validate()
         if not (math.isfinite(self.tract_pixel_scale) and self.tract_pixel_scale > 0):
-            raise FieldValidationError(
+            raise ConfigValueError(
                 ShardCatalogConfig.tract_pixel_scale,
                 self,
-                f"must be a positive number of arcseconds, not {self.tract_pixel_scale}.",
+                self.tract_pixel_scale,
+                "arcseconds, finite and > 0",
             )
 
 

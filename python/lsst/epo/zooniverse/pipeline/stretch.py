@@ -48,8 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from lsst.pex.config import ChoiceField, Config, Field, FieldValidationError, ListField
+from lsst.pex.config import ChoiceField, Config, Field, ListField
 
+from .config_errors import ConfigValueError
 from .perceptual_stretch import perceptual_rgb
 from .stretch_algorithms import asinh_rgb, broadcast_to_bands, finite_or_zero, linear_rgb, lupton_rgb
 from .stretch_parameters import apply_stretch
@@ -174,45 +175,38 @@ class StretchConfig(Config):
     )
 
     def validate(self):
+        # Every refusal is a ConfigValueError: one line naming the field,
+        # the value and what is allowed, which pipetask prints as its only
+        # error line (config_errors.py).
         super().validate()
         cls = type(self)
         for name in ("Q", "stretch", "softening", "luminance_stretch", "max_chroma"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise FieldValidationError(
-                    getattr(cls, name), self, f"must be positive and finite, not {value}."
-                )
+                raise ConfigValueError(getattr(cls, name), self, value, "a finite number > 0")
         for name in ("saturation", "floor", "sky_sigma_below"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise FieldValidationError(getattr(cls, name), self, f"must be >= 0 and finite, not {value}.")
+                raise ConfigValueError(getattr(cls, name), self, value, "a finite number >= 0")
         if not self.floor < 1:
-            raise FieldValidationError(
-                cls.floor, self, f"must be < 1 (a fraction of maximum), not {self.floor}."
-            )
+            raise ConfigValueError(cls.floor, self, self.floor, "a fraction of the maximum in [0, 1)")
         if not 0 < self.max_luminance <= 1:
-            raise FieldValidationError(
-                cls.max_luminance, self, f"must be in (0, 1], not {self.max_luminance}."
-            )
+            raise ConfigValueError(cls.max_luminance, self, self.max_luminance, "a number in (0, 1]")
         if not 0 < self.midtone < 1:
-            raise FieldValidationError(cls.midtone, self, f"must be in (0, 1), not {self.midtone}.")
+            raise ConfigValueError(cls.midtone, self, self.midtone, "a number in (0, 1)")
         for name in ("minimum", "maximum"):
             values = list(getattr(self, name))
-            if len(values) not in (1, 3):
-                raise FieldValidationError(
-                    getattr(cls, name), self, f"must have 1 or 3 values (R, G, B), not {len(values)}."
+            if len(values) not in (1, 3) or not all(math.isfinite(v) for v in values):
+                raise ConfigValueError(
+                    getattr(cls, name), self, values, "1 or 3 finite numbers (one for all bands, or R, G, B)"
                 )
-            if not all(math.isfinite(v) for v in values):
-                raise FieldValidationError(getattr(cls, name), self, f"values must be finite, not {values}.")
         percentiles = list(self.per_image_percentiles)
-        if len(percentiles) != 2:
-            raise FieldValidationError(
-                cls.per_image_percentiles, self, f"must have 2 values (low, high), not {len(percentiles)}."
-            )
-        low, high = percentiles
-        if not 0 <= low < high <= 100:
-            raise FieldValidationError(
-                cls.per_image_percentiles, self, f"must satisfy 0 <= low < high <= 100, not {percentiles}."
+        if len(percentiles) != 2 or not 0 <= percentiles[0] < percentiles[1] <= 100:
+            raise ConfigValueError(
+                cls.per_image_percentiles,
+                self,
+                percentiles,
+                "two numbers low, high with 0 <= low < high <= 100",
             )
         # Levels are only checked where they are used: lupton ignores
         # maximum, and per_image scaling replaces both.
@@ -220,14 +214,15 @@ class StretchConfig(Config):
             minima = broadcast_to_bands(self.minimum)
             maxima = broadcast_to_bands(self.maximum)
             if self.algorithm in ("asinh", "linear") and not all(hi > lo for lo, hi in zip(minima, maxima)):
-                raise FieldValidationError(
+                raise ConfigValueError(
                     cls.maximum,
                     self,
-                    f"must exceed minimum in every band: minimum={minima}, maximum={maxima}.",
+                    list(self.maximum),
+                    f"above minimum={list(self.minimum)} in every band for the {self.algorithm} algorithm",
                 )
             if self.algorithm == "perceptual" and not all(hi > 0 for hi in maxima):
-                raise FieldValidationError(
-                    cls.maximum, self, f"must be positive for the perceptual algorithm, not {maxima}."
+                raise ConfigValueError(
+                    cls.maximum, self, list(self.maximum), "positive values for the perceptual algorithm"
                 )
 
     def apply(
