@@ -106,7 +106,7 @@ def test_schema_is_migrated_and_audit_log_is_append_only(state_db_url):
     engine.dispose()
     engine = open_state_database(state_db_url)
     with engine.connect() as connection:
-        assert schema_version(connection) == SCHEMA_VERSION == 5
+        assert schema_version(connection) == SCHEMA_VERSION == 6
         assert connection.execute(sa.select(sa.func.count()).select_from(AUDIT_LOG)).scalar() == 1
     for statement in (AUDIT_LOG.update().values(actor="mallory"), AUDIT_LOG.delete()):
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):
@@ -119,6 +119,39 @@ def test_schema_is_migrated_and_audit_log_is_append_only(state_db_url):
     open_state_database(state_db_url).dispose()
     with pytest.raises(Exception, match="no-upgrade|version"):
         open_state_database(state_db_url, upgrade=False, target_version=SCHEMA_VERSION + 1)
+
+
+def test_migration_6_counts_unavailable_retrievals_from_the_audit_log(state_db_url):
+    from lsst.epo.zooniverse.export.state import DATASETS, PROJECTS
+
+    # A version-5 database, as version 5 made it (no counter column).
+    engine = open_state_database(state_db_url, target_version=5)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE datasets DROP COLUMN retrieval_failures")
+        connection.execute(
+            PROJECTS.insert().values(
+                id=1, name="p", zooniverse_project_id=1, owner="alice", repo="r", collections="u/alice/x",
+                dataset_types="[]", metadata_policy="full", registered_at="t", registered_by="me",
+            )
+        )  # fmt: skip
+        for k, batch in enumerate(("b0", "b1")):
+            connection.execute(
+                DATASETS.insert().values(
+                    project_id=1, dataset_uuid=f"u{k}", dataset_type="zooniverse_rgb", run="u/alice/x",
+                    data_id="{}", batch=batch, state="discovered", discovered_at="t", updated_at="t",
+                )
+            )  # fmt: skip
+        errors = [("b0", "RetrievalUnavailableError: missing")] * 2 + [("b0", "OSError: x"), ("b1", "x")]
+        for batch, detail in errors:
+            connection.execute(
+                AUDIT_LOG.insert().values(at="t", actor="poll", action="error", batch=batch, detail=detail)
+            )
+    engine.dispose()
+    engine = open_state_database(state_db_url)
+    with engine.connect() as connection:
+        counts = dict(connection.execute(sa.select(DATASETS.c.batch, DATASETS.c.retrieval_failures)).all())
+    engine.dispose()
+    assert counts == {"b0": 2, "b1": 0}
 
 
 def test_registration_rules(tmp_path, repo, state_db_url):
@@ -500,6 +533,12 @@ def test_a_file_that_stays_unreadable_is_rejected_after_bounded_attempts(tmp_pat
         told = {n.batch for n in notifier.notifications if n.event == "rejected"}
         assert told == {by_patch[k]["batch"] for k in (0, 1, 2)}
         assert service.poll().errors == []
+        # The attempts are a counter of the dataset, not audit-log text.
+        from lsst.epo.zooniverse.export.state import DATASETS
+
+        with service.engine.connect() as connection:
+            failures = dict(connection.execute(sa.select(DATASETS.c.batch, DATASETS.c.retrieval_failures)))
+        assert failures == {by_patch[k]["batch"]: 3 if k < 3 else 0 for k in range(4)}
 
 
 def test_status_under_concurrency_does_not_exhaust_the_connection_pool(tmp_path, repo, monkeypatch):

@@ -69,7 +69,7 @@ from .retrieval_checks import (
     check_retrieved_copy,
 )
 from .staging import StagingArea, sha256_file
-from .state import AUDIT_LOG, DATASETS, insert_ignoring_duplicates
+from .state import DATASETS, insert_ignoring_duplicates
 
 _LOG = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ class Intake:
         try:
             check_datastore_file(butler, ref)
         except RetrievalUnavailableError as err:
-            if self._failed_retrievals(project, dataset) + 1 < self.retrieval_attempts:
+            if self._count_unavailable(dataset) < self.retrieval_attempts:
                 raise  # Recorded as an error; a later poll tries again.
             raise RetrievalRefusedError(
                 "retrieval.unavailable", f"{err} ({self.retrieval_attempts} attempts)"
@@ -440,20 +440,15 @@ class Intake:
         self._copy_artifact(butler, ref, os.path.dirname(artifact), artifact)
         check_retrieved_copy(ref, artifact)
 
-    def _failed_retrievals(self, project: ProjectRecord, dataset: DatasetRecord) -> int:
-        """Return how many earlier polls found the dataset's file
-        unavailable (their audited errors).
+    def _count_unavailable(self, dataset: DatasetRecord) -> int:
+        """Count one more poll that found the dataset's file unavailable
+        (``datasets.retrieval_failures``, under this worker's claim);
+        return the count.
         """
-        with self.store.reading() as connection:
+        with self.store.writing() as connection:
+            self.claims.extend(connection, dataset.id, retrieval_failures=DATASETS.c.retrieval_failures + 1)
             return connection.execute(
-                sa.select(sa.func.count())
-                .select_from(AUDIT_LOG)
-                .where(
-                    AUDIT_LOG.c.action == "error",
-                    AUDIT_LOG.c.project == project.name,
-                    AUDIT_LOG.c.batch == dataset.batch,
-                    AUDIT_LOG.c.detail.startswith(f"{RetrievalUnavailableError.__name__}: "),
-                )
+                sa.select(DATASETS.c.retrieval_failures).where(DATASETS.c.id == dataset.id)
             ).scalar_one()
 
     def _copy_artifact(self, butler: Any, ref: Any, directory: str, artifact: str) -> None:

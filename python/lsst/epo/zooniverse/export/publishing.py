@@ -27,7 +27,8 @@ a ``publishing`` image's public copy, checks its digest, and either
 records it or writes it again.  A staged copy that changed since
 validation is refused (``publish.integrity``) and nothing of it stays
 public.  Before publishing, `Publisher.choose_one_image_per_object` keeps
-one picture of each object (patches overlap).
+one picture of each object (patches overlap); a picture of a rerun
+replaces the older public picture of its object (`.replacements`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from .outcomes import PublishSummary
 from .progress import Progress
 from .publication import PublicLocation
 from .records import DatasetRecord, FrameRecord, ImageRecord, PictureCandidate, ProjectRecord, batch_state
+from .replacements import record_replacements
 from .repository import StateRepository
 from .staging import read_staged_file
 from .state import DATASETS, IMAGES, PROJECTS
@@ -188,9 +190,13 @@ class Publisher:
         """Keep one picture per catalog object of a project (patches
         overlap, so an object can have several).
 
+        Pictures of a patch that a later dataset of the same dataset type
+        and data ID (a rerun) also pictures are outdated and never chosen.
         An object that already has a public (or ``publishing``) picture
-        keeps it: public URLs are stable.  Otherwise the approved picture
-        ranked first by `picture_rank` is kept.  The others become
+        that is not outdated keeps it: public URLs are stable.  Otherwise
+        the approved picture ranked first by `picture_rank` is kept; once
+        it is published it replaces the outdated public picture
+        (`.replacements.record_replacements`).  The others become
         ``superseded``, with the kept picture as the reason.  A superseded
         picture whose object lost every candidate (the operator rejected
         it) is approved again first, so the choice heals itself.
@@ -230,8 +236,11 @@ class Publisher:
                 # Its chosen picture was rejected: choose again.
                 revive.extend(c.id for c in candidates)
                 live = candidates
-            public = [c for c in live if c.state in ("publishing", "published")]
-            chosen = public[0] if public else min(live, key=picture_rank)
+            # A rerun of a patch (a new stretch) outdates the patch's older
+            # pictures, public ones included (.replacements).
+            newest = [c for c in live if not any(c.is_outdated_by(other) for other in live)]
+            public = [c for c in newest if c.state in ("publishing", "published")]
+            chosen = public[0] if public else min(newest, key=picture_rank)
             for c in live:
                 if c.id != chosen.id and c.state in ("approved", "superseded"):
                     supersede.append((c, chosen))
@@ -360,7 +369,7 @@ class Publisher:
         """
         now = utc_now_iso()
         common = {"actor": self.actor, "project": project.name, "batch": dataset.batch}
-        records, urls = [], []
+        records, urls, recorded = [], [], []
         with self.store.writing() as connection:
             self.claims.extend(connection, dataset.id)
             for image, url, written in done:
@@ -368,6 +377,7 @@ class Publisher:
                     connection, image, state="published", public_url=url, published_at=now, updated_at=now
                 ):
                     continue
+                recorded.append(image)
                 records.append(
                     dict(
                         common,
@@ -400,7 +410,9 @@ class Publisher:
                     )
                 )
                 summary.rejected += 1
-            self.store.audit_many(connection, records)
+            replaced = record_replacements(connection, project, recorded, self.actor)
+            summary.replaced += len(replaced)
+            self.store.audit_many(connection, records + replaced)
         return urls
 
     @staticmethod

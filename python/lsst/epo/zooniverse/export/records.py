@@ -143,6 +143,9 @@ class DatasetRecord(RowRecord):
     n_rejected: int
     claimed_by: str | None
     claim_expires: float | None
+    retrieval_failures: int
+    """Polls that found the dataset's file unavailable (schema version
+    6)."""
     discovered_at: str
     updated_at: str
 
@@ -206,9 +209,35 @@ class PictureCandidate:
     state: str
     entry: str
     batch: str
+    dataset_id: int
+    """Its dataset's database id (a later discovery has a larger id)."""
+    dataset_type: str
+    data_id: str
+    """Its dataset's data ID as JSON text (keys sorted)."""
     index_row: str | None
     """The image's ``index.csv`` row as JSON text (`None` for cutouts and
     images validated before schema version 3)."""
+
+    def is_outdated_by(self, other: PictureCandidate) -> bool:
+        """Tell whether another candidate is a newer picture of this one's
+        object from a rerun: the same dataset type and data ID (the same
+        patch) in a dataset discovered later.
+
+        Parameters
+        ----------
+        other : `PictureCandidate`
+            Another candidate of the same object.
+
+        Returns
+        -------
+        outdated : `bool`
+            Whether ``other`` replaces this picture.
+        """
+        return (
+            other.dataset_type == self.dataset_type
+            and other.data_id == self.data_id
+            and other.dataset_id > self.dataset_id
+        )
 
     def index_values(self) -> dict[str, Any]:
         """Return the index row as a `dict`.

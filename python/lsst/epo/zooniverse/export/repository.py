@@ -400,6 +400,9 @@ class StateRepository:
             IMAGES.c.state,
             IMAGES.c.entry,
             DATASETS.c.batch,
+            DATASETS.c.id.label("dataset_id"),
+            DATASETS.c.dataset_type,
+            DATASETS.c.data_id,
         )
         rows = connection.execute(query).mappings()
         return [PictureCandidate(**row) for row in rows]

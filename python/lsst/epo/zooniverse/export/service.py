@@ -42,6 +42,7 @@ the state database as typed records (`.records`) through
 - `.dataset_checks`: validating a retrieved dataset into quarantine;
 - `.decisions`: approval and rejection;
 - `.publishing`: exactly-once publication, one picture per object;
+- `.replacements`: pictures of a rerun replacing public ones;
 - `.reports` and `.subjects`: status, reports, subjects and manifests;
 - `.notices`: telling the PI.
 """
@@ -74,6 +75,7 @@ from .publication import PublicLocation
 from .publishing import Publisher
 from .redaction import Redactor, default_redactor
 from .registration import ProjectRegistration
+from .replacements import Replacements
 from .reports import Reports
 from .repository import StateRepository
 from .service_config import ServiceConfig
@@ -131,6 +133,7 @@ class ExportService:
         self.publisher = Publisher(self.repository, self.claims, self.public, self.notices)
         self.reports = Reports(self.repository, self.public, config.policy, self.butlers)
         self.subjects = ProjectSubjects(self.repository, self.public, self.reports)
+        self.replacements = Replacements(self.repository, self.public)
 
     @property
     def policy(self) -> DataRightsPolicy:
@@ -534,3 +537,60 @@ class ExportService:
             The records.
         """
         return self.reports.audit_log(batch=batch, project=project)
+
+    # ------------------------------------------------------------------
+    # Picture replacement (a PI's rerun with a new stretch).
+
+    def pending_replacements(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Return the public pictures replaced by a newer approved picture
+        of the same object whose Zooniverse subject is still to be
+        replaced, oldest first.
+
+        Parameters
+        ----------
+        project : `str`, optional
+            Only this project.
+
+        Returns
+        -------
+        replacements : `list` [`dict`]
+            ``id`` (for `complete_replacement`), ``project``,
+            ``object_id``, ``external_id`` (the subject's, the same for
+            both pictures), ``old`` and ``new`` (each ``image_id``,
+            ``batch``, ``entry``, ``sha256``, ``url``, ``locations``: the
+            picture's URL then its band frames', as the subject's
+            locations; ``keys``: their public keys), ``recorded_at``,
+            ``completed_at`` and ``completed_by`` (`None` while pending).
+            The old picture's files stay public until the replacement is
+            completed.
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if there is no such project.
+        """
+        return self.replacements.find(project)
+
+    def complete_replacement(self, replacement_id: int, *, actor: str | None = None) -> dict[str, Any]:
+        """Record that the Zooniverse side replaced the subject of a
+        replaced picture, and remove the old picture's public files.
+
+        Parameters
+        ----------
+        replacement_id : `int`
+            The ``id`` of a `pending_replacements` entry.
+        actor : `str`, optional
+            Who completes it (the current user if not given; audited).
+
+        Returns
+        -------
+        replacement : `dict`
+            The replacement, as `pending_replacements` gives it, now with
+            ``completed_at``.  Completing it again changes nothing.
+
+        Raises
+        ------
+        ExportServiceError
+            Raised if there is no such replacement.
+        """
+        return self.replacements.complete(replacement_id, actor or getpass.getuser())

@@ -53,6 +53,11 @@ Tables
     One row per subject known to be in such a set, by ``external_id``,
     with its Zooniverse subject id (schema version 4): what makes sending
     a subject set idempotent.
+``image_replacements``
+    One row per public picture replaced by a newer approved picture of the
+    same object (schema version 6): the old and the new image, and when
+    the Zooniverse side replaced the subject (then the old public file is
+    removed).
 ``audit_log``
     Append-only record of every transition: who, when, what, why.  From
     schema version 2 the database itself refuses updates and deletes.
@@ -67,6 +72,7 @@ __all__ = [
     "IMAGES",
     "IMAGE_FRAMES",
     "IMAGE_INDEX_ROWS",
+    "IMAGE_REPLACEMENTS",
     "IMAGE_STATES",
     "MIGRATIONS",
     "PROJECTS",
@@ -99,7 +105,8 @@ IMAGE_STATES = ("quarantined", "approved", "publishing", "published", "rejected"
 """States of an image.  ``publishing`` marks an image whose public copy may
 or may not have been written (a crash between the write and its record);
 ``superseded``: approved, but another picture of the same catalog object
-is the one published (patches overlap)."""
+is the one published (patches overlap), or a newer approved picture of the
+same object from a rerun replaced it (``image_replacements``)."""
 
 METADATA = sa.MetaData()
 
@@ -145,6 +152,7 @@ DATASETS = sa.Table(
     sa.Column("n_rejected", sa.Integer, nullable=False, server_default="0"),
     sa.Column("claimed_by", sa.Text, nullable=True),
     sa.Column("claim_expires", sa.Float, nullable=True),
+    sa.Column("retrieval_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("discovered_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.UniqueConstraint("project_id", "dataset_uuid", name="datasets_project_uuid"),
@@ -267,6 +275,25 @@ ZOONIVERSE_IMPORTS = sa.Table(
 import without ``finished_at`` may still be running there."""
 
 
+IMAGE_REPLACEMENTS = sa.Table(
+    "image_replacements",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False),
+    sa.Column("old_image_id", sa.Integer, sa.ForeignKey("images.id"), nullable=False, unique=True),
+    sa.Column("new_image_id", sa.Integer, sa.ForeignKey("images.id"), nullable=False),
+    sa.Column("recorded_at", sa.Text, nullable=False),
+    sa.Column("completed_at", sa.Text, nullable=True),
+    sa.Column("completed_by", sa.Text, nullable=True),
+    sa.Index("image_replacements_pending", "project_id", "completed_at"),
+)
+"""Public pictures replaced by a newer approved picture of the same object
+(schema version 6).  A row without ``completed_at`` is pending: the old
+picture's public file stays until the Zooniverse side has replaced the
+subject and completed the row."""
+
+
 class StateDatabaseError(RuntimeError):
     """The state database cannot be opened or is newer than this code."""
 
@@ -316,12 +343,37 @@ def _migration_5(connection: sa.Connection) -> None:
     ZOONIVERSE_IMPORTS.create(connection)
 
 
+def _migration_6(connection: sa.Connection) -> None:
+    IMAGE_REPLACEMENTS.create(connection)
+    # Databases created at version 6 or later already have the column
+    # (migration 1 creates ``datasets`` as this module defines it).
+    columns = {column["name"] for column in sa.inspect(connection).get_columns("datasets")}
+    if "retrieval_failures" not in columns:
+        connection.exec_driver_sql(
+            "ALTER TABLE datasets ADD COLUMN retrieval_failures INTEGER NOT NULL DEFAULT 0"
+        )
+    # Until version 5 the count was derived from the audited errors of
+    # unavailable files; carry it over once.
+    failures = (
+        sa.select(sa.func.count())
+        .select_from(AUDIT_LOG)
+        .where(
+            AUDIT_LOG.c.action == "error",
+            AUDIT_LOG.c.batch == DATASETS.c.batch,
+            AUDIT_LOG.c.detail.startswith("RetrievalUnavailableError: "),
+        )
+        .scalar_subquery()
+    )
+    connection.execute(DATASETS.update().values(retrieval_failures=failures))
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "projects, datasets, images and audit_log tables", _migration_1),
     (2, "audit_log refuses updates and deletes (triggers)", _migration_2),
     (3, "image_index_rows: the index.csv row of each accepted image", _migration_3),
     (4, "zooniverse_subject_sets and zooniverse_subjects: what was sent to Zooniverse", _migration_4),
     (5, "image_frames (band frames of multi-frame subjects) and zooniverse_imports", _migration_5),
+    (6, "image_replacements and datasets.retrieval_failures (a counter, not audit text)", _migration_6),
 )
 """Schema migrations: (version, description, function), applied in order."""
 
