@@ -35,7 +35,7 @@ webhook), as one `~lsst.epo.zooniverse.export.notify.Notification` whose
 
 from __future__ import annotations
 
-__all__ = ["DigestNotifier", "digest_summary"]
+__all__ = ["DigestNotifier", "digest_summary", "digest_text"]
 
 import logging
 import threading
@@ -86,6 +86,28 @@ def digest_summary(items: Sequence[dict[str, Any]]) -> str:
     parts = ", ".join(f"{n} {event}" for event, n in counts.items() if n)
     noun = "update" if len(items) == 1 else "updates"
     return f"{len(items)} {noun} on {', '.join(projects)}: {parts}"
+
+
+def digest_text(summary: str, items: Sequence[dict[str, Any]]) -> str:
+    """Return a digest as text: its summary, then one line per event.
+
+    Parameters
+    ----------
+    summary : `str`
+        The digest's summary (`digest_summary`).
+    items : `~collections.abc.Sequence` [`dict`]
+        The events.
+
+    Returns
+    -------
+    text : `str`
+        What an e-mail says.
+    """
+    lines = [
+        f"- {item['project']}, batch {item['batch'] or '-'}: {item['what']}. {item['summary']}"
+        for item in items
+    ]
+    return "\n".join([summary + ".", "", *lines])
 
 
 class DigestNotifier(Notifier):
@@ -169,7 +191,7 @@ class DigestNotifier(Notifier):
             owner=owner,
             recipients=tuple(recipients),
             batch=None,
-            summary=summary,
+            summary=digest_text(summary, items),
             details={"digest": True, "events": items},
         )
         assert self.downstream is not None
