@@ -88,7 +88,10 @@ RGB = DatasetTypeSpec("zooniverse_rgb", ("skymap", "tract", "patch"), "Zoonivers
 RGB_REPORT = DatasetTypeSpec("zooniverse_rgb_report", ("skymap", "tract", "patch"), "ArrowAstropy")
 """One row per catalog row of a patch: its picture, or why there is none."""
 SKYMAP = DatasetTypeSpec("zooniverse_skymap", ("skymap",), "ZooniverseSkyMap")
-"""The sky map geometry (tract WCS, patch inner/outer boxes) the tasks use."""
+"""The sky map geometry (tract WCS, patch inner/outer boxes); optional:
+shardCatalog uses it where a repository has it, else the dimension
+records (`~lsst.epo.zooniverse.butler.tract_frame.TractFrame`).
+"""
 CUTOUT = DatasetTypeSpec("zooniverse_cutout", (), "ZooniverseCutout")
 """One hand-made PNG (PIs usually register their own dimensions)."""
 
