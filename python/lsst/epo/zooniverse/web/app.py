@@ -51,6 +51,7 @@ from safir.metadata import Metadata, get_metadata
 from starlette.concurrency import run_in_threadpool
 
 from ..export.outcomes import ExportServiceError
+from ..export.service_config import ServiceConfig
 from .context import WebContext, context_dependency
 from .proxy import TrustedProxyMiddleware
 from .routes_operator import operator_router
@@ -172,8 +173,6 @@ def _meta_routes(app: FastAPI, settings: WebSettings) -> None:
 
 
 def _mount_public(app: FastAPI, settings: WebSettings, context: WebContext | None) -> None:
-    from ..export.service_config import ServiceConfig
-
     config = context.service.config if context is not None else ServiceConfig.load(settings.config)
     if "://" in config.public_root and not config.public_root.startswith("file://"):
         structlog.get_logger(LOGGER_NAME).warning("Public files not served: the public root is not local")
