@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up epo_zooniverse on this machine: find Python >= 3.12, make a virtual
 # environment (.venv, or $EPO_ZOONIVERSE_VENV), install the project into it,
-# and with --test-tools install the Debian checkers, the PostgreSQL server and
-# the Chromium browser the tests use.
+# and with --test-tools install the Debian checkers, the PostgreSQL server,
+# the Chromium browser and Slurm (with munge) the tests use.
 # Safe to run again: it only redoes what changed.
 set -euo pipefail
 
@@ -99,6 +99,19 @@ if [ "$want_test_tools" = 1 ]; then
     if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
         && [ ! -x /usr/bin/chromium ]; then
         missing+=(chromium)
+    fi
+    # The batch test (tests/test_slurm_bps.py) starts a throw-away two-node
+    # Slurm cluster of its own (tests/slurm_cluster.py: private slurm.conf
+    # and munge key, stopped afterwards); it needs Debian's Slurm and munge.
+    # Without apt-get they are not installed: the test then skips, and
+    # fails under CI.
+    if command -v apt-get >/dev/null 2>&1; then
+        for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+            command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] \
+                || missing+=("${tool#*:}")
+        done
+    elif ! command -v slurmctld >/dev/null 2>&1 && [ ! -x /usr/sbin/slurmctld ]; then
+        say "WARNING: no apt-get and no Slurm: tests/test_slurm_bps.py will skip (and fail with CI=true)"
     fi
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ]; then
