@@ -105,6 +105,8 @@ def answers_of(value: Any) -> tuple[str, list[str]]:
     answers : `list` [`str`]
         One entry per answer given (repeated for repeated marks).
     """
+    if type(value) is str:
+        return "single", [value]
     if value is None:
         return "single", []
     if isinstance(value, str | int | float | bool):
@@ -205,7 +207,7 @@ class ClassificationAggregator:
                 continue
             value = annotation.get("value")
             task = str(annotation["task"])
-            if isinstance(value, list) and value and all(isinstance(v, dict) and "task" in v for v in value):
+            if type(value) is list and value and isinstance(value[0], dict) and "task" in value[0]:
                 self._flatten(value, into)  # a combo task: count each sub-task
                 continue
             task_type, answers = answers_of(value)
