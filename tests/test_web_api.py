@@ -306,4 +306,15 @@ def test_withdrawal_requests(world):
     assert r.status_code == 202
     mine = alice.get("/v1/projects/galaxies/withdrawals").json()["withdrawals"]
     assert [(w["batch"], w["entry"]) for w in mine] == [(batch, entry), (None, None)]
-    assert len(eve.get("/v1/operator/withdrawals").json()["withdrawals"]) == 2
+    listed = eve.get("/v1/operator/withdrawals").json()["withdrawals"]
+    assert len(listed) == 2
+    assert (
+        alice.post(f"/v1/operator/withdrawals/{listed[0]['id']}", json={"state": "done"}).status_code == 403
+    )
+    r = eve.post(f"/v1/operator/withdrawals/{listed[0]['id']}", json={"state": "done", "note": "removed"})
+    assert r.status_code == 200 and r.json()["resolved_by"] == "eve"
+    again = eve.post(f"/v1/operator/withdrawals/{listed[0]['id']}", json={"state": "refused"})
+    assert again.status_code == 404
+    assert eve.post(f"/v1/operator/withdrawals/{listed[1]['id']}", json={"state": "open"}).status_code == 422
+    mine = alice.get("/v1/projects/galaxies/withdrawals").json()["withdrawals"]
+    assert [(w["state"], w["note"]) for w in mine] == [("done", "removed"), ("open", None)]

@@ -25,7 +25,14 @@ schema).
 
 from __future__ import annotations
 
-__all__ = ["BulkDecision", "MarkRead", "ProjectRegistration", "PublishRequest", "WithdrawalRequest"]
+__all__ = [
+    "BulkDecision",
+    "MarkRead",
+    "ProjectRegistration",
+    "PublishRequest",
+    "WithdrawalRequest",
+    "WithdrawalResolution",
+]
 
 from typing import Literal
 
@@ -79,3 +86,10 @@ class PublishRequest(_Body):
     """Publish approved images (of every project without ``project``)."""
 
     project: str | None = Field(default=None, max_length=64)
+
+
+class WithdrawalResolution(_Body):
+    """Close a withdrawal request."""
+
+    state: Literal["done", "refused"]
+    note: str | None = Field(default=None, max_length=2000, description="What was done, or why not.")

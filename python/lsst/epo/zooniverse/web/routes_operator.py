@@ -39,7 +39,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from ..export.outcomes import ExportServiceError
 from .auth import User, operator_user
 from .context import WebContext, context_dependency
-from .models import BulkDecision, PublishRequest
+from .models import BulkDecision, PublishRequest, WithdrawalResolution
 from .settings import LOGGER_NAME
 
 operator_router = APIRouter(prefix="/v1/operator", tags=["operator"])
@@ -158,3 +158,17 @@ def projects(context: Context, user: Operator) -> dict[str, Any]:
 @operator_router.get("/withdrawals", summary="The PIs' withdrawal requests")
 def withdrawals(context: Context, user: Operator) -> dict[str, Any]:
     return {"withdrawals": context.withdrawals.list()}
+
+
+@operator_router.post("/withdrawals/{request_id}", summary="Close a withdrawal request as done or refused")
+def resolve_withdrawal(
+    context: Context, user: Operator, request_id: int, body: WithdrawalResolution
+) -> dict[str, Any]:
+    try:
+        request = context.withdrawals.resolve(request_id, body.state, user.name, body.note)
+    except LookupError as err:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=str(err)) from None
+    structlog.get_logger(LOGGER_NAME).info(
+        "Withdrawal request closed", user=user.name, request=request_id, state=body.state
+    )
+    return request

@@ -69,6 +69,9 @@ WITHDRAWALS = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Text, nullable=False),
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.Column("resolved_at", sa.Text, nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
 )
 
 

@@ -20,8 +20,8 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 """PIs' requests to withdraw a picture, a batch or a whole project: kept
-for the operators, who act on them (the export service has no withdrawal
-operation yet).
+for the operators, who act on them and close them as done or refused (the
+export service has no withdrawal operation yet).
 """
 
 from __future__ import annotations
@@ -81,11 +81,57 @@ class WithdrawalRequests:
             "reason": reason,
             "state": "open",
             "created_at": utc_now_iso(),
+            "resolved_by": None,
+            "resolved_at": None,
+            "note": None,
         }
         with self.engine.begin() as connection:
             result = connection.execute(WITHDRAWALS.insert().values(**values))
             values["id"] = int(result.inserted_primary_key[0])
         return values
+
+    def resolve(self, request_id: int, state: str, operator: str, note: str | None = None) -> dict[str, Any]:
+        """Close an open request.
+
+        Parameters
+        ----------
+        request_id : `int`
+            The request.
+        state : `str`
+            ``done`` or ``refused``.
+        operator : `str`
+            Who closes it.
+        note : `str`, optional
+            What was done, or why not (the PI sees it).
+
+        Returns
+        -------
+        request : `dict`
+            The request as stored now.
+
+        Raises
+        ------
+        LookupError
+            Raised if there is no open request with this id.
+        ValueError
+            Raised for a state other than ``done`` and ``refused``.
+        """
+        if state not in WITHDRAWAL_STATES[1:]:
+            raise ValueError(f"A request is closed as {' or '.join(WITHDRAWAL_STATES[1:])}, not {state!r}.")
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                WITHDRAWALS.update()
+                .where(WITHDRAWALS.c.id == request_id, WITHDRAWALS.c.state == "open")
+                .values(state=state, resolved_by=operator, resolved_at=utc_now_iso(), note=note)
+            )
+            if result.rowcount != 1:
+                raise LookupError(f"No open withdrawal request {request_id}.")
+            row = (
+                connection.execute(sa.select(WITHDRAWALS).where(WITHDRAWALS.c.id == request_id))
+                .mappings()
+                .one()
+            )
+        return dict(row)
 
     def list(self, *, username: str | None = None, project: str | None = None) -> list[dict[str, Any]]:
         """List requests, oldest first.
