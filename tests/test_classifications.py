@@ -424,3 +424,54 @@ def test_panoptes_client_download(tmp_path, export_host):
     table, summary = aggregate_classifications(path, project="p")
     assert summary.n_classifications == 12 and not summary.problems
     assert np.isin(table["object_id"], ["1001", "1002", "1003", "1004"]).all()
+
+
+def test_cli_uses_the_registered_project(tmp_path):
+    """With a service configuration, the repository, the Zooniverse project
+    and the output run come from PROJECT's registration.
+    """
+    import yaml
+
+    from lsst.epo.zooniverse.export.service import ExportService
+    from lsst.epo.zooniverse.export.service_config import ServiceConfig
+
+    make_repo(tmp_path / "repo", CATALOG)
+    config = tmp_path / "epo.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": f"sqlite:///{tmp_path / 'state.sqlite3'}",
+                "staging": str(tmp_path / "staging"),
+                "public_root": str(tmp_path / "public"),
+                "public_url": "http://127.0.0.1:1/",
+            }
+        )
+    )
+    service = ExportService(ServiceConfig.load(str(config)))
+    service.register_project(
+        "proj", zooniverse_project_id=77, owner="pi", repo=str(tmp_path / "repo"), collections="u/pi/*"
+    )
+    service.close()
+    export = write_fake_classification_export(str(tmp_path / "e.csv"), fake_subjects(), n_rows=8)
+    obj = {
+        "config": str(config),
+        "overrides": dict.fromkeys(("database", "staging", "public_root", "public_url", "policy")),
+    }
+    runner = CliRunner()
+    result = runner.invoke(
+        classifications, ["proj", "--export-file", export, "--collection", "u/pi/targets", "--json"], obj=obj
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)["run"]
+    assert run.startswith("u/pi/zooniverse_classifications/")
+    from lsst.daf.butler import Butler
+
+    table = Butler.from_config(str(tmp_path / "repo")).get(CLASSIFICATIONS.name, collections=run)
+    assert table["in_catalog"].all() and int(table[table["task"] == "T0"]["n_votes"].sum()) == 8
+    # Fetching needs credentials: without them, one clean line.
+    result = runner.invoke(
+        classifications, ["proj"], obj=obj, env={"PANOPTES_CLIENT_ID": "", "PANOPTES_USERNAME": ""}
+    )
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(classifications, ["nobody", "--export-file", export], obj=obj)
+    assert result.exit_code == 1 and "nobody" in result.stderr
