@@ -34,7 +34,7 @@ script exits 1 if there is any.
 Usage::
 
     python bench/bench_api.py [--requests 500] [--concurrency 50]
-        [--database URL] [--workdir DIR]
+        [--database URL | --postgres] [--workdir DIR]
 """
 
 import argparse
@@ -118,13 +118,23 @@ def main() -> int:
     parser.add_argument(
         "--database", default=None, help="State database URL (SQLite in the workdir if not given)."
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="Start a throw-away PostgreSQL server for the state database."
+    )
     parser.add_argument("--workdir", default=None, help="Kept if given; a temporary directory otherwise.")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_api_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    site = worker = None
+    site = worker = server = None
     try:
-        site, worker, tokens = setup(workdir, args.database)
+        database = args.database
+        if args.postgres:
+            from postgres_server import ThrowawayPostgres
+
+            server = ThrowawayPostgres()
+            server.create_database("bench_api")
+            database = server.url("bench_api")
+        site, worker, tokens = setup(workdir, database)
         # Warm-up: one request of each kind (imports, first connections).
         asyncio.run(run(site, tokens, 9, 9))
         start = time.perf_counter()
@@ -135,6 +145,8 @@ def main() -> int:
             site.close()
         if worker is not None:
             worker.close()
+        if server is not None:
+            server.stop()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     latencies.sort()
@@ -143,7 +155,8 @@ def main() -> int:
     def pct(p: float) -> float:
         return ms[min(len(ms) - 1, int(round(p / 100 * (len(ms) - 1))))]
 
-    database = "PostgreSQL" if args.database and args.database.startswith("postgresql") else "SQLite"
+    postgres = args.postgres or (args.database or "").startswith("postgresql")
+    database = "PostgreSQL" if postgres else "SQLite"
     print(f"{args.requests} requests, {args.concurrency} at a time, one uvicorn process, {database}")
     print(f"errors: {len(errors)}")
     print(f"wall: {wall:.2f} s ({args.requests / wall:.0f} requests/s)")
