@@ -211,6 +211,19 @@ def test_missing_column_and_missing_file(tmp_path):
         aggregate_classifications(tmp_path / "absent.csv", project="p")
 
 
+def test_gzip_export_is_read(tmp_path):
+    """Zooniverse stores the export gzip-compressed (Content-Encoding:
+    gzip); a body saved as it came is read the same.
+    """
+    import gzip
+
+    plain = write_csv(tmp_path / "e.csv", [row(1, [q("T0", "A")], {"11": SUBJ["11"]})])
+    packed = tmp_path / "e.csv.gz"
+    packed.write_bytes(gzip.compress(open(plain, "rb").read()))
+    table, summary = aggregate_classifications(packed, project="p")
+    assert summary.n_classifications == 1 and list(table["answer"]) == ["A"]
+
+
 def test_reading_streams_a_text_stream():
     text = io.StringIO(newline="")
     csv.writer(text).writerows([EXPORT_COLUMNS, row(1, [q("T0", "A")], {"11": SUBJ["11"]})])

@@ -50,6 +50,7 @@ __all__ = [
 import contextlib
 import csv
 import dataclasses
+import gzip
 import json
 import os
 import tempfile
@@ -309,8 +310,8 @@ def read_classifications(source: str | os.PathLike | IO[str]) -> Iterator[Export
     Parameters
     ----------
     source : `str`, `os.PathLike` or `typing.IO` [`str`]
-        The CSV file (UTF-8, a BOM is accepted), or a text stream opened
-        with ``newline=""``.
+        The CSV file (UTF-8, a BOM is accepted; gzip-compressed or not),
+        or a text stream opened with ``newline=""``.
 
     Yields
     ------
@@ -328,7 +329,12 @@ def read_classifications(source: str | os.PathLike | IO[str]) -> Iterator[Export
         if isinstance(source, str | os.PathLike):
             name = os.fspath(source)
             try:
-                stream = open(name, encoding="utf-8-sig", newline="")
+                with open(name, "rb") as probe:
+                    compressed = probe.read(2) == b"\x1f\x8b"
+                # Zooniverse stores the export gzip-compressed and serves it
+                # with Content-Encoding: gzip; a saved raw body is gzip.
+                opener: Any = gzip.open if compressed else open
+                stream = opener(name, "rt", encoding="utf-8-sig", newline="")
             except OSError as err:
                 raise ClassificationExportError(
                     f"Cannot open classification export {name}: {err.strerror}"
