@@ -48,11 +48,19 @@ Measured:
    and the pipeline's run-length one), and this package's own PNG writer
    with ISA-L and with zlib, in one process;
 5. what the data contract's I/O alone allows: one patch's Stamps written
-   and read back as composeRgb reads them, and that plus the PNG encode.
+   and read back as composeRgb reads them, and that plus the PNG encode;
+6. with ``--peer`` (instead of 1-5): the honest peer of issue 17, a
+   hand-written script (``bench/peer_script.py``: each band's coadd read
+   once with astropy, slices, ``make_lupton_rgb``, Pillow PNG, ZIP) as a
+   whole process against ``pipetask run -j 1`` as a whole process (graph
+   built beforehand), alternated over ``--rounds`` rounds, also in its
+   ``--fast`` form; with ``--two-cores`` the peer with a pool of two
+   processes against ``bps submit`` with two workers; and the peak RSS of
+   every quantum (``bench/peer_compare.py``).
 
 Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
        [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
-       [--compare-clustering]
+       [--compare-clustering] [--peer [--rounds N] [--two-cores]]
 """
 
 from __future__ import annotations
@@ -487,6 +495,9 @@ def main() -> None:
     )
     parser.add_argument("--bps-only", action="store_true", help="skip pipetask and the per-quantum BPS runs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs of failed jobs)")
+    parser.add_argument("--peer", action="store_true", help="the pipeline against the hand-written peer")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of --peer")
+    parser.add_argument("--two-cores", action="store_true", help="--peer: also peer pool against BPS")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
@@ -498,6 +509,11 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
+        if args.peer:
+            from peer_compare import compare
+
+            compare(repo, work, args.stamp_size, args.rounds, args.two_cores)
+            return
         rows = []
         graph_s, exec_s = run_pipetask(repo, "out/j1", 1, args.stamp_size, work)
         n_pictures, collections = count_pictures(repo, "out/j1")

@@ -1,0 +1,225 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The pipeline against the hand-written peer (`peer_script.py`), run
+side by side on the benchmark repository of `bench_pipeline.py` (issue
+17), and the peak memory of every quantum.
+
+Every contender runs as a whole process and is timed from outside
+(wall time, and the CPU time of the process and its children); the
+contenders alternate (peer, pipeline, fast peer, peer, pipeline, ...) so
+that a loaded machine slows them alike, and each figure is the median of
+the rounds. The pipeline's graph is built beforehand (not timed). On two
+cores the peer with a pool of two processes runs against ``bps submit``
+with two parsl workers, alternated the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bench_pipeline as bench
+
+PEER = Path(__file__).resolve().parent / "peer_script.py"
+
+
+def timed(command: list[str], **kwargs) -> tuple[float, float]:
+    """Run a command; return its wall time and the CPU time (user +
+    system) of it and its children, in seconds.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        sys.exit(f"{command[:3]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def peer_work_list(repo: str, output: str, workdir: Path) -> Path:
+    """Write the peer's work list: per patch the coadd files (i, r, g as
+    R, G, B, the pipeline's default mapping) and the same catalog rows the
+    pipeline's extractStamps got (``zooniverse_targets_patch``).
+    """
+    from lsst.epo.zooniverse.butler.config import get_butler
+
+    butler = get_butler(repo)
+    patches = []
+    for ref in butler.query_datasets("zooniverse_targets_patch", collections=output, explain=False):
+        rows = butler.get(ref)
+        data_id = ref.dataId
+        name = f"{data_id['tract']}_{data_id['patch']}"
+        objects = workdir / f"peer_objects_{name}.csv"
+        with open(objects, "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["object_id", "ra", "dec"])
+            for object_id, ra, dec in zip(rows["object_id"], rows["ra"], rows["dec"]):
+                writer.writerow([str(object_id), repr(float(ra)), repr(float(dec))])
+        coadds = {
+            band: butler.getURI(
+                "deep_coadd", data_id.subset(("skymap", "tract", "patch")), band=band, collections="coadds"
+            ).ospath
+            for band in "irg"
+        }
+        patches.append({"name": name, "coadds": coadds, "objects": str(objects)})
+    path = workdir / "peer_work.json"
+    path.write_text(json.dumps(patches, indent=1))
+    return path
+
+
+def run_peer(work_list: Path, out_dir: Path, fast: bool, processes: int, stamp_size: int):
+    """Run the peer as a whole process; return wall, CPU and pictures."""
+    command = [sys.executable, str(PEER), str(work_list), str(out_dir), "--stamp-size", str(stamp_size)]
+    if fast:
+        command.append("--fast")
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    wall, cpu = timed(command)
+    return wall, cpu, sum(len(_zip_names(path)) for path in out_dir.glob("*.zip"))
+
+
+def _zip_names(path: Path) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return [name for name in archive.namelist() if name.endswith(".png")]
+
+
+def run_pipeline(repo: str, output: str, stamp_size: int, workdir: Path, jobs: int = 1):
+    """Build the graph (not timed), then run ``pipetask run -j jobs`` as a
+    whole process; return wall, CPU and pictures.
+    """
+    graph = workdir / f"{output.replace('/', '_')}.qg"
+    options = bench._collection_options(repo, output)
+    subprocess.run(
+        [
+            str(bench.BIN / "pipetask"),
+            "qgraph",
+            *options,
+            "-p",
+            str(bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"),
+            "-d",
+            f"skymap='{bench.SKYMAP}'",
+            "--dataset-query-constraint",
+            "zooniverse_targets",
+            "-c",
+            f"extractStamps:stamp_size={stamp_size}",
+            "-q",
+            str(graph),
+        ],
+        check=True,
+        env=bench.environment(),
+        capture_output=True,
+    )
+    command = [str(bench.BIN / "pipetask"), "run", "-j", str(jobs), *options, "-g", str(graph)]
+    wall, cpu = timed(command + ["--register-dataset-types"], env=bench.environment())
+    return wall, cpu, bench.count_pictures(repo, output)[0]
+
+
+def quantum_memory(repo: str, output: str) -> dict[str, list[float]]:
+    """Peak resident set size (MiB) of every quantum of a run, by task
+    label, from the quantum metadata pipe_base records
+    (``endMaxResidentSetSize``; per quantum when each quantum ran in its
+    own process, as ``pipetask run -j 2`` does).
+    """
+    from lsst.epo.zooniverse.butler.config import get_butler
+
+    butler = get_butler(repo)
+    peaks: dict[str, list[float]] = {}
+    for label in ("shardCatalog", "extractStamps", "composeRgb"):
+        for ref in butler.query_datasets(f"{label}_metadata", collections=output, explain=False):
+            metadata = butler.get(ref)
+            peaks.setdefault(label, []).append(metadata["quantum"]["endMaxResidentSetSize"] / 2**20)
+    return peaks
+
+
+def _rate_line(label: str, pictures: list[int], walls: list[float], cpus: list[float]) -> tuple[float, float]:
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    rate_wall, rate_cpu = pictures[0] / wall, pictures[0] / cpu
+    print(
+        f"{label:58s} {pictures[0]:6d} {wall:7.2f} s {rate_wall:8.1f}/s  cpu {cpu:7.2f} s {rate_cpu:8.1f}/s"
+        f"  (walls {', '.join(f'{w:.2f}' for w in walls)})"
+    )
+    return rate_wall, rate_cpu
+
+
+def compare(repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: bool) -> None:
+    """Alternate the pipeline and the peer; print rates and ratios."""
+    first = "out/peer_reference"
+    run_pipeline(repo, first, stamp_size, workdir)
+    work_list = peer_work_list(repo, first, workdir)
+    runs: dict[str, tuple[list, list, list]] = {}
+
+    def record(name, wall, cpu, pictures):
+        entry = runs.setdefault(name, ([], [], []))
+        entry[0].append(pictures)
+        entry[1].append(wall)
+        entry[2].append(cpu)
+
+    for k in range(rounds):
+        record("peer", *run_peer(work_list, workdir / f"peer_{k}", False, 1, stamp_size))
+        record("pipeline", *run_pipeline(repo, f"out/peer_round_{k}", stamp_size, workdir))
+        record("peer_fast", *run_peer(work_list, workdir / f"peer_fast_{k}", True, 1, stamp_size))
+    if two_cores:
+        for k in range(rounds):
+            record("peer_pool", *run_peer(work_list, workdir / f"peer_pool_{k}", False, 2, stamp_size))
+            name = f"out/peer_bps_{k}"
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            pictures = bench.count_pictures(repo, name)[0]
+            record("bps", wall, cpu, pictures)
+            record("bps_submit_stage", submit, float("nan"), pictures)
+    print(f"median of {rounds} alternated rounds; the machine is shared (other jobs ran meanwhile)")
+    labels = {
+        "peer": "peer, 1 process (Pillow level 1)",
+        "pipeline": "pipetask run -j 1, whole process (graph built before)",
+        "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
+        "peer_pool": "peer, pool of 2 processes",
+        "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
+        "bps_submit_stage": "bps submit, 2 parsl workers, submit stage",
+    }
+    rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
+    pipeline = rates["pipeline"]
+    for peer in ("peer", "peer_fast"):
+        print(
+            f"pipeline / {peer}: per core (wall, 1 process each) {pipeline[0] / rates[peer][0]:.2f}x, "
+            f"per CPU second {pipeline[1] / rates[peer][1]:.2f}x"
+        )
+    if two_cores:
+        for name in ("bps", "bps_submit_stage"):
+            print(f"{name} / peer pool of 2: {rates[name][0] / rates['peer_pool'][0]:.2f}x (wall)")
+    memory_run = "out/peer_memory"
+    run_pipeline(repo, memory_run, stamp_size, workdir, jobs=2)
+    for label, peaks in quantum_memory(repo, memory_run).items():
+        print(
+            f"peak RSS per quantum, {label} ({len(peaks)} quanta, each in its own process, -j 2): "
+            f"median {statistics.median(peaks):.0f} MiB, max {max(peaks):.0f} MiB"
+        )
