@@ -109,6 +109,12 @@ def test_health_metadata_and_openapi(world):
     ):
         assert path in paths, path
     assert not any(path.startswith("/epo-zooniverse/review") for path in paths)
+    # Answers are documented, not just requests.
+    answer = paths["/epo-zooniverse/v1/projects"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/ProjectList")
+    batch = schema["components"]["schemas"]["BatchSummary"]["properties"]
+    assert {"stretch", "already_public", "images", "state"} <= set(batch)
+    assert "Notification" in schema["components"]["schemas"]
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from ..export.outcomes import ExportServiceError
 from .auth import User, operator_user
 from .context import WebContext, context_dependency
 from .models import BulkDecision, PublishRequest, WithdrawalResolution
+from .schemas import BatchPage, DecisionResults, PublishResult, Withdrawal, WithdrawalList
 from .settings import LOGGER_NAME
 
 operator_router = APIRouter(prefix="/v1/operator", tags=["operator"])
@@ -101,7 +102,9 @@ def decide_batches(
     return results
 
 
-@operator_router.get("/batches", summary="Batches across projects, filtered and paged")
+@operator_router.get(
+    "/batches", response_model=BatchPage, summary="Batches across projects, filtered and paged"
+)
 def list_batches(
     context: Context,
     user: Operator,
@@ -132,7 +135,9 @@ def get_batch(context: Context, user: Operator, batch: str) -> dict[str, Any]:
     return record
 
 
-@operator_router.post("/decisions", summary="Approve or reject several batches")
+@operator_router.post(
+    "/decisions", response_model=DecisionResults, summary="Approve or reject several batches"
+)
 def decisions(context: Context, user: Operator, body: BulkDecision) -> dict[str, Any]:
     if body.decision == "reject" and not (body.reason or "").strip():
         raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="A rejection needs a reason.")
@@ -140,7 +145,7 @@ def decisions(context: Context, user: Operator, body: BulkDecision) -> dict[str,
     return {"results": results}
 
 
-@operator_router.post("/publish", summary="Publish approved images")
+@operator_router.post("/publish", response_model=PublishResult, summary="Publish approved images")
 def publish(context: Context, user: Operator, body: PublishRequest) -> dict[str, Any]:
     try:
         summary = context.service.publish(body.project)
@@ -155,12 +160,16 @@ def projects(context: Context, user: Operator) -> dict[str, Any]:
     return context.service.status()
 
 
-@operator_router.get("/withdrawals", summary="The PIs' withdrawal requests")
+@operator_router.get("/withdrawals", response_model=WithdrawalList, summary="The PIs' withdrawal requests")
 def withdrawals(context: Context, user: Operator) -> dict[str, Any]:
     return {"withdrawals": context.withdrawals.list()}
 
 
-@operator_router.post("/withdrawals/{request_id}", summary="Close a withdrawal request as done or refused")
+@operator_router.post(
+    "/withdrawals/{request_id}",
+    response_model=Withdrawal,
+    summary="Close a withdrawal request as done or refused",
+)
 def resolve_withdrawal(
     context: Context, user: Operator, request_id: int, body: WithdrawalResolution
 ) -> dict[str, Any]:

@@ -39,6 +39,19 @@ from ..zooniverse.manifest_parts import MANIFEST_PREFIX
 from .auth import User, pi_user
 from .context import WebContext, context_dependency
 from .models import MarkRead, ProjectRegistration, WithdrawalRequest
+from .schemas import (
+    BatchPage,
+    CatalogReport,
+    ImagePage,
+    ManifestList,
+    Marked,
+    NotificationList,
+    Project,
+    ProjectList,
+    SubjectPage,
+    Withdrawal,
+    WithdrawalList,
+)
 from .settings import LOGGER_NAME
 
 pi_router = APIRouter(prefix="/v1", tags=["pi"])
@@ -88,13 +101,15 @@ def _with_counts(context: WebContext, project: dict[str, Any]) -> dict[str, Any]
     return dict(project, datasets=counts.get("datasets", {}), images=counts.get("images", {}))
 
 
-@pi_router.get("/projects", summary="Your projects with their counts by state")
+@pi_router.get("/projects", response_model=ProjectList, summary="Your projects with their counts by state")
 def list_projects(context: Context, user: Pi) -> dict[str, Any]:
     mine = [p for p in context.service.projects() if p["owner"] == user.name]
     return {"projects": [_with_counts(context, p) for p in mine]}
 
 
-@pi_router.post("/projects", status_code=status.HTTP_201_CREATED, summary="Register a project")
+@pi_router.post(
+    "/projects", response_model=Project, status_code=status.HTTP_201_CREATED, summary="Register a project"
+)
 def register_project(context: Context, user: Pi, body: ProjectRegistration) -> dict[str, Any]:
     prefix = f"u/{user.name}/"
     if not body.collections.startswith(prefix) or len(body.collections) == len(prefix):
@@ -120,12 +135,18 @@ def register_project(context: Context, user: Pi, body: ProjectRegistration) -> d
     return project
 
 
-@pi_router.get("/projects/{name}", summary="One of your projects with its counts by state")
+@pi_router.get(
+    "/projects/{name}", response_model=Project, summary="One of your projects with its counts by state"
+)
 def get_project(context: Context, user: Pi, name: str) -> dict[str, Any]:
     return _with_counts(context, own_project(context, user, name))
 
 
-@pi_router.get("/projects/{name}/batches", summary="The project's batches: state, image counts, stretch")
+@pi_router.get(
+    "/projects/{name}/batches",
+    response_model=BatchPage,
+    summary="The project's batches: state, image counts, stretch",
+)
 def project_batches(
     context: Context, user: Pi, name: str, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
@@ -133,7 +154,11 @@ def project_batches(
     return context.views.batches(project=name, state=None, offset=offset, limit=limit).to_dict()
 
 
-@pi_router.get("/projects/{name}/images", summary="Every image of the project with its state and URL")
+@pi_router.get(
+    "/projects/{name}/images",
+    response_model=ImagePage,
+    summary="Every image of the project with its state and URL",
+)
 def project_images(
     context: Context,
     user: Pi,
@@ -152,7 +177,11 @@ def project_images(
     return {"total": len(rows), "offset": offset, "limit": limit, "images": rows[offset : offset + limit]}
 
 
-@pi_router.get("/projects/{name}/subjects", summary="Published subjects with their public URLs")
+@pi_router.get(
+    "/projects/{name}/subjects",
+    response_model=SubjectPage,
+    summary="Published subjects with their public URLs",
+)
 def project_subjects(
     context: Context, user: Pi, name: str, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
@@ -165,7 +194,11 @@ def project_subjects(
     return {"total": len(images), "offset": offset, "limit": limit, "subjects": page}
 
 
-@pi_router.get("/projects/{name}/catalog-report", summary="Every catalog row: its URL or why it has none")
+@pi_router.get(
+    "/projects/{name}/catalog-report",
+    response_model=CatalogReport,
+    summary="Every catalog row: its URL or why it has none",
+)
 def catalog_report(context: Context, user: Pi, name: str, collection: str) -> dict[str, Any]:
     own_project(context, user, name)
     try:
@@ -175,7 +208,11 @@ def catalog_report(context: Context, user: Pi, name: str, collection: str) -> di
     return {"rows": rows}
 
 
-@pi_router.get("/projects/{name}/manifests", summary="Public URLs of the project's import manifests")
+@pi_router.get(
+    "/projects/{name}/manifests",
+    response_model=ManifestList,
+    summary="Public URLs of the project's import manifests",
+)
 def manifests(context: Context, user: Pi, name: str) -> dict[str, Any]:
     own_project(context, user, name)
     public = context.service.public
@@ -190,6 +227,7 @@ def manifests(context: Context, user: Pi, name: str) -> dict[str, Any]:
 
 @pi_router.post(
     "/projects/{name}/withdrawals",
+    response_model=Withdrawal,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Ask EPO to withdraw a picture, a batch or the project",
 )
@@ -210,13 +248,19 @@ def request_withdrawal(context: Context, user: Pi, name: str, body: WithdrawalRe
     return request
 
 
-@pi_router.get("/projects/{name}/withdrawals", summary="Your withdrawal requests for the project")
+@pi_router.get(
+    "/projects/{name}/withdrawals",
+    response_model=WithdrawalList,
+    summary="Your withdrawal requests for the project",
+)
 def list_withdrawals(context: Context, user: Pi, name: str) -> dict[str, Any]:
     own_project(context, user, name)
     return {"withdrawals": context.withdrawals.list(username=user.name, project=name)}
 
 
-@pi_router.get("/notifications", summary="Your notification digests, newest first")
+@pi_router.get(
+    "/notifications", response_model=NotificationList, summary="Your notification digests, newest first"
+)
 def notifications(
     context: Context, user: Pi, unread: bool = False, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
@@ -225,6 +269,8 @@ def notifications(
     }
 
 
-@pi_router.post("/notifications/read", summary="Mark notifications as read (all without ids)")
+@pi_router.post(
+    "/notifications/read", response_model=Marked, summary="Mark notifications as read (all without ids)"
+)
 def mark_read(context: Context, user: Pi, body: MarkRead) -> dict[str, Any]:
     return {"marked": context.inbox.mark_read(user.name, body.ids)}
