@@ -19,6 +19,16 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-__all__ = ["make_zooniverse_demo_repo", "shard_zooniverse_catalog", "summarize_zooniverse_run"]
+__all__ = [
+    "ingest_zooniverse_images",
+    "make_zooniverse_demo_repo",
+    "shard_zooniverse_catalog",
+    "summarize_zooniverse_run",
+]
 
-from .commands import make_zooniverse_demo_repo, shard_zooniverse_catalog, summarize_zooniverse_run
+from .commands import (
+    ingest_zooniverse_images,
+    make_zooniverse_demo_repo,
+    shard_zooniverse_catalog,
+    summarize_zooniverse_run,
+)

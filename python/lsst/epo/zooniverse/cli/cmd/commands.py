@@ -23,7 +23,12 @@
 
 from __future__ import annotations
 
-__all__ = ["make_zooniverse_demo_repo", "shard_zooniverse_catalog", "summarize_zooniverse_run"]
+__all__ = [
+    "ingest_zooniverse_images",
+    "make_zooniverse_demo_repo",
+    "shard_zooniverse_catalog",
+    "summarize_zooniverse_run",
+]
 
 from typing import Any
 
@@ -166,5 +171,69 @@ def summarize_zooniverse_run(**kwargs: Any) -> None:
     does not exist, or holds no pictures, is a one-line error.
     """
     from ...script.summarize_zooniverse_run import summarize_zooniverse_run as run
+
+    run(**kwargs)
+
+
+@click.command(short_help="Ingest your own FITS images as deep_coadd on a new sky map.", cls=ButlerCommand)
+@repo_argument(required=True)
+@click.option("--skymap", required=True, help="Name of the new sky map (skymap dimension value).")
+@click.option("--run", default=None, help="RUN collection to write [default: images/<skymap>].")
+@click.option(
+    "--image",
+    "image",
+    multiple=True,
+    required=True,
+    metavar="BAND=FILE",
+    help="A FITS image of a band (repeatable; several files of one band are tiles of one pixel grid).",
+)
+@click.option(
+    "--unit",
+    multiple=True,
+    metavar="[BAND=]UNIT",
+    help="Flux unit of a band's pixels, overriding BUNIT: nJy, Jy, nanomaggy, MJy/sr, Jy/pix, or counts "
+    "(DN, adu, ct, electron; also per second) with a zero point. Without BAND= it applies to every band.",
+)
+@click.option(
+    "--zero-point",
+    multiple=True,
+    metavar="[BAND=]MAG",
+    help="AB magnitude of one count, for count units "
+    "[default: the MAGZP, MAGZERO, ZEROPT, PHOTZP or ZP card].",
+)
+@click.option(
+    "--scale",
+    multiple=True,
+    metavar="[BAND=]FACTOR",
+    help="Multiply a band's pixels by FACTOR to get nJy per pixel (overrides BUNIT and --unit).",
+)
+@click.option(
+    "--pixel-scale",
+    type=float,
+    default=None,
+    help="Tract pixel scale in arcseconds [default: the finest of the images'].",
+)
+@click.option("--patch-size", type=int, default=2000, show_default=True, help="Inner patch size, pixels.")
+@click.option(
+    "--patch-border", type=int, default=100, show_default=True, help="Patch overlap border, pixels."
+)
+def ingest_zooniverse_images(**kwargs: Any) -> None:
+    """Resample your own FITS images onto a new sky map and write them
+    into REPO as deep_coadd datasets (nJy per pixel), so that the cutout
+    pipeline runs on them.
+
+    The images may have any celestial WCS (ICRS, FK5, galactic, ecliptic;
+    TAN, SIN, CAR, AIT, ...; SIP distortion; any orientation). They are
+    resampled (bilinear, flux-conserving) onto one TAN ICRS tract, north
+    up and east left, cut into overlapping patches; the sky map's
+    skymap/tract/patch records, its zooniverse_skymap dataset and the
+    bands are registered. VARIANCE, WEIGHT (inverse variance) and MASK
+    extensions are used when present; otherwise the variance is the sky
+    noise (MAD) of each image. Nothing is written if a file or option is
+    bad.
+
+    REPO is an existing repository with this package's configuration.
+    """
+    from ...script.ingest_zooniverse_images import ingest_zooniverse_images as run
 
     run(**kwargs)
