@@ -537,7 +537,8 @@ def test_a_file_that_stays_unreadable_is_rejected_after_bounded_attempts(tmp_pat
         from lsst.epo.zooniverse.export.state import DATASETS
 
         with service.engine.connect() as connection:
-            failures = dict(connection.execute(sa.select(DATASETS.c.batch, DATASETS.c.retrieval_failures)))
+            query = sa.select(DATASETS.c.batch, DATASETS.c.retrieval_failures)
+            failures = dict(connection.execute(query).all())
         assert failures == {by_patch[k]["batch"]: 3 if k < 3 else 0 for k in range(4)}
 
 
