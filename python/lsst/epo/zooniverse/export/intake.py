@@ -63,10 +63,13 @@ from .progress import Progress
 from .records import DatasetRecord, ProjectRecord
 from .repository import StateRepository
 from .retrieval_checks import (
+    RecordedFile,
     RetrievalRefusedError,
     RetrievalUnavailableError,
     check_datastore_file,
     check_retrieved_copy,
+    is_remote_butler,
+    recorded_file_info,
 )
 from .staging import StagingArea, sha256_file
 from .state import DATASETS, insert_ignoring_duplicates
@@ -119,10 +122,32 @@ def _never() -> bool:
 
 
 class ButlerCache:
-    """Read-only Butlers of the registered repositories, made once each."""
+    """Read-only Butlers of the registered repositories, made once each.
+
+    A repository whose configuration names a Butler server (the RSP's
+    ``https://.../api/butler/repo/<name>/butler.yaml``, or a label that
+    ``DAF_BUTLER_REPOSITORIES`` maps to it) gives a `RemoteButler`; it
+    authenticates with the token in ``BUTLER_RUBIN_ACCESS_TOKEN``, EPO's
+    service-account token (daf_butler reads it; the service masks it in
+    logs, errors and the audit log like every ``*TOKEN*`` variable).
+    """
 
     def __init__(self) -> None:
         self._butlers: dict[str, Any] = {}
+
+    def add(self, repo: str, butler: Any) -> None:
+        """Use a Butler made elsewhere for a repository (a `RemoteButler`
+        made with `RemoteButlerFactory.create_butler_for_access_token`, a
+        test server's client).
+
+        Parameters
+        ----------
+        repo : `str`
+            The repository as projects register it.
+        butler : `lsst.daf.butler.Butler`
+            Its Butler.
+        """
+        self._butlers[repo] = butler
 
     def get(self, repo: str) -> Any:
         """Return the Butler of a repository.
@@ -135,12 +160,20 @@ class ButlerCache:
         Returns
         -------
         butler : `lsst.daf.butler.Butler`
-            A read-only Butler (direct or remote).
+            A read-only Butler (direct or remote).  A direct Butler is
+            checked to know this package's storage classes; a remote one
+            needs no formatter (files are copied, not read).
         """
         if repo not in self._butlers:
-            from ..butler.config import get_butler
+            from lsst.daf.butler import Butler
 
-            self._butlers[repo] = get_butler(repo, writeable=False)
+            from ..butler.config import check_butler_config, enable_butler_config
+
+            enable_butler_config()
+            butler = Butler.from_config(repo, writeable=False)
+            if not is_remote_butler(butler):
+                check_butler_config(butler)
+            self._butlers[repo] = butler
         return self._butlers[repo]
 
 
@@ -431,14 +464,14 @@ class Intake:
         """
         try:
             check_datastore_file(butler, ref)
+            recorded = self._copy_artifact(butler, ref, os.path.dirname(artifact), artifact)
         except RetrievalUnavailableError as err:
             if self._count_unavailable(dataset) < self.retrieval_attempts:
                 raise  # Recorded as an error; a later poll tries again.
             raise RetrievalRefusedError(
                 "retrieval.unavailable", f"{err} ({self.retrieval_attempts} attempts)"
             ) from None
-        self._copy_artifact(butler, ref, os.path.dirname(artifact), artifact)
-        check_retrieved_copy(ref, artifact)
+        check_retrieved_copy(ref, artifact, recorded)
 
     def _count_unavailable(self, dataset: DatasetRecord) -> int:
         """Count one more poll that found the dataset's file unavailable
@@ -451,24 +484,34 @@ class Intake:
                 sa.select(DATASETS.c.retrieval_failures).where(DATASETS.c.id == dataset.id)
             ).scalar_one()
 
-    def _copy_artifact(self, butler: Any, ref: Any, directory: str, artifact: str) -> None:
-        """Copy a dataset's one file from the Butler to ``artifact``."""
+    def _copy_artifact(self, butler: Any, ref: Any, directory: str, artifact: str) -> RecordedFile | None:
+        """Copy a dataset's one file from the Butler to ``artifact`` (from
+        a `RemoteButler`, through the URL the server signs); return what
+        the datastore recorded about it, from the Butler's artifact index.
+        """
         incoming = os.path.join(directory, ".incoming")
         # Resumable: whatever a crashed retrieval left is discarded.
         shutil.rmtree(incoming, ignore_errors=True)
         os.makedirs(incoming)
-        paths = butler.retrieveArtifacts(
-            [ref],
-            ResourcePath(incoming, forceDirectory=True),
-            transfer="copy",
-            preserve_path=False,
-            overwrite=True,
-        )
+        try:
+            paths = butler.retrieveArtifacts(
+                [ref],
+                ResourcePath(incoming, forceDirectory=True),
+                transfer="copy",
+                preserve_path=False,
+                overwrite=True,
+            )
+        except FileNotFoundError:
+            # A remote datastore's object is gone (the signed URL answers
+            # 404): like a missing local file.
+            raise RetrievalUnavailableError("the dataset's file is missing from the datastore") from None
         files = [p for p in paths if not p.basename().startswith("_")]
         if len(files) != 1:
             raise ExportServiceError(f"Dataset {ref.id} has {len(files)} artifacts; expected one file.")
+        recorded = recorded_file_info(incoming, files[0].basename())
         os.replace(files[0].ospath, artifact)
         shutil.rmtree(incoming, ignore_errors=True)
+        return recorded
 
     def retrieve(self, project: ProjectRecord, dataset: DatasetRecord) -> DatasetRecord:
         """Copy a claimed, discovered dataset into the staging area.

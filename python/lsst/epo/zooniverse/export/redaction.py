@@ -26,7 +26,10 @@ database's password, the values of environment variables whose names say
 they hold a secret (``*PASSWORD*``, ``*SECRET*``, ``*TOKEN*``, ``*_KEY``,
 ``*CREDENTIALS*``: cloud keys, SMTP and webhook secrets), and any secret
 added explicitly.  `Redactor.redact` replaces each with ``***`` and also
-masks the password part of any ``scheme://user:password@host`` URL.
+masks the password part of any ``scheme://user:password@host`` URL and
+the signature and credential parameters of signed URLs (the Butler
+server's presigned S3, GCS and Azure URLs: anyone holding one can read the
+file until it expires).
 `install_log_redaction` applies it to every log record of the process.
 """
 
@@ -41,6 +44,11 @@ from collections.abc import Iterable, Mapping
 
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|_KEY$|^KEY$|_KEY_|API_?KEY)", re.I)
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<password>[^@\s/]+)@")
+_SIGNED_URL_PARAMETER = re.compile(
+    r"(?P<head>[?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|AWSAccessKeyId|Signature"
+    r"|X-Goog-Signature|X-Goog-Credential|GoogleAccessId|sig)=)[^&\s\"'<>]+",
+    re.I,
+)
 _MIN_SECRET_LENGTH = 4
 
 
@@ -109,6 +117,7 @@ class Redactor:
             The text with secrets replaced by ``***``.
         """
         result = _URL_PASSWORD.sub(r"\g<head>:***@", str(text))
+        result = _SIGNED_URL_PARAMETER.sub(r"\g<head>***", result)
         # Longest first, so a secret containing another is masked whole.
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in result:

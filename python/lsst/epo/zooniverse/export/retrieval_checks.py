@@ -19,7 +19,8 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Checks of a dataset's file around its retrieval from the Butler.
+"""Checks of a dataset's file around its retrieval from the Butler, direct
+or client/server (the RSP's Butler server, `RemoteButler`).
 
 Before the copy, `check_datastore_file` refuses a local datastore file that
 is a symbolic link or lies outside every datastore root (a PI who can write
@@ -31,6 +32,12 @@ that is missing, or is a directory, a FIFO or anything but a regular file,
 raises `RetrievalUnavailableError`: the poll fails and a later one tries
 again (the file may come back), up to a bounded number of attempts
 (``retrieval.unavailable``).
+
+A `RemoteButler` has no local datastore: the server signs a URL for the
+file and the client downloads it (``retrieveArtifacts``), so there is no
+link or root to check before the copy; the copy is checked against the
+datastore record the server sent with the URL, which the Butler writes
+next to the copy in its artifact index (`recorded_file_info`).
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ __all__ = [
     "RetrievalUnavailableError",
     "check_datastore_file",
     "check_retrieved_copy",
+    "is_remote_butler",
+    "recorded_file_info",
 ]
 
 import hashlib
 import os
 import stat
-from typing import Any
+from typing import Any, NamedTuple
 
 RULES: dict[str, str] = {
     "retrieval.unavailable": "the dataset's file stayed missing, a directory or not a regular file",
@@ -80,6 +89,66 @@ class RetrievalUnavailableError(RuntimeError):
     """
 
 
+class RecordedFile(NamedTuple):
+    """What a datastore recorded about a dataset's file."""
+
+    file_size: int
+    """Its size in bytes (negative if unknown)."""
+    checksum: str | None
+    """Its blake2b checksum, if the datastore computed one."""
+
+
+def is_remote_butler(butler: Any) -> bool:
+    """Tell whether a Butler is a client of a Butler server.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        The Butler.
+
+    Returns
+    -------
+    remote : `bool`
+        `True` for a `lsst.daf.butler.remote_butler.RemoteButler`.
+    """
+    try:
+        from lsst.daf.butler.remote_butler import RemoteButler
+    except ImportError:  # The client's dependencies are not installed.
+        return False
+    return isinstance(butler, RemoteButler)
+
+
+def recorded_file_info(directory: str, name: str) -> RecordedFile | None:
+    """Read what the datastore recorded about a retrieved file from the
+    artifact index the Butler wrote with it.
+
+    Parameters
+    ----------
+    directory : `str`
+        The directory ``retrieveArtifacts`` copied into.
+    name : `str`
+        The copied file's name in it.
+
+    Returns
+    -------
+    recorded : `RecordedFile` or `None`
+        Its recorded size and checksum; `None` if there is no index or it
+        does not list the file.
+    """
+    from lsst.daf.butler.datastores.file_datastore.retrieve_artifacts import ZipIndex
+
+    path = os.path.join(directory, ZipIndex.index_name)
+    try:
+        with open(path, "rb") as stream:
+            index = ZipIndex.model_validate_json(stream.read())
+    except FileNotFoundError:
+        return None
+    entry = index.artifact_map.get(name)
+    if entry is None or entry.info.component is not None:
+        return None
+    return RecordedFile(entry.info.file_size, entry.info.checksum)
+
+
 def check_datastore_file(butler: Any, ref: Any) -> None:
     """Refuse a local datastore file that is a symbolic link or lies
     outside the datastore roots.
@@ -98,7 +167,14 @@ def check_datastore_file(butler: Any, ref: Any) -> None:
     RetrievalUnavailableError
         Raised if the file is missing, or is a directory, a FIFO or
         anything but a regular file.
+
+    Notes
+    -----
+    A `RemoteButler`'s files are only reached through URLs the server
+    signs: there is nothing local to check.
     """
+    if is_remote_butler(butler):
+        return
     uri = butler.getURI(ref)
     if not uri.isLocal:
         return
@@ -130,16 +206,20 @@ def check_datastore_file(butler: Any, ref: Any) -> None:
         )
 
 
-def check_retrieved_copy(ref: Any, artifact: str) -> None:
+def check_retrieved_copy(ref: Any, artifact: str, recorded: RecordedFile | None = None) -> None:
     """Compare a retrieved copy with what the datastore recorded.
 
     Parameters
     ----------
     ref : `lsst.daf.butler.DatasetRef`
-        The dataset, read with ``datastore_records=True`` (without records
-        there is nothing to compare).
+        The dataset, read with ``datastore_records=True`` from a direct
+        Butler.
     artifact : `str`
         The copy.
+    recorded : `RecordedFile`, optional
+        The record from the artifact index (`recorded_file_info`), used
+        when ``ref`` carries no datastore record (a `RemoteButler`'s refs
+        never do); with neither there is nothing to compare.
 
     Raises
     ------
@@ -150,18 +230,19 @@ def check_retrieved_copy(ref: Any, artifact: str) -> None:
     # DatasetRef has no public accessor for the records get_dataset read.
     records = getattr(ref, "_datastore_records", None) or {}
     infos = [info for table in records.values() for info in table if getattr(info, "component", None) is None]
-    if len(infos) != 1:
+    if len(infos) == 1:
+        recorded = RecordedFile(getattr(infos[0], "file_size", -1), getattr(infos[0], "checksum", None))
+    if recorded is None:
         return
-    info = infos[0]
     size = os.path.getsize(artifact)
-    expected = getattr(info, "file_size", -1)
+    expected = recorded.file_size
     if expected is not None and expected >= 0 and size != expected:
         raise RetrievalRefusedError(
             "retrieval.size_mismatch",
             f"the retrieved file has {size} bytes; the datastore recorded {expected} (changed or truncated "
             "since it was written)",
         )
-    checksum = getattr(info, "checksum", None)
+    checksum = recorded.checksum
     if checksum:
         digest = hashlib.blake2b()
         with open(artifact, "rb") as stream:
