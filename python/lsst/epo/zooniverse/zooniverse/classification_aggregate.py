@@ -162,7 +162,7 @@ def is_retired(entry: dict[str, Any]) -> tuple[bool, str]:
     return retired is True, ""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Tally:
     """Counts of one (subject, workflow, major version, task)."""
 
@@ -170,8 +170,8 @@ class _Tally:
     task_type: str = "empty"
     n_classifications: int = 0
     n_answered: int = 0
-    votes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    marks: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    votes: dict[str, int] = dataclasses.field(default_factory=dict)
+    marks: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class ClassificationAggregator:
@@ -187,7 +187,6 @@ class ClassificationAggregator:
     def __init__(self) -> None:
         self.tallies: dict[tuple[str, str, str, str], _Tally] = {}
         self.subject_metadata: dict[str, dict[str, Any]] = {}
-        self.subject_workflows: dict[str, set[str]] = collections.defaultdict(set)
         self.subject_counts: collections.Counter = collections.Counter()
         self.retired: dict[tuple[str, str], str] = {}
         self.workflow_names: dict[str, str] = {}
@@ -242,7 +241,6 @@ class ClassificationAggregator:
         for sid, entry in c.subjects.items():
             if sid not in self.subject_metadata:
                 self.subject_metadata[sid] = {k: v for k, v in entry.items() if k != "retired"}
-            self.subject_workflows[sid].add(c.workflow_id)
             self.subject_counts[(sid, c.workflow_id, major)] += 1
             retired, when = is_retired(entry)
             if retired and not self.retired.get((sid, c.workflow_id)):
@@ -267,8 +265,11 @@ class ClassificationAggregator:
                 self.type_conflicts.setdefault((workflow, major, task), {tally.task_type}).add(task_type)
         if answers:
             tally.n_answered += 1
-            tally.marks.update(answers)
-            tally.votes.update(set(answers))
+            marks, votes = tally.marks, tally.votes
+            for answer in answers:
+                marks[answer] = marks.get(answer, 0) + 1
+            for answer in set(answers) if len(answers) > 1 else answers:
+                votes[answer] = votes.get(answer, 0) + 1
 
     @property
     def n_subjects(self) -> int:
