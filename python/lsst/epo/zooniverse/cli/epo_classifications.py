@@ -128,6 +128,9 @@ def classifications(
     object ids and columns, and write them to the Butler as
     zooniverse_classifications (doc/classifications.md).  Unusable rows,
     unknown and retired subjects are counted and listed, never dropped.
+    With a service configuration (--config or $ZOONIVERSE_EPO_CONFIG),
+    PROJECT's registration gives the defaults and the subject ids EPO
+    recorded; without one, PROJECT only names the external ids.
     """
     from ..zooniverse.classification_export import (
         fetch_classification_export,
