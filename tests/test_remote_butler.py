@@ -209,3 +209,15 @@ def test_a_missing_file_is_unavailable_then_refused_without_leaking_signed_urls(
         assert row["reason"].startswith("retrieval.unavailable: ") and "(3 attempts)" in row["reason"]
         audit = "\n".join(str(record) for record in service.audit_log())
         assert "Signature=" not in audit.replace("Signature=***", "")
+
+
+def test_signed_url_signatures_are_masked():
+    from lsst.epo.zooniverse.export.redaction import Redactor
+
+    text = Redactor(environ={}).redact(
+        "GET https://b.s3.amazonaws.com/r/f.zip?AWSAccessKeyId=KEYID&Signature=r89n%3D&Expires=17 failed; "
+        "https://h/x.zip?X-Amz-Algorithm=AWS4&X-Amz-Credential=AKIA%2F1&X-Amz-Signature=deadbeef&X-Amz-Expires=60"
+    )
+    for secret in ("KEYID", "r89n", "AKIA", "deadbeef"):
+        assert secret not in text
+    assert "Expires=17" in text and "X-Amz-Algorithm=AWS4" in text
