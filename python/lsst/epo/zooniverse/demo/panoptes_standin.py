@@ -171,7 +171,7 @@ class PanoptesStandIn(ImportRoutes):
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True)]
+        self._threads = [threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)]
         if not virtual_time:
             self._threads.append(threading.Thread(target=self._tick, daemon=True))
         for thread in self._threads:
@@ -273,8 +273,8 @@ class PanoptesStandIn(ImportRoutes):
         self.auth.revoke_scope(scope)
 
     def reach_upload_limit(self) -> None:
-        """Make the account's uploads reach its subject limit."""
-        self.uploaded = max(self.uploaded, self.subject_limit)
+        """Lower the account's subject limit to what it has uploaded."""
+        self.subject_limit = self.uploaded
 
     def api_requests(self, method: str | None = None, prefix: str = "/api/") -> list[Recorded]:
         """Return the recorded requests under ``prefix`` (of one method)."""
