@@ -149,8 +149,8 @@ def subject_set(
     )
     if summary.duplicates:
         click.echo(
-            f"warning: {len(summary.duplicates)} external ids are in the set more than once "
-            f"(e.g. {summary.duplicates[0]}).",
+            f"warning: {len(summary.duplicates)} external ids were in the set more than once "
+            f"(e.g. {summary.duplicates[0]}); {summary.unlinked} extra copies were unlinked from it.",
             err=True,
         )
 
