@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..timestamps import utc_now_iso
-from .tables import INBOX, create_web_tables
+from .tables import INBOX, create_web_tables, reading
 
 
 class Inbox:
@@ -101,7 +101,7 @@ class Inbox:
         if unread_only:
             query = query.where(INBOX.c.read_at.is_(None))
         query = query.order_by(INBOX.c.id.desc()).offset(offset).limit(limit)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             rows = connection.execute(query).mappings().all()
         return [
             {

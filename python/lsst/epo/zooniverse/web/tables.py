@@ -27,7 +27,7 @@ the export service's tables.
 
 from __future__ import annotations
 
-__all__ = ["INBOX", "TOKENS", "WEB_METADATA", "WITHDRAWALS", "create_web_tables"]
+__all__ = ["INBOX", "TOKENS", "WEB_METADATA", "WITHDRAWALS", "create_web_tables", "reading"]
 
 import sqlalchemy as sa
 
@@ -84,3 +84,23 @@ def create_web_tables(engine: sa.Engine) -> None:
         The export service's database.
     """
     WEB_METADATA.create_all(engine, checkfirst=True)
+
+
+def reading(engine: sa.Engine) -> sa.Connection:
+    """Return a connection for reads only.
+
+    Parameters
+    ----------
+    engine : `sqlalchemy.Engine`
+        The export service's database engine.
+
+    Returns
+    -------
+    connection : `sqlalchemy.Connection`
+        With the export service's ``epo_read_only`` execution option: on
+        SQLite its transactions do not take the write lock (as
+        `lsst.epo.zooniverse.export.store.StateStore.reading`), so reads
+        of the web tables neither wait for a worker's writes nor block
+        them.  Use it as a context manager.
+    """
+    return engine.connect().execution_options(epo_read_only=True)

@@ -42,7 +42,7 @@ import time
 import sqlalchemy as sa
 
 from ..timestamps import utc_now_iso
-from .tables import TOKENS, create_web_tables
+from .tables import TOKENS, create_web_tables, reading
 
 SCOPES = ("pi", "operator")
 """What a token allows: ``pi`` (the PI API for the token's user) and
@@ -171,7 +171,7 @@ class TokenStore:
         if not match:
             return None
         key, secret = match.groups()
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             row = connection.execute(sa.select(TOKENS).where(TOKENS.c.key == key)).mappings().first()
         if row is None:
             return None
@@ -234,5 +234,5 @@ class TokenStore:
         ).order_by(TOKENS.c.created_at)
         if username:
             query = query.where(TOKENS.c.username == username)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             return [dict(row) for row in connection.execute(query).mappings()]

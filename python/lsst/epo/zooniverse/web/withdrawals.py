@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..timestamps import utc_now_iso
-from .tables import WITHDRAWALS, create_web_tables
+from .tables import WITHDRAWALS, create_web_tables, reading
 
 WITHDRAWAL_STATES = ("open", "done", "refused")
 """States of a request."""
@@ -153,5 +153,5 @@ class WithdrawalRequests:
             query = query.where(WITHDRAWALS.c.username == username)
         if project is not None:
             query = query.where(WITHDRAWALS.c.project == project)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
