@@ -189,9 +189,12 @@ def parse_band_values(
 
 
 def _read_pixels(tile: ImageTile) -> np.ndarray:
-    with fits.open(tile.path, memmap=True) as hdul:
-        data = hdul[tile.hdu].data
-        return np.asarray(data, dtype=np.float32).reshape(tile.shape)
+    with fits.open(tile.path, memmap=False) as hdul:
+        hdu = hdul[tile.hdu]
+        # A section reads only its pixels, with BSCALE/BZERO/BLANK applied
+        # (which astropy refuses on memory-mapped data).
+        index = (0,) * (len(hdu.shape) - 2) + (slice(None), slice(None))
+        return np.asarray(hdu.section[index], dtype=np.float32).reshape(tile.shape)
 
 
 def prepare_bands(

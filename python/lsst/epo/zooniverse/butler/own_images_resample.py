@@ -170,7 +170,7 @@ def _paste_tile(
     image, variance, bad = planes
     target = (slice(ty0 + dy - y0, ty1 + dy - y0), slice(tx0 + dx - x0, tx1 + dx - x0))
     ys, xs = slice(ty0, ty1), slice(tx0, tx1)
-    with fits.open(tile.path, memmap=True) as hdul:
+    with fits.open(tile.path, memmap=False) as hdul:
         values = _read_section(hdul, tile.hdu, ys, xs) * np.float32(scale.factor)
         if tile.variance_hdu is not None:
             var = _read_section(hdul, tile.variance_hdu, ys, xs) * np.float32(scale.factor**2)
