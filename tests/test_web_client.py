@@ -32,11 +32,14 @@ import json
 import subprocess
 import sys
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
 from web_test_utils import WebSite, Worker, free_port, make_repo, write_config
 
+from lsst.epo.zooniverse.cli.epo import main as epo_main
+from lsst.epo.zooniverse.cli.epo_web import token as token_group
 from lsst.epo.zooniverse.cli.epo_web import web_main
 from lsst.epo.zooniverse.pi.client import EpoClient, EpoClientError
 
@@ -148,6 +151,20 @@ def test_token_commands(tmp_path):
     again = runner.invoke(web_main, ["--config", config, "token", "revoke", key])
     assert again.exit_code != 0 and "No live token" in again.output
     assert "revoked" in runner.invoke(web_main, ["--config", config, "token", "list"]).stdout
+    # The same commands under zooniverse-epo, whose options they read.
+    epo = click.Group(
+        name="zooniverse-epo",
+        params=epo_main.params,
+        callback=epo_main.callback,
+        commands={**epo_main.commands, "token": token_group},
+    )
+    database = f"sqlite:///{tmp_path}/other.sqlite3"
+    made = runner.invoke(
+        epo, ["--database", database, "token", "create", "--user", "eve", "--scope", "operator"]
+    )
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(epo, ["--database", database, "token", "list"]).stdout
+    assert "eve  operator" in listed and "alice" not in listed
 
 
 @pytest.fixture(scope="module")
