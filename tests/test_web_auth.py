@@ -162,6 +162,17 @@ def test_gafaelfawr_headers_from_trusted_proxy(setup):
     other = site.client(**{"X-Auth-Request-User": "dave", "X-Auth-Request-Token-Scopes": "exec:notebook"})
     assert other.get("/v1/operator/batches").status_code == 403
     assert site.client().get("/v1/projects").status_code == 401
+    # The ingress's cookie rides along on cross-site requests: changes from
+    # another site are refused, reads and programs are not.
+    assert alice.post("/v1/notifications/read", json={}).status_code == 200
+    evil = {"Origin": "https://evil.example"}
+    assert alice.post("/v1/notifications/read", json={}, headers=evil).status_code == 403
+    assert (
+        alice.post("/v1/notifications/read", json={}, headers={"Sec-Fetch-Site": "cross-site"}).status_code
+        == 403
+    )
+    assert alice.get("/v1/projects", headers=evil).status_code == 200
+    assert alice.post("/v1/notifications/read", json={}, headers={"Origin": site.url}).status_code == 200
     # A bearer token means nothing behind Gafaelfawr.
     token = setup[2].token("eve", "operator")
     assert site.client(token).get("/v1/operator/batches").status_code == 401

@@ -38,8 +38,10 @@ Two modes (``EPO_WEB_AUTH``):
     ``operator``.
 
 A missing, unknown, expired or revoked credential is 401; a valid one
-without the needed scope is 403.  Each user's requests are rate limited
-(429 with ``Retry-After``), and so are failed attempts per client address.
+without the needed scope is 403, and so is a change (any method but GET,
+HEAD and OPTIONS) that a browser says comes from another site.  Each
+user's requests are rate limited (429 with ``Retry-After``), and so are
+failed attempts per client address.
 """
 
 from __future__ import annotations
@@ -82,6 +84,19 @@ class User:
     def is_operator(self) -> bool:
         """Whether the user may approve, reject and publish."""
         return "operator" in self.scopes
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same_origin(request: Request) -> None:
+    # Behind Gafaelfawr a browser's credential is a cookie: a change must
+    # not come from another site (browsers send Origin or Sec-Fetch-Site;
+    # programs send neither and are not affected).
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    if site == "cross-site" or (origin and origin != f"{request.url.scheme}://{request.url.netloc}"):
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="Cross-site requests are refused.")
 
 
 def _client(request: Request) -> str:
@@ -160,6 +175,8 @@ def authenticated_user(request: Request, context: Annotated[WebContext, Depends(
     fastapi.HTTPException
         401 without valid credentials, 429 over the rate limit.
     """
+    if request.method not in _SAFE_METHODS:
+        _same_origin(request)
     if context.settings.auth == "gafaelfawr":
         user = _from_headers(context, request)
     else:
