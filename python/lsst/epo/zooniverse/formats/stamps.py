@@ -402,10 +402,9 @@ def cut_stamp(
         Mask bit set on padded pixels, and counted as "no data" for the
         coverage.
     share : `bool`, optional
-        If `True`, a stamp that lies wholly inside the parent gets views of
-        the parent's planes, not copies (no memory per stamp, and no time
-        copying); the parent's planes must then not change while the stamp
-        is in use.  Stamps that need padding are copies either way.
+        If `True`, a stamp wholly inside the parent gets views of its
+        planes, not copies (which must then not change while the stamp is
+        in use); padded stamps are copies either way.
     **kwargs
         Further `Stamp` fields (``ra``, ``dec``, ``object_id``,
         ``edge_distance``, ``wcs``).
@@ -425,26 +424,30 @@ def cut_stamp(
     if width <= 0 or height <= 0:
         raise ValueError(f"Stamp size must be positive, not {width}x{height}.")
     px0, py0 = x0 - parent_x0, y0 - parent_y0
-    if (
-        share
-        and mask is not None
-        and 0 <= px0
-        and 0 <= py0
-        and px0 + width <= image.shape[1]
-        and py0 + height <= image.shape[0]
-    ):
-        inside = (slice(py0, py0 + height), slice(px0, px0 + width))
-        stamp_image, stamp_mask = image[inside], mask[inside]
-        has_data = np.isfinite(stamp_image) & ((stamp_mask & (1 << no_data_bit)) == 0)
-        return Stamp(
-            image=stamp_image,
-            mask=stamp_mask,
-            variance=variance[inside] if variance is not None else None,
-            x0=x0,
-            y0=y0,
-            coverage=float(has_data.mean()),
-            **kwargs,
-        )
+    inside = 0 <= px0 <= image.shape[1] - width and 0 <= py0 <= image.shape[0] - height
+    if share and inside and mask is not None:
+        box = (slice(py0, py0 + height), slice(px0, px0 + width))
+        planes = (image[box], mask[box], None if variance is None else variance[box])
+    else:
+        planes = _padded_planes(image, mask, variance, px0, py0, width, height, no_data_bit)
+    has_data = np.isfinite(planes[0]) & ((planes[1] & (1 << no_data_bit)) == 0)
+    return Stamp(*planes, x0=x0, y0=y0, coverage=float(has_data.mean()), **kwargs)
+
+
+def _padded_planes(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    variance: np.ndarray | None,
+    px0: int,
+    py0: int,
+    width: int,
+    height: int,
+    no_data_bit: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Copy a stamp's planes from its parent's, padding the part outside
+    them (NaN, ``NO_DATA``); ``px0, py0`` is its corner in parent array
+    indices.
+    """
     stamp_image = np.full((height, width), np.nan, dtype=np.float32)
     stamp_mask = np.full((height, width), 1 << no_data_bit, dtype=np.int32)
     stamp_variance = np.full((height, width), np.nan, dtype=np.float32)
@@ -458,16 +461,7 @@ def cut_stamp(
         stamp_mask[target] = 0 if mask is None else mask[source]
         if variance is not None:
             stamp_variance[target] = variance[source]
-    has_data = np.isfinite(stamp_image) & ((stamp_mask & (1 << no_data_bit)) == 0)
-    return Stamp(
-        image=stamp_image,
-        mask=stamp_mask,
-        variance=stamp_variance if variance is not None else None,
-        x0=x0,
-        y0=y0,
-        coverage=float(has_data.mean()),
-        **kwargs,
-    )
+    return stamp_image, stamp_mask, stamp_variance if variance is not None else None
 
 
 def write_stamps(stamps: Stamps, filename: str | os.PathLike | IO[bytes]) -> None:

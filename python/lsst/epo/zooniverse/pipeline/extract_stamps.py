@@ -24,7 +24,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ExtractStampsConfig", "ExtractStampsConnections", "ExtractStampsTask", "stamp_sizes"]
+__all__ = [
+    "ExtractStampsConfig",
+    "ExtractStampsConnections",
+    "ExtractStampsTask",
+    "coadd_mask_bits",
+    "stamp_sizes",
+]
 
 import math
 
@@ -33,6 +39,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
+from lsst.images import Box, Interval
 from lsst.pex.config import Field, FieldValidationError
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
@@ -143,6 +150,46 @@ def stamp_sizes(
     return np.clip(sizes, 1, max_size)
 
 
+def coadd_mask_bits(mask) -> tuple[np.ndarray, dict[str, int]]:
+    """Return a coadd's mask as afw-style bits, as
+    `~lsst.epo.zooniverse.butler.legacy_coadd.legacy_mask_bits` does, by
+    table look-up.
+
+    Parameters
+    ----------
+    mask : `lsst.images.Mask`
+        The coadd's mask.
+
+    Returns
+    -------
+    bits : `numpy.ndarray`
+        ``int32`` mask bits, shape ``(height, width)``.
+    planes : `dict` [`str`, `int`]
+        Mask plane name to bit number.
+
+    Notes
+    -----
+    The plane names and bits are those `legacy_mask_bits` gives (asked on
+    one pixel); the pixels are converted with one 256-entry table per
+    byte of the mask (one gather per byte, instead of four array
+    operations per plane).
+    """
+    box = mask.bbox
+    corner = mask[Box(y=Interval(box.y.start, box.y.start + 1), x=Interval(box.x.start, box.x.start + 1))]
+    planes = legacy_mask_bits(corner)[1]
+    schema, array = mask.schema, mask.array
+    values = np.arange(256)
+    tables = np.zeros((array.shape[-1], 256), dtype=np.int32)
+    for name, legacy in zip(schema.names, planes):
+        plane_bit = schema.bit(name)
+        tables[plane_bit.index] |= ((values & int(plane_bit.mask)) != 0).astype(np.int32) << planes[legacy]
+    bits = np.zeros(array.shape[:2], dtype=np.int32)
+    for index, table in enumerate(tables):
+        if table.any():
+            bits |= table[array[..., index]]
+    return bits, planes
+
+
 class ExtractStampsTask(PipelineTask):
     """Cut postage stamps of catalog objects from one coadd.
 
@@ -216,7 +263,7 @@ class ExtractStampsTask(PipelineTask):
         wcs = coadd.fits_wcs
         parent_y0, parent_x0 = coadd.yx0.y, coadd.yx0.x
         image = coadd.image.array
-        mask, mask_planes = legacy_mask_bits(coadd.mask)
+        mask, mask_planes = coadd_mask_bits(coadd.mask)
         variance = coadd.variance.array if self.config.do_write_variance else None
         ra = np.asarray(targets_patch["ra"], dtype=float)
         dec = np.asarray(targets_patch["dec"], dtype=float)
