@@ -157,7 +157,11 @@ def test_workflows_versions_combo_and_subject_groups(tmp_path):
         row(5, [combo], {"11": SUBJ["11"]}),
         row(6, [q("T0", "Spiral")], SUBJ),  # a subject group of two
     ]
+    rows[0][8] = "true"  # gold_standard
+    rows[1][9] = "owner"  # expert_classifier
+    rows[2][9] = "expert"
     table, summary = aggregate_classifications(write_csv(tmp_path / "e.csv", rows), project="p")
+    assert (summary.n_gold_standard, summary.n_expert) == (1, 2)
     sel = table[(table["subject_id"] == "11") & (table["workflow_id"] == "101") & (table["task"] == "T0")]
     by_version = {(r["workflow_version"], r["answer"]): r["n_votes"] for r in sel}
     assert by_version == {("3", "Spiral"): 4, ("4", "Round"): 1}

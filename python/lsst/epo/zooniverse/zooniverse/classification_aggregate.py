@@ -195,6 +195,7 @@ class ClassificationAggregator:
         )
         self.n_classifications = 0
         self.n_multi_subject = 0
+        self.flagged: collections.Counter = collections.Counter()
         self.type_conflicts: dict[tuple[str, str, str], set[str]] = {}
         self.other_values: list[tuple[str, str]] = []
 
@@ -230,6 +231,8 @@ class ClassificationAggregator:
         self.n_classifications += 1
         if len(c.subjects) > 1:
             self.n_multi_subject += 1
+        if c.flags:
+            self.flagged.update(c.flags.split())
         major = c.workflow_major_version
         self.workflow_names[c.workflow_id] = c.workflow_name
         self.workflow_versions[(c.workflow_id, major)][c.workflow_version] += 1

@@ -90,6 +90,13 @@ REQUIRED_COLUMNS = (
 _FIELD_LIMIT = 64 * 1024 * 1024
 
 
+# gold_standard is a boolean (Ruby writes "true", nil as empty); expert is
+# the expert_classifier enum, "expert" or "owner" (Panoptes
+# app/models/classification.rb), empty otherwise.
+_TRUE = {"true", "t", "1"}
+_NOT_EXPERT = {"", "false", "f", "0", "null"}
+
+
 class ClassificationExportError(ValueError):
     """A classification export cannot be fetched or read at all."""
 
@@ -150,6 +157,10 @@ class Classification:
         ``<major>.<minor>``: the major number changes when the tasks do.
     created_at : `str`
         When it was made (UTC text, as exported).
+    flags : `str`
+        ``gold_standard`` and/or ``expert`` (space-separated) if the export
+        marks the classification so (``expert``: an expert or owner
+        classified), else "".
     annotations : `list`
         The decoded ``annotations`` JSON: ``{"task", "task_label", "value"}``
         per task answered.
@@ -165,6 +176,7 @@ class Classification:
     workflow_name: str
     workflow_version: str
     created_at: str
+    flags: str
     annotations: list[Any]
     subjects: dict[str, dict[str, Any]]
 
@@ -299,6 +311,14 @@ class ExportReader:
             workflow_name=text("workflow_name"),
             workflow_version=version,
             created_at=text("created_at"),
+            flags=" ".join(
+                name
+                for name, flagged in (
+                    ("gold_standard", text("gold_standard").strip().lower() in _TRUE),
+                    ("expert", text("expert").strip().lower() not in _NOT_EXPERT),
+                )
+                if flagged
+            ),
             annotations=annotations,
             subjects=subjects,
         )

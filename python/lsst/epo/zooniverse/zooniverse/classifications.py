@@ -94,6 +94,8 @@ class ClassificationSummary:
     n_rows: int = 0
     n_classifications: int = 0
     n_multi_subject: int = 0
+    n_gold_standard: int = 0
+    n_expert: int = 0
     problems: list[ExportProblem] = dataclasses.field(default_factory=list)
     n_subjects: int = 0
     n_matched: int = 0
@@ -281,6 +283,8 @@ def _fill_summary(
     unknown_set = set(unknown)
     summary.n_classifications = aggregator.n_classifications
     summary.n_multi_subject = aggregator.n_multi_subject
+    summary.n_gold_standard = aggregator.flagged["gold_standard"]
+    summary.n_expert = aggregator.flagged["expert"]
     summary.n_subjects = aggregator.n_subjects
     summary.n_matched = sum(matched_by.values())
     summary.matched_by = dict(matched_by)
