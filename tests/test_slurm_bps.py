@@ -342,6 +342,8 @@ def test_slurm_run_survives_a_killed_job_and_matches_local(slurm_cluster, tmp_pa
         [str(BIN / "bps"), "restart", "--wms-service-class", PARSL, "--id", str(submit_path)], env, work
     )
     assert second.returncode == 0 and _failed_count(output) == 0, output[-6000:]
+    # parsl's checkpoints: the two jobs that succeeded are not run again.
+    assert re.findall(r"'tasks_completed_count': (\d+)", output)[-1] == "1", output[-3000:]
     assert not slurm_cluster.run("squeue", "-h").strip()  # parsl cancelled its blocks.
 
     butler = get_butler(demo.root)
