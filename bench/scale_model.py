@@ -271,6 +271,7 @@ def main() -> None:
     parser.add_argument("--measured", help="bench/bench_slurm.py's JSON: its costs and runs")
     parser.add_argument("--objects", default="1000000,100000000")
     parser.add_argument("--cores", default="64,1024")
+    parser.add_argument("--objects-per-patch", type=float, default=1000.0, help="catalog density")
     parser.add_argument("--idle", action="store_true", help="idle-machine job start-up and picture cost")
     args = parser.parse_args()
     costs = Costs()
@@ -282,13 +283,15 @@ def main() -> None:
         runs = data["runs"]
     if args.idle:
         costs = Costs(**{**asdict(costs), **IDLE_MACHINE})
+    runs_costs = costs
+    costs = Costs(**{**asdict(costs), "objects_per_patch": args.objects_per_patch, "patches_per_job": 10})
     print(f"Costs: {asdict(costs)}\n")
     objects = tuple(int(v) for v in args.objects.split(","))
     cores = tuple(int(v) for v in args.cores.split(","))
     print(table(costs, objects, cores))
     if runs:
         print()
-        print(check(runs, costs))
+        print(check(runs, runs_costs))
 
 
 if __name__ == "__main__":
