@@ -235,7 +235,7 @@ def test_creates_set_and_subjects_once(service, standin, method):
             body = post.body["subjects"]
             # The create schema takes external_id (Panoptes pull request 2788).
             assert body["external_id"] in expected_rows(service)
-            assert EXTERNAL_ID_METADATA_KEY not in body["metadata"]
+            assert body["metadata"][EXTERNAL_ID_METADATA_KEY] == body["external_id"]
             assert body["links"] == {"project": "77", "subject_sets": [str(summary.subject_set_id)]}
     # Every request: the JSON-API media type and the bearer token.
     for request in standin.api_requests():

@@ -75,6 +75,7 @@ from .panoptes_auth import PanoptesSignIn
 from .panoptes_import_routes import ImportRoutes, required_scope
 from .panoptes_imports import ALLOWED_CONTENT_TYPES, ImportQueue
 from .panoptes_jsonapi import API_ACCEPT, ApiAnswer, error_answer, page_answer, scope_answer
+from .panoptes_members import SetMembers
 
 SUBJECT_LIMIT = 10_000
 """Uploads per user (Zooniverse's lab policy; ``USER_SUBJECT_LIMIT``)."""
@@ -93,7 +94,7 @@ class Recorded:
     headers: dict[str, str]
 
 
-class PanoptesStandIn(ImportRoutes):
+class PanoptesStandIn(ImportRoutes, SetMembers):
     """The stand-in server on ``127.0.0.1`` (any free port).
 
     Parameters
@@ -141,8 +142,7 @@ class PanoptesStandIn(ImportRoutes):
             }
         }
         self.subject_sets: dict[str, dict[str, Any]] = {}
-        self.subjects: dict[str, dict[str, Any]] = {}
-        self.members: list[tuple[str, str]] = []  # (subject_set_id, subject_id), in link order
+        SetMembers.__init__(self)
         self.imports: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
         self.record_bodies = record_bodies
@@ -157,8 +157,6 @@ class PanoptesStandIn(ImportRoutes):
         self.collaborator = True
         """The account is owner or collaborator of the project."""
         self.subject_limit = SUBJECT_LIMIT
-        self.uploaded = 0
-        """Subjects the account made (never goes down)."""
         self.subjects_created = self.imports_created = 0
         self._ids = first_id
         self._lock = threading.RLock()
@@ -279,49 +277,6 @@ class PanoptesStandIn(ImportRoutes):
     def api_requests(self, method: str | None = None, prefix: str = "/api/") -> list[Recorded]:
         """Return the recorded requests under ``prefix`` (of one method)."""
         return [r for r in self.requests if r.path.startswith(prefix) and method in (None, r.method)]
-
-    def set_subjects(self, subject_set_id: str | int) -> list[dict[str, Any]]:
-        """Return the subjects of a set, in link order."""
-        return [self.subjects[s] for k, s in self.members if k == str(subject_set_id)]
-
-    def external_ids(self, subject_set_id: str | int) -> list[str]:
-        """External ids of a set's subjects (``external_id``, else the
-        ``#external_id`` metadata), duplicates kept.
-        """
-        return [
-            s.get("external_id") or s["metadata"].get("#external_id")
-            for s in self.set_subjects(subject_set_id)
-        ]
-
-    # What import jobs need (`~.panoptes_imports.SubjectStore`).
-
-    def find_in_set(self, set_id: str, external_id: str | None) -> str | None:
-        """Return the first subject of a set with this external id."""
-        return next((s["id"] for s in self.set_subjects(set_id) if s.get("external_id") == external_id), None)
-
-    def is_member(self, set_id: str, subject_id: str) -> bool:
-        """Say whether a subject is in a set."""
-        return (set_id, subject_id) in self.members
-
-    def link(self, subject_set_id: str, subject_id: str) -> None:
-        """Add a subject to a set (once)."""
-        if (subject_set_id, subject_id) not in self.members:
-            self.members.append((subject_set_id, subject_id))
-            self.subjects[subject_id]["links"]["subject_sets"].append(subject_set_id)
-
-    def new_subject(self, project, locations, metadata, external_id=None) -> dict[str, Any]:
-        """Make a subject, counted against the account's uploads."""
-        self._ids += 1
-        subject = {
-            "id": str(self._ids),
-            "external_id": external_id,
-            "locations": locations,
-            "metadata": metadata,
-            "links": {"project": project, "collections": [], "subject_sets": []},
-        }
-        self.subjects[subject["id"]] = subject
-        self.uploaded += 1
-        return subject
 
     # Request handling.
 
@@ -494,9 +449,7 @@ class PanoptesStandIn(ImportRoutes):
         if len(parts) != 4 or parts[1:3] != ["links", "subjects"]:
             raise error_answer(404, "Not found")
         for subject_id in parts[3].split(","):
-            if (parts[0], subject_id) in self.members:
-                self.members.remove((parts[0], subject_id))
-                self.subjects[subject_id]["links"]["subject_sets"].remove(parts[0])
+            self.unlink(parts[0], subject_id)
         return 204, None
 
     # Subjects.

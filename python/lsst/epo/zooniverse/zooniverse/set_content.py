@@ -51,10 +51,11 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 EXTERNAL_ID_METADATA_KEY = "#external_id"
-"""Metadata key that held the external id of subjects created by earlier
-versions of the ``subjects`` method (read, no longer written: subjects
-are created with the ``external_id`` attribute, doc/zooniverse_facts.md
-§2)."""
+"""Metadata key that also holds the external id of subjects created by
+the ``subjects`` method (they carry the ``external_id`` attribute too,
+doc/zooniverse_facts.md §2; the key is kept for readers of subject
+metadata, such as classification exports' ``subject_data``).  ``#``
+hides it in the web interface; the public API still returns it."""
 
 _MIME_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 _UNLINK_BATCH = 50
@@ -123,13 +124,14 @@ def subject_body(
     Returns
     -------
     body : `dict`
-        ``{"subjects": {external_id, locations, metadata, links}}``.
+        ``{"subjects": {external_id, locations, metadata, links}}``; the
+        metadata also holds the external id (`EXTERNAL_ID_METADATA_KEY`).
     """
     return {
         "subjects": {
             "external_id": row.external_id,
             "locations": [{mime_type(url): url} for url in row.locations],
-            "metadata": {**dict(row.metadata), **extra},
+            "metadata": {**dict(row.metadata), **extra, EXTERNAL_ID_METADATA_KEY: row.external_id},
             "links": {"project": str(zooniverse_project), "subject_sets": [str(set_id)]},
         }
     }
@@ -184,10 +186,10 @@ class SetContent:
         record what is there.
 
         An external id held more than once (two imports that ran at the
-        same time, a create retried after a lost answer) keeps the subject
-        showing the row's current picture, else the one recorded, else the
-        oldest; the others are unlinked from the set (not deleted: a
-        volunteer may have classified them).
+        same time, a create retried after a lost answer) keeps one subject
+        showing the row's current picture (the recorded one if it does,
+        else the oldest); the others are unlinked from the set (not
+        deleted: a volunteer may have classified them).
 
         Parameters
         ----------
@@ -214,8 +216,9 @@ class SetContent:
             row = by_id.get(external_id)
             if len(ids) > 1 and row is not None:
                 showing = [int(s["id"]) for s in subjects if subject_urls(s) == list(row.locations)]
-                keep = min(showing) if showing else recorded.get(external_id)
-                keep = keep if keep in ids else min(ids)
+                choices = showing or ids
+                keep = recorded.get(external_id)
+                keep = keep if keep in choices else min(choices)
                 extra += [i for i in ids if i != keep]
                 summary.duplicates = sorted({*summary.duplicates, external_id})
             else:
