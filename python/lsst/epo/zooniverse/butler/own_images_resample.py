@@ -54,7 +54,7 @@ from scipy.ndimage import map_coordinates
 
 from ..formats.mask_planes import COADD_MASK_PLANES
 from .own_images_units import FluxScale, OwnImagesError
-from .own_images_wcs import ImageTile, map_tract_pixels
+from .own_images_wcs import ImageTile, covered_box, map_tract_pixels
 from .skymap_geometry import Box2
 
 _IGNORED_GRID_CARDS = ("CRPIX", "DATE", "MJD", "WCSAXES", "TSTART", "TSTOP", "XPOSURE", "TELAPSE")
@@ -215,17 +215,24 @@ def resample_patch(
         covers, ``BAD`` where a tile's mask plane is non-zero), nJy²
         (``float32``); `None` if no tile reaches the box.
     """
-    pixel_map = map_tract_pixels(tract_wcs, mosaic.tiles[0], box, step=step)
-    valid = np.isfinite(pixel_map.x)
+    extent = _grid_extent(mosaic)
+    full = box
+    box = covered_box(tract_wcs, mosaic.tiles[0], full, Box2(*extent))
+    if box is None:
+        return None
+    pixel_map = map_tract_pixels(
+        tract_wcs, mosaic.tiles[0], box, surface_brightness=mosaic.per_steradian, step=step
+    )
+    coords = pixel_map.coords
+    valid = np.isfinite(coords[0])
     if not valid.any():
         return None
     bounds = (
-        int(np.floor(np.nanmin(pixel_map.x))) - 1,
-        int(np.floor(np.nanmin(pixel_map.y))) - 1,
-        int(np.floor(np.nanmax(pixel_map.x))) + 3,
-        int(np.floor(np.nanmax(pixel_map.y))) + 3,
+        int(np.floor(np.nanmin(coords[1]))) - 1,
+        int(np.floor(np.nanmin(coords[0]))) - 1,
+        int(np.floor(np.nanmax(coords[1]))) + 3,
+        int(np.floor(np.nanmax(coords[0]))) + 3,
     )
-    extent = _grid_extent(mosaic)
     bounds = (
         max(bounds[0], extent[0]),
         max(bounds[1], extent[1]),
@@ -238,25 +245,36 @@ def resample_patch(
     planes = (np.full(shape, np.nan, np.float32), np.full(shape, np.nan, np.float32), np.zeros(shape, bool))
     for k in range(len(mosaic.tiles)):
         _paste_tile(mosaic, k, bounds, planes)
-    coords = np.stack(
-        [np.where(valid, pixel_map.y - bounds[1], -10.0), np.where(valid, pixel_map.x - bounds[0], -10.0)]
-    )
+    coords[0] -= bounds[1]
+    coords[1] -= bounds[0]
+    coords[:, ~valid] = -10.0  # outside: map_coordinates gives cval
     kwargs = {"order": 1, "mode": "constant", "cval": np.nan, "prefilter": False}
     image = map_coordinates(planes[0], coords, output=np.float32, **kwargs)
     if not np.isfinite(image).any():
         return None
     variance = map_coordinates(planes[1], coords, output=np.float32, **kwargs)
     bad = map_coordinates(planes[2].astype(np.uint8), coords, order=0, mode="constant", cval=0) != 0
-    factor = pixel_map.solid_angle if mosaic.per_steradian else pixel_map.area_ratio
-    image = (image * factor).astype(np.float32)
-    variance = (variance * factor**2).astype(np.float32)
+    factor = pixel_map.factor
+    image *= factor
+    variance *= factor * factor
     no_data = ~np.isfinite(image)
     image[no_data] = np.nan
     variance[no_data] = np.nan
     mask = np.zeros(image.shape, np.int32)
     mask[no_data] |= 1 << COADD_MASK_PLANES["NO_DATA"]
     mask[bad] |= 1 << COADD_MASK_PLANES["BAD"]
-    return image, mask, variance
+    if box == full:
+        return image, mask, variance
+    # Only the covered part was resampled: the rest of the patch is NO_DATA.
+    planes = (
+        np.full((full.height, full.width), np.nan, np.float32),
+        np.full((full.height, full.width), 1 << COADD_MASK_PLANES["NO_DATA"], np.int32),
+        np.full((full.height, full.width), np.nan, np.float32),
+    )
+    inner = (slice(box.y0 - full.y0, box.y1 - full.y0), slice(box.x0 - full.x0, box.x1 - full.x0))
+    for target, plane in zip(planes, (image, mask, variance)):
+        target[inner] = plane
+    return planes
 
 
 def _grid_extent(mosaic: BandMosaic) -> tuple[int, int, int, int]:

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_TRACT_RADIUS_DEG",
     "ImageTile",
     "PixelMap",
+    "covered_box",
     "footprint_icrs",
     "map_tract_pixels",
     "pixel_scale_arcsec",
@@ -390,8 +391,10 @@ def plan_tract(
     x0, x1, y0, y1 = _tan_extent(ra0, dec0, scale_arcsec, ra, dec)
     half_x = max(-x0, x1) + 1.0
     half_y = max(-y0, y1) + 1.0
-    nx = max(1, math.ceil((2 * half_x + 1) / patch_inner))
-    ny = max(1, math.ceil((2 * half_y + 1) / patch_inner))
+    # The tract's outer border (in the edge patches' outer boxes) holds
+    # data too.
+    nx = max(1, math.ceil((2 * half_x + 1 - 2 * border) / patch_inner))
+    ny = max(1, math.ceil((2 * half_y + 1 - 2 * border) / patch_inner))
     width, height = nx * patch_inner + 2 * border, ny * patch_inner + 2 * border
     if max(width, height) > MAX_TRACT_PIXELS:
         raise OwnImagesError(
@@ -415,19 +418,18 @@ class PixelMap:
 
     Attributes
     ----------
-    x, y : `numpy.ndarray`
-        Image pixel coordinates (0-based), shape of the box; NaN off the
-        image's projection.
-    area_ratio : `numpy.ndarray`
-        Tract pixel area over image pixel area (for fluxes per pixel).
-    solid_angle : `numpy.ndarray`
-        Tract pixel solid angle in steradians (for surface brightness).
+    coords : `numpy.ndarray`
+        Image pixel coordinates (0-based), shape ``(2, height, width)`` of
+        the box, ``y`` first (as `scipy.ndimage.map_coordinates` takes
+        them); NaN off the image's projection.
+    factor : `numpy.ndarray`
+        Per tract pixel: its area over the image pixel's area (for fluxes
+        per pixel) or its solid angle in steradians (for surface
+        brightness), ``float32``.
     """
 
-    x: np.ndarray
-    y: np.ndarray
-    area_ratio: np.ndarray
-    solid_angle: np.ndarray
+    coords: np.ndarray
+    factor: np.ndarray
 
 
 def _nodes(start: int, stop: int, step: int) -> np.ndarray:
@@ -444,7 +446,14 @@ def _spline(xs: np.ndarray, ys: np.ndarray, values: np.ndarray) -> RectBivariate
     return RectBivariateSpline(ys, xs, values, kx=ky, ky=kx)
 
 
-def map_tract_pixels(tract_wcs: astropy.wcs.WCS, tile: ImageTile, box: Box2, step: int = 16) -> PixelMap:
+def map_tract_pixels(
+    tract_wcs: astropy.wcs.WCS,
+    tile: ImageTile,
+    box: Box2,
+    *,
+    surface_brightness: bool = False,
+    step: int = 16,
+) -> PixelMap:
     """Map the pixels of a tract box to image pixels.
 
     Parameters
@@ -455,42 +464,109 @@ def map_tract_pixels(tract_wcs: astropy.wcs.WCS, tile: ImageTile, box: Box2, ste
         The image (its WCS and frame).
     box : `Box2`
         Tract pixels to map (at least 2×2).
+    surface_brightness : `bool`, optional
+        Return the tract pixels' solid angles rather than the area ratios.
     step : `int`, optional
         Spacing of the exactly computed nodes, tract pixels.
 
     Returns
     -------
     pixel_map : `PixelMap`
-        Image coordinates and pixel areas of every box pixel.
+        Image coordinates and area factors of every box pixel.
     """
     xs, ys = _nodes(box.x0, box.x1, step), _nodes(box.y0, box.y1, step)
     gx, gy = np.meshgrid(xs, ys)
+    ix, iy = _node_coords(tract_wcs, tile, gx, gy)
+    # Nodes off the image's projection (all-sky projections' outer parts)
+    # make the box unmappable near them: mark the whole cell as NaN.
+    bad = ~(np.isfinite(ix) & np.isfinite(iy))
+    spline_x = _spline(xs, ys, np.where(bad, 0.0, ix))
+    spline_y = _spline(xs, ys, np.where(bad, 0.0, iy))
+    if surface_brightness:
+        nodes_factor = _solid_angles(tract_wcs, gx, gy)
+    else:
+        nodes_factor = np.abs(
+            spline_x(ys, xs, dx=0, dy=1) * spline_y(ys, xs, dx=1, dy=0)
+            - spline_x(ys, xs, dx=1, dy=0) * spline_y(ys, xs, dx=0, dy=1)
+        )
+    out_x = np.arange(box.x0, box.x1, dtype=float)
+    out_y = np.arange(box.y0, box.y1, dtype=float)
+    coords = np.empty((2, box.height, box.width))
+    coords[0] = spline_y(out_y, out_x)
+    coords[1] = spline_x(out_y, out_x)
+    factor = _spline(xs, ys, nodes_factor)(out_y, out_x).astype(np.float32)
+    if bad.any():
+        bad_cells = _spline(xs, ys, bad.astype(float))(out_y, out_x) > 1e-6
+        coords[:, bad_cells] = np.nan
+    return PixelMap(coords=coords, factor=factor)
+
+
+def _node_coords(
+    tract_wcs: astropy.wcs.WCS, tile: ImageTile, gx: np.ndarray, gy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image pixel coordinates of tract pixels (exact)."""
     ra, dec = tract_wcs.wcs_pix2world(gx.ravel(), gy.ravel(), 0)
     lon, lat = _from_icrs(tile.frame, ra, dec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ix, iy = tile.wcs.all_world2pix(lon, lat, 0, quiet=True)
-    ix, iy = ix.reshape(gx.shape), iy.reshape(gx.shape)
-    # Nodes off the image's projection (all-sky projections' outer parts)
-    # make the box unmappable near them: mark the whole cell as NaN.
-    bad = ~(np.isfinite(ix) & np.isfinite(iy))
-    ix_filled, iy_filled = np.where(bad, 0.0, ix), np.where(bad, 0.0, iy)
-    spline_x, spline_y = _spline(xs, ys, ix_filled), _spline(xs, ys, iy_filled)
-    jac = spline_x(ys, xs, dx=0, dy=1) * spline_y(ys, xs, dx=1, dy=0) - spline_x(
-        ys, xs, dx=1, dy=0
-    ) * spline_y(ys, xs, dx=0, dy=1)
-    solid = _solid_angles(tract_wcs, gx, gy)
-    out_x = np.arange(box.x0, box.x1, dtype=float)
-    out_y = np.arange(box.y0, box.y1, dtype=float)
-    x = spline_x(out_y, out_x).astype(np.float64)
-    y = spline_y(out_y, out_x).astype(np.float64)
-    area = _spline(xs, ys, np.abs(jac))(out_y, out_x).astype(np.float32)
-    omega = _spline(xs, ys, solid)(out_y, out_x).astype(np.float64)
-    if bad.any():
-        bad_cells = _spline(xs, ys, bad.astype(float))(out_y, out_x) > 1e-6
-        x[bad_cells] = np.nan
-        y[bad_cells] = np.nan
-    return PixelMap(x=x, y=y, area_ratio=area, solid_angle=omega)
+    return ix.reshape(gx.shape), iy.reshape(gx.shape)
+
+
+def covered_box(
+    tract_wcs: astropy.wcs.WCS, tile: ImageTile, box: Box2, extent: Box2, step: int = 64
+) -> Box2 | None:
+    """Return the part of a tract box that can see an image grid's extent.
+
+    Parameters
+    ----------
+    tract_wcs : `astropy.wcs.WCS`
+        The tract WCS (0-based pixels).
+    tile : `ImageTile`
+        An image of the grid (its WCS and frame).
+    box : `Box2`
+        Tract pixels.
+    extent : `Box2`
+        Pixels of the image grid that hold data (any tile).
+    step : `int`, optional
+        Spacing of the nodes tested, tract pixels.
+
+    Returns
+    -------
+    covered : `Box2` or `None`
+        A sub-box of ``box`` holding every tract pixel whose position
+        falls inside ``extent`` (with a margin of one node cell), or `None`.
+    """
+    xs, ys = _nodes(box.x0, box.x1, step), _nodes(box.y0, box.y1, step)
+    gx, gy = np.meshgrid(xs, ys)
+    ix, iy = _node_coords(tract_wcs, tile, gx, gy)
+    finite = np.isfinite(ix) & np.isfinite(iy)
+    if not finite.any():
+        return None
+    # A cell spans at most this many image pixels: nodes that far outside
+    # the extent may still have cell corners inside.
+    spans = [np.nanmax(np.abs(np.diff(a, axis=k))) for a in (ix, iy) for k in (0, 1) if a.shape[k] > 1]
+    margin = (max(spans) if spans else 0.0) + 2.0
+    inside = (
+        finite
+        & (ix >= extent.x0 - margin)
+        & (ix <= extent.x1 + margin)
+        & (iy >= extent.y0 - margin)
+        & (iy <= extent.y1 + margin)
+    )
+    if not inside.any():
+        return None
+    rows, cols = np.nonzero(inside)
+    sub = Box2(
+        int(xs[cols.min()]) - step,
+        int(ys[rows.min()]) - step,
+        int(xs[cols.max()]) + step + 1,
+        int(ys[rows.max()]) + step + 1,
+    )
+    sub = Box2(max(sub.x0, box.x0), max(sub.y0, box.y0), min(sub.x1, box.x1), min(sub.y1, box.y1))
+    if sub.width < 2 or sub.height < 2:
+        return None
+    return sub
 
 
 def _solid_angles(wcs: astropy.wcs.WCS, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
