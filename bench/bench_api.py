@@ -34,11 +34,12 @@ script exits 1 if there is any.
 Usage::
 
     python bench/bench_api.py [--requests 500] [--concurrency 50]
-        [--database URL | --postgres] [--workdir DIR]
+        [--database URL | --postgres] [--synthetic-images N] [--workdir DIR]
 """
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -54,7 +55,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from web_test_utils import WebSite, Worker, free_port, make_repo, write_config
 
 
-def setup(workdir: Path, database: str | None) -> tuple[WebSite, Worker, dict[str, str]]:
+def setup(workdir: Path, database: str | None, synthetic: int = 0) -> tuple[WebSite, Worker, dict[str, str]]:
     repo = make_repo(workdir / "repo")
     port = free_port()
     config = write_config(workdir / "epo", database=database, port=port)
@@ -69,7 +70,61 @@ def setup(workdir: Path, database: str | None) -> tuple[WebSite, Worker, dict[st
         with site.client(tokens[user]) as client:
             client.post("/v1/projects", json=body).raise_for_status()
     worker.cycle()
+    if synthetic:
+        add_synthetic(worker, synthetic)
     return site, worker, tokens
+
+
+def add_synthetic(worker: Worker, images: int, per_batch: int = 1000) -> None:
+    """Add ``images`` published pictures to Alice's project as rows of the
+    state tables (no files), and one waiting batch whose objects are all
+    among them: the operators' listing must find them already public.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    from lsst.epo.zooniverse.export.state import DATASETS, IMAGES, PROJECTS
+    from lsst.epo.zooniverse.timestamps import utc_now_iso
+
+    now = utc_now_iso()
+    with worker.service.store.writing() as connection:
+        project_id = connection.execute(
+            sa.select(PROJECTS.c.id).where(PROJECTS.c.name == "galaxies")
+        ).scalar()
+        for first in range(0, images + per_batch, per_batch):
+            waiting = first >= images
+            dataset_id = connection.execute(
+                DATASETS.insert().values(
+                    project_id=project_id,
+                    dataset_uuid=str(uuid.uuid4()),
+                    dataset_type="zooniverse_rgb",
+                    run="u/alice/zoo/synthetic",
+                    data_id=json.dumps({"patch": first // per_batch}),
+                    batch=f"synthetic-{first // per_batch}",
+                    state="quarantined" if waiting else "published",
+                    discovered_at=now,
+                    updated_at=now,
+                )
+            ).inserted_primary_key[0]
+            objects = range(per_batch) if waiting else range(first, min(first + per_batch, images))
+            connection.execute(
+                IMAGES.insert(),
+                [
+                    {
+                        "dataset_id": dataset_id,
+                        "entry": f"synthetic{i}.png",
+                        "object_id": f"synthetic{i}",
+                        "state": "quarantined" if waiting else "published",
+                        "sha256": "0" * 64,
+                        "size": 20000,
+                        "public_url": None if waiting else f"http://127.0.0.1/galaxies/synthetic{i}.png",
+                        "published_at": None if waiting else now,
+                        "updated_at": now,
+                    }
+                    for i in objects
+                ],
+            )
 
 
 def plan(n: int, tokens: dict[str, str]) -> list[tuple[str, str]]:
@@ -121,6 +176,12 @@ def main() -> int:
     parser.add_argument(
         "--postgres", action="store_true", help="Start a throw-away PostgreSQL server for the state database."
     )
+    parser.add_argument(
+        "--synthetic-images",
+        type=int,
+        default=0,
+        help="Add this many published pictures (state rows only) and a waiting batch of 1000 of them.",
+    )
     parser.add_argument("--workdir", default=None, help="Kept if given; a temporary directory otherwise.")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_api_"))
@@ -134,7 +195,7 @@ def main() -> int:
             server = ThrowawayPostgres()
             server.create_database("bench_api")
             database = server.url("bench_api")
-        site, worker, tokens = setup(workdir, database)
+        site, worker, tokens = setup(workdir, database, args.synthetic_images)
         # Warm-up: one request of each kind (imports, first connections).
         asyncio.run(run(site, tokens, 9, 9))
         start = time.perf_counter()
@@ -157,7 +218,8 @@ def main() -> int:
 
     postgres = args.postgres or (args.database or "").startswith("postgresql")
     database = "PostgreSQL" if postgres else "SQLite"
-    print(f"{args.requests} requests, {args.concurrency} at a time, one uvicorn process, {database}")
+    extra = f", {args.synthetic_images} more published pictures" if args.synthetic_images else ""
+    print(f"{args.requests} requests, {args.concurrency} at a time, one uvicorn process, {database}{extra}")
     print(f"errors: {len(errors)}")
     print(f"wall: {wall:.2f} s ({args.requests / wall:.0f} requests/s)")
     print(

@@ -304,6 +304,9 @@ def test_withdrawal_requests(world):
         alice.post("/v1/projects/galaxies/withdrawals", json={"reason": "x", "batch": "nosuch"}).status_code
         == 404
     )
+    bobs = client(world, "bob").get("/v1/projects/bobs/batches").json()["batches"][0]["batch"]
+    r = alice.post("/v1/projects/galaxies/withdrawals", json={"reason": "x", "batch": bobs})
+    assert r.status_code == 404
     r = alice.post(
         "/v1/projects/galaxies/withdrawals", json={"reason": "wrong object", "batch": batch, "entry": entry}
     )

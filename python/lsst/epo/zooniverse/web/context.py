@@ -40,6 +40,7 @@ from ..export.service_config import ServiceConfig
 from .digest import DigestNotifier
 from .inbox import Inbox
 from .operator_views import OperatorViews
+from .project_views import ProjectViews
 from .rate_limit import RateLimiter
 from .settings import WebSettings
 from .tokens import TokenStore
@@ -67,6 +68,7 @@ class WebContext:
     inbox: Inbox = dataclasses.field(init=False)
     withdrawals: WithdrawalRequests = dataclasses.field(init=False)
     views: OperatorViews = dataclasses.field(init=False)
+    pictures: ProjectViews = dataclasses.field(init=False)
     limiter: RateLimiter = dataclasses.field(init=False)
     csrf_key: bytes = dataclasses.field(init=False)
 
@@ -77,6 +79,7 @@ class WebContext:
         self.digest.inbox = self.inbox
         self.withdrawals = WithdrawalRequests(engine)
         self.views = OperatorViews(self.service.store)
+        self.pictures = ProjectViews(self.service.store, self.service.public)
         self.limiter = RateLimiter(self.settings.rate_limit)
         secret = self.settings.csrf_secret
         self.csrf_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)

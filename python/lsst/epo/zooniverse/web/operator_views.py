@@ -263,25 +263,35 @@ class OperatorViews:
         """
         if not ids:
             return {}
-        mine = DATASETS.alias("mine")
-        other = DATASETS.alias("other")
+        # The images table has no object_id index: a self-join on it would
+        # scan every published image once per batch.  Here SQLite and
+        # PostgreSQL scan the project's published images once, keeping
+        # those whose object is among the waiting pictures (the IN
+        # subquery becomes a temporary index), and return only those.
+        waiting = sa.and_(IMAGES.c.dataset_id.in_(ids), IMAGES.c.state.in_(("quarantined", "approved")))
+        candidates = connection.execute(
+            sa.select(IMAGES.c.dataset_id, DATASETS.c.project_id, IMAGES.c.object_id)
+            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+            .where(waiting)
+        ).all()
+        projects = {project_id for _, project_id, _ in candidates}
+        if not projects:
+            return {}
         public = IMAGES.alias("public")
-        query = (
-            sa.select(IMAGES.c.dataset_id, IMAGES.c.object_id)
-            .distinct()
-            .join(mine, mine.c.id == IMAGES.c.dataset_id)
-            .join(public, public.c.object_id == IMAGES.c.object_id)
-            .join(other, other.c.id == public.c.dataset_id)
+        published: dict[tuple[int, str], set[int]] = {}
+        rows = connection.execute(
+            sa.select(DATASETS.c.project_id, public.c.object_id, public.c.dataset_id)
+            .join(DATASETS, DATASETS.c.id == public.c.dataset_id)
             .where(
-                IMAGES.c.dataset_id.in_(ids),
-                IMAGES.c.state.in_(("quarantined", "approved")),
+                DATASETS.c.project_id.in_(projects),
                 public.c.state == "published",
-                other.c.project_id == mine.c.project_id,
-                other.c.id != mine.c.id,
+                public.c.object_id.in_(sa.select(IMAGES.c.object_id).where(waiting)),
             )
-            .order_by(IMAGES.c.dataset_id, IMAGES.c.object_id)
         )
-        found: dict[int, list[str]] = {}
-        for dataset_id, object_id in connection.execute(query):
-            found.setdefault(dataset_id, []).append(object_id)
-        return found
+        for project_id, object_id, dataset_id in rows:
+            published.setdefault((project_id, object_id), set()).add(dataset_id)
+        found: dict[int, set[str]] = {}
+        for dataset_id, project_id, object_id in candidates:
+            if published.get((project_id, object_id), set()) - {dataset_id}:
+                found.setdefault(dataset_id, set()).add(object_id)
+        return {dataset_id: sorted(objects) for dataset_id, objects in found.items()}

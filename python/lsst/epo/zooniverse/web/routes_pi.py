@@ -168,13 +168,8 @@ def project_images(
     offset: Offset = 0,
     limit: Limit = 100,
 ) -> dict[str, Any]:
-    own_project(context, user, name)
-    rows = context.service.report(name)
-    if state:
-        rows = [row for row in rows if row["state"] == state]
-    if batch:
-        rows = [row for row in rows if row["batch"] == batch]
-    return {"total": len(rows), "offset": offset, "limit": limit, "images": rows[offset : offset + limit]}
+    project = own_project(context, user, name)
+    return context.pictures.images(project["id"], state=state, batch=batch, offset=offset, limit=limit)
 
 
 @pi_router.get(
@@ -185,13 +180,8 @@ def project_images(
 def project_subjects(
     context: Context, user: Pi, name: str, offset: Offset = 0, limit: Limit = 100
 ) -> dict[str, Any]:
-    own_project(context, user, name)
-    images = context.service.published_images(name)
-    page = [
-        {key: image[key] for key in ("batch", "entry", "object_id", "url", "frames")}
-        for image in images[offset : offset + limit]
-    ]
-    return {"total": len(images), "offset": offset, "limit": limit, "subjects": page}
+    project = own_project(context, user, name)
+    return context.pictures.subjects(project["id"], offset=offset, limit=limit)
 
 
 @pi_router.get(
@@ -236,10 +226,13 @@ def request_withdrawal(context: Context, user: Pi, name: str, body: WithdrawalRe
     if body.entry and not body.batch:
         raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail="A picture needs its batch.")
     if body.batch:
-        rows = [row for row in context.service.report(name) if row["batch"] == body.batch]
-        if not rows:
+        try:
+            (record,) = context.service.review(batch=body.batch)
+        except ExportServiceError:
+            record = None
+        if record is None or record["project"] != name:
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"No batch {body.batch!r}.")
-        if body.entry and not any(row["entry"] == body.entry for row in rows):
+        if body.entry and not any(image["entry"] == body.entry for image in record["images"]):
             raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail=f"No picture {body.entry!r}.")
     request = context.withdrawals.request(user.name, name, body.reason, batch=body.batch, entry=body.entry)
     structlog.get_logger(LOGGER_NAME).info(
