@@ -50,6 +50,8 @@ from .records import ImageRecord, ProjectRecord
 from .repository import StateRepository
 from .state import DATASETS, IMAGE_FRAMES, IMAGE_REPLACEMENTS, IMAGES, PROJECTS
 
+_IDS_PER_QUERY = 5000
+
 
 def external_id(project: ProjectRecord, object_id: str) -> str:
     """Return the Zooniverse ``external_id`` of a project's object (the
@@ -109,23 +111,19 @@ def record_replacements(
         )
     ).all()
     now = utc_now_iso()
-    records = []
+    records, updates, inserts = [], [], []
     for old_id, object_id, entry, batch in old_rows:
         new = new_by_object[object_id]
         reason = f"replaced: {new.public_key} is this object's picture (a newer approved rerun)"
-        connection.execute(
-            IMAGES.update()
-            .where(IMAGES.c.id == old_id, IMAGES.c.state == "published")
-            .values(state="superseded", reason=reason, updated_at=now)
-        )
-        connection.execute(
-            IMAGE_REPLACEMENTS.insert().values(
-                project_id=project.id,
-                object_id=object_id,
-                old_image_id=old_id,
-                new_image_id=new.id,
-                recorded_at=now,
-            )
+        updates.append({"old_id": old_id, "new_reason": reason})
+        inserts.append(
+            {
+                "project_id": project.id,
+                "object_id": object_id,
+                "old_image_id": old_id,
+                "new_image_id": new.id,
+                "recorded_at": now,
+            }
         )
         records.append(
             {
@@ -139,6 +137,15 @@ def record_replacements(
                 "detail": reason,
             }
         )
+    if updates:
+        # One statement each, executed for many rows.
+        connection.execute(
+            IMAGES.update()
+            .where(IMAGES.c.id == sa.bindparam("old_id"), IMAGES.c.state == "published")
+            .values(state="superseded", reason=sa.bindparam("new_reason"), updated_at=now),
+            updates,
+        )
+        connection.execute(IMAGE_REPLACEMENTS.insert(), inserts)
     return records
 
 
@@ -158,36 +165,44 @@ class Replacements:
         self.store = repository.store
         self.public = public
 
-    def _picture(self, connection: sa.Connection, image_id: int) -> dict[str, Any]:
-        """Return where a picture is public: batch, entry, URL, keys and
-        locations (the picture, then its band frames).
+    def _pictures(self, connection: sa.Connection, image_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """Return where pictures are public, by image id: batch, entry,
+        URL, keys and locations (the picture, then its band frames).
         """
-        row = connection.execute(
-            sa.select(DATASETS.c.batch, IMAGES.c.entry, IMAGES.c.public_key, IMAGES.c.sha256)
-            .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-            .where(IMAGES.c.id == image_id)
-        ).one()
-        frame_keys = list(
-            connection.execute(
-                sa.select(IMAGE_FRAMES.c.public_key)
-                .where(IMAGE_FRAMES.c.image_id == image_id)
-                .order_by(IMAGE_FRAMES.c.position)
-            ).scalars()
-        )
-        keys = [row.public_key, *frame_keys]
-        return {
-            "image_id": image_id,
-            "batch": row.batch,
-            "entry": row.entry,
-            "sha256": row.sha256,
-            "url": self.public.url(row.public_key),
-            "locations": [self.public.url(key) for key in keys],
-            "keys": keys,
-        }
+        rows, frames = [], {}
+        for start in range(0, len(image_ids), _IDS_PER_QUERY):
+            chunk = image_ids[start : start + _IDS_PER_QUERY]
+            rows += connection.execute(
+                sa.select(IMAGES.c.id, DATASETS.c.batch, IMAGES.c.entry, IMAGES.c.public_key, IMAGES.c.sha256)
+                .join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
+                .where(IMAGES.c.id.in_(chunk))
+            ).all()
+            for image_id, key in connection.execute(
+                sa.select(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.public_key)
+                .where(IMAGE_FRAMES.c.image_id.in_(chunk))
+                .order_by(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.position)
+            ):
+                frames.setdefault(image_id, []).append(key)
+        pictures = {}
+        for row in rows:
+            keys = [row.public_key, *frames.get(row.id, [])]
+            pictures[row.id] = {
+                "image_id": row.id,
+                "batch": row.batch,
+                "entry": row.entry,
+                "sha256": row.sha256,
+                "url": self.public.url(row.public_key),
+                "locations": [self.public.url(key) for key in keys],
+                "keys": keys,
+            }
+        return pictures
 
-    def find(self, project: str | None = None, *, pending: bool = True) -> list[dict[str, Any]]:
+    def find(
+        self, project: str | None = None, *, pending: bool = True, replacement_id: int | None = None
+    ) -> list[dict[str, Any]]:
         """Return picture replacements, oldest first: see
-        `~.service.ExportService.pending_replacements`.
+        `~.service.ExportService.pending_replacements` (``pending=False``
+        also gives completed ones; ``replacement_id`` only that one).
         """
         query = (
             sa.select(IMAGE_REPLACEMENTS, PROJECTS.c.name.label("project"))
@@ -199,17 +214,21 @@ class Replacements:
             self.repository.project(project)
         if pending:
             query = query.where(IMAGE_REPLACEMENTS.c.completed_at.is_(None))
+        if replacement_id is not None:
+            query = query.where(IMAGE_REPLACEMENTS.c.id == replacement_id)
         projects = {record.id: record for record in self.repository.projects()}
         with self.store.reading() as connection:
             rows = connection.execute(query).mappings().all()
+            ids = sorted({row[k] for row in rows for k in ("old_image_id", "new_image_id")})
+            pictures = self._pictures(connection, ids)
             return [
                 {
                     "id": row["id"],
                     "project": row["project"],
                     "object_id": row["object_id"],
                     "external_id": external_id(projects[row["project_id"]], row["object_id"]),
-                    "old": self._picture(connection, row["old_image_id"]),
-                    "new": self._picture(connection, row["new_image_id"]),
+                    "old": pictures[row["old_image_id"]],
+                    "new": pictures[row["new_image_id"]],
                     "recorded_at": row["recorded_at"],
                     "completed_at": row["completed_at"],
                     "completed_by": row["completed_by"],
@@ -231,7 +250,7 @@ class Replacements:
             )
             if row is None:
                 raise ExportServiceError(f"No picture replacement with id {replacement_id}.")
-            old = self._picture(connection, row["old_image_id"])
+            old = self._pictures(connection, [row["old_image_id"]])[row["old_image_id"]]
         project = self.repository.project_by_id(row["project_id"])
         # The files go first: a crash after this leaves the row pending and
         # a second call finishes it (removing nothing).
@@ -253,4 +272,4 @@ class Replacements:
                     entry=old["entry"],
                     detail=f"old public files removed: {', '.join(old['keys'])}",
                 )
-        return next(r for r in self.find(project.name, pending=False) if r["id"] == replacement_id)
+        return self.find(pending=False, replacement_id=replacement_id)[0]
