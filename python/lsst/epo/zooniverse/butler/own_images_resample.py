@@ -263,18 +263,22 @@ def resample_patch(
     mask = np.zeros(image.shape, np.int32)
     mask[no_data] |= 1 << COADD_MASK_PLANES["NO_DATA"]
     mask[bad] |= 1 << COADD_MASK_PLANES["BAD"]
-    if box == full:
-        return image, mask, variance
-    # Only the covered part was resampled: the rest of the patch is NO_DATA.
-    planes = (
+    return (image, mask, variance) if box == full else _embed((image, mask, variance), box, full)
+
+
+def _embed(
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray], box: Box2, full: Box2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Put planes covering ``box`` into ``full``; the rest is NO_DATA."""
+    result = (
         np.full((full.height, full.width), np.nan, np.float32),
         np.full((full.height, full.width), 1 << COADD_MASK_PLANES["NO_DATA"], np.int32),
         np.full((full.height, full.width), np.nan, np.float32),
     )
     inner = (slice(box.y0 - full.y0, box.y1 - full.y0), slice(box.x0 - full.x0, box.x1 - full.x0))
-    for target, plane in zip(planes, (image, mask, variance)):
+    for target, plane in zip(result, planes):
         target[inner] = plane
-    return planes
+    return result
 
 
 def _grid_extent(mosaic: BandMosaic) -> tuple[int, int, int, int]:
