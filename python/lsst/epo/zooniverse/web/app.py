@@ -46,13 +46,13 @@ import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from safir.logging import configure_logging, configure_uvicorn_logging
 from safir.metadata import Metadata, get_metadata
 from starlette.concurrency import run_in_threadpool
 
 from ..export.outcomes import ExportServiceError
 from ..export.service_config import ServiceConfig
 from .context import WebContext, context_dependency
+from .logs import configure_web_logging
 from .proxy import TrustedProxyMiddleware
 from .routes_operator import operator_router
 from .routes_pi import pi_router
@@ -94,8 +94,7 @@ def create_app(settings: WebSettings | None = None, context: WebContext | None =
     """
     if settings is None:
         settings = context.settings if context is not None else load_web_settings()
-    configure_logging(name="lsst", profile=settings.log_profile, log_level=settings.log_level)
-    configure_uvicorn_logging(settings.log_level)
+    configure_web_logging(settings)
     prefix = settings.path_prefix
 
     @contextlib.asynccontextmanager
