@@ -32,6 +32,7 @@ __all__ = [
     "orient_to_north_up",
 ]
 
+import collections
 import math
 from collections.abc import Mapping, Sequence
 
@@ -527,14 +528,22 @@ class ComposeRgbTask(PipelineTask):
             return None
         samples: list[list[np.ndarray]] = [[], [], []]
         stride = None
+        # With no channel summing bands, a channel pixel depends on the same
+        # pixel of the stamps only: the sampled pixels alone are mixed.
+        pixelwise = bool(((weights > 0).sum(axis=0) <= 1).all())
         for object_id in object_ids:
             band_stamps = [by_id[b].get(object_id) for b in used]
             if self._skip_reason(stamps, used, empty, fill, band_stamps)[0] is None:
-                channels = self._mix(self._planes(band_stamps, used, bad_bits)[0], weights)
                 if stride is None:  # Keep at most about MAX_SKY_SAMPLES pixels per channel.
-                    stride = sample_stride(len(object_ids) * channels[0].size, channels[0].shape[-1])
+                    shape = band_stamps[0].image.shape
+                    stride = sample_stride(len(object_ids) * math.prod(shape), shape[-1])
+                if pixelwise:
+                    band_stamps = [
+                        _Sampled(s.image.ravel()[::stride], _every(s.mask, stride)) for s in band_stamps
+                    ]
+                channels = self._mix(self._planes(band_stamps, used, bad_bits)[0], weights)
                 for k in range(3):
-                    samples[k].append(channels[k].ravel()[::stride])
+                    samples[k].append(channels[k] if pixelwise else channels[k].ravel()[::stride])
         if stride is None:
             return None
         return sky_black_levels(stretch, [np.concatenate(s) for s in samples])
@@ -563,6 +572,14 @@ class ComposeRgbTask(PipelineTask):
             return channels
         mean = np.mean([c for c in channels if c is not None], axis=0).astype(np.float32)
         return [c if c is not None else mean for c in channels]
+
+
+_Sampled = collections.namedtuple("_Sampled", ["image", "mask"])
+"""Every ``stride``-th pixel of a stamp's image and mask (`_patch_black`)."""
+
+
+def _every(plane: np.ndarray | None, stride: int) -> np.ndarray | None:
+    return None if plane is None else plane.ravel()[::stride]
 
 
 def _gained(plane: np.ndarray, gain: float) -> np.ndarray:
