@@ -29,6 +29,7 @@ from __future__ import annotations
 __all__ = ["API_ACCEPT", "ApiAnswer", "error_answer", "page_answer", "scope_answer"]
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 API_ACCEPT = "application/vnd.api+json; version=1"
@@ -90,7 +91,12 @@ def scope_answer(scope: str) -> ApiAnswer:
     return ApiAnswer(403, None, {"WWW-Authenticate": header})
 
 
-def page_answer(slug: str, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any]:
+def page_answer(
+    slug: str,
+    items: list[dict[str, Any]],
+    query: dict[str, str],
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> tuple[int, Any]:
     """Answer one page of a paginated index.
 
     Parameters
@@ -101,6 +107,8 @@ def page_answer(slug: str, items: list[dict[str, Any]], query: dict[str, str]) -
         Every resource of the index.
     query : `dict` [`str`, `str`]
         The request's query (``page``, ``page_size`` and filters).
+    render : `~collections.abc.Callable`, optional
+        Makes the JSON of one resource (applied to the page only).
 
     Returns
     -------
@@ -135,4 +143,7 @@ def page_answer(slug: str, items: list[dict[str, Any]], query: dict[str, str]) -
         "next_href": href(next_page),
         "last_href": href(page_count),
     }
-    return 200, {slug: items[(page - 1) * size : page * size], "links": {}, "meta": {slug: meta}}
+    shown = items[(page - 1) * size : page * size]
+    if render is not None:
+        shown = [render(item) for item in shown]
+    return 200, {slug: shown, "links": {}, "meta": {slug: meta}}

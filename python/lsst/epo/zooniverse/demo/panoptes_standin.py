@@ -465,7 +465,7 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
             items = [self.subjects[i] for i in query["id"].split(",") if i in self.subjects]
         else:
             items = list(self.subjects.values())
-        return page_answer("subjects", [{**s, "href": f"/subjects/{s['id']}"} for s in items], query)
+        return page_answer("subjects", items, query, lambda s: {**s, "href": f"/subjects/{s['id']}"})
 
     def _post_subjects(self, parts, query, body) -> tuple[int, Any]:
         # SubjectCreateSchema: links and locations required; external_id
