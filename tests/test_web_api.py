@@ -31,17 +31,25 @@ notification digests and the inbox, withdrawal requests.
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
+import sqlalchemy as sa
 from web_test_utils import WebSite, Worker, free_port, make_repo, write_config
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("web_api")
+    database = name = server = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        name = f"web_{uuid.uuid4().hex[:12]}"
+        server.create_database(name)
+        database = server.url(name)
     repo = make_repo(root / "repo")
     port = free_port()
-    config = write_config(root / "epo", port=port)
+    config = write_config(root / "epo", database=database, port=port)
     worker = Worker(config)
     tokens = {
         "alice": worker.token("alice", "pi"),
@@ -81,7 +89,13 @@ def world(tmp_path_factory):
     finally:
         site.close()
         worker.close()
-    assert tokens["alice"] not in site.output()
+        if server is not None:
+            server.drop_database(name)
+    output = site.output()
+    assert tokens["alice"] not in output and tokens["eve"] not in output
+    if database:
+        password = sa.make_url(database).password
+        assert password and password not in output
 
 
 def client(world, user):
