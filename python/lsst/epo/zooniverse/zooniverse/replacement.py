@@ -19,7 +19,9 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""Replace the picture of a published subject: `replace_subject`.
+"""Change what a filled subject set shows: replace the picture of a
+published subject (`replace_subject`), link the set to a workflow
+(`link_set_to_workflow`).
 
 Zooniverse's maintainers advise against changing the image of a subject
 that already has classifications (the classifications would then describe
@@ -43,13 +45,13 @@ subject of that external id is unlinked.
 
 from __future__ import annotations
 
-__all__ = ["REPLACES_METADATA_KEY", "SubjectReplacement", "replace_subject"]
+__all__ = ["REPLACES_METADATA_KEY", "SubjectReplacement", "link_set_to_workflow", "replace_subject"]
 
 import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
-from .api_client import ApiServerError
+from .api_client import ApiNotFoundError, ApiServerError
 from .errors import SubjectSetError
 from .set_content import SetContent, subject_body, subject_urls
 
@@ -158,3 +160,50 @@ def replace_subject(
         ", ".join(str(i) for i in old) or "none",
     )
     return SubjectReplacement(row.external_id, set_id, new_id, old, created)
+
+
+def link_set_to_workflow(api: PanoptesApiClient, set_id: int, workflow: int, zooniverse_project: int) -> bool:
+    """Link a subject set to a workflow of its project (once).
+
+    Parameters
+    ----------
+    api : `~lsst.epo.zooniverse.zooniverse.api_client.PanoptesApiClient`
+        The signed-in client.
+    set_id : `int`
+        Zooniverse id of the set.
+    workflow : `int`
+        Zooniverse workflow id.
+    zooniverse_project : `int`
+        The project the workflow must belong to.
+
+    Returns
+    -------
+    linked : `bool`
+        `True` if linked now, `False` if it already was.
+
+    Raises
+    ------
+    SubjectSetError
+        Raised if the workflow does not exist or belongs to another
+        project.
+    """
+    try:
+        answer = api.request("GET", f"/workflows/{workflow}", idempotent=True) or {}
+    except ApiNotFoundError:
+        raise SubjectSetError(f"Zooniverse has no workflow {workflow}.") from None
+    (found,) = answer.get("workflows") or [{}]
+    links = found.get("links") or {}
+    if str(links.get("project")) != str(zooniverse_project):
+        raise SubjectSetError(
+            f"Workflow {workflow} belongs to Zooniverse project {links.get('project')}, not to "
+            f"project {zooniverse_project}."
+        )
+    if str(set_id) in {str(i) for i in links.get("subject_sets") or ()}:
+        return False
+    api.request(
+        "POST",
+        f"/workflows/{workflow}/links/subject_sets",
+        body={"subject_sets": [str(set_id)]},
+        idempotent=True,
+    )
+    return True

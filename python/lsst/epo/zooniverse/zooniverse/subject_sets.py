@@ -20,43 +20,25 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 """Send a project's published images to its Zooniverse project as a
-subject set (issue 5 §3).
+subject set (issue 5 §3), exactly once (issue 16).
 
-Two methods (doc/zooniverse_facts.md §1, §2, §8):
-
-``import`` (recommended)
-    Write the manifest parts (at most 10,000 rows each) of the subjects
-    not yet in the set to the public location, ``POST /subject_set_imports``
-    with each part's public URL, poll the import until it is done, check
-    its counts and list the set to verify every ``external_id`` arrived.
-``subjects``
-    Create one subject per row with remote locations (``{mime: url}``:
-    Zooniverse stores the link, not the image) and the row's metadata.
-    The external id is kept in the metadata under
-    `EXTERNAL_ID_METADATA_KEY` (the real ``POST /subjects`` also takes an
-    ``external_id`` attribute, doc/zooniverse_facts.md §2; the demo
-    stand-in does not yet, issue 16); each subject is linked to the set in the
-    same request that creates it (``links.subject_sets``, as the
-    Zooniverse web uploader does), so a subject is never created outside
-    the set.
-
-Both are idempotent by external id: before sending anything the set's
-subjects are listed on the server, and every subject known to be in the
-set is recorded in the state database (``zooniverse_subjects``); a rerun
-sends only what is missing, whether the previous run stopped on a server
-error, was killed between creating and recording, or finished.
+Two methods (doc/zooniverse_facts.md §1, §2, §8): ``import`` (the
+default: manifest parts of at most 10,000 rows published under
+content-addressed names and sent with ``POST /subject_set_imports``) and
+``subjects`` (one ``POST /subjects`` per subject, with its
+``external_id``, linked to the set in the same request).  Before sending,
+a run waits for the set's unfinished imports, lists the set by external
+id, keeps one subject per external id and sends only what is missing; a
+picture is replaced only by a new subject
+(`SubjectSetPublisher.replace_subject`).
 
 `SubjectSetPublisher` is what the command line and the PI's notebook
-use; it is made of the modules next to this one: `.credentials` (how to
-sign in), `.api_client` (the Panoptes API client and its `RetryPolicy`:
-429 waited for, reads retried after a server error, creates never
-retried), `.records` (the state database's subject-set tables),
-`.set_sync` (one run against the server), `.manifest_parts` and
-`.summary`.  The names of `__all__` stay importable from here.
-
-Secrets (client secret, password, bearer token) are added to the
-service's redactor as soon as they are read and never appear in
-messages, audit records, logs or reprs.
+use; it is made of the modules next to this one: `.credentials`,
+`.api_client` (the Panoptes client and its `RetryPolicy`), `.records`
+(the state database's subject-set tables), `.set_sync` (one run),
+`.set_imports`, `.set_content`, `.replacement`, `.manifest_parts` and
+`.summary`.  The names of `__all__` stay importable from here.  Secrets
+never appear in messages, audit records, logs or reprs.
 """
 
 from __future__ import annotations
@@ -86,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 from ..export.manifest import MANIFEST_ROW_LIMIT, SubjectRow
 from ..export.progress import NoProgress
 from ..export.service import ExportServiceError
-from .api_client import ApiNotFoundError, PanoptesApiClient, RetryPolicy
+from .api_client import PanoptesApiClient, RetryPolicy
 from .credentials import DEFAULT_ENDPOINT, ZooniverseCredentials
 from .errors import (
     CredentialsError,
@@ -97,7 +79,7 @@ from .errors import (
 )
 from .manifest_parts import default_manifest_directory, write_manifest_parts
 from .records import SubjectSetRecords
-from .replacement import SubjectReplacement, replace_subject
+from .replacement import SubjectReplacement, link_set_to_workflow, replace_subject
 from .set_sync import EXTERNAL_ID_METADATA_KEY, SubjectSetSync, SyncSettings
 from .summary import SubjectSetSummary
 
@@ -372,25 +354,8 @@ class SubjectSetPublisher:
                     "run subject-set first."
                 )
             set_id = int(known["subject_set_id"])
-            try:
-                answer = api.request("GET", f"/workflows/{int(workflow)}", idempotent=True) or {}
-            except ApiNotFoundError:
-                raise SubjectSetError(f"Zooniverse has no workflow {workflow}.") from None
-            (found,) = answer.get("workflows") or [{}]
-            links = found.get("links") or {}
-            if str(links.get("project")) != str(record["zooniverse_project_id"]):
-                raise SubjectSetError(
-                    f"Workflow {workflow} belongs to Zooniverse project {links.get('project')}, not to "
-                    f"{project}'s project {record['zooniverse_project_id']}."
-                )
-            if str(set_id) in {str(i) for i in links.get("subject_sets") or ()}:
+            if not link_set_to_workflow(api, set_id, int(workflow), int(record["zooniverse_project_id"])):
                 return False
-            api.request(
-                "POST",
-                f"/workflows/{int(workflow)}/links/subject_sets",
-                body={"subject_sets": [str(set_id)]},
-                idempotent=True,
-            )
         self.records.audit(
             actor,
             "subject_set_linked",
