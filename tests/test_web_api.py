@@ -145,10 +145,20 @@ def test_health_metadata_and_openapi(world):
 )
 def test_unauthenticated_is_401(world, headers):
     api = world["site"].client(**headers)
-    for method, path in (("GET", "/v1/projects"), ("GET", "/v1/operator/batches"), ("GET", "/review/")):
+    for method, path in (
+        ("GET", "/v1/projects"),
+        ("GET", "/v1/operator/batches"),
+        ("POST", "/review/decide"),
+    ):
         r = api.request(method, path)
         assert r.status_code == 401, (path, r.text)
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    # A browser (no Authorization header) is sent to the login form.
+    r = api.get("/review/")
+    if "Authorization" in headers:
+        assert r.status_code == 401
+    else:
+        assert r.status_code == 303 and r.headers["Location"] == "/epo-zooniverse/review/login"
 
 
 def test_expired_and_revoked_tokens_are_401(world):

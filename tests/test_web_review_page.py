@@ -123,12 +123,25 @@ def test_review_page_in_chromium(world, tmp_path):
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
         )
         try:
-            context = browser.new_context(
-                viewport={"width": 1280, "height": 900},
-                extra_http_headers={"Authorization": f"Bearer {world['tokens']['eve']}"},
-            )
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
             page.set_default_timeout(20_000)
+            # Log in: a PI's token is refused, an operator's kept in a
+            # cookie for the page only.
+            page.goto(review)
+            assert page.url == review + "login"
+            page.fill("#token", world["tokens"]["alice"])
+            page.click("#login")
+            assert "Unknown, expired or revoked operator token." in page.inner_text("#message")
+            page.fill("#token", world["tokens"]["eve"])
+            page.click("#login")
+            page.wait_for_url(review)
+            (cookie,) = context.cookies()
+            assert (
+                cookie["httpOnly"]
+                and cookie["sameSite"] == "Strict"
+                and cookie["path"] == "/epo-zooniverse/review/"
+            )
             errors = []
             # Every response the page asks for succeeds (the browser's own
             # favicon request aside).
@@ -187,6 +200,11 @@ def test_review_page_in_chromium(world, tmp_path):
             assert "<b>duplicate</b> & co" in cell.inner_text()
             assert cell.locator("b").count() == 0
             page.screenshot(path=str(tmp_path / "after.png"), full_page=True)
+            page.click("#logout")
+            page.wait_for_url(review + "login")
+            assert context.cookies() == []
+            page.goto(review)
+            assert page.url == review + "login"
             assert not errors, errors
         finally:
             browser.close()

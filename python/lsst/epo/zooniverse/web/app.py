@@ -44,10 +44,12 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import structlog
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from safir.metadata import Metadata, get_metadata
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..export.outcomes import ExportServiceError
 from ..export.service_config import ServiceConfig
@@ -133,6 +135,21 @@ def create_app(settings: WebSettings | None = None, context: WebContext | None =
     if settings.public_path:
         _mount_public(app, settings, context)
     app.add_middleware(TrustedProxyMiddleware, proxies=settings.trusted_proxies)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _login_first(request: Request, err: StarletteHTTPException) -> Response:
+        # A browser without credentials on the review page goes to its
+        # login form (tokens mode); programs still get 401.
+        review = f"{prefix}/review/"
+        if (
+            err.status_code == 401
+            and settings.auth == "tokens"
+            and request.method == "GET"
+            and request.url.path.startswith(review)
+            and "authorization" not in request.headers
+        ):
+            return RedirectResponse(f"{review}login", status_code=303)
+        return await http_exception_handler(request, err)
 
     @app.exception_handler(ExportServiceError)
     async def _refused(request: Request, err: ExportServiceError) -> JSONResponse:

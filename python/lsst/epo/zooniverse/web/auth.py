@@ -46,7 +46,7 @@ failed attempts per client address.
 
 from __future__ import annotations
 
-__all__ = ["User", "authenticated_user", "operator_user", "pi_user"]
+__all__ = ["REVIEW_COOKIE", "User", "authenticated_user", "operator_user", "pi_user", "refused_attempt"]
 
 import dataclasses
 from typing import Annotated
@@ -62,6 +62,10 @@ USER_HEADER = "X-Auth-Request-User"
 
 SCOPES_HEADER = "X-Auth-Request-Token-Scopes"
 """Gafaelfawr's header with the token's scopes (space-separated)."""
+
+REVIEW_COOKIE = "epo_review_token"
+"""Cookie of the review page's login form (``tokens`` mode only): the
+operator's token, ``HttpOnly``, ``SameSite=Strict``, for the page's path."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +112,27 @@ def _peer(request: Request) -> str | None:
     return peer or (request.client.host if request.client else None)
 
 
+def refused_attempt(context: WebContext, request: Request, detail: str) -> HTTPException:
+    """Count a failed authentication of the client and return the error to
+    raise.
+
+    Parameters
+    ----------
+    context : `~.context.WebContext`
+        The application's context.
+    request : `fastapi.Request`
+        The request.
+    detail : `str`
+        Why.
+
+    Returns
+    -------
+    error : `fastapi.HTTPException`
+        401, or 429 once the client address has failed too often.
+    """
+    return _refuse(context, request, detail)
+
+
 def _refuse(context: WebContext, request: Request, detail: str) -> HTTPException:
     wait = context.limiter.take(f"fail:{_client(request)}")
     if wait:
@@ -147,6 +172,11 @@ def _from_headers(context: WebContext, request: Request) -> User:
 def _from_token(context: WebContext, request: Request) -> User:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    review = request.url.path.startswith(f"{context.settings.path_prefix}/review/")
+    if not header and review and request.cookies.get(REVIEW_COOKIE):
+        # The review page's login form keeps the operator's token in a
+        # cookie valid for the page only (browsers cannot send a header).
+        scheme, token = "bearer", request.cookies[REVIEW_COOKIE]
     if scheme.lower() != "bearer" or not token.strip():
         raise _refuse(context, request, "Not authenticated: send Authorization: Bearer <token>.")
     info = context.tokens.verify(token.strip())

@@ -38,6 +38,7 @@ __all__ = ["review_router"]
 import hashlib
 import hmac
 import os
+import time
 import urllib.parse
 from importlib import resources
 from typing import Annotated, Any
@@ -49,7 +50,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..export.outcomes import ExportServiceError
 from ..export.state import DATASET_STATES
-from .auth import User, operator_user
+from .auth import REVIEW_COOKIE, User, operator_user, refused_attempt
 from .context import WebContext, context_dependency
 from .routes_operator import decide_batches
 
@@ -97,6 +98,56 @@ def style() -> Response:
     return Response(css, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
 
 
+@review_router.get("/login")
+def login_page(
+    context: Context, message: Annotated[str | None, Query(max_length=300)] = None
+) -> HTMLResponse:
+    if context.settings.auth != "tokens":
+        raise HTTPException(status_code=404, detail="Log in through the Science Platform.")
+    return _login(context, message)
+
+
+def _login(context: WebContext, message: str | None, status_code: int = 200) -> HTMLResponse:
+    prefix = context.settings.path_prefix
+    values = {"prefix": prefix, "user": None, "logout": False, "csrf": "", "message": message}
+    return _page("login.html", status_code=status_code, title="Log in", **values)
+
+
+@review_router.post("/login")
+async def login(request: Request, context: Context) -> Response:
+    if context.settings.auth != "tokens":
+        raise HTTPException(status_code=404, detail="Log in through the Science Platform.")
+    _same_origin(request)
+    form = urllib.parse.parse_qs((await request.body())[:10_000].decode("utf-8", "replace"))
+    token = form.get("token", [""])[0].strip()
+    info = await run_in_threadpool(context.tokens.verify, token)
+    if info is None or "operator" not in info.scopes:
+        error = refused_attempt(context, request, "Not an operator token.")
+        if error.status_code == 429:
+            raise error
+        return _login(context, "Unknown, expired or revoked operator token.", status_code=401)
+    lifetime = 12 * 3600 if info.expires_at is None else min(12 * 3600, int(info.expires_at - time.time()))
+    response = RedirectResponse(f"{context.settings.path_prefix}/review/", status_code=303)
+    response.set_cookie(
+        REVIEW_COOKIE,
+        token,
+        max_age=max(1, lifetime),
+        path=f"{context.settings.path_prefix}/review/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@review_router.post("/logout")
+async def logout(request: Request, context: Context, user: Operator) -> Response:
+    await _form(request, context, user)
+    response = RedirectResponse(f"{context.settings.path_prefix}/review/login", status_code=303)
+    response.delete_cookie(REVIEW_COOKIE, path=f"{context.settings.path_prefix}/review/")
+    return response
+
+
 @review_router.get("/")
 def batches_page(
     request: Request,
@@ -123,6 +174,7 @@ def batches_page(
         user=user,
         message=message,
         csrf=_csrf(context, user),
+        logout=context.settings.auth == "tokens",
         page=page,
         project=project or "",
         state=state,
@@ -169,6 +221,7 @@ def batch_page(
         user=user,
         message=message,
         csrf=_csrf(context, user),
+        logout=context.settings.auth == "tokens",
         record=record,
         images=images,
         stretch=context.views.batch_stretch(batch),
@@ -224,12 +277,16 @@ def _back(context: WebContext, message: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
-async def _form(request: Request, context: WebContext, user: User) -> dict[str, list[str]]:
+def _same_origin(request: Request) -> None:
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise HTTPException(status_code=403, detail="Cross-site form posts are refused.")
     origin = request.headers.get("origin")
     if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(status_code=403, detail="Form posts from another origin are refused.")
+
+
+async def _form(request: Request, context: WebContext, user: User) -> dict[str, list[str]]:
+    _same_origin(request)
     body = await request.body()
     if len(body) > 1_000_000:
         raise HTTPException(status_code=413, detail="Form too large.")
