@@ -32,10 +32,10 @@ the rows it needs from each plane with astropy's sections and hands them to
 
 Where afw is installed (a Rubin Science Platform notebook or a DRP
 repository), ``deep_coadd`` datasets are `lsst.afw.image.ExposureF` and are
-read by the Butler's own formatter; convert them with
-``lsst.images.MaskedImage.from_legacy(exposure.maskedImage,
-sky_projection=lsst.images.SkyProjection.from_legacy(exposure.wcs))``
-before handing them to this package's tasks.
+read by the Butler's own formatter; `masked_image_from_exposure` converts
+one, and this package's Butler configuration (``configs/``) declares it as
+``MaskedImageV2``'s converter from `lsst.afw.image.Exposure`, so a task
+asking for ``MaskedImageV2`` reads DRP's ``deep_coadd`` (doc/rsp_dp1.md).
 
 `write_legacy_masked_image` writes the same layout (without the archive
 tables) for demonstration and test repositories.
@@ -43,7 +43,13 @@ tables) for demonstration and test repositories.
 
 from __future__ import annotations
 
-__all__ = ["legacy_mask_bits", "read_legacy_coadd", "to_pixel_box", "write_legacy_masked_image"]
+__all__ = [
+    "legacy_mask_bits",
+    "masked_image_from_exposure",
+    "read_legacy_coadd",
+    "to_pixel_box",
+    "write_legacy_masked_image",
+]
 
 import dataclasses
 import os
@@ -63,6 +69,7 @@ from lsst.images import (
     Mask,
     MaskedImage,
     MaskPlane,
+    SkyProjection,
     get_legacy_deep_coadd_mask_planes,
     get_legacy_non_cell_coadd_mask_planes,
 )
@@ -360,6 +367,49 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
         mask_schema=template.mask.schema,
         mask_bits=tuple(mask_bits),
         unmapped_bitmask=unmapped_bitmask,
+    )
+
+
+def masked_image_from_exposure(exposure: Any) -> MaskedImage:
+    """Convert an afw Exposure (DRP's ``deep_coadd``) to an
+    `lsst.images.MaskedImage` with its sky projection.
+
+    Parameters
+    ----------
+    exposure : `lsst.afw.image.Exposure`
+        The coadd, as the Butler's afw formatter reads it.
+
+    Returns
+    -------
+    masked_image : `lsst.images.MaskedImage`
+        Image, mask (deep-coadd plane names) and variance in parent (tract)
+        pixels, with the coadd's WCS as a sky projection in
+        `DEFAULT_PIXEL_FRAME` and the unit from ``BUNIT`` if the metadata
+        has one.
+
+    Notes
+    -----
+    This is the converter ``configs/storageClasses.yaml`` declares for
+    ``MaskedImageV2`` from `lsst.afw.image.Exposure`: the Butler calls it
+    after reading an ``ExposureF`` dataset for a connection or ``get`` that
+    asks for ``MaskedImageV2``.  Needs afw; not exercised where afw is
+    absent.
+    """
+    wcs = exposure.getWcs()
+    projection = SkyProjection.from_legacy(wcs, DEFAULT_PIXEL_FRAME) if wcs is not None else None
+    unit = None
+    metadata = exposure.getMetadata()
+    bunit = metadata.get("BUNIT") if metadata is not None and "BUNIT" in metadata else None
+    if bunit:
+        try:
+            unit = astropy.units.Unit(str(bunit).strip())
+        except ValueError:
+            unit = None
+    return MaskedImage.from_legacy(
+        exposure.getMaskedImage(),
+        unit=unit,
+        plane_map=get_legacy_deep_coadd_mask_planes(),
+        sky_projection=projection,
     )
 
 
