@@ -316,6 +316,23 @@ def test_operator_flow_digests_and_inbox(world):
     assert states == {first: "published", second: "published", again: "rejected"}
 
 
+def test_catalog_report_and_manifests(world):
+    alice = client(world, "alice")
+    r = alice.get("/v1/projects/galaxies/catalog-report", params={"collection": "u/bob/zoo/run1"})
+    assert r.status_code == 400 and "bob" in r.json()["detail"]
+    r = alice.get("/v1/projects/galaxies/catalog-report", params={"collection": "u/alice/zoo/run1"})
+    assert r.status_code == 400  # no sharding output in that collection
+    assert alice.get("/v1/projects/galaxies/manifests").json() == {"manifests": []}
+    folder = world["root"] / "epo" / "public" / "_manifests" / "galaxies" / "set-12"
+    folder.mkdir(parents=True)
+    (folder / "manifest-0123456789abcdef.csv").write_text("external_id,location:image\n")
+    urls = alice.get("/v1/projects/galaxies/manifests").json()["manifests"]
+    assert urls == [
+        f"http://127.0.0.1:{world['site'].port}/public/_manifests/galaxies/set-12/manifest-0123456789abcdef.csv"
+    ]
+    assert world["site"].client().get(urls[0]).text == "external_id,location:image\n"
+
+
 def test_withdrawal_requests(world):
     alice, eve = client(world, "alice"), client(world, "eve")
     batch = alice.get("/v1/projects/galaxies/batches").json()["batches"][0]["batch"]
