@@ -27,11 +27,16 @@ the internal metadata route.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from web_test_utils import write_config
+from web_test_utils import free_port, write_config
 
 from lsst.epo.zooniverse.export.notify import Notification
 from lsst.epo.zooniverse.export.redaction import default_redactor
@@ -98,3 +103,36 @@ def test_secrets_masked_in_logs(tmp_path, capsys, restore_logging):
     out = capsys.readouterr().out
     assert "cannot connect with" in out and '"event": "oops"' in out
     assert "hunter2-database-password" not in out
+
+
+def test_uvicorn_factory(tmp_path):
+    """``uvicorn --factory lsst.epo.zooniverse.web.app:create_app`` with the
+    settings in the environment (the container's other way to start).
+    """
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPO_WEB_")}
+    env.update(
+        EPO_WEB_CONFIG=write_config(tmp_path / "epo"), EPO_WEB_PATH_PREFIX="/zoo", EPO_WEB_LOG_LEVEL="WARNING"
+    )
+    command = [sys.executable, "-m", "uvicorn", "--factory", "lsst.epo.zooniverse.web.app:create_app"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port), "--no-proxy-headers"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/zoo/healthz", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and server.poll() is None, server.stdout.read()
+                time.sleep(0.2)
+        assert answer.json()["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/zoo/v1/projects").status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=15)
