@@ -29,7 +29,9 @@ records.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import uuid
 import zipfile
 
 import pytest
@@ -59,10 +61,45 @@ datastore:
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """daf_butler's test Butler server with this package's storage classes,
-    a sky map and the dataset types; yields (server, sky map name).
+class _RegistryServer:
+    """What daf_butler's `TemporaryPostgresInstance` needs of a server."""
+
+    def __init__(self, url):
+        self._url = url
+
+    def url(self):
+        return self._url
+
+
+@contextlib.contextmanager
+def postgres_registry(postgres_server):
+    """A PostgreSQL database for the Butler server's registry, on the
+    tests' throw-away server (btree_gist is a trusted extension: the
+    database's owner may create it).
+    """
+    import sqlalchemy
+
+    from lsst.daf.butler.tests.postgresql import TemporaryPostgresInstance
+
+    name = f"butler_{uuid.uuid4().hex[:12]}"
+    postgres_server.create_database(name)
+    engine = sqlalchemy.create_engine(postgres_server.url(name))
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("CREATE EXTENSION btree_gist"))
+        yield TemporaryPostgresInstance(_RegistryServer(postgres_server.url(name)), engine)
+    finally:
+        engine.dispose()
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", "postgresql"], ids=["registry-sqlite", "registry-postgresql"]
+)
+def server(request, tmp_path_factory):
+    """daf_butler's test Butler server (registry on SQLite or PostgreSQL,
+    datastore on S3 through moto) with this package's storage classes, a
+    sky map and the dataset types; yields (server, sky map name).
     """
     from lsst.daf.butler.tests.server import create_test_server
 
@@ -70,7 +107,11 @@ def server(tmp_path_factory):
     (directory / "config" / "basic").mkdir(parents=True)
     (directory / "config" / "basic" / "server.yaml").write_text(SERVER_CONFIG)
     enable_butler_config()
-    with create_test_server(str(directory)) as instance:
+    with contextlib.ExitStack() as stack:
+        postgres = None
+        if request.param == "postgresql":
+            postgres = stack.enter_context(postgres_registry(request.getfixturevalue("postgres_server")))
+        instance = stack.enter_context(create_test_server(str(directory), postgres=postgres))
         butler = instance.direct_butler
         skymap = make_demo_skymap()
         skymap.register(butler)
