@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from pathlib import Path
 
 import pytest
 from starlette.datastructures import Headers
@@ -40,7 +41,7 @@ from lsst.epo.zooniverse.export.state import open_state_database
 from lsst.epo.zooniverse.web.inbox import Inbox
 from lsst.epo.zooniverse.web.proxy import forwarded_client
 from lsst.epo.zooniverse.web.rate_limit import RateLimiter
-from lsst.epo.zooniverse.web.settings import WebSettingsError, load_web_settings
+from lsst.epo.zooniverse.web.settings import WebSettings, WebSettingsError, load_web_settings
 from lsst.epo.zooniverse.web.tokens import TokenError, TokenStore
 from lsst.epo.zooniverse.web.withdrawals import WithdrawalRequests
 
@@ -91,6 +92,12 @@ def test_settings_errors_name_the_variable():
     settings = load_web_settings({"EPO_WEB_TRUSTED_PROXIES": "10.0.0.0/8,::1/128", "OTHER": "x"})
     assert settings.is_trusted_proxy("10.2.3.4") and settings.is_trusted_proxy("::1")
     assert not settings.is_trusted_proxy("127.0.0.1") and not settings.is_trusted_proxy("junk")
+
+
+def test_every_setting_is_documented():
+    doc = (Path(__file__).parent.parent / "doc" / "deployment.md").read_text()
+    for field in WebSettings.model_fields:
+        assert f"`EPO_WEB_{field.upper()}`" in doc, field
 
 
 def test_web_tables(state_db_url):
