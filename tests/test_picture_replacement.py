@@ -214,3 +214,74 @@ def test_band_frames_are_replaced_with_their_picture(tmp_path, repo, state_db_ur
         service.complete_replacement(replacement["id"])
         files = assert_public_invariant(service)
         assert set(files) == set(new["keys"])
+
+
+def test_replace_subjects_replaces_each_subject_then_removes_the_old_files(tmp_path, repo):
+    from click.testing import CliRunner
+
+    from lsst.epo.zooniverse.cli.epo import main
+    from lsst.epo.zooniverse.cli.epo_replacements import replace_subjects, replacements
+    from lsst.epo.zooniverse.demo.panoptes_standin import PanoptesStandIn
+    from lsst.epo.zooniverse.zooniverse.subject_sets import SubjectSetPublisher, ZooniverseCredentials
+
+    main.add_command(replacements)
+    main.add_command(replace_subjects)
+    database = f"sqlite:///{tmp_path}/state.sqlite3"
+    repo.put_rgb("u/alice/zoo/run1", patch=0, n=3, seed=8)
+    with PanoptesStandIn(project_id=4242) as zooniverse:
+        credentials = ZooniverseCredentials(
+            endpoint=zooniverse.url, client_id=zooniverse.client_id, client_secret=zooniverse.client_secret
+        )
+        with make_service(tmp_path, database) as service:
+            register(service, repo)
+            poll_and_approve_all(service)
+            service.publish()
+            publisher = SubjectSetPublisher(service, credentials)
+            set_id = publisher.sync("galaxies", subject_set_name="first", method="subjects").subject_set_id
+            before = {s["external_id"]: s for s in zooniverse.set_subjects(set_id)}
+            repo.put_rgb("u/alice/zoo/run2", patch=0, n=3, seed=9)
+            poll_and_approve_all(service)
+            assert service.publish().replaced == 3
+            new_locations = {
+                r.external_id: [{"image/png": r.locations[0]}] for r in service.subject_rows("galaxies")
+            }
+        options = ["--database", database, "--staging", str(tmp_path / "staging")]
+        options += ["--public-root", str(tmp_path / "public"), "--public-url", "http://127.0.0.1:1/"]
+        runner = CliRunner(
+            env={
+                "PANOPTES_ENDPOINT": zooniverse.url,
+                "PANOPTES_CLIENT_ID": zooniverse.client_id,
+                "PANOPTES_CLIENT_SECRET": zooniverse.client_secret,
+            }
+        )
+        listed = runner.invoke(main, [*options, "--no-progress", "replacements"])
+        assert listed.exit_code == 0 and len(listed.output.strip().splitlines()) == 3, listed.output
+        result = runner.invoke(
+            main,
+            [
+                *options,
+                "--no-progress",
+                "replace-subjects",
+                "galaxies",
+                "--name",
+                "first",
+                "--operator",
+                "eve",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "3 subjects replaced" in result.output
+        after = {s["external_id"]: s for s in zooniverse.set_subjects(set_id)}
+        assert set(after) == set(before)
+        for external_id, subject in after.items():
+            assert subject["id"] != before[external_id]["id"]
+            assert subject["locations"] == new_locations[external_id]
+        again = runner.invoke(
+            main, [*options, "--no-progress", "replace-subjects", "galaxies", "--name", "first"]
+        )
+        assert again.exit_code == 0 and "No pending picture replacements" in again.output
+    with make_service(tmp_path, database) as service:
+        assert service.pending_replacements() == []
+        assert len(assert_public_invariant(service)) == 3
+        completed = service.replacements.find(pending=False)
+        assert {r["completed_by"] for r in completed} == {"eve"}
