@@ -319,7 +319,8 @@ class SubjectSetSync:
         except SubjectSetError as err:
             _LOG.warning("Cannot list subject set %d after the failure: %s", set_id, err)
             return
-        summary.created = max(summary.created, sum(1 for r in pending if r.external_id in on_server))
+        arrived = sum(1 for r in pending if r.external_id in on_server)
+        summary.created = max(summary.created, arrived - summary.linked)
 
     def _stopped(self, summary: SubjectSetSummary, err: SubjectSetError) -> SubjectSetError:
         what = "importing" if summary.method == "import" else "creating"
