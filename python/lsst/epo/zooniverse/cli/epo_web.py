@@ -173,7 +173,17 @@ def serve_api(ctx: click.Context, host: str, port: int) -> None:
         )
         # The application reads X-Forwarded-* itself, from trusted proxies
         # only; uvicorn's own handling is off.
-        uvicorn.run(app, host=host, port=port, proxy_headers=False, log_config=None, server_header=False)
+        # Idle connections stay open longer than a proxy's (60 s) so that
+        # the proxy, not uvicorn, closes them (no race on a reused one).
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            proxy_headers=False,
+            log_config=None,
+            server_header=False,
+            timeout_keep_alive=75,
+        )
     finally:
         context.close()
 

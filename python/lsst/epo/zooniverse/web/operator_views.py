@@ -41,6 +41,7 @@ from ..export.store import StateStore
 
 _STRETCH_COLUMNS = ("stretch", "bands")
 _SAMPLE = 10
+_CHUNK = 900
 
 
 @dataclasses.dataclass
@@ -263,11 +264,13 @@ class OperatorViews:
         """
         if not ids:
             return {}
-        # The images table has no object_id index: a self-join on it would
-        # scan every published image once per batch.  Here SQLite and
-        # PostgreSQL scan the project's published images once, keeping
-        # those whose object is among the waiting pictures (the IN
-        # subquery becomes a temporary index), and return only those.
+        # The images table has no object_id index, and a join on it is
+        # planned badly when the statistics are stale (a nested loop over
+        # every published picture for every waiting one, seconds at
+        # 100,000 pictures).  Here the waiting pictures' objects are sent
+        # as lists of values, without a join: each chunk costs one scan of
+        # the published pictures (a hashed IN on PostgreSQL), and the
+        # projects are matched here.
         waiting = sa.and_(IMAGES.c.dataset_id.in_(ids), IMAGES.c.state.in_(("quarantined", "approved")))
         candidates = connection.execute(
             sa.select(IMAGES.c.dataset_id, DATASETS.c.project_id, IMAGES.c.object_id)
@@ -275,23 +278,24 @@ class OperatorViews:
             .where(waiting)
         ).all()
         projects = {project_id for _, project_id, _ in candidates}
-        if not projects:
-            return {}
-        public = IMAGES.alias("public")
-        published: dict[tuple[int, str], set[int]] = {}
-        rows = connection.execute(
-            sa.select(DATASETS.c.project_id, public.c.object_id, public.c.dataset_id)
-            .join(DATASETS, DATASETS.c.id == public.c.dataset_id)
-            .where(
-                DATASETS.c.project_id.in_(projects),
-                public.c.state == "published",
-                public.c.object_id.in_(sa.select(IMAGES.c.object_id).where(waiting)),
-            )
+        objects = sorted({object_id for _, _, object_id in candidates})
+        project_of = dict(
+            connection.execute(
+                sa.select(DATASETS.c.id, DATASETS.c.project_id).where(DATASETS.c.project_id.in_(projects))
+            ).all()
         )
-        for project_id, object_id, dataset_id in rows:
-            published.setdefault((project_id, object_id), set()).add(dataset_id)
+        published: dict[tuple[int, str], set[int]] = {}
+        for start in range(0, len(objects), _CHUNK):
+            rows = connection.execute(
+                sa.select(IMAGES.c.object_id, IMAGES.c.dataset_id).where(
+                    IMAGES.c.state == "published", IMAGES.c.object_id.in_(objects[start : start + _CHUNK])
+                )
+            )
+            for object_id, dataset_id in rows:
+                if dataset_id in project_of:
+                    published.setdefault((project_of[dataset_id], object_id), set()).add(dataset_id)
         found: dict[int, set[str]] = {}
         for dataset_id, project_id, object_id in candidates:
             if published.get((project_id, object_id), set()) - {dataset_id}:
                 found.setdefault(dataset_id, set()).add(object_id)
-        return {dataset_id: sorted(objects) for dataset_id, objects in found.items()}
+        return {dataset_id: sorted(values) for dataset_id, values in found.items()}

@@ -81,36 +81,39 @@ class ProjectViews:
             dataset_type, data_id, entry, object_id, state, reason, url``
             (as the service's report gives them).
         """
-        where = [DATASETS.c.project_id == project_id]
-        if state:
-            where.append(IMAGES.c.state == state)
-        if batch:
-            where.append(DATASETS.c.batch == batch)
-        joined = IMAGES.join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-        query = (
-            sa.select(
-                DATASETS.c.batch,
-                DATASETS.c.dataset_type,
-                DATASETS.c.data_id,
+        with self.store.reading() as connection:
+            datasets = self._datasets(connection, project_id, batch)
+            where = [IMAGES.c.dataset_id.in_(list(datasets))]
+            if state:
+                where.append(IMAGES.c.state == state)
+            total, found = self._page(
+                connection,
+                where,
+                offset,
+                limit,
+                IMAGES.c.dataset_id,
                 IMAGES.c.entry,
                 IMAGES.c.object_id,
                 IMAGES.c.state,
                 IMAGES.c.reason,
-                IMAGES.c.public_url.label("url"),
+                IMAGES.c.public_url,
             )
-            .select_from(joined)
-            .where(*where)
-            .order_by(DATASETS.c.id, IMAGES.c.entry)
-            .offset(offset)
-            .limit(limit)
-        )
-        with self.store.reading() as connection:
-            total = connection.execute(sa.select(sa.func.count()).select_from(joined).where(*where)).scalar()
-            rows = [dict(row) for row in connection.execute(query).mappings()]
-        for row in rows:
-            row["reason"] = row["reason"] or ""
-            row["url"] = row["url"] or ""
-        return {"total": int(total or 0), "offset": offset, "limit": limit, "images": rows}
+        rows = []
+        for dataset_id, entry, object_id, image_state, reason, url in found:
+            dataset = datasets[dataset_id]
+            rows.append(
+                {
+                    "batch": dataset["batch"],
+                    "dataset_type": dataset["dataset_type"],
+                    "data_id": dataset["data_id"],
+                    "entry": entry,
+                    "object_id": object_id,
+                    "state": image_state,
+                    "reason": reason or "",
+                    "url": url or "",
+                }
+            )
+        return {"total": total, "offset": offset, "limit": limit, "images": rows}
 
     def subjects(self, project_id: int, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         """Return a page of a project's published pictures.
@@ -127,38 +130,65 @@ class ProjectViews:
         page : `dict`
             ``total, offset, limit, subjects``; each ``batch, entry,
             object_id, url, frames`` (public URLs of its band frames, in
-            subject order), ordered by batch and entry.
+            subject order), ordered by batch (as found) and entry.
         """
-        where = (DATASETS.c.project_id == project_id, IMAGES.c.state == "published")
-        joined = IMAGES.join(DATASETS, DATASETS.c.id == IMAGES.c.dataset_id)
-        query = (
-            sa.select(
+        with self.store.reading() as connection:
+            datasets = self._datasets(connection, project_id, None)
+            where = [IMAGES.c.dataset_id.in_(list(datasets)), IMAGES.c.state == "published"]
+            total, found = self._page(
+                connection,
+                where,
+                offset,
+                limit,
                 IMAGES.c.id,
-                DATASETS.c.batch,
+                IMAGES.c.dataset_id,
                 IMAGES.c.entry,
                 IMAGES.c.object_id,
-                IMAGES.c.public_url.label("url"),
+                IMAGES.c.public_url,
             )
-            .select_from(joined)
-            .where(*where)
-            .order_by(DATASETS.c.batch, IMAGES.c.entry)
-            .offset(offset)
-            .limit(limit)
-        )
-        with self.store.reading() as connection:
-            total = connection.execute(sa.select(sa.func.count()).select_from(joined).where(*where)).scalar()
-            rows = [dict(row) for row in connection.execute(query).mappings()]
             frames: dict[int, list[str]] = {}
-            ids = [row["id"] for row in rows]
+            ids = [row[0] for row in found]
             if ids:
-                found = connection.execute(
+                keys = connection.execute(
                     sa.select(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.public_key)
                     .where(IMAGE_FRAMES.c.image_id.in_(ids))
                     .order_by(IMAGE_FRAMES.c.image_id, IMAGE_FRAMES.c.position)
                 )
-                for image_id, key in found:
+                for image_id, key in keys:
                     frames.setdefault(image_id, []).append(self.public.url(key))
-        for row in rows:
-            row["frames"] = frames.get(row.pop("id"), [])
-            row["url"] = row["url"] or ""
-        return {"total": int(total or 0), "offset": offset, "limit": limit, "subjects": rows}
+        rows = [
+            {
+                "batch": datasets[dataset_id]["batch"],
+                "entry": entry,
+                "object_id": object_id,
+                "url": url or "",
+                "frames": frames.get(image_id, []),
+            }
+            for image_id, dataset_id, entry, object_id, url in found
+        ]
+        return {"total": total, "offset": offset, "limit": limit, "subjects": rows}
+
+    @staticmethod
+    def _datasets(connection: sa.Connection, project_id: int, batch: str | None) -> dict[int, dict[str, Any]]:
+        # The project's batches first, then its pictures by dataset id: no
+        # join for the planner to get wrong on stale statistics.
+        query = sa.select(DATASETS.c.id, DATASETS.c.batch, DATASETS.c.dataset_type, DATASETS.c.data_id).where(
+            DATASETS.c.project_id == project_id
+        )
+        if batch:
+            query = query.where(DATASETS.c.batch == batch)
+        return {row["id"]: dict(row) for row in connection.execute(query).mappings()}
+
+    @staticmethod
+    def _page(
+        connection: sa.Connection, where: list[Any], offset: int, limit: int, *columns: Any
+    ) -> tuple[int, list[Any]]:
+        total = connection.execute(sa.select(sa.func.count()).select_from(IMAGES).where(*where)).scalar()
+        query = (
+            sa.select(*columns)
+            .where(*where)
+            .order_by(IMAGES.c.dataset_id, IMAGES.c.entry)
+            .offset(offset)
+            .limit(limit)
+        )
+        return int(total or 0), list(connection.execute(query))
