@@ -23,8 +23,12 @@
 
 Thin click wrappers around `lsst.epo.zooniverse.export.service.ExportService`;
 the Zooniverse commands (``subject-set``, ``link-workflow``, ``subjects``)
-come from `lsst.epo.zooniverse.cli.epo_subject_sets` and are added to the
-group here.
+come from `lsst.epo.zooniverse.cli.epo_subject_sets`, ``classifications``
+from `~lsst.epo.zooniverse.cli.epo_classifications`, ``worker`` from
+`~lsst.epo.zooniverse.cli.epo_worker`, ``replacements`` and
+``replace-subjects`` from `~lsst.epo.zooniverse.cli.epo_replacements`, and
+the web application's ``token`` and ``serve-api`` from
+`~lsst.epo.zooniverse.cli.epo_web`; they are added to the group here.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Any
 
 import click
 
+from .epo_classifications import classifications
 from .epo_common import (
     context_progress,
     context_service,
@@ -51,7 +56,10 @@ from .epo_common import (
     project_argument,
     project_option,
 )
+from .epo_replacements import replace_subjects, replacements
 from .epo_subject_sets import link_workflow, subject_set, subjects
+from .epo_web import serve_api, token
+from .epo_worker import worker
 
 
 @click.group(name="zooniverse-epo", context_settings={"help_option_names": ["-h", "--help"]})
@@ -519,6 +527,12 @@ def serve(ctx: click.Context, host: str, port: int, review: bool | None) -> None
 main.add_command(subject_set)
 main.add_command(subjects)
 main.add_command(link_workflow)
+main.add_command(classifications)
+main.add_command(worker)
+main.add_command(replacements)
+main.add_command(replace_subjects)
+main.add_command(token)
+main.add_command(serve_api)
 
 
 if __name__ == "__main__":  # pragma: no cover
