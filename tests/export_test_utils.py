@@ -45,7 +45,7 @@ from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
 from lsst.epo.zooniverse.butler.dataset_types import CUTOUT, register_dataset_types
 from lsst.epo.zooniverse.butler.formatters import RgbCollectionFormatter
 from lsst.epo.zooniverse.demo.repo import make_demo_skymap
-from lsst.epo.zooniverse.export.state import DATASETS, IMAGE_FRAMES, IMAGES
+from lsst.epo.zooniverse.export.state import DATASETS, IMAGE_FRAMES, IMAGE_REPLACEMENTS, IMAGES
 from lsst.epo.zooniverse.formats.rgb_collection import RgbCollection
 
 SKYMAP = "demo_rings"
@@ -149,8 +149,10 @@ def assert_public_invariant(service) -> dict[str, str]:
 
     Every file must be the public copy of an image (or of a band frame of
     an image) that an operator approved (states publishing or
-    published); published images and their frames must be there with the
-    validated bytes.  Returns the public files.
+    published), or of a superseded image whose replacement on Zooniverse
+    is still pending (``image_replacements`` without ``completed_at``);
+    published images and their frames must be there with the validated
+    bytes.  Returns the public files.
     """
     root = service.public.root.ospath
     files = public_files(root)
@@ -165,9 +167,42 @@ def assert_public_invariant(service) -> dict[str, str]:
                 IMAGES, IMAGES.c.id == IMAGE_FRAMES.c.image_id
             )
         ).all()
-    allowed = {key: (state, sha) for key, state, sha, _ in rows if state in ("publishing", "published")}
+        # A picture replaced by an approved rerun stays public (with its
+        # frames) until its Zooniverse subject is replaced.
+        pending = {
+            key
+            for (key,) in connection.execute(
+                sa.select(IMAGES.c.public_key).join(
+                    IMAGE_REPLACEMENTS,
+                    (IMAGE_REPLACEMENTS.c.old_image_id == IMAGES.c.id)
+                    & IMAGE_REPLACEMENTS.c.completed_at.is_(None),
+                )
+            )
+        }
+        pending_frames = {
+            key
+            for (key,) in connection.execute(
+                sa.select(IMAGE_FRAMES.c.public_key).join(
+                    IMAGE_REPLACEMENTS,
+                    (IMAGE_REPLACEMENTS.c.old_image_id == IMAGE_FRAMES.c.image_id)
+                    & IMAGE_REPLACEMENTS.c.completed_at.is_(None),
+                )
+            )
+        }
+    public_states = ("publishing", "published")
+    allowed = {
+        key: (state, sha)
+        for key, state, sha, _ in rows
+        if state in public_states or (state == "superseded" and key in pending)
+    }
     # A band frame may be public only with its approved image.
-    allowed.update({key: (state, sha) for key, state, sha in frames if state in ("publishing", "published")})
+    allowed.update(
+        {
+            key: (state, sha)
+            for key, state, sha in frames
+            if state in public_states or (state == "superseded" and key in pending_frames)
+        }
+    )
     for key, digest in files.items():
         assert not os.path.basename(key).startswith("."), f"leftover partial file {key} under the public root"
         assert key in allowed, f"{key} is public but not approved"

@@ -135,6 +135,8 @@ def test_an_approved_rerun_replaces_the_public_pictures(tmp_path, repo, state_db
         )
         actions = [r["action"] for r in service.audit_log(batch=old_batch)]
         assert actions.count("replaced") == 3
+        # Old and new pictures are both public while the replacement pends.
+        assert len(assert_public_invariant(service)) == 6
         # The Zooniverse side replaced the subjects: the old files go.
         for replacement in pending:
             done = service.complete_replacement(replacement["id"], actor="subject-sync")
@@ -211,6 +213,7 @@ def test_band_frames_are_replaced_with_their_picture(tmp_path, repo, state_db_ur
         assert [image["url"], *image["frames"]] == new["locations"]
         files = public_files(service.public.root.ospath)
         assert set(old["keys"] + new["keys"]) <= set(files)
+        assert set(assert_public_invariant(service)) == set(old["keys"] + new["keys"])
         service.complete_replacement(replacement["id"])
         files = assert_public_invariant(service)
         assert set(files) == set(new["keys"])
