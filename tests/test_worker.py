@@ -46,6 +46,7 @@ from lsst.epo.zooniverse.export.service import ExportService
 from lsst.epo.zooniverse.export.service_config import ServiceConfig
 from lsst.epo.zooniverse.export.state import AUDIT_LOG
 from lsst.epo.zooniverse.export.worker import WorkerLoop
+from lsst.epo.zooniverse.web.inbox import Inbox
 
 # The group with the worker command, whether or not cli/epo.py registers it.
 main.add_command(worker)
@@ -135,6 +136,38 @@ def test_worker_once_polls_then_publishes_with_a_line_per_cycle(tmp_path, caplog
     assert "poll 0 new" in cycle and "publish 6 images (2 batches)" in cycle
     with open_service(config) as service:
         assert len(assert_public_invariant(service)) == 6
+
+
+def test_worker_sends_one_digest_per_pi_per_cycle(tmp_path):
+    config = setup_project(tmp_path, f"sqlite:///{tmp_path}/state.sqlite3", n_datasets=3)
+    with open_service(config) as service:
+        service.register_project(
+            "stars",
+            zooniverse_project_id=78,
+            owner="bob",
+            repo=service.project("galaxies")["repo"],
+            collections="u/bob/zoo/*",
+        )
+    runner = CliRunner()
+    result = runner.invoke(main, ["--config", config, "--no-progress", "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    with open_service(config) as service:
+        inbox = Inbox(service.engine)
+        # Three batches retrieved and quarantined: one message, six events.
+        (message,) = inbox.messages("alice")
+        assert message["summary"] == "6 updates on galaxies: 3 retrieved, 3 quarantined"
+        assert sorted(item["event"] for item in message["items"]) == ["quarantined"] * 3 + ["retrieved"] * 3
+        assert len({item["batch"] for item in message["items"]}) == 3
+        assert inbox.messages("bob") == []  # nothing happened to bob's project
+        for batch in service.review():
+            service.approve(batch["batch"], operator="eve")
+    result = runner.invoke(main, ["--config", config, "--no-progress", "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    with open_service(config) as service:
+        newest, first = Inbox(service.engine).messages("alice")
+        assert first["id"] == message["id"]
+        assert {item["event"] for item in newest["items"]} == {"published"}
+        assert len(newest["items"]) == 3
 
 
 def test_worker_once_fails_on_errors(tmp_path):

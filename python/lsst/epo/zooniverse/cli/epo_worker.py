@@ -24,17 +24,73 @@
 It polls the registered collections and publishes approved pictures in a
 loop (`lsst.epo.zooniverse.export.worker.WorkerLoop`), apart from the web
 application; run one or several against the PostgreSQL state database.
+Each cycle's notifications go out as one digest per PI
+(`lsst.epo.zooniverse.web.digest.DigestNotifier`): into the PIs' inbox of
+the web application (same database) and through the configured notifiers.
 The command is added to the ``zooniverse-epo`` group by
 `lsst.epo.zooniverse.cli.epo`.
 """
 
 from __future__ import annotations
 
-__all__ = ["worker"]
+__all__ = ["worker", "worker_service"]
+
+import time
+from typing import Any
 
 import click
 
-from .epo_common import context_service, guard_errors, project_option
+from .epo_common import guard_errors, project_option
+
+
+def worker_service(ctx: click.Context) -> tuple[Any, Any]:
+    """Build the export service of a worker: its notifier collects the
+    cycle's notifications into one digest per PI.
+
+    Parameters
+    ----------
+    ctx : `click.Context`
+        The running command's context (the group's options are in its
+        ``obj``).
+
+    Returns
+    -------
+    service : `~lsst.epo.zooniverse.export.service.ExportService`
+        The service, closed when the command ends.
+    digest : `~lsst.epo.zooniverse.web.digest.DigestNotifier`
+        Its notifier, to flush at the end of each cycle.
+    """
+    # Deferred: the command group loads without the service's dependencies.
+    # web.digest and web.inbox need SQLAlchemy only, not FastAPI.
+    from ..export.notify import notifier_from_config
+    from ..export.service import ExportService
+    from ..export.service_config import ServiceConfig
+    from ..web.digest import DigestNotifier
+    from ..web.inbox import Inbox
+
+    obj = ctx.ensure_object(dict)
+    config = ServiceConfig.load(obj["config"], **obj["overrides"])
+    digest = DigestNotifier(None, notifier_from_config(list(config.notify)))
+    service = ExportService(config, notifier=digest)
+    ctx.call_on_close(service.close)
+    obj["service"] = service
+    digest.inbox = _open_inbox(Inbox, service.engine)
+    return service, digest
+
+
+def _open_inbox(inbox_class: Any, engine: Any) -> Any:
+    # Workers starting together on one PostgreSQL database may create the
+    # inbox table at the same moment: the loser's CREATE fails on the
+    # catalogue's unique index, and the next try finds the table.
+    import sqlalchemy as sa
+
+    for attempt in range(5):
+        try:
+            return inbox_class(engine)
+        except sa.exc.DBAPIError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @click.command()
@@ -61,12 +117,15 @@ def worker(ctx: click.Context, project: str | None, interval: float, once: bool,
 
     Several workers may run at once against one PostgreSQL state database;
     each dataset is worked on by one of them and each picture is published
-    exactly once. SIGTERM or SIGINT stops a worker after the dataset it is
+    exactly once. Each cycle sends every PI one digest of its
+    notifications (the web application's inbox, and the configured
+    notifiers). SIGTERM or SIGINT stops a worker after the dataset it is
     working on. With --once, the exit status is 1 if the cycle had errors.
     """
     from ..export.worker import WorkerLoop
 
-    loop = WorkerLoop(context_service(ctx), project=project, interval=interval, publish=publish)
+    service, digest = worker_service(ctx)
+    loop = WorkerLoop(service, project=project, interval=interval, publish=publish, digest=digest)
     with loop.signals_stop():
         errors = loop.run(once=once)
     if once and errors:

@@ -30,6 +30,12 @@ lock, and an image is recorded ``published`` only by the worker that
 moved it out of ``publishing``, so each picture is published exactly
 once whatever the number of workers.
 
+Given a *digest* (`lsst.epo.zooniverse.web.digest.DigestNotifier`, the
+service's notifier), the worker flushes it at the end of every cycle, so
+that each PI gets one notification digest per cycle (into the web
+application's inbox and the configured notifiers) instead of one message
+per batch per event.
+
 `WorkerLoop.stop` (called from a SIGTERM or SIGINT handler) makes the
 worker finish the dataset it is on, start nothing new, and return; a
 worker killed outright leaves a claim that another worker takes over
@@ -109,10 +115,20 @@ class WorkerLoop:
         Seconds from the start of one cycle to the start of the next.
     publish : `bool`, optional
         Publish approved images in each cycle (else only poll).
+    digest : `object`, optional
+        The service's collecting notifier (for instance
+        `lsst.epo.zooniverse.web.digest.DigestNotifier`): its ``flush()``
+        is called at the end of every cycle, even a failed one.
     """
 
     def __init__(
-        self, service: Any, *, project: str | None = None, interval: float = 60.0, publish: bool = True
+        self,
+        service: Any,
+        *,
+        project: str | None = None,
+        interval: float = 60.0,
+        publish: bool = True,
+        digest: Any = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"Worker interval {interval!r} must be positive.")
@@ -120,6 +136,7 @@ class WorkerLoop:
         self.project = project
         self.interval = interval
         self.publish = publish
+        self.digest = digest
         self.cycles = 0
         self._stop = threading.Event()
 
@@ -142,7 +159,8 @@ class WorkerLoop:
         self._stop.set()
 
     def cycle(self) -> CycleSummary:
-        """Run one cycle: poll, then publish unless stopping.
+        """Run one cycle: poll, then publish unless stopping, then send the
+        cycle's notification digests.
 
         Returns
         -------
@@ -151,15 +169,34 @@ class WorkerLoop:
         """
         start = time.monotonic()
         self.cycles += 1
-        polled = self.service.poll(self.project, stop=self._stop.is_set)
-        published = None
-        if self.publish and not self.stopping:
-            published = self.service.publish(self.project, stop=self._stop.is_set)
+        try:
+            polled = self.service.poll(self.project, stop=self._stop.is_set)
+            published = None
+            if self.publish and not self.stopping:
+                published = self.service.publish(self.project, stop=self._stop.is_set)
+        finally:
+            self._flush_digest()
         summary = CycleSummary(self.cycles, polled, published, time.monotonic() - start)
         _LOG.info("Worker %s %s", self.service.worker, summary.log_line())
         for error in summary.errors:
             _LOG.error("Worker %s: %s", self.service.worker, error)
         return summary
+
+    def _flush_digest(self) -> None:
+        if self.digest is None:
+            return
+        try:
+            sent = self.digest.flush()
+        except Exception:
+            # The events stay collected for the next cycle's digest.
+            _LOG.exception("Worker %s: cannot send the notification digests.", self.service.worker)
+            return
+        if sent:
+            _LOG.info(
+                "Worker %s: notification digests sent to %s.",
+                self.service.worker,
+                ", ".join(f"{user} ({n} events)" for user, n in sorted(sent.items())),
+            )
 
     def run(self, *, once: bool = False, cycle_done: Callable[[CycleSummary], None] | None = None) -> int:
         """Run cycles until stopped (or one cycle).
