@@ -356,6 +356,40 @@ class EpoClient:
         path = f"projects/{_part(name)}/catalog-report"
         return self._request("GET", path, params={"collection": collection})["rows"]
 
+    def classifications(self, name: str, *, collection: str | None = None) -> Any:
+        """Return the volunteers' answers to your project, from
+        Zooniverse's classification export (EPO fetches it with its own
+        Zooniverse credentials).
+
+        Parameters
+        ----------
+        name : `str`
+            Project name.
+        collection : `str`, optional
+            Your sharded catalog's collection (``zooniverse_targets``):
+            its columns are joined to the answers.
+
+        Returns
+        -------
+        table : `astropy.table.Table`
+            One row per subject, workflow version, task and answer
+            (``object_id``, ``in_catalog``, ``subject_id``, ``task``,
+            ``answer``, ``n_votes``, ``fraction``, ...; see
+            doc/classifications.md), the summary in
+            ``meta["zooniverse_classifications"]``; write it to your
+            repository with
+            `lsst.epo.zooniverse.zooniverse.classifications.write_classifications`.
+
+        Raises
+        ------
+        EpoClientError
+            Raised if EPO cannot read the export (400) or the project is
+            not yours (404).
+        """
+        params = {"collection": collection} if collection else None
+        answer = self._request("GET", f"projects/{_part(name)}/classifications", params=params)
+        return _table(answer)
+
     def manifests(self, name: str) -> list[str]:
         """Return the public URLs of a project's Zooniverse import
         manifests.
@@ -436,3 +470,25 @@ def _part(value: str) -> str:
     from urllib.parse import quote
 
     return quote(value, safe="")
+
+
+def _table(answer: dict[str, Any]) -> Any:
+    """Make an astropy table of the classifications answer."""
+    import numpy as np
+    from astropy.table import Column, MaskedColumn, Table
+
+    table = Table(meta={"zooniverse_classifications": answer.get("summary", {})})
+    for spec in answer["columns"]:
+        name = spec["name"]
+        dtype = np.dtype(spec["dtype"])
+        raw = [row.get(name) for row in answer["rows"]]
+        mask = [value is None for value in raw]
+        fill = "" if dtype.kind == "U" else (False if dtype.kind == "b" else 0)
+        data = np.array([fill if m else value for value, m in zip(raw, mask, strict=True)])
+        data = data.astype(dtype if dtype.kind != "U" else "U") if len(data) else np.zeros(0, dtype)
+        kwargs = {"unit": spec.get("unit"), "description": spec.get("description")}
+        if any(mask):
+            table[name] = MaskedColumn(data, mask=mask, **kwargs)
+        else:
+            table[name] = Column(data, **kwargs)
+    return table

@@ -37,11 +37,13 @@ from ..export.outcomes import ExportServiceError
 from ..export.state import IMAGE_STATES
 from ..zooniverse.manifest_parts import MANIFEST_PREFIX
 from .auth import User, pi_user
+from .classifications_view import ClassificationsUnavailableError, project_classifications, table_as_json
 from .context import WebContext, context_dependency
 from .models import MarkRead, ProjectRegistration, WithdrawalRequest
 from .schemas import (
     BatchPage,
     CatalogReport,
+    ClassificationTable,
     ImagePage,
     ManifestList,
     Marked,
@@ -196,6 +198,35 @@ def catalog_report(context: Context, user: Pi, name: str, collection: str) -> di
     except ExportServiceError as err:
         raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(err)) from None
     return {"rows": rows}
+
+
+@pi_router.get(
+    "/projects/{name}/classifications",
+    response_model=ClassificationTable,
+    summary="Volunteers' answers per subject, task and answer, from Zooniverse's classification export",
+)
+def classifications(
+    context: Context,
+    user: Pi,
+    name: str,
+    collection: Annotated[
+        str | None, Query(description="Your sharded catalog's collection, to join its columns.")
+    ] = None,
+) -> dict[str, Any]:
+    project = own_project(context, user, name)
+    prefix = f"u/{user.name}/"
+    if collection is not None and (not collection.startswith(prefix) or len(collection) == len(prefix)):
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN, detail=f"You may only read collections under {prefix}."
+        )
+    try:
+        table = project_classifications(context.service, project, collection=collection)
+    except ClassificationsUnavailableError as err:
+        raise HTTPException(status_code=status.HTTP_400_BAD_REQUEST, detail=str(err)) from None
+    structlog.get_logger(LOGGER_NAME).info(
+        "Classifications read", user=user.name, project=name, rows=len(table)
+    )
+    return table_as_json(table)
 
 
 @pi_router.get(

@@ -30,6 +30,7 @@ __all__ = [
     "BatchPage",
     "BatchSummary",
     "CatalogReport",
+    "ClassificationTable",
     "DecisionResults",
     "ImagePage",
     "ManifestList",
@@ -223,3 +224,22 @@ class PublishResult(_Answer):
     superseded: int = 0
     urls: list[str]
     errors: list[str]
+
+
+class ClassificationColumn(_Answer):
+    """A column of the classification table."""
+
+    name: str
+    dtype: str = Field(description="numpy dtype string, e.g. <f8, <i8, <U12, |b1.")
+    unit: str | None = None
+    description: str | None = None
+
+
+class ClassificationTable(_Answer):
+    """Volunteers' answers per subject, task and answer
+    (doc/classifications.md).
+    """
+
+    columns: list[ClassificationColumn]
+    rows: list[dict[str, Any]] = Field(description="One object per row; masked values are null.")
+    summary: dict[str, Any] = Field(description="What reading the export found (counts, problems).")
