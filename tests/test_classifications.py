@@ -25,12 +25,9 @@ panoptes-client download.
 """
 
 import csv
-import functools
 import io
 import json
 import os
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -385,62 +382,79 @@ def test_fetch_is_atomic(tmp_path):
 
 
 @pytest.fixture
-def export_host(tmp_path):
-    """A plain HTTP server for the export file (Zooniverse serves it from
-    blob storage, outside the API)."""
-    directory = tmp_path / "blobs"
-    directory.mkdir()
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
-    handler.log_message = lambda *a, **k: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield directory, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-def test_panoptes_client_download(tmp_path, export_host):
-    """``Project.get_export('classifications')`` through panoptes-client:
-    ``GET /api/projects/<id>/classifications_export`` answers the media
-    record (``media[0].src``), then the file is downloaded.  The stand-in
-    has no export route yet: this test adds one in a subclass.
-    """
-    from lsst.epo.zooniverse.demo.panoptes_jsonapi import page_answer
+def zooniverse():
+    """The Panoptes stand-in with the catalog's four objects as subjects
+    of project 4242 and fake volunteers' classifications of them."""
     from lsst.epo.zooniverse.demo.panoptes_standin import PanoptesStandIn
 
-    if not hasattr(PanoptesStandIn, "_get_projects"):
-        pytest.skip("the Panoptes stand-in changed its routing")
-    directory, base = export_host
-    write_fake_classification_export(str(directory / "export.csv"), fake_subjects(), n_rows=12)
+    with PanoptesStandIn(project_id=4242) as server:
+        for metadata in fake_subjects().values():
+            server.new_subject("4242", [{"image/png": "https://pics.example.org/a.png"}], metadata)
+        server.add_fake_classifications(next(iter(server.workflows)), 12)
+        yield server
 
-    class WithExport(PanoptesStandIn):
-        def _get_projects(self, parts, query, body):
-            if len(parts) == 2 and parts[1] == "classifications_export" and parts[0] in self.projects:
-                medium = {
-                    "id": "31",
-                    "href": f"/projects/{parts[0]}/classifications_export",
-                    "src": base + "export.csv",
-                    "content_type": "text/csv",
-                    "media_type": "project_classifications_export",
-                    "external_link": False,
-                    "metadata": {"state": "ready"},
-                }
-                return page_answer("media", [medium], query)
-            return super()._get_projects(parts, query, body)
 
-    with WithExport(project_id=4242) as zooniverse:
-        credentials = ZooniverseCredentials(
-            endpoint=zooniverse.url, client_id=zooniverse.client_id, client_secret=zooniverse.client_secret
-        )
-        path = fetch_classification_export(
-            4242, str(tmp_path / "got.csv"), panoptes_export_fetcher(credentials)
-        )
-        asked = [r.path for r in zooniverse.api_requests("GET")]
-    assert "/api/projects/4242/classifications_export" in asked
+def test_panoptes_client_download(tmp_path, zooniverse):
+    """``Project.get_export('classifications')`` through panoptes-client
+    against the stand-in's export routes: ``POST`` then ``GET
+    /api/projects/<id>/classifications_export`` (``generate=True``), then
+    ``media[0].src`` downloaded without API headers (gzip encoded).
+    """
+    credentials = ZooniverseCredentials(
+        endpoint=zooniverse.url, client_id=zooniverse.client_id, client_secret=zooniverse.client_secret
+    )
+    # No export yet: one clean error naming the project.
+    with pytest.raises(ClassificationExportError, match="Zooniverse project 4242"):
+        fetch_classification_export(4242, str(tmp_path / "none.csv"), panoptes_export_fetcher(credentials))
+    assert not (tmp_path / "none.csv").exists()
+    fetcher = panoptes_export_fetcher(credentials, generate=True, wait_timeout=30)
+    path = fetch_classification_export(4242, str(tmp_path / "got.csv"), fetcher)
+    asked = [(r.method, r.path) for r in zooniverse.requests]
+    assert ("POST", "/api/projects/4242/classifications_export") in asked
+    assert ("GET", "/api/projects/4242/classifications_export") in asked
+    assert any(p.startswith("/blobs/") for _, p in asked)
+    with open(path, encoding="utf-8") as f:
+        assert f.readline().strip() == ",".join(EXPORT_COLUMNS)  # decoded on the way
     table, summary = aggregate_classifications(path, project="p")
     assert summary.n_classifications == 12 and not summary.problems
     assert np.isin(table["object_id"], ["1001", "1002", "1003", "1004"]).all()
+    assert int(table[table["task"] == "T0"]["n_votes"].sum()) == 12
+    # The latest export again, without generating one.
+    path = fetch_classification_export(
+        4242, str(tmp_path / "again.csv"), panoptes_export_fetcher(credentials)
+    )
+    assert aggregate_classifications(path, project="p")[1].n_classifications == 12
+
+
+def test_cli_fetches_from_the_standin(tmp_path, zooniverse):
+    """``zooniverse-epo classifications`` end to end: the export generated
+    and fetched from the stand-in (credentials from the environment, as
+    the subject-set commands take them), counted and written to the Butler.
+    """
+    make_repo(tmp_path / "repo", CATALOG)
+    env = {
+        "PANOPTES_ENDPOINT": zooniverse.url,
+        "PANOPTES_USERNAME": zooniverse.username,
+        "PANOPTES_PASSWORD": zooniverse.password,
+        "PANOPTES_CLIENT_ID": "",
+        "PANOPTES_CLIENT_SECRET": "",
+    }
+    args = [
+        "proj", "--zooniverse-project", "4242", "--generate", "--wait-timeout", "30",
+        "--download-to", str(tmp_path / "export.csv"), "--repo", str(tmp_path / "repo"),
+        "--collection", "u/pi/targets", "--output-run", "u/pi/cls/fetched", "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(classifications, args, obj={}, env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n_classifications"] == 12 and not data["problems"]
+    assert "Fetched the classification export" in result.stderr
+    from lsst.daf.butler import Butler
+
+    table = Butler.from_config(str(tmp_path / "repo")).get(
+        CLASSIFICATIONS.name, collections="u/pi/cls/fetched"
+    )
+    assert table["in_catalog"].all() and int(table[table["task"] == "T0"]["n_votes"].sum()) == 12
 
 
 def test_cli_uses_the_registered_project(tmp_path):

@@ -360,3 +360,77 @@ def test_server_errors_do_nothing(standin, client):
     )
     assert client.call("GET", "/projects/77")[0] == 503
     assert not standin.subject_sets and client.call("GET", "/projects/77")[0] == 200
+
+
+def test_classification_export_route(standin, client):
+    """``media_resources classifications_export`` on projects: 404 until
+    an export is asked for, 201 "creating" with ``Location``, "ready" once
+    the dump job ran; the file is a gzipped CSV with Panoptes' columns,
+    served from ``src`` without API headers or token.
+    """
+    import csv
+    import gzip
+    import io
+
+    from lsst.epo.zooniverse.zooniverse.classification_export import EXPORT_COLUMNS
+
+    status, body, _ = client.call("GET", "/projects/77/classifications_export")
+    assert (
+        status == 404 and body["errors"][0]["message"] == "No classifications_export exists for project #77"
+    )
+    set_id = client.new_set()
+    subject = {"subjects": {"metadata": {"#object_id": "42"}, "locations": [{"image/png": "x"}]}}
+    subject["subjects"]["links"] = {"project": "77", "subject_sets": [set_id]}
+    subject_id = client.call("POST", "/subjects", subject)[1]["subjects"][0]["id"]
+    standin.retirement_count = 2
+    annotations = [{"task": "T0", "task_label": "Galaxy?", "value": "Yes"}]
+    standin.add_classification(901, [subject_id], annotations, user="vol", workflow_version="3.1")
+    standin.add_classification(901, [subject_id], annotations, user=None, gold_standard=True, expert="owner")
+    standin.export_seconds = 30.0
+    status, body, headers = client.call(
+        "POST", "/projects/77/classifications_export", {"media": {"content_type": "text/csv"}}
+    )
+    assert status == 201 and headers["Location"] == standin.url + "/api/projects/77/classifications_export"
+    medium = body["media"][0]
+    assert (
+        medium["metadata"] == {"state": "creating"}
+        and medium["media_type"] == "project_classifications_export"
+    )
+    assert medium["href"] == "/projects/77/classifications_export" and medium["content_type"] == "text/csv"
+    assert medium["external_link"] is False and medium["created_at"] and medium["updated_at"]
+    status, body, _ = client.call("GET", "/projects/77/classifications_export")
+    assert status == 200 and body["media"][0]["metadata"]["state"] == "creating" and "meta" in body
+    # Not yet stored: blob storage has nothing at src.
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(medium["src"])
+    standin.advance(30.0)
+    status, body, _ = client.call("GET", "/projects/77/classifications_export")
+    assert body["media"][0]["metadata"] == {"state": "ready"} and body["media"][0]["src"] == medium["src"]
+    # Blob storage: a plain GET, no Accept header, no token; gzip encoded.
+    with urllib.request.urlopen(medium["src"]) as answer:
+        assert answer.headers["Content-Encoding"] == "gzip" and answer.headers["Content-Type"] == "text/csv"
+        text = gzip.decompress(answer.read()).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert tuple(rows[0]) == EXPORT_COLUMNS and len(rows) == 3
+    first, second = (dict(zip(EXPORT_COLUMNS, r)) for r in rows[1:])
+    assert first["user_name"] == "vol" and first["workflow_version"] == "3.1" and first["gold_standard"] == ""
+    assert second["user_name"].startswith("not-logged-in-") and second["user_id"] == ""
+    assert second["gold_standard"] == "true" and second["expert"] == "owner"
+    assert json.loads(first["annotations"]) == annotations and first["subject_ids"] == subject_id
+    data = json.loads(first["subject_data"])[subject_id]
+    assert data["#object_id"] == "42" and data["retired"]["retirement_reason"] == "classification_count"
+    assert data["retired"]["classifications_count"] == 2 and data["retired"]["retired_at"]
+    with pytest.raises(urllib.error.HTTPError, match="403"):
+        urllib.request.urlopen(medium["src"].split("?")[0])
+    # A new request reuses the medium (CreateOrUpdateMedium): same id and src.
+    status, body, _ = client.call("POST", "/projects/77/classifications_export", {"media": {}})
+    assert (
+        status == 201 and body["media"][0]["id"] == medium["id"] and body["media"][0]["src"] == medium["src"]
+    )
+    assert client.call("POST", "/projects/78/classifications_export", {"media": {}})[0] == 404
+    bad = {"media": {"content_type": "application/json"}}
+    assert client.call("POST", "/projects/77/classifications_export", bad)[0] == 422
+    standin.revoke_scope("project")
+    assert client.call("POST", "/projects/77/classifications_export", {"media": {}})[0] == 403
+    standin.collaborator = False
+    assert client.call("GET", "/projects/77/classifications_export")[0] == 404

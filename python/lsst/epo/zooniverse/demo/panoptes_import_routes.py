@@ -128,6 +128,8 @@ def required_scope(method: str, parts: list[str]) -> str | None:
     """
     if parts[0] == "subject_set_imports":
         return "project"
+    if method == "POST" and parts[0] == "projects" and parts[2:] == ["classifications_export"]:
+        return "project"
     if method in ("POST", "PUT", "DELETE") and len(parts) == 1:
         return {"subjects": "subject", "subject_sets": "project", "workflows": "project"}.get(parts[0])
     return None

@@ -44,7 +44,8 @@ collaborator), the per-user upload limit on ``POST /subjects`` (403
 imported or deleted ones too), ``external_id`` accepted on
 ``POST /subjects``, and subject-set imports counted synchronously at the
 POST and run later as queued jobs
-(`lsst.epo.zooniverse.demo.panoptes_imports`).
+(`lsst.epo.zooniverse.demo.panoptes_imports`), and the project's
+classification export (`lsst.epo.zooniverse.demo.panoptes_exports`).
 
 Faults to inject: `rate_limit`, `server_errors` (5xx without effect),
 `lose_answers` (the POST is carried out, the answer lost after the
@@ -72,6 +73,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .panoptes_auth import PanoptesSignIn
+from .panoptes_exports import BLOB_PREFIX, Blob, ExportRoutes
 from .panoptes_import_routes import ImportRoutes, required_scope
 from .panoptes_imports import ALLOWED_CONTENT_TYPES, ImportQueue
 from .panoptes_jsonapi import API_ACCEPT, ApiAnswer, error_answer, page_answer, scope_answer
@@ -94,7 +96,7 @@ class Recorded:
     headers: dict[str, str]
 
 
-class PanoptesStandIn(ImportRoutes, SetMembers):
+class PanoptesStandIn(ImportRoutes, SetMembers, ExportRoutes):
     """The stand-in server on ``127.0.0.1`` (any free port).
 
     Parameters
@@ -143,6 +145,7 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
         }
         self.subject_sets: dict[str, dict[str, Any]] = {}
         SetMembers.__init__(self)
+        ExportRoutes.__init__(self)
         self.imports: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
         self.record_bodies = record_bodies
@@ -225,9 +228,10 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
             if self.virtual_time:
                 self._now += max(0.0, seconds)
             self.imports_queue.run_until(self.clock())
+            self.run_exports(self.clock())
 
     def settle(self, limit: float = 1e7) -> None:
-        """Advance until no import job is left running (virtual time).
+        """Advance until no import or export job is left (virtual time).
 
         Parameters
         ----------
@@ -239,6 +243,8 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
                 step = max(1.0, min(j.next_time for j in self.imports_queue.running()) - self._now)
                 self.advance(step)
                 limit -= step
+            if self.exports_due() is not None:
+                self.advance(max(0.0, self.exports_due() - self.clock()))
 
     def _tick(self) -> None:
         while not self._stop.wait(0.005):
@@ -311,11 +317,15 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
                 if self.virtual_time:
                     self.advance(self.gateway_timeout)
                 status, answer = 504, None
-        data = b"" if answer is None else json.dumps(answer).encode()
+        if isinstance(answer, Blob):  # a stored file, not JSON
+            data = answer.data
+            headers = {**answer.headers, **headers}
+        else:
+            data = b"" if answer is None else json.dumps(answer).encode()
+            headers.setdefault("Content-Type", "application/json; charset=utf-8")
         request.send_response(status)
         for name, value in headers.items():
             request.send_header(name, value)
-        request.send_header("Content-Type", "application/json; charset=utf-8")
         request.send_header("Content-Length", str(len(data)))
         request.end_headers()
         request.wfile.write(data)
@@ -325,6 +335,8 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
             return self.auth.sign_in(request, method, body, headers)
         if path == "/oauth/token" and method == "POST":
             return self.auth.token(request, body or {})
+        if path.startswith(BLOB_PREFIX) and method == "GET":
+            return self.blob_answer(path, query)  # blob storage: no API headers
         if not path.startswith("/api/"):
             raise error_answer(404, "Not found")
         # Routes are constrained to the versioned JSON-API media type.
@@ -358,6 +370,8 @@ class PanoptesStandIn(ImportRoutes, SetMembers):
     # Projects and workflows.
 
     def _get_projects(self, parts, query, body) -> tuple[int, Any]:
+        if parts[1:] == ["classifications_export"]:
+            return self._get_project_export(parts[0], query)
         ids = parts[:1] or ([query["id"]] if "id" in query else list(self.projects))
         found = [self.projects[i] for i in ids if i in self.projects]
         if parts and not found:
