@@ -8,10 +8,17 @@
 #   5. print the output collection, counts, what happened to every catalog
 #      row, and the path of a contact sheet of the pictures,
 #   6. put and get a single hand-made PNG cutout through the Butler,
-#   7. EPO's side (zooniverse-epo, state in OUTPUT_DIR/epo_service): register
-#      the PI's project, poll (retrieve, validate, quarantine), approve as an
-#      operator, publish, serve the public directory over HTTP and fetch
-#      the published URLs back,
+#   7. EPO's side through EPO's web application (state in
+#      OUTPUT_DIR/epo_service): `zooniverse-epo serve-api` on 127.0.0.1
+#      (standalone tokens) with a demo PI token (demo_pi, scope pi) and a
+#      demo operator token (`zooniverse-epo token create`); the PI registers
+#      the project with EpoClient; `zooniverse-epo worker --once` retrieves,
+#      validates and quarantines; the operator approves every quarantined
+#      batch through the operators' API; the worker publishes; the PI reads
+#      the notification digests (one per cycle) and the published subjects
+#      (OUTPUT_DIR/pi_notifications.json, pi_subjects.json); then the
+#      reports and manifest, and the public directory served over HTTP with
+#      every published URL fetched back,
 #   8. the Zooniverse subject set: `zooniverse-epo subject-set` through
 #      panoptes-client, here against a local stand-in of the Zooniverse API
 #      (lsst.epo.zooniverse.demo.panoptes_standin; this machine cannot reach
@@ -44,28 +51,102 @@ butler summarize-zooniverse-run "$repo" u/demo_pi/zooniverse_cutouts \
     --contact-sheet "$output/contact_sheet.png" --accounting "$output/accounting.csv"
 python "$root/examples/put_get_cutout.py" "$repo" "$output"
 
-# EPO's side: a fresh service state for this run of the demo.
+# EPO's side, through EPO's web application: a fresh service state for this
+# run of the demo (./epo_service, shared by the web application, the worker
+# and the commands below).
 rm -rf "$output/epo_service"
-port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)       # zooniverse-epo serve: the public location
+api_port=$(free_port)   # zooniverse-epo serve-api: the web application
+api="http://127.0.0.1:$api_port/epo-zooniverse"
+pids=""
+trap 'kill $pids 2>/dev/null || true' EXIT
 # Notifications to the PI are logged at INFO; the demo shows the commands' own output.
 epo() { zooniverse-epo --log-level WARNING --public-url "http://127.0.0.1:$port/" "$@"; }
-epo register demo-galaxies --zooniverse-project 1 --owner demo_pi --repo "$repo" \
-    --collections 'u/demo_pi/*' --dataset-type zooniverse_rgb --dataset-type zooniverse_cutout \
-    --contact demo_pi@example.org
-epo poll
-epo review
-epo approve $(epo review --json | python -c 'import json, sys; print(" ".join(b["batch"] for b in json.load(sys.stdin)))') \
-    --operator demo_operator --reason "demo: reviewed the contact sheet"
-epo publish
+# Standalone tokens (EPO_WEB_AUTH=tokens, the default): one for the PI, one
+# for an operator; each printed once on stdout (kept here in variables),
+# only their digests are stored.
+pi_token=$(epo token create --user demo_pi --scope pi --days 1 --comment "demo PI")
+operator_token=$(epo token create --user demo_operator --scope operator --days 1 --comment "demo operator")
+export EPO_DEMO_URL="$api" EPO_DEMO_PI_TOKEN="$pi_token" EPO_DEMO_OPERATOR_TOKEN="$operator_token"
+# Not through the epo function: $! must be the server's own pid for the
+# trap to stop it.
+EPO_WEB_AUTH=tokens EPO_WEB_PATH_PREFIX=/epo-zooniverse \
+    zooniverse-epo --log-level WARNING --public-url "http://127.0.0.1:$port/" serve-api --port "$api_port" \
+    > "$output/epo_api.log" 2>&1 &
+pids="$pids $!"
+for attempt in $(seq 300); do
+    python -c "import sys, urllib.request; urllib.request.urlopen('$api/healthz', timeout=2)" 2>/dev/null && break
+    [ "$attempt" = 300 ] && { echo "zooniverse-epo serve-api did not start; see $output/epo_api.log" >&2; exit 1; }
+    sleep 0.2
+done
+echo "EPO: web application at $api/ (log $output/epo_api.log)"
+
+# The PI registers the project with EpoClient and the PI token.
+python - "$repo" <<'PY'
+import os, sys
+from lsst.epo.zooniverse.pi.client import EpoClient
+with EpoClient(os.environ["EPO_DEMO_URL"], token=os.environ["EPO_DEMO_PI_TOKEN"]) as epo:
+    project = epo.register("demo-galaxies", zooniverse_project_id=1, repo=sys.argv[1],
+                           collections="u/demo_pi/*", dataset_types=["zooniverse_rgb", "zooniverse_cutout"],
+                           contact="demo_pi@example.org")
+print(f"PI demo_pi: registered {project['name']} on {project['collections']} (owner {project['owner']})")
+PY
+# The worker: one cycle retrieves, validates and quarantines (its cycle
+# line and the PI's digest are in the log).
+worker() {
+    zooniverse-epo --log-level INFO --public-url "http://127.0.0.1:$port/" worker --once 2>> "$output/epo_worker.log" \
+        || { tail -n 20 "$output/epo_worker.log" >&2; return 1; }
+}
+: > "$output/epo_worker.log"
+worker
+# The operator approves every quarantined batch through the operators' API.
+python - <<'PY'
+import os, httpx
+with httpx.Client(base_url=os.environ["EPO_DEMO_URL"] + "/v1/operator/", timeout=120,
+                  headers={"Authorization": f"Bearer {os.environ['EPO_DEMO_OPERATOR_TOKEN']}"}) as http:
+    batches = []
+    while True:
+        page = http.get("batches", params={"offset": len(batches), "limit": 500}).raise_for_status().json()
+        batches += page["batches"]
+        if not page["batches"] or len(batches) >= page["total"]:
+            break
+    for b in batches:
+        print(f"  quarantined {b['batch']} ({b['project']}, {b['dataset_type']}): {b['images']}")
+    answer = http.post("decisions", json={"decision": "approve", "batches": [b["batch"] for b in batches],
+                                          "reason": "demo: reviewed the contact sheet"}).raise_for_status().json()
+failed = [r for r in answer["results"] if not r["ok"]]
+assert batches and not failed, failed
+print(f"Operator demo_operator: approved {len(answer['results'])} batches "
+      f"({sum(r['images'] for r in answer['results'])} images) through {os.environ['EPO_DEMO_URL']}/v1/operator/")
+PY
+# The worker's next cycle publishes the approved pictures.
+worker
+grep -h " cycle 1: \|digests sent" "$output/epo_worker.log" | sed 's/^.* INFO [^ ]* Worker /worker /' || true
+# The PI reads the notification digests and the published subjects.
+python - "$output" <<'PY'
+import json, os, sys
+from lsst.epo.zooniverse.pi.client import EpoClient
+with EpoClient(os.environ["EPO_DEMO_URL"], token=os.environ["EPO_DEMO_PI_TOKEN"]) as epo:
+    project = epo.project("demo-galaxies")
+    messages = epo.notifications()
+    subjects = epo.subjects("demo-galaxies")
+for name, data in (("pi_notifications.json", messages), ("pi_subjects.json", subjects)):
+    with open(os.path.join(sys.argv[1], name), "w") as stream:
+        json.dump(data, stream, indent=1)
+print(f"PI demo_pi: {project['name']} datasets {project['datasets']}, images {project['images']}")
+print(f"PI demo_pi: {len(messages)} notification digests (demo_output/pi_notifications.json):")
+for message in reversed(messages):
+    print(f"  {message['created_at']}  {message['summary']}")
+print(f"PI demo_pi: {len(subjects)} published subjects (demo_output/pi_subjects.json)")
+assert subjects and len(messages) >= 3, (len(subjects), len(messages))
+PY
 epo report demo-galaxies --output "$output/epo_report.csv"
 epo report demo-galaxies --catalog u/demo_pi/zooniverse_cutouts --output "$output/epo_catalog_report.csv"
 epo manifest demo-galaxies --output "$output/manifests"
-# Not through the epo function: $! must be the server's own pid for the
-# trap below to stop it.
 zooniverse-epo --log-level WARNING --public-url "http://127.0.0.1:$port/" serve --port "$port" \
     2> "$output/epo_serve.log" &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+pids="$pids $!"
 python - "$output/epo_report.csv" "http://127.0.0.1:$port/" <<'PY'
 import csv, sys, time, urllib.request
 report, base = sys.argv[1], sys.argv[2]
@@ -92,8 +173,7 @@ PY
 # set by Zooniverse's subject-set import of the manifest EPO publishes.
 zport=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python -m lsst.epo.zooniverse.demo.panoptes_standin --port "$zport" --project-id 1 > "$output/panoptes_standin.log" 2>&1 &
-standin=$!
-trap 'kill $server $standin 2>/dev/null || true' EXIT
+pids="$pids $!"
 export PANOPTES_ENDPOINT="http://127.0.0.1:$zport" PANOPTES_CLIENT_ID=epo-app \
     PANOPTES_CLIENT_SECRET=standin-client-secret-0123
 unset PANOPTES_USERNAME PANOPTES_PASSWORD

@@ -174,12 +174,14 @@ class WorkerLoop:
             published = None
             if self.publish and not self.stopping:
                 published = self.service.publish(self.project, stop=self._stop.is_set)
-        finally:
+        except BaseException:
             self._flush_digest()
+            raise
         summary = CycleSummary(self.cycles, polled, published, time.monotonic() - start)
         _LOG.info("Worker %s %s", self.service.worker, summary.log_line())
         for error in summary.errors:
             _LOG.error("Worker %s: %s", self.service.worker, error)
+        self._flush_digest()
         return summary
 
     def _flush_digest(self) -> None:
