@@ -22,7 +22,8 @@
 """The PI API's classifications through a real uvicorn process: EPO reads
 the project's classification export (here a saved one, in the directory
 named by ZOONIVERSE_EPO_CLASSIFICATION_EXPORTS), aggregates it and answers
-the table; `EpoClient.classifications` makes an astropy table of it.  A PI
+the table; `EpoClient.classifications` makes an astropy table of it, and
+`EpoClient.subject_sets` lists the sets EPO filled.  A PI
 cannot read another PI's classifications (404), nor join a catalog
 outside their namespace (403); an export EPO cannot fetch is a 400 naming
 the problem.
@@ -125,3 +126,12 @@ def test_table_as_json_masks_and_non_finite():
     answer = table_as_json(table)
     assert answer["rows"] == [{"a": 1.0, "b": "x"}, {"a": None, "b": None}]
     assert [c["name"] for c in answer["columns"]] == ["a", "b"]
+
+
+def test_subject_sets_are_the_projects_own(site):
+    with EpoClient(site["web"].api, token=site["tokens"]["alice"]) as epo:
+        assert epo.subject_sets("galaxies") == []  # EPO has sent nothing yet
+    with EpoClient(site["web"].api, token=site["tokens"]["bob"]) as epo:
+        with pytest.raises(EpoClientError) as caught:
+            epo.subject_sets("galaxies")
+        assert caught.value.status == 404

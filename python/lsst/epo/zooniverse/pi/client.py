@@ -356,6 +356,23 @@ class EpoClient:
         path = f"projects/{_part(name)}/catalog-report"
         return self._request("GET", path, params={"collection": collection})["rows"]
 
+    def subject_sets(self, name: str) -> list[dict[str, Any]]:
+        """Return the Zooniverse subject sets EPO filled with your
+        project's published subjects.
+
+        Parameters
+        ----------
+        name : `str`
+            Project name.
+
+        Returns
+        -------
+        sets : `list` [`dict`]
+            ``subject_set_id, name, zooniverse_project_id, subjects`` (how
+            many EPO sent), ``last_sent_at``.
+        """
+        return self._request("GET", f"projects/{_part(name)}/subject-sets")["subject_sets"]
+
     def classifications(self, name: str, *, collection: str | None = None) -> Any:
         """Return the volunteers' answers to your project, from
         Zooniverse's classification export (EPO fetches it with its own

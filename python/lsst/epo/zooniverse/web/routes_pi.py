@@ -51,6 +51,7 @@ from .schemas import (
     Project,
     ProjectList,
     SubjectPage,
+    SubjectSetList,
     Withdrawal,
     WithdrawalList,
 )
@@ -184,6 +185,34 @@ def project_subjects(
 ) -> dict[str, Any]:
     project = own_project(context, user, name)
     return context.pictures.subjects(project["id"], offset=offset, limit=limit)
+
+
+@pi_router.get(
+    "/projects/{name}/subject-sets",
+    response_model=SubjectSetList,
+    summary="The Zooniverse subject sets EPO filled with your subjects",
+)
+def subject_sets(context: Context, user: Pi, name: str) -> dict[str, Any]:
+    from ..zooniverse.subject_sets import SubjectSetPublisher
+
+    own_project(context, user, name)
+    sets: dict[Any, dict[str, Any]] = {}
+    for row in SubjectSetPublisher(context.service).recorded_subjects(name):
+        entry = sets.setdefault(
+            row["subject_set_id"],
+            {
+                "subject_set_id": row["subject_set_id"],
+                "name": row["subject_set_name"],
+                "zooniverse_project_id": row["zooniverse_project_id"],
+                "subjects": 0,
+                "last_sent_at": None,
+            },
+        )
+        entry["subjects"] += 1
+        when = str(row["recorded_at"]) if row.get("recorded_at") is not None else None
+        if when and (entry["last_sent_at"] is None or when > entry["last_sent_at"]):
+            entry["last_sent_at"] = when
+    return {"subject_sets": list(sets.values())}
 
 
 @pi_router.get(

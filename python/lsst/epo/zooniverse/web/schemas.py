@@ -40,6 +40,7 @@ __all__ = [
     "ProjectList",
     "PublishResult",
     "SubjectPage",
+    "SubjectSetList",
     "Withdrawal",
     "WithdrawalList",
 ]
@@ -243,3 +244,19 @@ class ClassificationTable(_Answer):
     columns: list[ClassificationColumn]
     rows: list[dict[str, Any]] = Field(description="One object per row; masked values are null.")
     summary: dict[str, Any] = Field(description="What reading the export found (counts, problems).")
+
+
+class SubjectSet(_Answer):
+    """A Zooniverse subject set EPO filled for the project."""
+
+    subject_set_id: int | str
+    name: str
+    zooniverse_project_id: int | str
+    subjects: int = Field(description="Subjects EPO recorded as sent to the set.")
+    last_sent_at: str | None = None
+
+
+class SubjectSetList(_Answer):
+    """The project's subject sets, as EPO recorded them."""
+
+    subject_sets: list[SubjectSet]
