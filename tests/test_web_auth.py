@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from starlette.datastructures import Headers
 from web_test_utils import WebSite, Worker, write_config
 
@@ -42,6 +43,7 @@ from lsst.epo.zooniverse.web.inbox import Inbox
 from lsst.epo.zooniverse.web.proxy import forwarded_client
 from lsst.epo.zooniverse.web.rate_limit import RateLimiter
 from lsst.epo.zooniverse.web.settings import WebSettings, WebSettingsError, load_web_settings
+from lsst.epo.zooniverse.web.tables import create_web_tables
 from lsst.epo.zooniverse.web.tokens import TokenError, TokenStore
 from lsst.epo.zooniverse.web.withdrawals import WithdrawalRequests
 
@@ -154,6 +156,34 @@ def start(setup, name, **env):
     site = WebSite(config, str(root / f"{name}.log"), **env)
     sites.append(site)
     return site
+
+
+def test_web_tables_created_by_many_processes_at_once(state_db_url):
+    """Web replicas and workers opening a new database together all succeed
+    (on PostgreSQL the losers' CREATE TABLE used to fail on the catalogue's
+    unique index)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(6) as pool:
+        results = pool.map(_create_tables_in_child, [state_db_url] * 12)
+    assert results == ["ok"] * 12
+    engine = open_state_database(state_db_url)
+    try:
+        assert {"web_tokens", "web_inbox", "web_withdrawals"} <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _create_tables_in_child(url: str) -> str:
+    engine = open_state_database(url)
+    try:
+        create_web_tables(engine)
+    except Exception as exc:  # reported, so the parent shows which failed
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        engine.dispose()
+    return "ok"
 
 
 def test_gafaelfawr_headers_from_trusted_proxy(setup):

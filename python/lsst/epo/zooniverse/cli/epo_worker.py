@@ -35,7 +35,6 @@ from __future__ import annotations
 
 __all__ = ["worker", "worker_service"]
 
-import time
 from typing import Any
 
 import click
@@ -74,23 +73,8 @@ def worker_service(ctx: click.Context) -> tuple[Any, Any]:
     service = ExportService(config, notifier=digest)
     ctx.call_on_close(service.close)
     obj["service"] = service
-    digest.inbox = _open_inbox(Inbox, service.engine)
+    digest.inbox = Inbox(service.engine)
     return service, digest
-
-
-def _open_inbox(inbox_class: Any, engine: Any) -> Any:
-    # Workers starting together on one PostgreSQL database may create the
-    # inbox table at the same moment: the loser's CREATE fails on the
-    # catalogue's unique index, and the next try finds the table.
-    import sqlalchemy as sa
-
-    for attempt in range(5):
-        try:
-            return inbox_class(engine)
-        except sa.exc.DBAPIError:
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
 
 
 @click.command()

@@ -27,7 +27,15 @@ the export service's tables.
 
 from __future__ import annotations
 
-__all__ = ["INBOX", "TOKENS", "WEB_METADATA", "WITHDRAWALS", "create_web_tables", "reading"]
+__all__ = [
+    "INBOX",
+    "TOKENS",
+    "WEB_METADATA",
+    "WEB_TABLES_LOCK_KEY",
+    "WITHDRAWALS",
+    "create_web_tables",
+    "reading",
+]
 
 import sqlalchemy as sa
 
@@ -75,6 +83,11 @@ WITHDRAWALS = sa.Table(
 )
 
 
+WEB_TABLES_LOCK_KEY = 7306510916
+"""PostgreSQL advisory lock key taken while the web tables are created (the
+export state's migrations use 7306510915)."""
+
+
 def create_web_tables(engine: sa.Engine) -> None:
     """Create the web application's tables where they are missing.
 
@@ -82,8 +95,19 @@ def create_web_tables(engine: sa.Engine) -> None:
     ----------
     engine : `sqlalchemy.Engine`
         The export service's database.
+
+    Notes
+    -----
+    Several processes (web replicas, workers) may open a new database at
+    once: on PostgreSQL a transaction-level advisory lock makes them create
+    the tables one after the other (otherwise the loser's ``CREATE TABLE``
+    fails on the catalogue's unique index); on SQLite the service's engine
+    takes the write lock at ``BEGIN``.
     """
-    WEB_METADATA.create_all(engine, checkfirst=True)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WEB_TABLES_LOCK_KEY})")
+        WEB_METADATA.create_all(connection, checkfirst=True)
 
 
 def reading(engine: sa.Engine) -> sa.Connection:
