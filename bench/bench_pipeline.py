@@ -56,11 +56,13 @@ Measured:
    built beforehand), alternated over ``--rounds`` rounds, also in its
    ``--fast`` form; with ``--two-cores`` the peer with a pool of two
    processes against ``bps submit`` with two workers; and the peak RSS of
-   every quantum (``bench/peer_compare.py``).
+   every quantum (``bench/peer_compare.py``); with ``--fused`` also the
+   fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``) as another
+   contender in the same alternated rounds.
 
 Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
        [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
-       [--compare-clustering] [--peer [--rounds N] [--two-cores]]
+       [--compare-clustering] [--peer [--rounds N] [--two-cores] [--fused]]
 """
 
 from __future__ import annotations
@@ -498,6 +500,9 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="the pipeline against the hand-written peer")
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of --peer")
     parser.add_argument("--two-cores", action="store_true", help="--peer: also peer pool against BPS")
+    parser.add_argument(
+        "--fused", action="store_true", help="--peer: also the fused pipeline, alternated in the same rounds"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
@@ -512,7 +517,7 @@ def main() -> None:
         if args.peer:
             from peer_compare import compare
 
-            compare(repo, work, args.stamp_size, args.rounds, args.two_cores)
+            compare(repo, work, args.stamp_size, args.rounds, args.two_cores, fused=args.fused)
             return
         rows = []
         graph_s, exec_s = run_pipetask(repo, "out/j1", 1, args.stamp_size, work)

@@ -29,7 +29,10 @@ contenders alternate (peer, pipeline, fast peer, peer, pipeline, ...) so
 that a loaded machine slows them alike, and each figure is the median of
 the rounds. The pipeline's graph is built beforehand (not timed). On two
 cores the peer with a pool of two processes runs against ``bps submit``
-with two parsl workers, alternated the same way.
+with two parsl workers, alternated the same way.  With ``fused``, the
+fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``: shardCatalog +
+makePictures, the pictures made from the stamps in memory) runs as a
+further contender in the same rounds, the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pathlib import Path
 import bench_pipeline as bench
 
 PEER = Path(__file__).resolve().parent / "peer_script.py"
+FUSED = bench.ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"
 
 
 def timed(command: list[str], **kwargs) -> tuple[float, float]:
@@ -111,25 +115,28 @@ def _zip_names(path: Path) -> list[str]:
         return [name for name in archive.namelist() if name.endswith(".png")]
 
 
-def run_pipeline(repo: str, output: str, stamp_size: int, workdir: Path, jobs: int = 1):
+def run_pipeline(repo: str, output: str, stamp_size: int, workdir: Path, jobs: int = 1, fused: bool = False):
     """Build the graph (not timed), then run ``pipetask run -j jobs`` as a
-    whole process; return wall, CPU and pictures.
+    whole process; return wall, CPU and pictures.  ``fused`` runs the
+    fused pipeline instead of the three-task one.
     """
     graph = workdir / f"{output.replace('/', '_')}.qg"
     options = bench._collection_options(repo, output)
+    pipeline = FUSED if fused else bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"
+    size_label = "makePictures:extractStamps" if fused else "extractStamps"
     subprocess.run(
         [
             str(bench.BIN / "pipetask"),
             "qgraph",
             *options,
             "-p",
-            str(bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"),
+            str(pipeline),
             "-d",
             f"skymap='{bench.SKYMAP}'",
             "--dataset-query-constraint",
             "zooniverse_targets",
             "-c",
-            f"extractStamps:stamp_size={stamp_size}",
+            f"{size_label}.stamp_size={stamp_size}" if fused else f"{size_label}:stamp_size={stamp_size}",
             "-q",
             str(graph),
         ],
@@ -148,12 +155,17 @@ def quantum_memory(repo: str, output: str) -> dict[str, list[float]]:
     (``endMaxResidentSetSize``; per quantum when each quantum ran in its
     own process, as ``pipetask run -j 2`` does).
     """
+    from lsst.daf.butler import MissingDatasetTypeError
     from lsst.epo.zooniverse.butler.config import get_butler
 
     butler = get_butler(repo)
     peaks: dict[str, list[float]] = {}
-    for label in ("shardCatalog", "extractStamps", "composeRgb"):
-        for ref in butler.query_datasets(f"{label}_metadata", collections=output, explain=False):
+    for label in ("shardCatalog", "extractStamps", "composeRgb", "makePictures"):
+        try:
+            refs = butler.query_datasets(f"{label}_metadata", collections=output, explain=False)
+        except MissingDatasetTypeError:  # A task of the other pipeline.
+            continue
+        for ref in refs:
             metadata = butler.get(ref)
             peaks.setdefault(label, []).append(metadata["quantum"]["endMaxResidentSetSize"] / 2**20)
     return peaks
@@ -169,8 +181,12 @@ def _rate_line(label: str, pictures: list[int], walls: list[float], cpus: list[f
     return rate_wall, rate_cpu
 
 
-def compare(repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: bool) -> None:
-    """Alternate the pipeline and the peer; print rates and ratios."""
+def compare(
+    repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: bool, fused: bool = False
+) -> None:
+    """Alternate the pipeline (and, with ``fused``, the fused pipeline) and
+    the peer; print rates and ratios.
+    """
     first = "out/peer_reference"
     run_pipeline(repo, first, stamp_size, workdir)
     work_list = peer_work_list(repo, first, workdir)
@@ -185,6 +201,8 @@ def compare(repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: b
     for k in range(rounds):
         record("peer", *run_peer(work_list, workdir / f"peer_{k}", False, 1, stamp_size))
         record("pipeline", *run_pipeline(repo, f"out/peer_round_{k}", stamp_size, workdir))
+        if fused:
+            record("fused", *run_pipeline(repo, f"out/peer_fused_{k}", stamp_size, workdir, fused=True))
         record("peer_fast", *run_peer(work_list, workdir / f"peer_fast_{k}", True, 1, stamp_size))
     if two_cores:
         for k in range(rounds):
@@ -201,17 +219,25 @@ def compare(repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: b
     labels = {
         "peer": "peer, 1 process (Pillow level 1)",
         "pipeline": "pipetask run -j 1, whole process (graph built before)",
+        "fused": "pipetask run -j 1, fused pipeline, whole process",
         "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
         "bps_submit_stage": "bps submit, 2 parsl workers, submit stage",
     }
     rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
-    pipeline = rates["pipeline"]
-    for peer in ("peer", "peer_fast"):
+    for name in ("pipeline", "fused"):
+        if name not in rates:
+            continue
+        for peer in ("peer", "peer_fast"):
+            print(
+                f"{name} / {peer}: per core (wall, 1 process each) {rates[name][0] / rates[peer][0]:.2f}x, "
+                f"per CPU second {rates[name][1] / rates[peer][1]:.2f}x"
+            )
+    if fused:
         print(
-            f"pipeline / {peer}: per core (wall, 1 process each) {pipeline[0] / rates[peer][0]:.2f}x, "
-            f"per CPU second {pipeline[1] / rates[peer][1]:.2f}x"
+            f"fused / pipeline: per core {rates['fused'][0] / rates['pipeline'][0]:.2f}x, "
+            f"per CPU second {rates['fused'][1] / rates['pipeline'][1]:.2f}x"
         )
     if two_cores:
         for name in ("bps", "bps_submit_stage"):
@@ -223,3 +249,11 @@ def compare(repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: b
             f"peak RSS per quantum, {label} ({len(peaks)} quanta, each in its own process, -j 2): "
             f"median {statistics.median(peaks):.0f} MiB, max {max(peaks):.0f} MiB"
         )
+    if fused:
+        fused_memory_run = "out/peer_memory_fused"
+        run_pipeline(repo, fused_memory_run, stamp_size, workdir, jobs=2, fused=True)
+        for label, peaks in quantum_memory(repo, fused_memory_run).items():
+            print(
+                f"fused pipeline, peak RSS per quantum, {label} ({len(peaks)} quanta, -j 2): "
+                f"median {statistics.median(peaks):.0f} MiB, max {max(peaks):.0f} MiB"
+            )

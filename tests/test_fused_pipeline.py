@@ -1,0 +1,214 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""The fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``: shardCatalog
++ makePictures) against the three-task pipeline on the demo repository:
+the same datasets, byte for byte (the Stamps' Butler provenance cards
+aside), and the same accounting of every catalog row.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.demo import make_demo_repo
+from lsst.epo.zooniverse.pipeline.accounting import account_targets
+from lsst.epo.zooniverse.pipeline.make_pictures import MakeZooniversePicturesConfig, stamps_as_read
+from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "pipelines" / "ZooniverseCutouts.yaml"
+FUSED = ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"
+DEMO_CONFIG = ROOT / "config" / "composeRgb_demo.py"
+TARGETS_RUN = "targets/sample"
+BIN = Path(sys.executable).parent
+SKYMAP = "zooniverse_demo"
+
+
+def _pipetask(*args: str) -> None:
+    env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR))
+    result = subprocess.run([str(BIN / "pipetask"), *args], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"pipetask failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+
+def _run(repo: str, inputs: str, output: str, pipeline: Path, *extra: str) -> None:
+    _pipetask(
+        "run",
+        "-j",
+        "2",
+        "-b",
+        repo,
+        "-i",
+        inputs,
+        "-o",
+        output,
+        "-p",
+        str(pipeline),
+        "-d",
+        f"skymap='{SKYMAP}'",
+        "--register-dataset-types",
+        "--dataset-query-constraint",
+        "zooniverse_targets",
+        *extra,
+    )
+
+
+def _stamps_bytes(data: bytes) -> bytes:
+    """A Stamps file's headers and pixels, the Butler's provenance cards
+    (dataset id and run, different in any two runs) removed.
+    """
+    from astropy.io import fits
+
+    parts = []
+    with fits.open(io.BytesIO(data)) as hdus:
+        for hdu in hdus:
+            cards = [card.image for card in hdu.header.cards if "LSST BUTLER" not in card.keyword]
+            payload = b"" if hdu.data is None else hdu.data.tobytes()
+            parts.append("".join(cards).encode() + payload)
+    return b"\0".join(parts)
+
+
+def _outputs(butler, collection: str) -> dict[tuple, object]:
+    """Every RGB ZIP and Stamps file of a run as bytes, and every report
+    as a table, by dataset type and data ID.
+    """
+    result = {}
+    for dataset_type in ("zooniverse_rgb", "zooniverse_stamps", "zooniverse_rgb_report"):
+        for ref in butler.query_datasets(dataset_type, collections=collection, explain=False):
+            key = (dataset_type, *sorted((k, str(v)) for k, v in ref.dataId.required.items()))
+            if dataset_type == "zooniverse_rgb_report":
+                result[key] = butler.get(ref)
+                continue
+            data = butler.getURI(ref).read()
+            result[key] = _stamps_bytes(data) if dataset_type == "zooniverse_stamps" else data
+    return result
+
+
+def _same_table(a, b) -> bool:
+    if a.colnames != b.colnames or len(a) != len(b) or dict(a.meta) != dict(b.meta):
+        return False
+    for name in a.colnames:
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        if x.dtype != y.dtype:
+            return False
+        if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def both_runs(tmp_path_factory):
+    """Demo repository, sample catalog sharded, both pipelines run with the
+    demo's composeRgb overrides.
+    """
+    root = tmp_path_factory.mktemp("fused")
+    demo = make_demo_repo(root / "repo")
+    butler = get_butler(demo.root, writeable=True)
+    shard_target_catalog(butler, demo.sample_catalog, run=TARGETS_RUN, extra_columns=["note"])
+    inputs = f"{demo.collection},{TARGETS_RUN}"
+    _run(demo.root, inputs, "out/three", PIPELINE, "-C", f"composeRgb:{DEMO_CONFIG}")
+    # The same override file, loaded into the composeRgb subtask's config.
+    fused_config = root / "makePictures_demo.py"
+    fused_config.write_text(f"config.composeRgb.load({str(DEMO_CONFIG)!r})\n")
+    _run(demo.root, inputs, "out/fused", FUSED, "-C", f"makePictures:{fused_config}")
+    return demo
+
+
+def test_fused_pipeline_file_builds_graph():
+    from lsst.pipe.base import Pipeline
+
+    graph = Pipeline.from_uri(str(FUSED)).to_graph()
+    assert set(graph.tasks.keys()) == {"shardCatalog", "makePictures"}
+
+
+def test_config_maps_to_three_task_labels():
+    config = MakeZooniversePicturesConfig()
+    config.extractStamps.stamp_size = 61
+    config.composeRgb.stretch.Q = 2
+    config.validate()
+    assert set(config.composeRgb.channels) == {"g", "r", "i"}
+
+
+def test_stamps_as_read_match_a_file_read_back(tmp_path):
+    """Coverage values longer than a FITS card holds and the WCS come out
+    of `stamps_as_read` as `read_stamps` gives them from the file.
+    """
+    from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
+    from lsst.epo.zooniverse.formats.stamps import Stamp, Stamps, read_stamps, write_stamps
+
+    parent = make_tan_wcs(150.0, 2.0, 0.2, 4000, 4000)
+    rng = np.random.default_rng(5)
+    stamps = Stamps(use_variance=True)
+    for k, coverage in enumerate([7 / 10201, 3 / 10201, 0.5, 1 / 3, 1.0]):
+        image = rng.normal(size=(11, 11)).astype(np.float32)
+        stamp = Stamp(
+            image,
+            np.zeros((11, 11), np.int32),
+            image**2,
+            x0=37 * k,
+            y0=11 * k,
+            object_id=str(k),
+            coverage=coverage,
+        )
+        stamp.set_shifted_wcs(parent, 37 * k, 11 * k)
+        stamps.append(stamp)
+    path = tmp_path / "stamps.fits"
+    write_stamps(stamps, path)
+    back = read_stamps(path, use_variance=False)
+    mine = stamps_as_read(stamps)
+    assert len(mine) == len(back) and not mine.use_variance
+    # Cards shorten the first two coverages: the stamps in memory differ.
+    assert stamps[0].coverage != back[0].coverage
+    for a, b in zip(mine, back):
+        assert a.coverage == b.coverage and a.object_id == b.object_id and a.bbox == b.bbox
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.variance is None
+        assert a.wcs.to_header_string(relax=True) == b.wcs.to_header_string(relax=True)
+        assert np.array_equal(a.wcs.wcs.pc, b.wcs.wcs.pc) and np.array_equal(a.wcs.wcs.crval, b.wcs.wcs.crval)
+
+
+def test_fused_outputs_byte_identical(both_runs):
+    butler = get_butler(both_runs.root)
+    three = _outputs(butler, "out/three")
+    fused = _outputs(butler, "out/fused")
+    assert sorted(three) == sorted(fused)
+    assert sum(key[0] == "zooniverse_stamps" for key in three) > 10
+    for key, value in three.items():
+        if key[0] == "zooniverse_rgb_report":
+            assert _same_table(value, fused[key]), key
+        else:
+            assert value == fused[key], key
+
+
+def test_fused_accounting_identical(both_runs):
+    butler = get_butler(both_runs.root)
+    three = account_targets(butler, "out/three")
+    fused = account_targets(butler, "out/fused")
+    assert len(three) > 100
+    assert _same_table(three, fused)
