@@ -36,6 +36,7 @@ import pytest
 
 from lsst.epo.zooniverse.pipeline.compose_rgb import ComposeRgbConfig
 from lsst.epo.zooniverse.pipeline.config_errors import ConfigValueError
+from lsst.epo.zooniverse.pipeline.extract_stamps import ExtractStampsConfig
 from lsst.epo.zooniverse.pipeline.shard_catalog import ShardCatalogConfig
 from lsst.epo.zooniverse.pipeline.stretch import StretchConfig
 from lsst.pex.config import FieldValidationError
@@ -93,6 +94,26 @@ def test_shard_catalog_pixel_scale():
         config.validate()
 
 
+@pytest.mark.parametrize(
+    "config_class, name, value, allowed",
+    [
+        (ExtractStampsConfig, "stamp_size", 0, "an integer in [1, max_stamp_size="),
+        (ExtractStampsConfig, "max_stamp_size", 0, "an integer >= 1"),
+        (ExtractStampsConfig, "stamp_size_arcsec", -2.0, "None or a finite number > 0"),
+        (ComposeRgbConfig, "min_coverage", 1.5, "a number in [0, 1]"),
+        (ComposeRgbConfig, "output_size", 4, "0 or in [8, 8192]"),
+        (ComposeRgbConfig, "channels", {}, "at least one band"),
+    ],
+)
+def test_task_config_errors_are_one_line(config_class, name, value, allowed):
+    config = config_class()
+    setattr(config, name, value)
+    with pytest.raises(ConfigValueError) as excinfo:
+        config.validate()
+    text = str(excinfo.value)
+    assert "\n" not in text and text.startswith(f"{name} = ") and allowed in text
+
+
 def _build(*args: str) -> subprocess.CompletedProcess:
     # ``pipetask build`` configures and validates every task (no repository
     # needed), as ``qgraph``, ``run`` and ``bps submit`` do first.
@@ -114,6 +135,10 @@ def test_pipetask_prints_the_reason_as_its_only_error_line(tmp_path):
         (
             ("-C", f"composeRgb:{override_file}"),
             "composeRgb: stretch.midtone = 1.5 is not allowed; allowed: a number in (0, 1).",
+        ),
+        (
+            ("-c", "extractStamps:stamp_size=0"),
+            "extractStamps: stamp_size = 0 is not allowed; allowed: an integer in [1, max_stamp_size=",
         ),
         (
             ("-c", "shardCatalog:tract_pixel_scale=-1"),

@@ -45,7 +45,6 @@ from lsst.pex.config import (
     ConfigDictField,
     ConfigField,
     Field,
-    FieldValidationError,
     ListField,
 )
 from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
@@ -54,6 +53,7 @@ from lsst.utils.timer import timeMethod
 
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbCollection
 from ..formats.stamps import Stamps
+from .config_errors import ConfigValueError
 from .orientation import orient_picture, orient_to_north_up
 from .stretch import StretchConfig
 from .stretch_parameters import STRETCH_FUNCTIONS, stretch_parameters
@@ -86,13 +86,11 @@ class ChannelConfig(Config):
         super().validate()
         weights = [self.red, self.green, self.blue]
         if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) == 0:
-            raise FieldValidationError(
-                ChannelConfig.red,
-                self,
-                f"weights must be finite, non-negative and not all zero, not {weights}.",
+            raise ConfigValueError(
+                ChannelConfig.red, self, weights, "red, green, blue weights finite, >= 0 and not all zero"
             )
         if not math.isfinite(self.background):
-            raise FieldValidationError(ChannelConfig.background, self, "must be finite.")
+            raise ConfigValueError(ChannelConfig.background, self, self.background, "a finite number")
 
 
 class ComposeRgbConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch")):
@@ -216,25 +214,26 @@ class ComposeRgbConfig(PipelineTaskConfig, pipelineConnections=ComposeRgbConnect
     def validate(self):
         super().validate()
         if not self.channels:
-            raise FieldValidationError(ComposeRgbConfig.channels, self, "must map at least one band.")
+            raise ConfigValueError(ComposeRgbConfig.channels, self, {}, "at least one band")
         for channel in CHANNELS:
             if not any(getattr(c, channel) > 0 for c in self.channels.values()):
-                raise FieldValidationError(
-                    ComposeRgbConfig.channels,
-                    self,
-                    f"no band has a positive weight in the {channel} channel.",
+                raise ConfigValueError(
+                    ComposeRgbConfig.channels, self, sorted(self.channels), f"a band with {channel} > 0"
                 )
         if not (0.0 <= self.min_coverage <= 1.0):
-            raise FieldValidationError(ComposeRgbConfig.min_coverage, self, "must be in [0, 1].")
+            raise ConfigValueError(
+                ComposeRgbConfig.min_coverage, self, self.min_coverage, "a number in [0, 1]"
+            )
         if not (self.output_size == 0 or 8 <= self.output_size <= 8192):
-            raise FieldValidationError(ComposeRgbConfig.output_size, self, "must be 0 or in [8, 8192].")
+            raise ConfigValueError(ComposeRgbConfig.output_size, self, self.output_size, "0 or in [8, 8192]")
         if self.band_frames:
             bad = sorted(b for b in self.channels if not FRAME_BAND_PATTERN.fullmatch(b))
             if bad:
-                raise FieldValidationError(
+                raise ConfigValueError(
                     ComposeRgbConfig.band_frames,
                     self,
-                    f"band frames need band names of 1-16 characters from A-Z a-z 0-9 _ -, not {bad}.",
+                    bad,
+                    "band names of 1-16 characters from A-Z a-z 0-9 _ -",
                 )
 
 

@@ -40,13 +40,14 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
 from lsst.images import Box, Interval
-from lsst.pex.config import Field, FieldValidationError
+from lsst.pex.config import Field
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
 from ..butler.legacy_coadd import legacy_mask_bits
 from ..formats.stamps import Stamps, cut_stamp
+from .config_errors import ConfigValueError
 
 
 class ExtractStampsConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch", "band")):
@@ -100,15 +101,25 @@ class ExtractStampsConfig(PipelineTaskConfig, pipelineConnections=ExtractStampsC
     def validate(self):
         super().validate()
         if self.max_stamp_size < 1:
-            raise FieldValidationError(ExtractStampsConfig.max_stamp_size, self, "must be positive.")
+            raise ConfigValueError(
+                ExtractStampsConfig.max_stamp_size, self, self.max_stamp_size, "an integer >= 1"
+            )
         if not 1 <= self.stamp_size <= self.max_stamp_size:
-            raise FieldValidationError(
-                ExtractStampsConfig.stamp_size, self, f"must be in [1, max_stamp_size={self.max_stamp_size}]."
+            raise ConfigValueError(
+                ExtractStampsConfig.stamp_size,
+                self,
+                self.stamp_size,
+                f"an integer in [1, max_stamp_size={self.max_stamp_size}]",
             )
         if self.stamp_size_arcsec is not None and not (
             math.isfinite(self.stamp_size_arcsec) and self.stamp_size_arcsec > 0
         ):
-            raise FieldValidationError(ExtractStampsConfig.stamp_size_arcsec, self, "must be positive.")
+            raise ConfigValueError(
+                ExtractStampsConfig.stamp_size_arcsec,
+                self,
+                self.stamp_size_arcsec,
+                "None or a finite number > 0",
+            )
 
 
 def _odd(value: np.ndarray) -> np.ndarray:
