@@ -212,3 +212,32 @@ def test_fused_accounting_identical(both_runs):
     fused = account_targets(butler, "out/fused")
     assert len(three) > 100
     assert _same_table(three, fused)
+
+
+def test_pictures_only_run_writes_the_same_pictures_and_no_stamps(both_runs, tmp_path):
+    """``makePictures.write_stamps=False`` writes the pictures and reports
+    of the default run, byte for byte, and no Stamps dataset.
+    """
+    fused_config = tmp_path / "makePictures_demo.py"
+    fused_config.write_text(f"config.composeRgb.load({str(DEMO_CONFIG)!r})\n")
+    _run(
+        both_runs.root,
+        f"{both_runs.collection},{TARGETS_RUN}",
+        "out/pictures_only",
+        FUSED,
+        "-C",
+        f"makePictures:{fused_config}",
+        "-c",
+        "makePictures:write_stamps=False",
+    )
+    butler = get_butler(both_runs.root)
+    full = _outputs(butler, "out/fused")
+    pictures_only = _outputs(butler, "out/pictures_only")
+    assert not any(key[0] == "zooniverse_stamps" for key in pictures_only)
+    assert sum(key[0] == "zooniverse_rgb" for key in pictures_only) > 1
+    for key, value in pictures_only.items():
+        if key[0] == "zooniverse_rgb_report":
+            assert _same_table(value, full[key]), key
+        else:
+            assert value == full[key], key
+    assert _same_table(account_targets(butler, "out/fused"), account_targets(butler, "out/pictures_only"))

@@ -40,7 +40,7 @@ import astropy.wcs
 from astropy.io import fits
 from astropy.table import Table
 
-from lsst.pex.config import ConfigurableField
+from lsst.pex.config import ConfigurableField, Field
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
@@ -208,6 +208,11 @@ class MakeZooniversePicturesConnections(PipelineTaskConnections, dimensions=("sk
         dimensions=("skymap", "tract", "patch"),
     )
 
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is not None and not config.write_stamps:
+            del self.stamps
+
 
 class MakeZooniversePicturesConfig(PipelineTaskConfig, pipelineConnections=MakeZooniversePicturesConnections):
     """Configuration of `MakeZooniversePicturesTask`.
@@ -231,6 +236,14 @@ class MakeZooniversePicturesConfig(PipelineTaskConfig, pipelineConnections=MakeZ
     composeRgb = ConfigurableField(
         target=ComposeRgbTask,
         doc="How pictures are made (the config of the three-task pipeline's composeRgb).",
+    )
+    write_stamps = Field[bool](
+        doc=(
+            "Write the zooniverse_stamps dataset of every band (the data contract). False makes the "
+            "pictures and their report only, as a script that keeps no stamps would; the pictures are "
+            "the same bytes either way."
+        ),
+        default=True,
     )
 
 
@@ -271,9 +284,10 @@ class MakeZooniversePicturesTask(PipelineTask):
             tract=data_id["tract"],
             patch=data_id["patch"],
         )
-        stamp_refs = {ref.dataId["band"]: ref for ref in outputRefs.stamps}
-        for band, stamps in outputs.stamps.items():
-            butlerQC.put(stamps, stamp_refs[band])
+        if self.config.write_stamps:
+            stamp_refs = {ref.dataId["band"]: ref for ref in outputRefs.stamps}
+            for band, stamps in outputs.stamps.items():
+                butlerQC.put(stamps, stamp_refs[band])
         butlerQC.put(outputs.rgb, outputRefs.rgb)
         butlerQC.put(outputs.rgb_report, outputRefs.rgb_report)
 
