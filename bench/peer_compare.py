@@ -32,7 +32,9 @@ cores the peer with a pool of two processes runs against ``bps submit``
 with two parsl workers, alternated the same way.  With ``fused``, the
 fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``: shardCatalog +
 makePictures, the pictures made from the stamps in memory) runs as a
-further contender in the same rounds, the same way.
+further contender in the same rounds, the same way, and so does the
+fused pipeline without the Stamps (``makePictures.write_stamps=False``:
+the peer's own job, the same picture bytes).
 """
 
 from __future__ import annotations
@@ -115,11 +117,22 @@ def _zip_names(path: Path) -> list[str]:
         return [name for name in archive.namelist() if name.endswith(".png")]
 
 
-def run_pipeline(repo: str, output: str, stamp_size: int, workdir: Path, jobs: int = 1, fused: bool = False):
+def run_pipeline(
+    repo: str,
+    output: str,
+    stamp_size: int,
+    workdir: Path,
+    jobs: int = 1,
+    fused: bool = False,
+    pictures_only: bool = False,
+):
     """Build the graph (not timed), then run ``pipetask run -j jobs`` as a
     whole process; return wall, CPU and pictures.  ``fused`` runs the
-    fused pipeline instead of the three-task one.
+    fused pipeline instead of the three-task one; ``pictures_only`` runs
+    it without writing the Stamps (``makePictures.write_stamps=False``),
+    the peer's job exactly.
     """
+    fused = fused or pictures_only
     graph = workdir / f"{output.replace('/', '_')}.qg"
     options = bench._collection_options(repo, output)
     pipeline = FUSED if fused else bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"
@@ -137,6 +150,7 @@ def run_pipeline(repo: str, output: str, stamp_size: int, workdir: Path, jobs: i
             "zooniverse_targets",
             "-c",
             f"{size_label}.stamp_size={stamp_size}" if fused else f"{size_label}:stamp_size={stamp_size}",
+            *(["-c", "makePictures:write_stamps=False"] if pictures_only else []),
             "-q",
             str(graph),
         ],
@@ -203,6 +217,10 @@ def compare(
         record("pipeline", *run_pipeline(repo, f"out/peer_round_{k}", stamp_size, workdir))
         if fused:
             record("fused", *run_pipeline(repo, f"out/peer_fused_{k}", stamp_size, workdir, fused=True))
+            record(
+                "pictures_only",
+                *run_pipeline(repo, f"out/peer_pictures_{k}", stamp_size, workdir, pictures_only=True),
+            )
         record("peer_fast", *run_peer(work_list, workdir / f"peer_fast_{k}", True, 1, stamp_size))
     if two_cores:
         for k in range(rounds):
@@ -220,13 +238,14 @@ def compare(
         "peer": "peer, 1 process (Pillow level 1)",
         "pipeline": "pipetask run -j 1, whole process (graph built before)",
         "fused": "pipetask run -j 1, fused pipeline, whole process",
+        "pictures_only": "pipetask run -j 1, fused, write_stamps=False (no Stamps)",
         "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
         "bps_submit_stage": "bps submit, 2 parsl workers, submit stage",
     }
     rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
-    for name in ("pipeline", "fused"):
+    for name in ("pipeline", "fused", "pictures_only"):
         if name not in rates:
             continue
         for peer in ("peer", "peer_fast"):
