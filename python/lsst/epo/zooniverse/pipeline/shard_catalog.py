@@ -28,13 +28,13 @@ __all__ = ["ShardCatalogConfig", "ShardCatalogConnections", "ShardCatalogTask", 
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 from astropy.table import Table, vstack
 
-from lsst.pex.config import Field
+from lsst.pex.config import ChoiceField, Field, ListField
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
@@ -42,6 +42,7 @@ from lsst.utils.timer import timeMethod
 from ..butler.skymap_geometry import SkyMapGeometry
 from ..butler.tract_frame import TractFrame
 from .config_errors import ConfigValueError
+from .sharding.patch_assignment import ASSIGNMENT_RULES, PatchGrid, find_neighbour_coadds, patch_bands
 
 _LOG = logging.getLogger(__name__)
 
@@ -66,6 +67,19 @@ class ShardCatalogConnections(PipelineTaskConnections, dimensions=("skymap", "tr
         dimensions=("skymap",),
         minimum=0,
     )
+    neighbour_coadds = cT.PrerequisiteInput(
+        doc="Only with assign_to='inner_patch' and fallback_to_neighbour: the coadds of this patch and "
+        "of the patches overlapping it, found when the quantum graph is built (never read; their data "
+        "IDs say which patch has which band).  pipe_base refuses a dataset type that is a prerequisite "
+        "here and a regular input of another task of the same pipeline.",
+        name="deep_coadd",
+        storageClass="MaskedImageV2",
+        dimensions=("skymap", "tract", "patch", "band"),
+        multiple=True,
+        minimum=0,
+        deferLoad=True,
+        lookupFunction=find_neighbour_coadds,
+    )
     targets_patch = cT.Output(
         doc="Catalog rows inside the patch, with their tract pixel position and distance to the "
         "patch's inner boundary.",
@@ -73,6 +87,11 @@ class ShardCatalogConnections(PipelineTaskConnections, dimensions=("skymap", "tr
         storageClass="ArrowAstropy",
         dimensions=("skymap", "tract", "patch"),
     )
+
+    def __init__(self, *, config=None):
+        super().__init__(config=config)
+        if config is not None and not (config.assign_to == "inner_patch" and config.fallback_to_neighbour):
+            del self.neighbour_coadds
 
 
 class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogConnections):
@@ -88,6 +107,30 @@ class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogCon
         "dataset, to put the tract frame derived from the dimension records in pixels (Rubin's sky "
         "maps, DP1's included, have 0.2).",
         default=0.2,
+    )
+    assign_to = ChoiceField[str](
+        doc="Which patches get a row. 'every_overlapping_patch': every patch whose region holds it, so "
+        "an object in the overlap of patches is pictured in each (EPO publishes one). 'inner_patch': "
+        "the one patch whose inner box holds it, as Rubin's detect_isPatchInner flag (a row beyond the "
+        "tract's grid of inner boxes goes to the nearest edge patch); the patch's outer border holds "
+        "its stamp whenever the stamp's half-size is at most the border, and no other patch of the "
+        "tract holds more of it.  Objects in the overlap of two tracts are given to a patch in each.",
+        allowed=ASSIGNMENT_RULES,
+        default="every_overlapping_patch",
+    )
+    fallback_to_neighbour = Field[bool](
+        doc="With assign_to='inner_patch': when a row's inner patch lacks data (no coadd dataset of a "
+        "band of fallback_bands), also give the row to the neighbour that has every band and whose "
+        "inner box is nearest to it, if the row is in that neighbour's region.  What each patch has "
+        "comes from the neighbour_coadds prerequisite input, looked up when the quantum graph is "
+        "built; its dataset type (connections.neighbour_coadds, default deep_coadd) must not be a "
+        "regular input of another task of the pipeline.",
+        default=False,
+    )
+    fallback_bands = ListField[str](
+        doc="Bands a patch needs to picture its rows (fallback_to_neighbour); empty: every band that "
+        "some patch of the neighbourhood has.",
+        default=[],
     )
 
     def validate(self):
@@ -110,6 +153,9 @@ def select_patch_rows(
     region: Any = None,
     tract_frame: TractFrame | None = None,
     skymap_name: str | None = None,
+    assign_to: str = "every_overlapping_patch",
+    bands_by_patch: Mapping[int, Collection[str]] | None = None,
+    fallback_bands: Collection[str] = (),
 ) -> tuple[Table, dict[str, int]]:
     """Select the catalog rows that fall in one patch.
 
@@ -131,6 +177,16 @@ def select_patch_rows(
     skymap_name : `str`, optional
         The sky map name recorded in the table's metadata (default: the
         ``sky_map``'s).
+    assign_to : `str`, optional
+        A key of `ASSIGNMENT_RULES`: ``"every_overlapping_patch"`` keeps
+        every row inside the patch; ``"inner_patch"`` only those whose home
+        is the patch (`PatchGrid.home_mask`), plus the fallback rows.
+    bands_by_patch : `~collections.abc.Mapping` [`int`, \
+            `~collections.abc.Collection` [`str`]], optional
+        With ``"inner_patch"``: the coadd bands of the patch and of its
+        neighbours (a patch left out has none).  `None`: no fallback.
+    fallback_bands : `~collections.abc.Collection` [`str`], optional
+        Bands a patch needs (empty: the union of ``bands_by_patch``).
 
     Returns
     -------
@@ -140,8 +196,13 @@ def select_patch_rows(
         and ``edge_distance`` (pixels to the patch's inner boundary:
         positive inside it, negative in the overlap with a neighbour).
     counts : `dict` [`str`, `int`]
-        ``n_input`` rows seen and ``n_outside`` rows dropped.
+        ``n_input`` rows seen, ``n_outside`` rows outside the patch,
+        ``n_other_patch`` rows inside it given to another patch
+        (``"inner_patch"``) and ``n_fallback`` rows kept because their
+        inner patch lacks a band.
     """
+    if assign_to not in ASSIGNMENT_RULES:
+        raise ValueError(f"assign_to must be one of {', '.join(ASSIGNMENT_RULES)}, not {assign_to!r}.")
     tables = [t for t in tables if len(t)]
     if sky_map is not None:
         geometry: Any = sky_map.tract(tract)
@@ -169,6 +230,19 @@ def select_patch_rows(
     else:
         inside = geometry.patch_outer_bbox(patch).contains(x, y)
     inside &= np.isfinite(x) & np.isfinite(y)
+    n_inside = int(inside.sum())
+    n_fallback = 0
+    if assign_to == "inner_patch":
+        grid = PatchGrid.from_geometry(geometry)
+        home = grid.home_mask(patch, x, y)
+        if bands_by_patch is not None:
+            needed = set(fallback_bands) or set().union(*bands_by_patch.values())
+            complete = [p for p, bands in bands_by_patch.items() if needed <= set(bands)]
+            fallback = inside & ~home
+            fallback[fallback] = grid.fallback_mask(patch, x[fallback], y[fallback], complete)
+            n_fallback = int(fallback.sum())
+            home |= fallback
+        inside &= home
     rows = rows[inside]
     rows["tract"] = np.full(len(rows), tract, dtype=np.int64)
     rows["patch"] = np.full(len(rows), patch, dtype=np.int64)
@@ -177,7 +251,12 @@ def select_patch_rows(
     rows["edge_distance"] = geometry.patch_inner_bbox(patch).distance_inside(x[inside], y[inside])
     rows.sort("row_index")
     rows.meta = {"skymap": skymap_name, "tract": tract, "patch": patch}
-    return rows, {"n_input": n_input, "n_outside": n_input - len(rows)}
+    return rows, {
+        "n_input": n_input,
+        "n_outside": n_input - n_inside,
+        "n_other_patch": n_inside - len(rows),
+        "n_fallback": n_fallback,
+    }
 
 
 class ShardCatalogTask(PipelineTask):
@@ -187,10 +266,16 @@ class ShardCatalogTask(PipelineTask):
     -----
     The quantum graph joins every ``zooniverse_targets`` HTM shard that
     overlaps the patch's region; this task keeps the rows inside the region
-    itself (a patch overlaps its neighbours, so a row near a boundary is
-    kept by every patch that contains it) and records each row's tract
-    pixel position and its distance to the patch's inner boundary, which
-    later decides which patch's picture of an object is published.
+    itself and records each row's tract pixel position and its distance to
+    the patch's inner boundary.  With ``assign_to="every_overlapping_patch"``
+    a row near a boundary is kept by every patch that contains it (the
+    distance later decides which picture EPO publishes); with
+    ``assign_to="inner_patch"`` only by the patch whose inner box holds it
+    (`~.sharding.patch_assignment`), so each object is pictured once, and,
+    with ``fallback_to_neighbour``, also by one neighbour when that patch
+    lacks a coadd band.  Either way every accepted row is in at least one
+    patch's output or outside every patch region, which keeps the
+    accounting (`~.accounting.account_targets`) exact.
 
     The tract and patch geometry comes from the ``zooniverse_skymap``
     dataset when the repository has one (exactly as before), otherwise
@@ -207,6 +292,11 @@ class ShardCatalogTask(PipelineTask):
         # Docstring inherited.
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
+        bands_by_patch = None
+        if "neighbour_coadds" in inputs:
+            # Only the data IDs matter: which patch has which band.
+            inputs.pop("neighbour_coadds")
+            bands_by_patch = patch_bands(ref.dataId for ref in inputRefs.neighbour_coadds)
         region = data_id.region if self.config.do_check_region else None
         sky_map = inputs.pop("sky_map", None) or None
         frame = None
@@ -226,6 +316,7 @@ class ShardCatalogTask(PipelineTask):
             region=region,
             tract_frame=frame,
             skymap_name=data_id["skymap"],
+            bands_by_patch=bands_by_patch,
         )
         butlerQC.put(outputs, outputRefs)
 
@@ -240,6 +331,7 @@ class ShardCatalogTask(PipelineTask):
         region: Any = None,
         tract_frame: TractFrame | None = None,
         skymap_name: str | None = None,
+        bands_by_patch: Mapping[int, Collection[str]] | None = None,
     ) -> Struct:
         """Select the rows of one patch.
 
@@ -258,6 +350,10 @@ class ShardCatalogTask(PipelineTask):
             ``sky_map``).
         skymap_name : `str`, optional
             The sky map name for the output's metadata.
+        bands_by_patch : `~collections.abc.Mapping` [`int`, \
+                `~collections.abc.Collection` [`str`]], optional
+            With ``assign_to="inner_patch"``: the coadd bands of this patch
+            and its neighbours, for the fallback (`None`: no fallback).
 
         Returns
         -------
@@ -279,17 +375,24 @@ class ShardCatalogTask(PipelineTask):
             region=region,
             tract_frame=tract_frame,
             skymap_name=skymap_name,
+            assign_to=self.config.assign_to,
+            bands_by_patch=bands_by_patch if self.config.fallback_to_neighbour else None,
+            fallback_bands=self.config.fallback_bands,
         )
-        self.metadata["n_input"] = counts["n_input"]
-        self.metadata["n_outside"] = counts["n_outside"]
+        for key, value in counts.items():
+            self.metadata[key] = value
         self.metadata["n_selected"] = len(rows)
         self.log.info(
-            "Tract %d patch %d: %d of %d rows from %d shards fall in the patch.",
+            "Tract %d patch %d: %d of %d rows from %d shards fall in the patch (%s; %d given to another "
+            "patch, %d kept because their inner patch lacks a band).",
             tract,
             patch,
             len(rows),
             counts["n_input"],
             len(tables),
+            self.config.assign_to,
+            counts["n_other_patch"],
+            counts["n_fallback"],
         )
         if not len(rows):
             raise NoWorkFound(
