@@ -29,18 +29,20 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_SKY_SAMPLES",
+    "RankedValues",
     "robust_sky",
     "sample_stride",
     "sky_black_levels",
     "uses_sky_black",
 ]
 
-import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .ranked_values import RankedValues
 
 MAX_SKY_SAMPLES = 2_000_000
 """Most pixels of one channel the sky is measured on; more are sampled
@@ -106,20 +108,16 @@ def robust_sky(values: np.ndarray) -> tuple[float, float] | None:
     same on every run.
     """
     values = np.asarray(values)
-    flat = np.asarray(values, dtype=np.float64).ravel()
-    usable = np.isfinite(flat) & (flat != 0.0)
-    flat = flat[usable]
+    # float32 input is tested and searched in float32 (the same values
+    # and order as in float64, with faster passes).
+    flat = values.ravel() if values.dtype == np.float32 else np.asarray(values, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat) & (flat != 0.0)]
     if flat.size < MIN_SKY_PIXELS:
         return None
-    # One sort, then every median and clip is a search in it (the same
-    # numbers as np.median and boolean selection on the unsorted values,
-    # see `_SortedSample`). float32 input sorts in float32: the order is
-    # the same and the sort faster.
-    if values.dtype == np.float32:
-        ordered = np.sort(values.ravel()[usable]).astype(np.float64)
-    else:
-        ordered = np.sort(flat)
-    sample = _SortedSample(ordered)
+    # Every median and clip is an order statistic or a count of the usable
+    # values, found without sorting them all (see `RankedValues`); the
+    # numbers are those of np.median and boolean selection.
+    sample = RankedValues(flat)
     for _ in range(CLIP_ITERATIONS):
         median = sample.median()
         noise = MAD_TO_SIGMA * sample.median_deviation(median)
@@ -133,98 +131,16 @@ def robust_sky(values: np.ndarray) -> tuple[float, float] | None:
     # The mean sums the kept values in their original order, as the
     # unsorted computation does (the kept values are a range of the sorted
     # ones, so a value test selects them).
-    if sample.size == flat.size:
-        mean = float(np.mean(flat))
-    else:
-        low, high = ordered[sample.start], ordered[sample.stop - 1]
-        mean = float(np.mean(flat[(flat >= low) & (flat <= high)]))
+    kept = flat
+    if sample.size != flat.size:
+        low, high = (flat.dtype.type(sample.at(k)) for k in (sample.start, sample.stop - 1))
+        kept = flat[(flat >= low) & (flat <= high)]
+    mean = float(np.mean(kept.astype(np.float64)))
     noise = MAD_TO_SIGMA * sample.median_deviation(median)
     if not noise > 0:
         return None
     level = median if abs(mean - median) > 0.3 * noise else 2.5 * median - 1.5 * mean
     return level, noise
-
-
-class _SortedSample:
-    """A range ``[start, stop)`` of sorted float64 values, with the
-    medians `robust_sky` takes, found by search.
-
-    The results are those of ``np.median`` on the values in any order: the
-    middle value, or the float64 mean ``(a + b) / 2`` of the two middle
-    ones. The absolute deviations ``|x - m|`` (float64 subtraction, whose
-    rounding is monotonic) of the values below ``m``, read downwards, and
-    of the others, read upwards, are two sorted sequences; their median is
-    found by a binary search over both, and the values within a distance
-    of ``m`` are a range found by bisection.
-
-    Parameters
-    ----------
-    ordered : `numpy.ndarray`
-        Sorted float64 values.
-    """
-
-    def __init__(self, ordered: np.ndarray) -> None:
-        self.ordered = ordered
-        self.start = 0
-        self.stop = len(ordered)
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-    def _middle(self, kth: Callable[[int], float]) -> float:
-        n = self.size
-        if n % 2:
-            return kth(n // 2)
-        return (kth(n // 2 - 1) + kth(n // 2)) / 2
-
-    def median(self) -> float:
-        """Return the median of the range."""
-        return self._middle(lambda k: float(self.ordered[self.start + k]))
-
-    def median_deviation(self, center: float) -> float:
-        """Return the median of ``|x - center|`` over the range."""
-        ordered, start, stop = self.ordered, self.start, self.stop
-        split = start + int(np.searchsorted(ordered[start:stop], center, side="left"))
-        n_below, n_above = split - start, stop - split
-
-        def below(i: int) -> float:  # i-th smallest deviation below center
-            return center - float(ordered[split - 1 - i])
-
-        def above(j: int) -> float:
-            return float(ordered[split + j]) - center
-
-        def kth(k: int) -> float:
-            # Take i deviations from below and k + 1 - i from above.
-            low, high = max(0, k + 1 - n_above), min(k + 1, n_below)
-            while low < high:
-                i = (low + high) // 2
-                if below(i) < above(k - i):
-                    low = i + 1
-                else:
-                    high = i
-            j = k + 1 - low
-            return max(below(low - 1) if low > 0 else -math.inf, above(j - 1) if j > 0 else -math.inf)
-
-        return self._middle(kth)
-
-    def within(self, center: float, limit: float) -> tuple[int, int]:
-        """Return the range of values with ``|x - center| < limit``."""
-        ordered = self.ordered
-
-        def too_low(j: int) -> bool:
-            x = float(ordered[j])
-            return x < center and not abs(x - center) < limit
-
-        def too_high(j: int) -> bool:
-            x = float(ordered[j])
-            return x > center and not abs(x - center) < limit
-
-        # Too low, kept, too high: two bisections.
-        keep = bisect.bisect_left(range(self.start, self.stop), True, key=lambda j: not too_low(j))
-        keep += self.start
-        end = keep + bisect.bisect_left(range(keep, self.stop), True, key=too_high)
-        return keep, end
 
 
 def sample_stride(n_pixels: int, width: int, limit: int = MAX_SKY_SAMPLES) -> int:
