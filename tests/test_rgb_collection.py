@@ -441,17 +441,17 @@ def test_zip64_more_than_65535_images(monkeypatch):
     # Anonymised PNGs of equal pixels are identical: encode each distinct
     # one once (the real encoder), so the test stays fast while every image
     # still goes through write_rgb_collection.
-    encoder = rgb_module.encode_png
+    encoder = rgb_module.encode_png_array
     cache, calls = {}, []
 
-    def memo_encode_png(image, *, text=None, xmp=None, compress_level=1):
+    def memo_encode_png_array(image, chunks, compress_level):
         calls.append(1)
-        key = (image.tobytes(), image.shape, tuple((text or {}).items()), xmp, compress_level)
+        key = (image.tobytes(), image.shape, tuple(chunks), compress_level)
         if key not in cache:
-            cache[key] = encoder(image, text=text, xmp=xmp, compress_level=compress_level)
+            cache[key] = encoder(image, chunks, compress_level)
         return cache[key]
 
-    monkeypatch.setattr(rgb_module, "encode_png", memo_encode_png)
+    monkeypatch.setattr(rgb_module, "encode_png_array", memo_encode_png_array)
     collection = RgbCollection(images, {"object_id": ids}, metadata_policy="anonymised")
     data = to_bytes(collection)
     assert len(calls) == n and len(cache) == 4

@@ -44,6 +44,7 @@ __all__ = [
     "check_text_value",
     "decode_png",
     "encode_png",
+    "encode_png_array",
     "iter_chunks",
     "png_deflate_library",
     "read_png_text",
@@ -51,10 +52,12 @@ __all__ = [
     "validate_image_array",
 ]
 
+import functools
 import io
 import os
+import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -310,29 +313,75 @@ def encode_png(
         chunks.append(
             itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)
         )
-    return _png_file(array, chunks, compress_level)
+    return encode_png_array(array, chunks, compress_level)
 
 
-def _png_file(array: np.ndarray, chunks: list[bytes], compress_level: int) -> bytes:
-    """Return the PNG file of a checked ``uint8`` array with its metadata
-    chunks: rows with filter type 0, deflated at ``compress_level``.
+def encode_png_array(array: np.ndarray, chunks: Sequence[bytes], compress_level: int) -> bytes:
+    """Encode a checked array with metadata chunks already framed: what
+    `encode_png` does after its checks.
+
+    Parameters
+    ----------
+    array : `numpy.ndarray`
+        C-contiguous ``uint8`` pixels as `validate_image_array` returns
+        them.
+    chunks : `~collections.abc.Sequence` [`bytes`]
+        Framed chunks written between ``IHDR`` and ``IDAT`` (e.g. from
+        `~.png_chunks.text_chunk`).
+    compress_level : `int`
+        Compression level, 0-9 (not checked here).
+
+    Returns
+    -------
+    data : `bytes`
+        The PNG file: rows with filter type 0, deflated at
+        ``compress_level``.
     """
     height, width = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
-    ihdr = (
-        width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, _PNG_COLOUR_TYPE[channels], 0, 0, 0])
-    )
-    rows = np.empty((height, width * channels + 1), dtype=np.uint8)
-    rows[:, 0] = 0  # Filter type None.
-    rows[:, 1:] = array.reshape(height, width * channels)
+    ihdr = _IHDR.pack(width, height, 8, _PNG_COLOUR_TYPE[channels], 0, 0, 0)
+    # The filter type byte (0, None) before each row, in one copy.
+    rows = np.concatenate((_zero_column(height), array.reshape(height, width * channels)), axis=1)
     compress, _ = _deflate_function(compress_level)
-    data = compress(rows.data, compress_level)
     parts = [PNG_SIGNATURE, chunk(b"IHDR", ihdr), *chunks]
+    if compress is _deflate_rle:
+        # The stream's two pieces framed as one IDAT chunk, without joining
+        # them first.
+        deflater = zlib.compressobj(compress_level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+        body = deflater.compress(rows)
+        tail = deflater.flush()
+        size = len(body) + len(tail)
+        if size <= _MAX_IDAT:
+            crc = zlib.crc32(tail, zlib.crc32(body, _IDAT_CRC))
+            parts += [size.to_bytes(4, "big"), b"IDAT", body, tail, crc.to_bytes(4, "big"), _IEND]
+            return b"".join(parts)
+        data = body + tail
+    else:
+        data = compress(rows.data, compress_level)
     view = memoryview(data)
     for start in range(0, len(data), _MAX_IDAT):
         parts.append(chunk(b"IDAT", bytes(view[start : start + _MAX_IDAT])))
-    parts.append(chunk(b"IEND", b""))
+    parts.append(_IEND)
     return b"".join(parts)
+
+
+_IHDR = struct.Struct(">IIBBBBB")
+"""Layout of the ``IHDR`` payload: width, height, bit depth, colour type,
+compression, filter and interlace methods."""
+
+_IDAT_CRC = zlib.crc32(b"IDAT")
+"""CRC of the chunk type, where an ``IDAT`` chunk's CRC starts."""
+
+_IEND = chunk(b"IEND", b"")
+"""The framed ``IEND`` chunk."""
+
+
+@functools.lru_cache(maxsize=64)
+def _zero_column(height: int) -> np.ndarray:
+    """Return a read-only ``(height, 1)`` column of filter type bytes 0."""
+    column = np.zeros((height, 1), dtype=np.uint8)
+    column.flags.writeable = False
+    return column
 
 
 def _encode_png_pillow(

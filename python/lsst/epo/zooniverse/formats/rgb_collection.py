@@ -77,17 +77,29 @@ import astropy.wcs
 import numpy as np
 from astropy.table import Table
 
-from .png import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_DECODED_PIXELS, as_pil_image, encode_png
+from .png import (
+    DEFAULT_COMPRESS_LEVEL,
+    DEFAULT_MAX_DECODED_PIXELS,
+    XMP_KEYWORD,
+    as_pil_image,
+    encode_png,
+    encode_png_array,
+    validate_image_array,
+)
+from .png_chunks import itxt_chunk
 from .rgb_index import (
     COLUMN_DTYPES,
     FRAME_BAND_PATTERN,
     FRAMES_COLUMN,
     INDEX_NAME,
     METADATA_POLICIES,
+    PNG_TEXT_COLUMNS,
     STANDARD_COLUMNS,
+    PictureTextChunks,
     RgbCollectionError,
     coerce_column,
     column_kind,
+    format_column,
     format_value,
     index_csv,
     normalize_metadata_policy,
@@ -102,11 +114,6 @@ FORMAT_NAME = "lsst.epo.zooniverse.rgb"
 
 FORMAT_VERSION = 1
 """``version`` of the archive comment."""
-
-_TEXT_FOR_POLICY = {
-    "full": ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch"),
-    "anonymised": ("bands", "stretch"),
-}
 
 
 class RgbCollection:
@@ -289,7 +296,7 @@ class RgbCollection:
 
         row = self._index[k]
         text = {}
-        for name in _TEXT_FOR_POLICY[policy]:
+        for name in PNG_TEXT_COLUMNS[policy]:
             text[name] = format_value(row[name])
             if name == "bands" and band is not None:
                 text["band"] = band
@@ -501,6 +508,8 @@ def write_rgb_collection(
     the same policy) plus ``band``, and the image's XMP; they are listed in
     the ``frames`` column of ``index.csv``.
     """
+    from .. import __version__
+
     policy = stricter_policy(collection.metadata_policy, metadata_policy)
     table = collection.index
     description = {
@@ -509,10 +518,13 @@ def write_rgb_collection(
         "metadata_policy": policy,
         "columns": {name: column_kind(table[name]) for name in table.colnames},
     }
-    # Each WCS text goes both into the index and into its PNG: made once.
+    # Each WCS text and index value goes both into the index and into its
+    # PNG: formatted once.
     wcs_texts = _wcs_texts(collection)
+    columns = {name: format_column(table[name]) for name in table.colnames}
+    texts = PictureTextChunks(policy, columns, f"lsst.epo.zooniverse {__version__}", wcs_texts, WCS_TEXT_KEY)
     # (entry name, image number, band or None for the RGB picture).
-    jobs: list[tuple[str, int, str | None]] = [(str(name), k, None) for k, name in enumerate(table["file"])]
+    jobs: list[tuple[str, int, str | None]] = [(name, k, None) for k, name in enumerate(columns["file"])]
     for k, names in enumerate(collection._frame_files):
         jobs += [(entry, k, band) for band, entry in (names or {}).items()]
     if len(jobs) > len(collection):
@@ -522,20 +534,35 @@ def write_rgb_collection(
                 raise RgbCollectionError(f"Entry name {entry!r} is used twice (ignoring case).")
             seen.add(entry.lower())
     jobs.sort(key=lambda job: job[0])
-    # A picture's XMP is shared by its frames: made once.
-    xmp_cache: dict[int, Any] = {}
+    if jobs and (not isinstance(compress_level, int) or not 0 <= compress_level <= 9):
+        raise ValueError(f"PNG compress_level must be an integer from 0 to 9, not {compress_level!r}.")
+    # A picture's XMP chunk is shared by its frames: made once.
+    xmp_cache: dict[int, list[bytes]] = {}
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.comment = json.dumps(description, sort_keys=True).encode()
-        archive.writestr(zip_info(INDEX_NAME), index_csv(collection.index, collection.frame_files, wcs_texts))
+        archive.writestr(zip_info(INDEX_NAME), index_csv(table, collection.frame_files, wcs_texts, columns))
         for entry, k, band in jobs:
-            xmp = None
-            if collection._frames[k] is not None:
-                if k not in xmp_cache:
-                    xmp_cache[k] = collection._xmp(k, policy)
-                xmp = xmp_cache[k]
-            png = collection._encode(k, policy, compress_level, wcs_texts[k], band=band, xmp=xmp)
-            # Force ZIP64 extra fields only when an entry needs them.
+            xmp = xmp_cache.get(k)
+            if xmp is None:
+                xmp = _xmp_chunks(collection._xmp(k, policy))
+                if collection._frames[k] is not None:
+                    xmp_cache[k] = xmp
+            image = collection._images[k] if band is None else collection._frame(k, band)
+            chunks = texts.chunks(k, band) + xmp
+            if isinstance(image, np.ndarray):
+                png = encode_png_array(validate_image_array(image), chunks, compress_level)
+            else:  # Not the array the collection was made with.
+                png = collection._encode(k, policy, compress_level, wcs_texts[k], band=band)
             archive.writestr(zip_info(entry), png)
+
+
+def _xmp_chunks(xmp: bytes | str | None) -> list[bytes]:
+    """Return the XMP ``iTXt`` chunk of a picture as `encode_png` writes
+    it (none for `None`).
+    """
+    if xmp is None:
+        return []
+    return [itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)]
 
 
 def read_rgb_collection(

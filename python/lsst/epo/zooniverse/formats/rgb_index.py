@@ -34,10 +34,14 @@ __all__ = [
     "FRAME_BAND_PATTERN",
     "INDEX_NAME",
     "METADATA_POLICIES",
+    "PNG_TEXT_COLUMNS",
     "STANDARD_COLUMNS",
+    "PictureTextChunks",
     "RgbCollectionError",
     "coerce_column",
     "column_kind",
+    "csv_fields",
+    "format_column",
     "format_value",
     "index_csv",
     "normalize_metadata_policy",
@@ -56,6 +60,8 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table
+
+from .png_chunks import check_text_value, text_chunk
 
 INDEX_NAME = "index.csv"
 """Name of the index entry in the ZIP."""
@@ -85,6 +91,13 @@ STANDARD_COLUMNS: dict[str, tuple[str, Any]] = {
     "stretch": ("str", ""),
 }
 """Index columns every collection has: name -> (type, default)."""
+
+PNG_TEXT_COLUMNS = {
+    "full": ("object_id", "ra", "dec", "skymap", "tract", "patch", "bands", "coverage", "stretch"),
+    "anonymised": ("bands", "stretch"),
+}
+"""Index columns copied into each PNG's text chunks, in order, under each
+metadata policy."""
 
 FRAME_BAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
 """What a band name of a frame may be (it becomes part of an entry name)."""
@@ -229,8 +242,69 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def format_column(column: Any) -> list[str]:
+    """Format every value of an index column as `format_value` does.
+
+    Parameters
+    ----------
+    column : `astropy.table.Column` or `numpy.ndarray`
+        The column.
+
+    Returns
+    -------
+    texts : `list` [`str`]
+        ``format_value(column[k])`` for each row ``k``, made with one
+        conversion of the whole column for 1-D unmasked numbers and
+        strings.
+    """
+    values = np.asarray(column)
+    masked = isinstance(column, np.ma.MaskedArray) and bool(np.ma.getmaskarray(column).any())
+    if values.ndim != 1 or masked or values.dtype.kind not in "fiubU":
+        return [format_value(column[k]) for k in range(len(column))]
+    if values.dtype.kind == "f":
+        return [repr(value) for value in values.tolist()]
+    if values.dtype.kind == "b":
+        return ["1" if value else "0" for value in values.tolist()]
+    return [str(value) for value in values.tolist()]
+
+
+_CSV_SPECIAL = ('"', ",", "\r", "\n")
+"""Characters that make the `csv` module quote a field (default dialect)."""
+
+
+def csv_fields(texts: Sequence[str]) -> Sequence[str]:
+    """Return the fields of a column as the `csv` module writes them in a
+    row of several fields (default dialect: minimal quoting, doubled
+    quotes).
+
+    Parameters
+    ----------
+    texts : `~collections.abc.Sequence` [`str`]
+        The values.
+
+    Returns
+    -------
+    fields : `~collections.abc.Sequence` [`str`]
+        ``texts`` itself when no value needs quoting, else each value,
+        quoted (inner quotes doubled) when it holds a quote, a comma, CR
+        or LF.
+    """
+    joined = "".join(texts)
+    if not any(special in joined for special in _CSV_SPECIAL):
+        return texts
+    quoted = []
+    for text in texts:
+        if any(special in text for special in _CSV_SPECIAL):
+            text = '"' + text.replace('"', '""') + '"'
+        quoted.append(text)
+    return quoted
+
+
 def index_csv(
-    table: Table, frame_files: Sequence[Mapping[str, str] | None] | None, wcs_texts: Sequence[str | None]
+    table: Table,
+    frame_files: Sequence[Mapping[str, str] | None] | None,
+    wcs_texts: Sequence[str | None],
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> bytes:
     """Return the ``index.csv`` of a collection.
 
@@ -243,25 +317,116 @@ def index_csv(
         frames, and there is no ``frames`` column).
     wcs_texts : `~collections.abc.Sequence` [`str` or `None`]
         FITS WCS header text of each image.
+    columns : `~collections.abc.Mapping` [`str`, `list` [`str`]], optional
+        Columns of ``table`` already formatted with `format_column`
+        (the others are formatted here).
 
     Returns
     -------
     csv : `bytes`
-        The UTF-8 text, CRLF line ends.
+        The UTF-8 text, CRLF line ends, as `csv.writer` writes it.
     """
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    columns = columns or {}
+    cells = [
+        csv_fields(columns[name] if name in columns else format_column(table[name]))
+        for name in table.colnames
+    ]
     # The frames column exists only when some image has frames, so that
     # collections without frames keep the layout they always had.
-    frames_header = [] if frame_files is None else [FRAMES_COLUMN]
-    writer.writerow(table.colnames + frames_header + ["wcs"])
-    for k, (row, wcs_text) in enumerate(zip(table, wcs_texts)):
-        frames_cell = []
-        if frame_files is not None:
-            names = frame_files[k] or {}
-            frames_cell = [" ".join(f"{band}={entry}" for band, entry in names.items())]
-        writer.writerow([format_value(row[name]) for name in table.colnames] + frames_cell + [wcs_text or ""])
-    return buffer.getvalue().encode("utf-8")
+    header = table.colnames + ([] if frame_files is None else [FRAMES_COLUMN]) + ["wcs"]
+    if frame_files is not None:
+        frames_texts = [
+            " ".join(f"{band}={entry}" for band, entry in (names or {}).items()) for names in frame_files
+        ]
+        cells.append(csv_fields(frames_texts))
+    cells.append(csv_fields([text or "" for text in wcs_texts]))
+    lines = [",".join(csv_fields(header)), *(",".join(row) for row in zip(*cells)), ""]
+    return "\r\n".join(lines).encode("utf-8")
+
+
+class PictureTextChunks:
+    """The framed PNG text chunks of each picture of a collection under
+    one metadata policy.
+
+    Parameters
+    ----------
+    policy : `str`
+        Metadata policy (`METADATA_POLICIES`).
+    columns : `~collections.abc.Mapping` [`str`, `list` [`str`]]
+        The index columns formatted with `format_column` (at least those
+        of `PNG_TEXT_COLUMNS` for ``policy``).
+    software : `str`
+        Value of the ``Software`` chunk.
+    wcs_texts : `~collections.abc.Sequence` [`str` or `None`]
+        FITS WCS text of each picture (`None`: no WCS chunk).
+    wcs_key : `str`
+        Keyword of the WCS chunk.
+
+    Notes
+    -----
+    A picture's chunks are, in order: one per column of
+    `PNG_TEXT_COLUMNS` (with ``band`` after ``bands`` for a band frame),
+    ``Software`` and, under the ``full`` policy, the WCS text.  Values are
+    checked with `~.png_chunks.check_text_value` as `~.png.encode_png`
+    checks them, in that order; a chunk is made once per distinct value
+    of a column.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        columns: Mapping[str, Sequence[str]],
+        software: str,
+        wcs_texts: Sequence[str | None],
+        wcs_key: str,
+    ) -> None:
+        self._columns = [(name, columns[name], {}) for name in PNG_TEXT_COLUMNS[policy]]
+        self._software = software
+        self._wcs_texts = wcs_texts if policy == "full" else [None] * len(wcs_texts)
+        self._wcs_key = wcs_key
+        self._software_chunk: bytes | None = None
+
+    def chunks(self, k: int, band: str | None = None) -> list[bytes]:
+        """Return the text chunks of picture ``k`` or of its ``band``
+        frame.
+
+        Parameters
+        ----------
+        k : `int`
+            Picture number.
+        band : `str`, optional
+            Band of a frame of the picture.
+
+        Returns
+        -------
+        chunks : `list` [`bytes`]
+            The framed chunks, in the order written.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Raised for a value that cannot be PNG text.
+        """
+        chunks = []
+        for name, texts, made in self._columns:
+            value = texts[k]
+            framed = made.get(value)
+            if framed is None:
+                check_text_value(name, value)
+                framed = made[value] = text_chunk(name, value)
+            chunks.append(framed)
+            if band is not None and name == "bands":
+                check_text_value("band", band)
+                chunks.append(text_chunk("band", band))
+        if self._software_chunk is None:
+            check_text_value("Software", self._software)
+            self._software_chunk = text_chunk("Software", self._software)
+        chunks.append(self._software_chunk)
+        wcs_text = self._wcs_texts[k]
+        if wcs_text is not None:
+            check_text_value(self._wcs_key, wcs_text)
+            chunks.append(text_chunk(self._wcs_key, wcs_text))
+        return chunks
 
 
 def parse_description(comment: bytes, name: str) -> tuple[dict[str, str], str]:
