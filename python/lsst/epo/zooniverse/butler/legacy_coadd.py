@@ -44,6 +44,7 @@ tables) for demonstration and test repositories.
 from __future__ import annotations
 
 __all__ = [
+    "default_pixel_frame",
     "legacy_mask_bits",
     "masked_image_from_exposure",
     "read_legacy_coadd",
@@ -52,35 +53,51 @@ __all__ = [
 ]
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.io.fits as fits
 import astropy.units
 import astropy.wcs
 import numpy as np
 
-from lsst.images import (
-    Box,
-    GeneralFrame,
-    Image,
-    Interval,
-    Mask,
-    MaskedImage,
-    MaskPlane,
-    SkyProjection,
-    get_legacy_deep_coadd_mask_planes,
-    get_legacy_non_cell_coadd_mask_planes,
-)
-
 from ..formats.afw_wcs import A_WCS_COMMENTS, a_wcs_origin, a_wcs_values
 from ..formats.fits_cards import hierarch_key
 from ..formats.mask_planes import DEFAULT_MASK_PLANES, mask_plane_cards
 from ..formats.wcs_metadata import WCS_TIME_KEYS
 
-DEFAULT_PIXEL_FRAME = GeneralFrame(unit=astropy.units.pix)
-"""Pixel frame of the sky projections attached to coadds read here."""
+if TYPE_CHECKING:
+    from lsst.images import Box, GeneralFrame, Mask, MaskedImage
+
+# lsst.images (which imports scipy) is imported by the functions that use it,
+# not here: every pipetask job imports this module through the formatters and
+# the extractStamps task, and only the jobs that read coadds need lsst.images.
+
+
+@functools.cache
+def default_pixel_frame() -> GeneralFrame:
+    """Return the pixel frame of the sky projections attached to coadds read
+    here (one object, made at the first call).
+
+    Returns
+    -------
+    frame : `lsst.images.GeneralFrame`
+        A frame in pixel units; also available as the module attribute
+        ``DEFAULT_PIXEL_FRAME``.
+    """
+    from lsst.images import GeneralFrame
+
+    return GeneralFrame(unit=astropy.units.pix)
+
+
+def __getattr__(name: str) -> Any:
+    # DEFAULT_PIXEL_FRAME is made on first access so that importing this
+    # module does not import lsst.images.
+    if name == "DEFAULT_PIXEL_FRAME":
+        return default_pixel_frame()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_pixel_box(bbox: Any) -> Box:
@@ -102,6 +119,8 @@ def to_pixel_box(bbox: Any) -> Box:
     TypeError
         Raised for any other type.
     """
+    from lsst.images import Box, Interval
+
     if isinstance(bbox, Box):
         return bbox
     if all(hasattr(bbox, attr) for attr in ("getMinX", "getMinY", "getMaxX", "getMaxY")):
@@ -158,10 +177,12 @@ def read_legacy_coadd(path: str | os.PathLike, *, bbox: Any = None, component: s
         Raised if ``bbox`` is not inside the image, or the file lacks the
         ``IMAGE``/``MASK``/``VARIANCE`` HDUs.
     """
+    from lsst.images import MaskedImage
+
     if bbox is None:
         if component in ("image", "mask", "variance"):
-            return MaskedImage.read_legacy(path, component=component, fits_wcs_frame=DEFAULT_PIXEL_FRAME)
-        result = MaskedImage.read_legacy(path, fits_wcs_frame=DEFAULT_PIXEL_FRAME)
+            return MaskedImage.read_legacy(path, component=component, fits_wcs_frame=default_pixel_frame())
+        result = MaskedImage.read_legacy(path, fits_wcs_frame=default_pixel_frame())
         return result if component is None else getattr(result, component)
     box = to_pixel_box(bbox)
     try:
@@ -188,6 +209,8 @@ def _plane_hdus(hdul: fits.HDUList, path: Any) -> Iterator[tuple[int, str, Any]]
 
 def _read_box_with_sections(path: str | os.PathLike, box: Box) -> MaskedImage:
     """Read a box with astropy sections (any HDU type, e.g. compressed)."""
+    from lsst.images import MaskedImage
+
     with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
         hdus = [hdul[0]]
         for _, extname, hdu in _plane_hdus(hdul, path):
@@ -203,7 +226,7 @@ def _read_box_with_sections(path: str | os.PathLike, box: Box) -> MaskedImage:
                     name=extname,
                 )
             )
-        return MaskedImage.from_hdu_list(fits.HDUList(hdus), fits_wcs_frame=DEFAULT_PIXEL_FRAME)
+        return MaskedImage.from_hdu_list(fits.HDUList(hdus), fits_wcs_frame=default_pixel_frame())
 
 
 def _check_inside(box: Box, x0: int, y0: int, width: int, height: int, path: Any) -> None:
@@ -218,6 +241,8 @@ def _read_box(path: str | os.PathLike, box: Box, layout: _CoaddLayout) -> Masked
     """Read a box of an uncompressed file: one contiguous block of rows per
     plane, with the metadata interpreted once per file.
     """
+    from lsst.images import Image, Mask, MaskedImage
+
     planes = {}
     with open(path, "rb") as stream:
         for plane in layout.planes:
@@ -305,6 +330,13 @@ def _layout(path: str | os.PathLike) -> _CoaddLayout:
 
 
 def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
+    from lsst.images import (
+        MaskedImage,
+        MaskPlane,
+        get_legacy_deep_coadd_mask_planes,
+        get_legacy_non_cell_coadd_mask_planes,
+    )
+
     planes = []
     with fits.open(path, lazy_load_hdus=True, memmap=False) as hdul:
         headers = {}
@@ -346,7 +378,7 @@ def _parse_layout(path: str | os.PathLike) -> _CoaddLayout:
                 for plane in planes
             ]
         )
-        template = MaskedImage.from_hdu_list(tiny, fits_wcs_frame=DEFAULT_PIXEL_FRAME)
+        template = MaskedImage.from_hdu_list(tiny, fits_wcs_frame=default_pixel_frame())
     legacy_planes = MaskPlane.read_legacy(headers["MASK"], strip=False)
     schema_names = {plane.name for plane in template.mask.schema if plane is not None}
     renames = {}
@@ -395,8 +427,10 @@ def masked_image_from_exposure(exposure: Any) -> MaskedImage:
     asks for ``MaskedImageV2``.  Needs afw; not exercised where afw is
     absent.
     """
+    from lsst.images import MaskedImage, SkyProjection, get_legacy_deep_coadd_mask_planes
+
     wcs = exposure.getWcs()
-    projection = SkyProjection.from_legacy(wcs, DEFAULT_PIXEL_FRAME) if wcs is not None else None
+    projection = SkyProjection.from_legacy(wcs, default_pixel_frame()) if wcs is not None else None
     unit = None
     metadata = exposure.getMetadata()
     bunit = metadata.get("BUNIT") if metadata is not None and "BUNIT" in metadata else None
@@ -436,6 +470,8 @@ def legacy_mask_bits(mask: Mask) -> tuple[np.ndarray, dict[str, int]]:
     ValueError
         Raised if the mask has more planes than 32 bits hold.
     """
+    from lsst.images import get_legacy_deep_coadd_mask_planes
+
     to_legacy = {plane.name: legacy for legacy, plane in get_legacy_deep_coadd_mask_planes().items()}
     schema = mask.schema
     names = list(schema.names)

@@ -39,7 +39,6 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.table import Table
 
-from lsst.images import Box, Interval
 from lsst.pex.config import Field
 from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
 from lsst.pipe.base import connectionTypes as cT
@@ -185,6 +184,11 @@ def coadd_mask_bits(mask) -> tuple[np.ndarray, dict[str, int]]:
     byte of the mask (one gather per byte, instead of four array
     operations per plane).
     """
+    # Imported here, not at module level: lsst.images imports scipy, and
+    # every job of the pipeline imports this module (pipetask imports all
+    # the graph's task classes), including the jobs that read no coadd.
+    from lsst.images import Box, Interval
+
     box = mask.bbox
     corner = mask[Box(y=Interval(box.y.start, box.y.start + 1), x=Interval(box.x.start, box.x.start + 1))]
     planes = legacy_mask_bits(corner)[1]
