@@ -162,6 +162,40 @@ def test_neighbouring_patches_agree_on_who_publishes():
     assert all(sum(d > 0 for d in ds) == 1 for ds in best.values())
 
 
+@pytest.mark.parametrize("clip", [False, True], ids=["cells", "legacy"])
+def test_inner_patch_rule_with_the_records_frame(clip):
+    # assign_to="inner_patch" with the frame derived from the records: each
+    # row of the tract is in exactly one patch, the one whose inner box holds
+    # it (the one where its edge distance is largest), with a cell-based
+    # outer box reaching beyond the tract or a legacy one clipped to it.
+    tract = _tract(150.0, -30.0, clip=clip, offset=(1.3, -0.6))
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-0.5, tract.bbox.x1 - 0.5, 2000)
+    y = rng.uniform(-0.5, tract.bbox.y1 - 0.5, 2000)
+    ra, dec = tract.wcs.wcs_pix2world(x, y, 0)
+    table = Table(
+        {"object_id": [str(k) for k in range(len(x))], "ra": ra, "dec": dec, "row_index": np.arange(len(x))}
+    )
+    seen = np.zeros(len(x), dtype=int)
+    depth = np.stack([tract.patch_inner_bbox(p).distance_inside(x, y) for p in tract.patch_ids()])
+    for patch_id in tract.patch_ids():
+        records = _records(tract, patch_id)
+        frame = TractFrame.from_records(*records, pixel_scale_arcsec=0.2)
+        rows, counts = select_patch_rows(
+            [table],
+            tract=0,
+            patch=patch_id,
+            region=records[2].region,
+            tract_frame=frame,
+            assign_to="inner_patch",
+        )
+        index = np.asarray(rows["row_index"])
+        seen[index] += 1
+        assert (depth[patch_id, index] == depth[:, index].max(axis=0)).all()
+        assert counts["n_input"] == counts["n_outside"] + counts["n_other_patch"] + len(rows)
+    assert (seen == 1).all()
+
+
 def test_records_are_registered_as_lsst_skymap_registers_them(tmp_path):
     make_butler_repo(str(tmp_path / "repo"))
     butler = get_butler(str(tmp_path / "repo"), writeable=True)
