@@ -258,6 +258,50 @@ class CardFormatter:
             image = self._astropy[memo] = str(card)
             return image
 
+    def array_cards(self, key: str, values: list[Any]) -> list[str]:
+        """Return the images of the cards of one keyword repeated for many
+        values (a per-stamp array), as `card` gives them one by one.
+
+        Parameters
+        ----------
+        key : `str`
+            The keyword.
+        values : `list`
+            The values, each converted by `header_value`.
+
+        Returns
+        -------
+        images : `list` [`str`]
+            One 80-character card per value (more for a long string).
+
+        Notes
+        -----
+        Finite floats, integers and short strings (the per-stamp arrays of
+        a Stamps file) are formatted here without the checks `card` makes
+        per value; anything else goes through `card`.
+        """
+        if not _STANDARD_KEY.match(key) or key in ("END", "CONTINUE", "COMMENT", "HISTORY"):
+            return [self.card(key, value) for value in values]
+        prefix = f"{key:8}= "
+        isfinite = math.isfinite
+        images = []
+        for value in values:
+            kind = type(value)
+            if kind is float and isfinite(value):
+                text = str(value).replace("e", "E")
+                text = f"{text:>20}" if len(text) <= 20 else None
+            elif kind is int:
+                text = f"{value:>20d}"
+            elif kind is str:
+                text = _value_text(value)
+            else:
+                text = None
+            if text is None or len(text) > CARD - 10:
+                images.append(self.card(key, value))
+            else:
+                images.append(f"{prefix}{text:<70}")
+        return images
+
 
 def header_bytes(cards: list[str]) -> bytes:
     """Return a header as written to a file.

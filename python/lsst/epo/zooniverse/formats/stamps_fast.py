@@ -19,16 +19,9 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""The Stamps writer and reader that format and parse the FITS cards
-themselves (`.fits_cards`, `.fits_stream`).
-
-Two writers give the same bytes.  `write_stamps_fast` formats the cards
-exactly as astropy formats them (tests compare it with the astropy writer
-of `.stamps_astropy` byte for byte), has astropy make only the few cards it
-does not format itself (HIERARCH, metadata, long strings), takes the
-celestial WCS cards from a per-family template
-(`~.wcs_metadata.CrpixTemplates`) and writes big-endian pixels straight
-from numpy; it leaves what it does not handle to the astropy writer.
+"""The Stamps reader that parses the FITS cards itself (`.fits_cards`,
+`.fits_stream`), and the writer that formats them itself
+(`write_stamps_fast`, from `.stamps_writer`).
 
 `read_stamps_fast` walks the file once, reading 2880-byte header blocks and
 parsing the cards itself (any card it is not sure about is parsed by
@@ -43,283 +36,28 @@ __all__ = ["STAMP_WCS", "StampWcs", "read_stamps_fast", "write_stamps_fast"]
 
 import functools
 import itertools
-import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import astropy.io.fits as fits
 import astropy.wcs
 import numpy as np
 
-from .afw_wcs import A_WCS_COMMENTS, a_wcs_values
-from .fits_cards import (
-    BLOCK,
-    CARD,
-    CardFormatter,
-    Header,
-    UnsupportedError,
-    astropy_card,
-    header_bytes,
-)
+from .afw_wcs import A_WCS_COMMENTS
+from .fits_cards import CARD, Header, UnsupportedError
 from .fits_stream import FitsStream, data_size, read_image_data, read_primary_header
-from .mask_planes import mask_plane_cards, mask_planes_from_cards
+from .mask_planes import mask_planes_from_cards
 from .stamps_layout import (
     PLANES,
-    STAMP_ARRAYS,
-    STAMPCLS,
     PrimaryInfo,
     StampsRead,
-    array_value,
     celestial_wcs,
-    check_metadata_key,
     is_celestial,
     parent_origin,
     select_stamps,
     shifted_wcs,
-    stamp_planes,
-    wcs_factory,
 )
-from .wcs_metadata import CrpixTemplates
-
-# -- Writing -------------------------------------------------------------
-
-# Metadata keywords astropy might treat as structure in a primary header;
-# files with them are written by astropy.
-_ASTROPY_STRUCTURE = frozenset(
-    {"XTENSION", "PCOUNT", "GCOUNT", "GROUPS", "BZERO", "BSCALE", "BLANK", "END", "CONTINUE"}
-    | {"CHECKSUM", "DATASUM", "TFIELDS", "THEAP", "INHERIT", "EXTNAME", "EXTVER", "EXTLEVEL"}
-)
-
-# File name endings astropy compresses on write.
-_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".lzma", ".z")
-
-# Pixel types the fast writer handles: dtype kind and size -> BITPIX.
-_BITPIX = {("f", 4): -32, ("i", 4): 32, ("f", 8): -64, ("i", 2): 16, ("i", 8): 64, ("u", 1): 8}
-
-
-def _stamp_wcs_cards(header: fits.Header) -> list[str]:
-    header.remove("WCSAXES", ignore_missing=True)
-    # The images of the cards as `_plane_header` puts them in its header.
-    plane = fits.Header()
-    plane.extend(header.cards, end=True)
-    return [str(card) for card in plane.cards]
-
-
-_STAMP_WCS_TEMPLATES = CrpixTemplates(True, _stamp_wcs_cards)
-
-
-def _compressed_name(filename: Any) -> bool:
-    if isinstance(filename, (str, os.PathLike)):
-        return os.fspath(filename).lower().endswith(_COMPRESSED_SUFFIXES)
-    return False
-
-
-def _fast_plane_data(data: np.ndarray) -> tuple[int, np.dtype] | None:
-    bitpix = _BITPIX.get((data.dtype.kind, data.dtype.itemsize))
-    if bitpix is None or data.ndim != 2 or 0 in data.shape:
-        return None
-    return bitpix, data.dtype.newbyteorder(">")
-
-
-def _header_wcs(
-    stamp: Any, scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]]
-) -> astropy.wcs.WCS | None:
-    """Return the WCS to write for a stamp.
-
-    For a WCS not made yet from a shared parent (`Stamp.set_shifted_wcs`),
-    one working copy of the parent per file takes the stamp's CRPIX,
-    instead of a copy per stamp.
-    """
-    make = wcs_factory(stamp)
-    if type(make) is functools.partial and make.func is shifted_wcs and make.args[0].sip is None:
-        parent, crpix = make.args
-        entry = scratch.get(id(parent))
-        if entry is None or entry[0] is not parent:
-            entry = scratch[id(parent)] = (parent, parent.deepcopy())
-        work = entry[1]
-        work.wcs.crpix = crpix
-        return work
-    return stamp.wcs
-
-
-def _primary_cards(stamps: Any, cards: CardFormatter) -> tuple[list[str], bool]:
-    """Return the primary header's cards, and whether astropy should write
-    the file (a metadata keyword with a structural meaning).
-    """
-    primary = [
-        cards.card("SIMPLE", True, "conforms to FITS standard"),
-        cards.card("BITPIX", 8, "array data type"),
-        cards.card("NAXIS", 0, "number of array dimensions"),
-        cards.card("EXTEND", True),
-    ]
-    astropy_only = False
-    for key, value in stamps.metadata.items():
-        check_metadata_key(key)
-        card = astropy_card(key, value)  # Raises as the astropy writer does.
-        card.verify("exception")
-        primary.append(str(card))
-        bare = card.keyword.upper()
-        astropy_only |= bare in _ASTROPY_STRUCTURE or bare.startswith("NAXIS")
-    for keyword, (attribute, kind) in STAMP_ARRAYS.items():
-        primary += [cards.card(keyword, array_value(stamp, attribute, kind)) for stamp in stamps]
-    primary += [cards.card("RA_DEG", stamp.ra) for stamp in stamps]
-    primary += [cards.card("DEC_DEG", stamp.dec) for stamp in stamps]
-    primary += [
-        cards.card("HAS_MASK", stamps.use_mask),
-        cards.card("HAS_VARIANCE", stamps.use_variance),
-        cards.card("HAS_ARCHIVE", False),
-        cards.card("N_STAMPS", len(stamps)),
-        cards.card("STAMPCLS", STAMPCLS),
-        cards.card("VERSION", 1),
-    ]
-    return primary, astropy_only
-
-
-def _plane_headers(
-    stamps: Any, all_planes: list[list[tuple[str, np.ndarray]]], cards: CardFormatter
-) -> Iterator[list[tuple[bytes, np.ndarray, np.dtype]]]:
-    """Yield, for each stamp in turn, the header, pixels and big-endian
-    type of each plane (made as the file is written, so that the headers
-    of all stamps are never held at once).  Every plane must have its
-    stamp's shape (see `_same_shapes`).
-    """
-    mask_planes = stamps.mask_planes
-    mask_cards = [cards.card(key, bit) for key, bit in mask_plane_cards(mask_planes)]
-    fixed = {
-        "XTENSION": cards.card("XTENSION", "IMAGE", "Image extension"),
-        "NAXIS": cards.card("NAXIS", 2, "number of array dimensions"),
-        "PCOUNT": cards.card("PCOUNT", 0, "number of parameters"),
-        "GCOUNT": cards.card("GCOUNT", 1, "number of groups"),
-        "A-WCS head": [
-            cards.card(key, value, comment)
-            for (key, comment), value in zip(A_WCS_COMMENTS[:4], a_wcs_values(0, 0)[:4])
-        ],
-        "A-WCS tail": [
-            cards.card(key, value, comment)
-            for (key, comment), value in zip(A_WCS_COMMENTS[6:], a_wcs_values(0, 0)[6:])
-        ],
-    }
-    extnames = {plane: cards.card("EXTNAME", plane) for plane in PLANES}
-    scratch: dict[int, tuple[astropy.wcs.WCS, astropy.wcs.WCS]] = {}
-    for number, (stamp, planes) in enumerate(zip(stamps, all_planes), start=1):
-        height, width = stamp.image.shape
-        x0, y0 = float(stamp.x0), float(stamp.y0)
-        common = [
-            cards.card("NAXIS1", width),
-            cards.card("NAXIS2", height),
-            fixed["PCOUNT"],
-            fixed["GCOUNT"],
-            cards.card("EXTVER", number),
-        ]
-        a_wcs = [
-            *fixed["A-WCS head"],
-            cards.card("CRVAL1A", x0, A_WCS_COMMENTS[4][1]),
-            cards.card("CRVAL2A", y0, A_WCS_COMMENTS[5][1]),
-            *fixed["A-WCS tail"],
-        ]
-        headers = []
-        for plane, data in planes:
-            bitpix, big_endian = _fast_plane_data(data)
-            plane_cards = [
-                fixed["XTENSION"],
-                cards.card("BITPIX", bitpix, "array data type"),
-                fixed["NAXIS"],
-                *common,
-                extnames[plane],
-            ]
-            if plane == "MASK":
-                plane_cards += mask_cards
-            plane_cards += a_wcs
-            if plane == "IMAGE":
-                header_wcs = _header_wcs(stamp, scratch)
-                if header_wcs is not None:
-                    plane_cards += _STAMP_WCS_TEMPLATES.cards(header_wcs)
-            headers.append((header_bytes(plane_cards), data, big_endian))
-        yield headers
-
-
-def _same_shapes(stamps: Any, all_planes: list[list[tuple[str, np.ndarray]]]) -> bool:
-    """Return whether every plane has its stamp's image shape (else
-    astropy writes each plane's own shape).
-    """
-    return all(
-        data.shape == stamp.image.shape for stamp, planes in zip(stamps, all_planes) for _, data in planes
-    )
-
-
-def _padded(nbytes: int) -> int:
-    """Return the size of a data unit of ``nbytes``: whole FITS blocks."""
-    return nbytes + (-nbytes % BLOCK)
-
-
-def write_stamps_fast(stamps: Any, filename: str | os.PathLike | IO[bytes]) -> bool:
-    """Write stamps as `~.stamps_astropy.write_stamps_astropy` would,
-    formatting the cards here.
-
-    Parameters
-    ----------
-    stamps : `~lsst.epo.zooniverse.formats.stamps.Stamps`
-        The stamps.
-    filename : `str`, `os.PathLike` or binary file object
-        Where to write; an existing file is overwritten.
-
-    Returns
-    -------
-    written : `bool`
-        `False` (having written nothing) for what the astropy writer
-        should write itself: compressed file names, unusual pixel types,
-        planes of different shapes, metadata keywords with a structural
-        meaning.
-
-    Raises
-    ------
-    ValueError
-        Raised as `~lsst.epo.zooniverse.formats.stamps.write_stamps`
-        raises.
-    TypeError
-        Raised for a metadata value FITS cannot hold.
-    """
-    if _compressed_name(filename):
-        return False
-    cards = CardFormatter()
-    primary, astropy_only = _primary_cards(stamps, cards)
-    all_planes = stamp_planes(stamps)
-    if astropy_only or any(_fast_plane_data(data) is None for planes in all_planes for _, data in planes):
-        return False
-    if not _same_shapes(stamps, all_planes):
-        return False
-
-    def write(stream: IO[bytes]) -> None:
-        # One stamp at a time: its headers are made, its planes converted
-        # to big-endian and padded in one buffer, and written in one call.
-        stream.write(header_bytes(primary))
-        buffer = bytearray()
-        for headers in _plane_headers(stamps, all_planes, cards):
-            size = sum(len(header) + _padded(data.nbytes) for header, data, _ in headers)
-            if len(buffer) != size:
-                buffer = bytearray(size)
-            view = memoryview(buffer)
-            offset = 0
-            for header, data, big_endian in headers:
-                view[offset : offset + len(header)] = header
-                offset += len(header)
-                pixels = np.frombuffer(view, big_endian, data.size, offset).reshape(data.shape)
-                np.copyto(pixels, data)
-                view[offset + data.nbytes : offset + _padded(data.nbytes)] = bytes(-data.nbytes % BLOCK)
-                offset += _padded(data.nbytes)
-            stream.write(view)
-
-    if isinstance(filename, (str, os.PathLike)):
-        with open(filename, "wb") as stream:
-            write(stream)
-    else:
-        write(filename)
-        flush = getattr(filename, "flush", None)
-        if flush is not None:
-            flush()
-    return True
-
+from .stamps_writer import write_stamps_fast
 
 # -- Per-stamp WCS -------------------------------------------------------
 
