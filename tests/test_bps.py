@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def test_bps_submit_with_parsl(tmp_path):
+@pytest.mark.parametrize("submit_file", ["zooniverse.yaml", "zooniverse_fused.yaml"])
+def test_bps_submit_with_parsl(tmp_path, submit_file):
     demo = make_demo_repo(tmp_path / "repo")
     shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
     env = dict(
@@ -57,7 +58,7 @@ def test_bps_submit_with_parsl(tmp_path):
         [
             str(BIN / "bps"),
             "submit",
-            str(ROOT / "config" / "bps" / "zooniverse.yaml"),
+            str(ROOT / "config" / "bps" / submit_file),
             "-b",
             demo.root,
             "-i",
@@ -81,6 +82,9 @@ def test_bps_submit_with_parsl(tmp_path):
     )
     stamps = butler.query_datasets("zooniverse_stamps", collections="u/test/bps", explain=False)
     assert sorted(ref.dataId["band"] for ref in stamps) == ["g", "i", "r"]
+    # The pictures were made by the submit file's pipeline.
+    label = "makePictures" if submit_file == "zooniverse_fused.yaml" else "composeRgb"
+    assert butler.query_datasets(f"{label}_metadata", collections="u/test/bps", explain=False)
     assert len(rgb) > 0 and len(rgb) == int((report["status"] == "ok").sum())
     assert set(report["status"]) <= {"ok", "low_coverage", "no_data"}
     # The submit directory exists with the run's logs; no other tract ran.
