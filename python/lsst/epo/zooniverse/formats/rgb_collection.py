@@ -69,8 +69,7 @@ __all__ = [
 ]
 
 import json
-import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import astropy.wcs
@@ -106,7 +105,7 @@ from .rgb_index import (
     stricter_policy,
 )
 from .rgb_names import frame_entry_names, sanitize_entry_names
-from .rgb_zip import read_rgb_archive, read_rgb_index, zip_info
+from .rgb_zip import read_rgb_archive, read_rgb_index, write_stored_zip
 from .wcs_metadata import WCS_TEXT_KEY, wcs_to_header_string, wcs_to_xmp
 
 FORMAT_NAME = "lsst.epo.zooniverse.rgb"
@@ -168,7 +167,13 @@ class RgbCollection:
     ) -> None:
         arrays = []
         for k, image in enumerate(images):
-            array = np.asarray(as_pil_image(image, what=f"RGB image {k}"))
+            if isinstance(image, np.ndarray):
+                # A read-only copy, as the pixels of a PIL image would be,
+                # without making one.
+                array = np.array(validate_image_array(image, what=f"RGB image {k}"), order="C", copy=True)
+                array.flags.writeable = False
+            else:
+                array = np.asarray(as_pil_image(image, what=f"RGB image {k}"))
             if array.ndim != 3 or array.shape[2] != 3:
                 raise ValueError(f"RGB image {k} must have 3 channels, not shape {array.shape}.")
             arrays.append(array)
@@ -536,24 +541,39 @@ def write_rgb_collection(
     jobs.sort(key=lambda job: job[0])
     if jobs and (not isinstance(compress_level, int) or not 0 <= compress_level <= 9):
         raise ValueError(f"PNG compress_level must be an integer from 0 to 9, not {compress_level!r}.")
+    comment = json.dumps(description, sort_keys=True).encode()
+    write_stored_zip(
+        target, comment, _entries(collection, policy, compress_level, jobs, texts, wcs_texts, columns)
+    )
+
+
+def _entries(
+    collection: RgbCollection,
+    policy: str,
+    compress_level: int,
+    jobs: Sequence[tuple[str, int, str | None]],
+    texts: PictureTextChunks,
+    wcs_texts: Sequence[str | None],
+    columns: Mapping[str, Sequence[str]],
+) -> Iterator[tuple[str, bytes]]:
+    """Yield the entries of `write_rgb_collection`'s ZIP: the index, then
+    each job's PNG, encoded when asked for.
+    """
+    yield INDEX_NAME, index_csv(collection.index, collection.frame_files, wcs_texts, columns)
     # A picture's XMP chunk is shared by its frames: made once.
     xmp_cache: dict[int, list[bytes]] = {}
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        archive.comment = json.dumps(description, sort_keys=True).encode()
-        archive.writestr(zip_info(INDEX_NAME), index_csv(table, collection.frame_files, wcs_texts, columns))
-        for entry, k, band in jobs:
-            xmp = xmp_cache.get(k)
-            if xmp is None:
-                xmp = _xmp_chunks(collection._xmp(k, policy))
-                if collection._frames[k] is not None:
-                    xmp_cache[k] = xmp
-            image = collection._images[k] if band is None else collection._frame(k, band)
-            chunks = texts.chunks(k, band) + xmp
-            if isinstance(image, np.ndarray):
-                png = encode_png_array(validate_image_array(image), chunks, compress_level)
-            else:  # Not the array the collection was made with.
-                png = collection._encode(k, policy, compress_level, wcs_texts[k], band=band)
-            archive.writestr(zip_info(entry), png)
+    for entry, k, band in jobs:
+        xmp = xmp_cache.get(k)
+        if xmp is None:
+            xmp = _xmp_chunks(collection._xmp(k, policy))
+            if collection._frames[k] is not None:
+                xmp_cache[k] = xmp
+        image = collection._images[k] if band is None else collection._frame(k, band)
+        chunks = texts.chunks(k, band) + xmp
+        if isinstance(image, np.ndarray):
+            yield entry, encode_png_array(validate_image_array(image), chunks, compress_level)
+        else:  # Not the array the collection was made with.
+            yield entry, collection._encode(k, policy, compress_level, wcs_texts[k], band=band)
 
 
 def _xmp_chunks(xmp: bytes | str | None) -> list[bytes]:

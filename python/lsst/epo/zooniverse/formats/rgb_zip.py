@@ -35,16 +35,19 @@ __all__ = [
     "read_entry",
     "read_rgb_archive",
     "read_rgb_index",
+    "write_stored_zip",
     "zip_info",
 ]
 
 import dataclasses
+import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 import astropy.wcs
@@ -79,6 +82,179 @@ def zip_info(name: str) -> zipfile.ZipInfo:
     info.external_attr = _ENTRY_MODE
     info.create_system = 3
     return info
+
+
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+"""Local file header of a ZIP entry (before its name and extra field)."""
+
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+"""Central directory header of a ZIP entry (before its name and extra
+field)."""
+
+_ZIP64_VERSION = 45
+"""Version needed to extract an entry or archive with ZIP64 records."""
+
+
+def write_stored_zip(
+    target: str | os.PathLike | IO[bytes], comment: bytes, entries: Iterable[tuple[str, bytes]]
+) -> None:
+    """Write a ZIP of stored entries with the fixed attributes of
+    `zip_info`.
+
+    Parameters
+    ----------
+    target : `str`, `os.PathLike` or binary file object
+        Path or file object to write (from its current position).
+    comment : `bytes`
+        The archive comment.
+    entries : `~collections.abc.Iterable` [`tuple` [`str`, `bytes`]]
+        Entry name and content, in archive order (consumed while writing,
+        so that only one entry's content needs to be held).
+
+    Notes
+    -----
+    The bytes are those of `zipfile.ZipFile` (``ZIP_STORED``, ZIP64
+    allowed) with the comment set and ``writestr(zip_info(name), data)``
+    for each entry, including where ZIP64 records and fields are written,
+    but with one header write per entry (`zipfile` writes each local
+    header twice, seeking back for the CRC).  A target that cannot seek
+    (where `zipfile` writes data descriptors instead) or a comment longer
+    than `zipfile` keeps is written by `zipfile` itself.
+    """
+    if isinstance(target, (str, os.PathLike)):
+        with open(target, "w+b") as stream:
+            _write_stored_entries(stream, 0, comment, entries)
+        return
+    try:
+        start = target.tell()
+        target.seek(start)
+    except (AttributeError, OSError):
+        start = None
+    if start is None or len(comment) > zipfile.ZIP_MAX_COMMENT:
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            archive.comment = comment
+            for name, data in entries:
+                archive.writestr(zip_info(name), data)
+        return
+    _write_stored_entries(target, start, comment, entries)
+    target.flush()
+
+
+def _write_stored_entries(
+    stream: IO[bytes], start: int, comment: bytes, entries: Iterable[tuple[str, bytes]]
+) -> None:
+    """Write the entries, central directory and end records of
+    `write_stored_zip` to a seekable stream positioned at ``start``.
+    """
+    # zipfile's limits are read when used, as zipfile reads them.
+    zip64_limit = zipfile.ZIP64_LIMIT
+    central = []
+    offset = start
+    for name, data in entries:
+        info = zip_info(name)
+        filename, flag_bits = (
+            (info.filename.encode("ascii"), info.flag_bits)
+            if info.filename.isascii()
+            else (info.filename.encode("utf-8"), info.flag_bits | 0x800)
+        )
+        dostime, dosdate = _dos_time(info.date_time)
+        size = len(data)
+        crc = zlib.crc32(data)
+        extra = info.extra
+        local_size = size
+        if size * 1.05 > zip64_limit:
+            # zipfile's rule for a local ZIP64 field when the size is known.
+            extra = extra + struct.pack("<HHQQ", 1, 16, size, size)
+            local_size = 0xFFFFFFFF
+            info.extract_version = max(_ZIP64_VERSION, info.extract_version)
+            info.create_version = max(_ZIP64_VERSION, info.create_version)
+        stream.write(
+            _LOCAL_HEADER.pack(
+                b"PK\003\004",
+                info.extract_version,
+                info.reserved,
+                flag_bits,
+                info.compress_type,
+                dostime,
+                dosdate,
+                crc,
+                local_size,
+                local_size,
+                len(filename),
+                len(extra),
+            )
+            + filename
+            + extra
+        )
+        stream.write(data)
+        fields = []
+        central_size = size
+        if size > zip64_limit:
+            fields += [size, size]
+            central_size = 0xFFFFFFFF
+        header_offset = offset
+        if offset > zip64_limit:
+            fields.append(offset)
+            header_offset = 0xFFFFFFFF
+        extra_data = info.extra
+        min_version = 0
+        if fields:
+            extra_data = struct.pack("<HH" + "Q" * len(fields), 1, 8 * len(fields), *fields) + extra_data
+            min_version = _ZIP64_VERSION
+        central.append(
+            _CENTRAL_HEADER.pack(
+                b"PK\001\002",
+                max(min_version, info.create_version),
+                info.create_system,
+                max(min_version, info.extract_version),
+                info.reserved,
+                flag_bits,
+                info.compress_type,
+                dostime,
+                dosdate,
+                crc,
+                central_size,
+                central_size,
+                len(filename),
+                len(extra_data),
+                len(info.comment),
+                0,
+                info.internal_attr,
+                info.external_attr,
+                header_offset,
+            )
+            + filename
+            + extra_data
+            + info.comment
+        )
+        offset += _LOCAL_HEADER.size + len(filename) + len(extra) + size
+    directory = b"".join(central)
+    stream.write(directory)
+    end = offset + len(directory)
+    count, directory_size, directory_offset = len(central), len(directory), offset
+    if count > zipfile.ZIP_FILECOUNT_LIMIT or directory_offset > zip64_limit or directory_size > zip64_limit:
+        stream.write(
+            struct.pack(
+                "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, directory_size, directory_offset
+            )
+        )
+        stream.write(struct.pack("<4sLQL", b"PK\x06\x07", 0, end, 1))
+        count = min(count, 0xFFFF)
+        directory_size = min(directory_size, 0xFFFFFFFF)
+        directory_offset = min(directory_offset, 0xFFFFFFFF)
+    stream.write(
+        struct.pack(
+            "<4s4H2LH", b"PK\005\006", 0, 0, count, count, directory_size, directory_offset, len(comment)
+        )
+    )
+    stream.write(comment)
+
+
+def _dos_time(date_time: tuple[int, ...]) -> tuple[int, int]:
+    """Return the MS-DOS time and date of a ZIP entry's ``date_time``."""
+    dosdate = (date_time[0] - 1980) << 9 | date_time[1] << 5 | date_time[2]
+    dostime = date_time[3] << 11 | date_time[4] << 5 | (date_time[5] // 2)
+    return dostime, dosdate
 
 
 def check_entry_names(archive: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
