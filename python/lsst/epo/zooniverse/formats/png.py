@@ -50,6 +50,7 @@ __all__ = [
     "read_png_text",
     "strip_png_text_chunks",
     "validate_image_array",
+    "xmp_chunk",
 ]
 
 import functools
@@ -310,10 +311,24 @@ def encode_png(
         array = validate_image_array(image)
     chunks = [text_chunk(key, value) for key, value in text.items()]
     if xmp is not None:
-        chunks.append(
-            itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)
-        )
+        chunks.append(xmp_chunk(xmp))
     return encode_png_array(array, chunks, compress_level)
+
+
+def xmp_chunk(xmp: bytes | str) -> bytes:
+    """Frame an XMP packet as the ``iTXt`` chunk `encode_png` writes.
+
+    Parameters
+    ----------
+    xmp : `bytes` or `str`
+        The packet (UTF-8 if `bytes`).
+
+    Returns
+    -------
+    chunk : `bytes`
+        The uncompressed ``iTXt`` chunk ``XML:com.adobe.xmp``.
+    """
+    return itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)
 
 
 def encode_png_array(array: np.ndarray, chunks: Sequence[bytes], compress_level: int) -> bytes:

@@ -79,13 +79,12 @@ from astropy.table import Table
 from .png import (
     DEFAULT_COMPRESS_LEVEL,
     DEFAULT_MAX_DECODED_PIXELS,
-    XMP_KEYWORD,
     as_pil_image,
     encode_png,
     encode_png_array,
     validate_image_array,
+    xmp_chunk,
 )
-from .png_chunks import itxt_chunk
 from .rgb_index import (
     COLUMN_DTYPES,
     FRAME_BAND_PATTERN,
@@ -565,7 +564,8 @@ def _entries(
     for entry, k, band in jobs:
         xmp = xmp_cache.get(k)
         if xmp is None:
-            xmp = _xmp_chunks(collection._xmp(k, policy))
+            packet = collection._xmp(k, policy)
+            xmp = [] if packet is None else [xmp_chunk(packet)]
             if collection._frames[k] is not None:
                 xmp_cache[k] = xmp
         image = collection._images[k] if band is None else collection._frame(k, band)
@@ -574,15 +574,6 @@ def _entries(
             yield entry, encode_png_array(validate_image_array(image), chunks, compress_level)
         else:  # Not the array the collection was made with.
             yield entry, collection._encode(k, policy, compress_level, wcs_texts[k], band=band)
-
-
-def _xmp_chunks(xmp: bytes | str | None) -> list[bytes]:
-    """Return the XMP ``iTXt`` chunk of a picture as `encode_png` writes
-    it (none for `None`).
-    """
-    if xmp is None:
-        return []
-    return [itxt_chunk(XMP_KEYWORD.encode("latin-1"), xmp.decode("utf-8") if isinstance(xmp, bytes) else xmp)]
 
 
 def read_rgb_collection(
