@@ -244,3 +244,29 @@ def test_array_cards_are_the_cards_one_by_one():
     }
     for key, listed in values.items():
         assert cards.array_cards(key, listed) == [cards.card(key, value) for value in listed], key
+
+
+def test_preallocated_file_is_cut_at_its_end(tmp_path):
+    path = tmp_path / "short.fits"
+    with fits_block_writer.open_for_writing(path) as stream:
+        writer = fits_block_writer.BlockWriter(stream, size=2880 * 4)
+        writer.preallocate(2880 * 10)
+        for k in range(6):
+            writer.write(bytes([k]) * 2880)
+        writer.flush()
+    assert path.read_bytes() == b"".join(bytes([k]) * 2880 for k in range(6))
+    # Written longer than preallocated: the file grows as usual.
+    with fits_block_writer.open_for_writing(path) as stream:
+        writer = fits_block_writer.BlockWriter(stream, size=2880 * 4)
+        writer.preallocate(2880)
+        writer.write(b"a" * 2880 * 5)
+        writer.flush()
+    assert path.read_bytes() == b"a" * 2880 * 5
+
+
+def test_files_of_generic_stamps_have_their_size(tmp_path):
+    # Stamps with WCS of their own: the planned size is short of the file's.
+    stamps = _cut(_tan(), _POSITIONS, [11, 15, 11, 4, 15, 11, 1, 11], materialise=set(range(8)))
+    path = tmp_path / "own.fits"
+    write_stamps(stamps, path)
+    assert path.read_bytes() == _astropy_bytes(stamps)

@@ -25,25 +25,28 @@ The writer of a file of many HDUs (`.stamps_writer`) fills the buffer with
 whole HDUs and the buffer goes to the file in few large ``write`` calls: a
 write system call per HDU costs more kernel time than the copy it does
 (measured on ext4: 121 MB in 141 KB writes took 42 ms of system CPU, in
-8 MB writes 24 ms; medians of 10).  The memory held is the buffer, whatever the file's
-size.
+8 MB writes 24 ms; medians of 10).  The memory held is the buffer,
+whatever the file's size.
 """
 
 from __future__ import annotations
 
 __all__ = ["BUFFER_SIZE", "BlockWriter", "open_for_writing", "write_all"]
 
+import ctypes
 import os
-from typing import IO
+import sys
+from typing import IO, Any
 
 import numpy as np
 
 from .fits_cards import BLOCK
 
-BUFFER_SIZE = 2880 * 1024
-"""Bytes of the buffer (about 2.9 MB): whole FITS blocks and whole 4 KiB
-pages.  Larger buffers cost as much or more on the bench (a patch's three
-files of 121 MB: 1 to 24 MB buffers tried).
+BUFFER_SIZE = 2880 * 364
+"""Bytes of the buffer (about 1 MB, whole FITS blocks).  On the bench (a
+patch's three files of 121 MB) buffers of 1 to 24 MB cost the same median
+CPU, but the larger ones more often cost much more (system CPU of a patch
+up to 0.3-0.7 s instead of 0.05 s).
 """
 
 # Zero bytes the padding of data units is copied from.
@@ -70,6 +73,9 @@ class BlockWriter:
     def __init__(self, stream: IO[bytes], size: int = BUFFER_SIZE) -> None:
         self._stream = stream
         self._size = size
+        self._written = 0
+        # File descriptor and end of the space preallocated, if any.
+        self._preallocated: tuple[int, int] | None = None
         self._buffer = np.zeros(size, dtype=np.uint8)
         self._view = memoryview(self._buffer).cast("B")
         self._fill = 0
@@ -103,7 +109,9 @@ class BlockWriter:
             byte of it (it holds what was there before).
         """
         if self._fill + size > len(self._buffer):
-            self.flush()
+            write_all(self._stream, self._view[: self._fill])
+            self._written += self._fill
+            self._fill = 0
             if size > len(self._buffer) or len(self._buffer) > self._size:
                 # A piece larger than the buffer, or back to the usual size.
                 self._buffer = np.empty(max(size, self._size), dtype=np.uint8)
@@ -136,11 +144,61 @@ class BlockWriter:
         """
         self._view[offset : offset + size] = _ZEROS[:size]
 
+    def preallocate(self, size: int) -> None:
+        """Have the file system reserve the space of the bytes about to be
+        written, where it does so natively (Linux ``fallocate``).
+
+        The file is sized at once instead of block after block as the
+        writes come (ext4: the system CPU of writing a patch's three
+        121 MB files goes from 0.100 s to 0.047 s, medians of 12).  A file
+        written shorter than this is truncated to its end by `flush`.
+
+        Parameters
+        ----------
+        size : `int`
+            Bytes about to be written from the file's current position.
+        """
+        fileno = getattr(self._stream, "fileno", None)
+        if _FALLOCATE is None or fileno is None or size <= 0:
+            return
+        try:
+            fd = fileno()
+            start = os.lseek(fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return
+        if _FALLOCATE(fd, 0, start, size) == 0:
+            self._preallocated = (fd, start + size)
+        self._written = start
+
     def flush(self) -> None:
-        """Write what is buffered to the file."""
+        """Write what is buffered to the file (and cut the file at its end
+        if it was given more space than written).
+        """
         if self._fill:
             write_all(self._stream, self._view[: self._fill])
+            self._written += self._fill
             self._fill = 0
+        if self._preallocated is not None and self._written < self._preallocated[1]:
+            os.ftruncate(self._preallocated[0], self._written)
+            self._preallocated = None
+
+
+def _fallocate_function() -> Any:
+    """Return the C library's ``fallocate`` (`None` without one): it fails
+    where the file system cannot reserve space natively, where
+    ``os.posix_fallocate`` would write zeros instead.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = getattr(libc, "fallocate64", None) or libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.restype = ctypes.c_int
+    return function
+
+
+_FALLOCATE = _fallocate_function() if sys.platform.startswith("linux") else None
 
 
 def write_all(stream: IO[bytes], data: memoryview) -> None:

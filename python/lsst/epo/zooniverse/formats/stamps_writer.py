@@ -231,6 +231,45 @@ class WcsCards:
         # id(parent) -> [parent, working copy, family or None, family tried]
         self._parents: dict[int, list[Any]] = {}
 
+    def family(self, stamp: Any) -> _WcsFamily | None:
+        """Return the WCS family of a stamp whose WCS is its parent's
+        shifted (asking wcslib for the parent's first stamp only).
+
+        Parameters
+        ----------
+        stamp : `~lsst.epo.zooniverse.formats.stamps.Stamp`
+            The stamp, for which `is_shifted` is true.
+
+        Returns
+        -------
+        family : `_WcsFamily` or `None`
+            Its family, `None` if its parent's WCS cards have none.
+        """
+        parent = wcs_factory(stamp).args[0]
+        entry = self._parents.get(id(parent))
+        if entry is None or entry[0] is not parent or not entry[3]:
+            self.get(stamp)
+            entry = self._parents[id(parent)]
+        return entry[2]
+
+    @staticmethod
+    def is_shifted(stamp: Any) -> bool:
+        """Return whether a stamp's WCS is (not made yet) its non-SIP
+        parent's shifted, the stamps that may have a family.
+
+        Parameters
+        ----------
+        stamp : `~lsst.epo.zooniverse.formats.stamps.Stamp`
+            The stamp.
+
+        Returns
+        -------
+        shifted : `bool`
+            Whether the stamp's WCS is its parent's shifted.
+        """
+        make = wcs_factory(stamp)
+        return type(make) is functools.partial and make.func is shifted_wcs and make.args[0].sip is None
+
     def get(self, stamp: Any) -> tuple[_WcsFamily | None, list[str] | tuple[str, str]]:
         """Return the WCS cards of a stamp.
 
@@ -247,15 +286,10 @@ class WcsCards:
             With a family, its CRPIX1 and CRPIX2 cards; else all its WCS
             cards (none without a WCS).
         """
-        make = wcs_factory(stamp)
-        if (
-            type(make) is not functools.partial
-            or make.func is not shifted_wcs
-            or make.args[0].sip is not None
-        ):
+        if not self.is_shifted(stamp):
             wcs = stamp.wcs
             return None, [] if wcs is None else _STAMP_WCS_TEMPLATES.cards(wcs)
-        parent, crpix = make.args
+        parent, crpix = wcs_factory(stamp).args
         entry = self._parents.get(id(parent))
         if entry is None or entry[0] is not parent:
             entry = self._parents[id(parent)] = [parent, parent.deepcopy(), None, False]
@@ -388,6 +422,46 @@ class StampLayouts:
             layout.size += nbytes + padding
         return layout
 
+    def _family_layout(self, family: _WcsFamily | None, planes: list[tuple[str, np.ndarray]]) -> _Layout:
+        """Return the layout of the stamps of a WCS family (`None`: without
+        WCS) and of these planes' size and types.
+        """
+        key = (family.number if family is not None else None, *[data.dtype for _, data in planes])
+        key += planes[0][1].shape
+        layout = self._layouts.get(key)
+        if layout is None:
+            wcs_cards: list[Any] = []
+            if family is not None:
+                wcs_cards = list(family.rest)
+                wcs_cards[family.places[0]], wcs_cards[family.places[1]] = _CRPIX1, _CRPIX2
+            layout = self._layouts[key] = self._layout(planes, [_EXTVER, _CRVAL1, _CRVAL2], wcs_cards)
+        return layout
+
+    def planned_size(self, stamp: Any, planes: list[tuple[str, np.ndarray]]) -> int:
+        """Return the bytes `place` will likely put for a stamp: exact for
+        a stamp of a WCS family or without WCS, its pixels and a block per
+        header for others (whose WCS cards are not made twice).
+
+        Parameters
+        ----------
+        stamp : `~lsst.epo.zooniverse.formats.stamps.Stamp`
+            The stamp.
+        planes : `list` [`tuple` [`str`, `numpy.ndarray`]]
+            As for `place`.
+
+        Returns
+        -------
+        size : `int`
+            Bytes.
+        """
+        if self._wcs.is_shifted(stamp):
+            family = self._wcs.family(stamp)
+            if family is not None:
+                return self._family_layout(family, planes).size
+        elif stamp.wcs is None:
+            return self._family_layout(None, planes).size
+        return sum(BLOCK + data.nbytes + (-data.nbytes % BLOCK) for _, data in planes)
+
     def place(
         self, writer: BlockWriter, number: int, stamp: Any, planes: list[tuple[str, np.ndarray]]
     ) -> None:
@@ -415,14 +489,7 @@ class StampLayouts:
             own += wcs_cards
         layout = None
         if family is not None or not wcs_cards:
-            key = (family.number if family is not None else None, *[data.dtype for _, data in planes])
-            key += planes[0][1].shape
-            layout = self._layouts.get(key)
-            if layout is None:
-                if family is not None:
-                    wcs_cards = list(family.rest)
-                    wcs_cards[family.places[0]], wcs_cards[family.places[1]] = _CRPIX1, _CRPIX2
-                layout = self._layouts[key] = self._layout(planes, [_EXTVER, _CRVAL1, _CRVAL2], wcs_cards)
+            layout = self._family_layout(family, planes)
         if layout is None or any(len(card) != CARD for card in own):  # Headers made whole.
             if family is not None:
                 wcs_cards = list(family.rest)
@@ -489,20 +556,24 @@ def write_stamps_fast(stamps: Any, filename: str | os.PathLike | IO[bytes]) -> b
     if astropy_only or not _fast_planes(stamps, all_planes):
         return False
 
-    def write(stream: IO[bytes]) -> None:
+    def write(stream: IO[bytes], preallocate: bool) -> None:
         # Stamp after stamp into one buffer, written when full.
         writer = BlockWriter(stream)
-        writer.write(header_bytes(primary))
+        primary_bytes = header_bytes(primary)
         layouts = StampLayouts(stamps, cards)
+        if preallocate:
+            planned = sum(layouts.planned_size(stamp, planes) for stamp, planes in zip(stamps, all_planes))
+            writer.preallocate(len(primary_bytes) + planned)
+        writer.write(primary_bytes)
         for number, (stamp, planes) in enumerate(zip(stamps, all_planes), start=1):
             layouts.place(writer, number, stamp, planes)
         writer.flush()
 
     if isinstance(filename, (str, os.PathLike)):
         with open_for_writing(filename) as stream:
-            write(stream)
+            write(stream, True)
     else:
-        write(filename)
+        write(filename, False)
         flush = getattr(filename, "flush", None)
         if flush is not None:
             flush()
