@@ -124,7 +124,9 @@ class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogCon
         "inner box is nearest to it, if the row is in that neighbour's region.  What each patch has "
         "comes from the neighbour_coadds prerequisite input, looked up when the quantum graph is "
         "built; its dataset type (connections.neighbour_coadds, default deep_coadd) must not be a "
-        "regular input of another task of the pipeline.",
+        "regular input of another task of the same pipeline, so run shardCatalog on its own "
+        "(-p ZooniverseCutoutsFused.yaml#shardCatalog), then makePictures on its output "
+        "(#makePictures, --dataset-query-constraint zooniverse_targets_patch).",
         default=False,
     )
     fallback_bands = ListField[str](

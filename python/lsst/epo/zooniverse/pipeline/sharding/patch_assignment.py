@@ -44,7 +44,14 @@ pictures use), the row is also given to one neighbour that has every band,
 `PatchGrid.fallback_mask`.  What a patch has is known at quantum-graph
 build time through `find_neighbour_coadds`, the lookup function of an
 optional prerequisite input, so the decision needs no registry at run
-time.
+time.  pipe_base refuses a dataset type that is a prerequisite input of
+one task and a regular input of another in the same pipeline, and
+``makePictures`` and ``extractStamps`` read ``deep_coadd`` as a regular
+input: with the fallback, ``shardCatalog`` runs as a pipeline of its own
+and the picture tasks run on its output.  The fallback is decided per
+dataset (a coadd exists for the band or not), not per pixel: a row whose
+home coadd exists but has no data at the row is reported by the picture
+task (``no_data``, ``low_coverage``), not moved.
 """
 
 from __future__ import annotations
