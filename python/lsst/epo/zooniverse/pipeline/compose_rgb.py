@@ -32,9 +32,9 @@ __all__ = [
     "orient_to_north_up",
 ]
 
-import collections
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -54,10 +54,16 @@ from lsst.utils.timer import timeMethod
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbCollection
 from ..formats.stamps import Stamps
 from .config_errors import ConfigValueError
-from .orientation import orient_picture, orient_to_north_up
+from .orientation import orient_picture, orient_pictures, orient_to_north_up, oriented_wcs
+from .picture_batch import (
+    BATCH_SIZE,
+    band_frames,
+    batch_stretch,
+    mix_channels,
+    patch_black_levels,
+    stacked_planes,
+)
 from .stretch import StretchConfig
-from .stretch_parameters import STRETCH_FUNCTIONS, stretch_parameters
-from .stretch_sky import sample_stride, sky_black_levels, uses_sky_black
 
 CHANNELS = ("red", "green", "blue")
 
@@ -341,8 +347,8 @@ class ComposeRgbTask(PipelineTask):
         detail = np.full(n_rows, "", dtype=object)
         coverage_column = np.full(n_rows, np.nan)
         images, wcs_list, index_rows = [], [], []
-        frames: list[dict[str, np.ndarray]] = []
-        orientation = None
+        frames: list[dict[str, np.ndarray] | None] = []
+        orientation = (0, False)
         # Plain Python values, read once (astropy Row access is slow).
         object_ids = [str(value) for value in targets_patch["object_id"]]
         ras = np.asarray(targets_patch["ra"], dtype=float).tolist()
@@ -353,47 +359,46 @@ class ComposeRgbTask(PipelineTask):
             if "edge_distance" in targets_patch.colnames
             else [math.nan] * n_rows
         )
-        black = self._patch_black(stamps, used, weights, empty, fill, by_id, object_ids, bad_bits)
+        eligible = []  # (row, its stamp in each band used)
         for k in range(n_rows):
-            object_id = object_ids[k]
-            band_stamps = [by_id[b].get(object_id) for b in used]
+            band_stamps = [by_id[b].get(object_ids[k]) for b in used]
             skip, coverage = self._skip_reason(stamps, used, empty, fill, band_stamps)
             coverage_column[k] = coverage
             if skip is not None:
                 status[k], detail[k] = skip
-                continue
-            planes, bad = self._planes(band_stamps, used, bad_bits)
-            channels = self._mix(planes, weights)
-            rgb = config.stretch.apply(channels[0], channels[1], channels[2], black)
-            if all(b is not None for b in bad):
-                # Bad in every band (no data): black, whatever the black point.
-                rgb[np.logical_and.reduce(bad)] = 0
-            reference = band_stamps[0]
-            if orientation is None:
-                if config.orientation == "north_up" and reference.wcs is not None:
-                    orientation = orient_to_north_up(reference.wcs)
-                else:
-                    orientation = (0, False)
-            picture, picture_wcs = orient_picture(rgb, reference.wcs, *orientation, config.output_size)
-            images.append(picture)
-            if config.band_frames:
-                frames.append(self._band_frames(planes, bad, used, weights, channels, orientation, black))
-            wcs_list.append(picture_wcs)
-            index_rows.append(
-                {
-                    "object_id": object_id,
-                    "ra": ras[k],
-                    "dec": decs[k],
-                    "skymap": skymap,
-                    "tract": int(tract),
-                    "patch": int(patch),
-                    "bands": ",".join(used),
-                    "coverage": coverage,
-                    "stretch": stretch_text,
-                    "row_index": int(row_indices[k]),
-                    "edge_distance": edge_distances[k],
-                }
-            )
+            else:
+                eligible.append((k, band_stamps, coverage))
+        backgrounds = [self._background(band) for band in used]
+        black = patch_black_levels(
+            config.stretch, [e[1] for e in eligible], n_rows, weights, backgrounds, bad_bits
+        )
+        if eligible:
+            reference = eligible[0][1][0]
+            orientation = (0, False)
+            if config.orientation == "north_up" and reference.wcs is not None:
+                orientation = orient_to_north_up(reference.wcs)
+        # Batches of consecutive pictures whose stamps have one shape.
+        for batch in _batches(eligible):
+            pictures = self._compose_batch([e[1] for e in batch], used, weights, bad_bits, orientation, black)
+            for (k, _, coverage), (picture, picture_wcs, picture_frames) in zip(batch, pictures):
+                images.append(picture)
+                wcs_list.append(picture_wcs)
+                frames.append(picture_frames)
+                index_rows.append(
+                    {
+                        "object_id": object_ids[k],
+                        "ra": ras[k],
+                        "dec": decs[k],
+                        "skymap": skymap,
+                        "tract": int(tract),
+                        "patch": int(patch),
+                        "bands": ",".join(used),
+                        "coverage": coverage,
+                        "stretch": stretch_text,
+                        "row_index": int(row_indices[k]),
+                        "edge_distance": edge_distances[k],
+                    }
+                )
         collection = RgbCollection(
             images,
             _index_table(index_rows),
@@ -457,133 +462,75 @@ class ComposeRgbTask(PipelineTask):
                 bits |= 1 << bit
         return bits
 
-    def _planes(self, band_stamps, used, bad_bits) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
-        """One object's stamps, background subtracted, with bad and
-        non-finite pixels set to zero; and each band's bad pixels (`None`
-        where it has none).
-        """
-        planes, bad_pixels = [], []
-        for stamp, band, bits in zip(band_stamps, used, bad_bits):
-            image = stamp.image - np.float32(self._background(band))
-            bad = ~np.isfinite(image)
-            if stamp.mask is not None and bits:
-                bad |= (stamp.mask & bits) != 0
-            np.copyto(image, np.float32(0), where=bad)
-            planes.append(image)
-            bad_pixels.append(bad if bad.any() else None)
-        return planes, bad_pixels
-
-    def _band_frames(
+    def _compose_batch(
         self,
-        planes: Sequence[np.ndarray],
-        bad: Sequence[np.ndarray | None],
+        band_stamps: Sequence[Sequence[Stamps]],
         used: Sequence[str],
         weights: np.ndarray,
-        channels: Sequence[np.ndarray],
+        bad_bits: Sequence[int],
         orientation: tuple[int, bool],
         black: list[float | None] | None,
-    ) -> dict[str, np.ndarray]:
-        """Grey frames of one picture, band -> ``(H, W)`` uint8, oriented
-        and resized like the picture (see ``band_frames``).
+    ) -> list[tuple[np.ndarray, Any, dict[str, np.ndarray] | None]]:
+        """Make the pictures of objects whose stamps have one shape (see
+        `picture_batch`): each picture, its WCS and its band frames (or
+        `None`).
         """
-        stretch = self.config.stretch
-        # The levels the RGB picture was stretched with.
-        kwargs = stretch_parameters(stretch, tuple(np.asarray(c) for c in channels), black)
-        frames = {}
-        for j, band in enumerate(used):
-            # The band with its gain in the channel it weighs most in (red
-            # first on a tie): alone in that channel, it is that channel.
-            channel = int(np.argmax(weights[j]))
-            plane = _gained(planes[j], float(weights[j, channel]))
-            if kwargs is None:  # No finite pixel: the picture is black, and so is the frame.
-                grey = np.zeros(plane.shape, dtype=np.uint8)
+        config = self.config
+        backgrounds = [self._background(band) for band in used]
+        planes, bad = stacked_planes(band_stamps, backgrounds, bad_bits)
+        channels = mix_channels(planes, weights, batched=True)
+        rgb = batch_stretch(config.stretch, channels, black)
+        if rgb is None:
+            red, green, blue = channels
+            rgb = np.stack([config.stretch.apply(red[i], green[i], blue[i], black) for i in range(len(red))])
+        # Bad in every band (no data): black, whatever the black point.
+        rgb[np.logical_and.reduce(bad)] = 0
+        size = config.output_size
+        height, width = rgb.shape[1:3]
+        resized = size and (height, width) != (size, size)
+        if not resized:
+            oriented = orient_pictures(rgb, *orientation)
+        # The stamp's own grid (the usual north-up sky map): its WCS as is.
+        own_grid = not resized and tuple(orientation) == (0, False)
+        results = []
+        for i, objects in enumerate(band_stamps):
+            wcs = objects[0].wcs
+            if resized:
+                picture, picture_wcs = orient_picture(rgb[i], wcs, *orientation, size)
             else:
-                # The level of that channel.
-                band_kwargs = dict(kwargs)
-                for name in ("minimum", "maximum"):
-                    if name in band_kwargs:
-                        levels = list(np.atleast_1d(band_kwargs[name]))
-                        band_kwargs[name] = [float(levels[channel if len(levels) == 3 else 0])]
-                rgb = STRETCH_FUNCTIONS[stretch.algorithm](plane, plane, plane, **band_kwargs)
-                # Equal channels give grey (to rounding, for perceptual):
-                # their rounded mean.
-                grey = ((rgb.astype(np.uint16).sum(axis=2) + 1) // 3).astype(np.uint8)
-                if bad[j] is not None:
-                    grey[bad[j]] = 0
-            # Through the picture's own orientation and resampling, so that
-            # frame pixels line up exactly with the picture's.
-            frame, _ = orient_picture(
-                np.repeat(grey[:, :, None], 3, axis=2), None, *orientation, self.config.output_size
-            )
-            frames[band] = np.ascontiguousarray(frame[:, :, 0])
-        return frames
-
-    def _patch_black(self, stamps, used, weights, empty, fill, by_id, object_ids, bad_bits):
-        """Black level of each channel over all the patch's pictures
-        (``scaling="global"`` with the sky black point), else `None`.
-        """
-        stretch = self.config.stretch
-        if stretch.scaling != "global" or not uses_sky_black(stretch) or not used:
-            return None
-        samples: list[list[np.ndarray]] = [[], [], []]
-        stride = None
-        # With no channel summing bands, a channel pixel depends on the same
-        # pixel of the stamps only: the sampled pixels alone are mixed.
-        pixelwise = bool(((weights > 0).sum(axis=0) <= 1).all())
-        for object_id in object_ids:
-            band_stamps = [by_id[b].get(object_id) for b in used]
-            if self._skip_reason(stamps, used, empty, fill, band_stamps)[0] is None:
-                if stride is None:  # Keep at most about MAX_SKY_SAMPLES pixels per channel.
-                    shape = band_stamps[0].image.shape
-                    stride = sample_stride(len(object_ids) * math.prod(shape), shape[-1])
-                if pixelwise:
-                    band_stamps = [
-                        _Sampled(s.image.ravel()[::stride], _every(s.mask, stride)) for s in band_stamps
-                    ]
-                channels = self._mix(self._planes(band_stamps, used, bad_bits)[0], weights)
-                for k in range(3):
-                    samples[k].append(channels[k] if pixelwise else channels[k].ravel()[::stride])
-        if stride is None:
-            return None
-        return sky_black_levels(stretch, [np.concatenate(s) for s in samples])
-
-    def _mix(self, planes: Sequence[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:
-        """Channels of one object's planes (see `_planes`): each the mean
-        of weight times plane over the bands that feed it; a channel no
-        band feeds is the mean of the others.
-        """
-        stack = None
-        channels: list[np.ndarray | None] = []
-        for k in range(3):
-            w = weights[:, k]
-            fed = np.flatnonzero(w > 0)
-            if len(fed) == 1:
-                # One band feeds the channel (the usual mapping): its gain
-                # times its plane (the plane itself for a gain of 1).
-                channels.append(_gained(planes[int(fed[0])], float(w[fed[0]])))
-            elif len(fed) > 1:
-                if stack is None:
-                    stack = np.stack(planes)  # (n_bands, H, W)
-                channels.append(np.tensordot((w / len(fed)).astype(np.float32), stack, axes=1))
-            else:
-                channels.append(None)
-        if all(c is not None for c in channels):
-            return channels
-        mean = np.mean([c for c in channels if c is not None], axis=0).astype(np.float32)
-        return [c if c is not None else mean for c in channels]
+                picture = oriented[i]
+                picture_wcs = wcs if own_grid else oriented_wcs(wcs, height, width, *orientation, 0)
+            picture_frames = None
+            if config.band_frames:
+                picture_frames = band_frames(
+                    config,
+                    [p[i] for p in planes],
+                    [b[i] if b[i].any() else None for b in bad],
+                    used,
+                    weights,
+                    [c[i] for c in channels],
+                    orientation,
+                    black,
+                )
+            results.append((picture, picture_wcs, picture_frames))
+        return results
 
 
-_Sampled = collections.namedtuple("_Sampled", ["image", "mask"])
-"""Every ``stride``-th pixel of a stamp's image and mask (`_patch_black`)."""
-
-
-def _every(plane: np.ndarray | None, stride: int) -> np.ndarray | None:
-    return None if plane is None else plane.ravel()[::stride]
-
-
-def _gained(plane: np.ndarray, gain: float) -> np.ndarray:
-    """Return ``gain`` times ``plane`` (``plane`` itself for a gain of 1)."""
-    return plane if gain == 1.0 else plane * np.float32(gain)
+def _batches(eligible: list) -> Iterator[list]:
+    """Split ``(row, band stamps, coverage)`` items into runs of at most
+    `BATCH_SIZE` consecutive items whose stamps all have one shape.
+    """
+    batch: list = []
+    batch_shapes = None
+    for item in eligible:
+        shapes = [stamp.image.shape for stamp in item[1]]
+        if batch and (len(batch) == BATCH_SIZE or shapes != batch_shapes):
+            yield batch
+            batch = []
+        batch_shapes = shapes
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 _INDEX_COLUMNS = [

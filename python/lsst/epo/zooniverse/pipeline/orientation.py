@@ -25,7 +25,7 @@ east left, and turning and resizing a picture together with its WCS.
 
 from __future__ import annotations
 
-__all__ = ["affine_wcs", "orient_picture", "orient_to_north_up"]
+__all__ = ["affine_wcs", "orient_picture", "orient_pictures", "orient_to_north_up", "oriented_wcs"]
 
 import math
 
@@ -178,39 +178,97 @@ def orient_picture(
         the picture is the stamp's own pixel grid, `None` without
         ``wcs``.
     """
-    height, width = channels.shape[:2]
-    # Build the picture in "y-up" orientation first: p = M q + t.
-    matrix = np.eye(2)
-    offset = np.zeros(2)
     array = channels
     if flip_x:
         array = array[:, ::-1]
-        matrix = np.array([[-1.0, 0.0], [0.0, 1.0]])
-        offset = np.array([width - 1.0, 0.0])
     for _ in range(quarter_turns):
-        # Counter-clockwise quarter turn of a y-up picture: new (u, v) =
-        # (h-1-y, x)... in y-up terms
-        # the old pixel (x, y) goes to (H-1-y, x); so old = (v, H-1-u).
-        h = array.shape[0]
         array = np.rot90(array, k=-1)  # rot90 on row-0-lowest arrays turns the other way
-        turn = np.array([[0.0, 1.0], [-1.0, 0.0]])
-        matrix, offset = matrix @ turn, matrix @ np.array([0.0, h - 1.0]) + offset
-    picture_wcs = None
     if output_size and (array.shape[0] != output_size or array.shape[1] != output_size):
-        scale_x = array.shape[1] / output_size
-        scale_y = array.shape[0] / output_size
         image = Image.fromarray(np.ascontiguousarray(array[::-1]), mode="RGB")
         image = image.resize((output_size, output_size), Image.Resampling.LANCZOS)
         array = np.asarray(image)[::-1]
+    height, width = channels.shape[:2]
+    picture_wcs = oriented_wcs(wcs, height, width, quarter_turns, flip_x, output_size)
+    return np.ascontiguousarray(array[::-1]), picture_wcs
+
+
+def orient_pictures(channels: np.ndarray, quarter_turns: int, flip_x: bool) -> np.ndarray:
+    """Orient a batch of ``(N, H, W, 3)`` pictures as `orient_picture`
+    orients each (without resizing).
+
+    Parameters
+    ----------
+    channels : `numpy.ndarray`
+        ``uint8`` RGB arrays, row 0 of each the lowest y.
+    quarter_turns : `int`
+        Counter-clockwise quarter turns (see `orient_to_north_up`).
+    flip_x : `bool`
+        Whether to mirror x first.
+
+    Returns
+    -------
+    pictures : `numpy.ndarray`
+        C-contiguous ``uint8`` array ``(N, H', W', 3)``, row 0 of each at
+        the top.
+    """
+    array = channels
+    if flip_x:
+        array = array[:, :, ::-1]
+    for _ in range(quarter_turns):
+        array = np.rot90(array, k=-1, axes=(1, 2))
+    return np.ascontiguousarray(array[:, ::-1])
+
+
+def oriented_wcs(
+    wcs: astropy.wcs.WCS | None,
+    height: int,
+    width: int,
+    quarter_turns: int,
+    flip_x: bool,
+    output_size: int,
+) -> astropy.wcs.WCS | None:
+    """Return the WCS of a picture `orient_picture` makes.
+
+    Parameters
+    ----------
+    wcs : `astropy.wcs.WCS` or `None`
+        The celestial WCS of the ``(height, width)`` channels, if any.
+    height, width : `int`
+        Shape of the channels.
+    quarter_turns, flip_x, output_size
+        As given to `orient_picture`.
+
+    Returns
+    -------
+    picture_wcs : `astropy.wcs.WCS` or `None`
+        The picture's WCS (FITS pixel (1, 1) at the bottom left); ``wcs``
+        itself if the picture is the stamp's own pixel grid, `None`
+        without ``wcs``.
+    """
+    if wcs is None:
+        return None
+    # The picture in "y-up" orientation: p = M q + t.
+    matrix = np.eye(2)
+    offset = np.zeros(2)
+    if flip_x:
+        matrix = np.array([[-1.0, 0.0], [0.0, 1.0]])
+        offset = np.array([width - 1.0, 0.0])
+    h, w = height, width
+    for _ in range(quarter_turns):
+        # Counter-clockwise quarter turn of a y-up picture: the old pixel
+        # (x, y) goes to (H-1-y, x); so old = (v, H-1-u).
+        turn = np.array([[0.0, 1.0], [-1.0, 0.0]])
+        matrix, offset = matrix @ turn, matrix @ np.array([0.0, h - 1.0]) + offset
+        h, w = w, h
+    if output_size and (h != output_size or w != output_size):
+        scale_x = w / output_size
+        scale_y = h / output_size
         resize = np.diag([scale_x, scale_y])
         # Output pixel centre u maps to input (u + 0.5) * s - 0.5.
         matrix, offset = (
             matrix @ resize,
             matrix @ np.array([0.5 * scale_x - 0.5, 0.5 * scale_y - 0.5]) + offset,
         )
-    if wcs is not None:
-        if offset.any() or not np.array_equal(matrix, np.eye(2)):
-            picture_wcs = affine_wcs(wcs, matrix, offset)
-        else:
-            picture_wcs = wcs  # The stamp's own pixel grid: its WCS as is.
-    return np.ascontiguousarray(array[::-1]), picture_wcs
+    if offset.any() or not np.array_equal(matrix, np.eye(2)):
+        return affine_wcs(wcs, matrix, offset)
+    return wcs  # The stamp's own pixel grid: its WCS as is.

@@ -171,8 +171,11 @@ class RankedValues:
         """
         low, high = self._bound(edge - margin, up=False), self._bound(edge + margin, up=False)
         values = self.values
+        below = int(np.count_nonzero(values <= low))
+        if int(np.count_nonzero(values <= high)) == below:  # No value in between (the usual case).
+            return below
         near = values[(values > low) & (values <= high)].astype(np.float64)
-        return int(np.count_nonzero(values <= low)) + int(np.count_nonzero(condition(near)))
+        return below + int(np.count_nonzero(condition(near)))
 
     def _clamp(self, count: int, start: int, stop: int) -> int:
         return min(max(count, start), stop)
