@@ -24,7 +24,9 @@ side by side on the benchmark repository of `bench_pipeline.py` (issue
 17), and the peak memory of every quantum.
 
 Every contender runs as a whole process and is timed from outside
-(wall time, and the CPU time of the process and its children); the
+(wall time, and the CPU time of the process and its children); rates
+are objects pictured per second (the three-task pipeline pictures an
+object once per patch that overlaps it, the others once); the
 contenders alternate (peer, pipeline, fast peer, peer, pipeline, ...) so
 that a loaded machine slows them alike, and each figure is the median of
 the rounds. The pipeline's graph is built beforehand (not timed). On two
@@ -100,14 +102,17 @@ def peer_work_list(repo: str, output: str, workdir: Path) -> Path:
 
 
 def run_peer(work_list: Path, out_dir: Path, fast: bool, processes: int, stamp_size: int):
-    """Run the peer as a whole process; return wall, CPU and pictures."""
+    """Run the peer as a whole process; return wall, CPU and (pictures,
+    objects pictured).
+    """
     command = [sys.executable, str(PEER), str(work_list), str(out_dir), "--stamp-size", str(stamp_size)]
     if fast:
         command.append("--fast")
     if processes > 1:
         command += ["--processes", str(processes)]
     wall, cpu = timed(command)
-    return wall, cpu, sum(len(_zip_names(path)) for path in out_dir.glob("*.zip"))
+    names = [name for path in out_dir.glob("*.zip") for name in _zip_names(path)]
+    return wall, cpu, (len(names), len(set(names)))
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -127,7 +132,8 @@ def run_pipeline(
     pictures_only: bool = False,
 ):
     """Build the graph (not timed), then run ``pipetask run -j jobs`` as a
-    whole process; return wall, CPU and pictures.  ``fused`` runs the
+    whole process; return wall, CPU and (pictures, objects pictured).
+    ``fused`` runs the
     fused pipeline instead of the three-task one; ``pictures_only`` runs
     it without writing the Stamps (``makePictures.write_stamps=False``),
     the peer's job exactly.
@@ -160,7 +166,14 @@ def run_pipeline(
     )
     command = [str(bench.BIN / "pipetask"), "run", "-j", str(jobs), *options, "-g", str(graph)]
     wall, cpu = timed(command + ["--register-dataset-types"], env=bench.environment())
-    return wall, cpu, bench.count_pictures(repo, output)[0]
+    return wall, cpu, count_objects(repo, output)
+
+
+def count_objects(repo: str, output: str) -> tuple[int, int]:
+    """Return the pictures of a run and the distinct objects they show."""
+    collections = bench.count_pictures(repo, output)[1]
+    objects = {str(object_id) for c in collections for object_id in c.index["object_id"]}
+    return sum(len(c) for c in collections), len(objects)
 
 
 def quantum_memory(repo: str, output: str) -> dict[str, list[float]]:
@@ -185,11 +198,18 @@ def quantum_memory(repo: str, output: str) -> dict[str, list[float]]:
     return peaks
 
 
-def _rate_line(label: str, pictures: list[int], walls: list[float], cpus: list[float]) -> tuple[float, float]:
+def _rate_line(
+    label: str, counts: list[tuple[int, int]], walls: list[float], cpus: list[float]
+) -> tuple[float, float]:
+    """Print a contender's medians; return its objects pictured per
+    second of wall and of CPU time.
+    """
     wall, cpu = statistics.median(walls), statistics.median(cpus)
-    rate_wall, rate_cpu = pictures[0] / wall, pictures[0] / cpu
+    pictures, objects = counts[0]
+    rate_wall, rate_cpu = objects / wall, objects / cpu
     print(
-        f"{label:58s} {pictures[0]:6d} {wall:7.2f} s {rate_wall:8.1f}/s  cpu {cpu:7.2f} s {rate_cpu:8.1f}/s"
+        f"{label:58s} {pictures:6d} {objects:6d} {wall:7.2f} s {rate_wall:8.1f}/s"
+        f"  cpu {cpu:7.2f} s {rate_cpu:8.1f}/s"
         f"  (walls {', '.join(f'{w:.2f}' for w in walls)})"
     )
     return rate_wall, rate_cpu
@@ -201,14 +221,17 @@ def compare(
     """Alternate the pipeline (and, with ``fused``, the fused pipeline) and
     the peer; print rates and ratios.
     """
+    # The peer's rows per patch: those of the fused pipeline's default
+    # (each object in one patch), so that the peer, too, pictures each
+    # object once.
     first = "out/peer_reference"
-    run_pipeline(repo, first, stamp_size, workdir)
+    run_pipeline(repo, first, stamp_size, workdir, fused=True)
     work_list = peer_work_list(repo, first, workdir)
     runs: dict[str, tuple[list, list, list]] = {}
 
-    def record(name, wall, cpu, pictures):
+    def record(name, wall, cpu, counts):
         entry = runs.setdefault(name, ([], [], []))
-        entry[0].append(pictures)
+        entry[0].append(counts)
         entry[1].append(wall)
         entry[2].append(cpu)
 
@@ -230,10 +253,14 @@ def compare(
             wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            pictures = bench.count_pictures(repo, name)[0]
-            record("bps", wall, cpu, pictures)
-            record("bps_submit_stage", submit, float("nan"), pictures)
+            counts = count_objects(repo, name)
+            record("bps", wall, cpu, counts)
+            record("bps_submit_stage", submit, float("nan"), counts)
     print(f"median of {rounds} alternated rounds; the machine is shared (other jobs ran meanwhile)")
+    print(
+        f"{'contender':58s} {'pics':>6s} {'objects':>6s} {'wall':>9s} {'objects/s':>10s}"
+        f"  {'CPU':>11s} {'objects/CPU-s':>10s}"
+    )
     labels = {
         "peer": "peer, 1 process (Pillow level 1)",
         "pipeline": "pipetask run -j 1, whole process (graph built before)",

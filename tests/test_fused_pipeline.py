@@ -137,7 +137,21 @@ def both_runs(tmp_path_factory):
     # The same override file, loaded into the composeRgb subtask's config.
     fused_config = root / "makePictures_demo.py"
     fused_config.write_text(f"config.composeRgb.load({str(DEMO_CONFIG)!r})\n")
-    _run(demo.root, inputs, "out/fused", FUSED, "-C", f"makePictures:{fused_config}")
+    # Every overlapping patch keeps its rows, as in the three-task pipeline.
+    _run(
+        demo.root,
+        inputs,
+        "out/fused",
+        FUSED,
+        "-C",
+        f"makePictures:{fused_config}",
+        "-c",
+        "shardCatalog:assign_to=every_overlapping_patch",
+        "-c",
+        "shardCatalog:fallback_to_neighbour=False",
+    )
+    # The fused pipeline's own default: each object pictured once.
+    _run(demo.root, inputs, "out/fused_once", FUSED, "-C", f"makePictures:{fused_config}")
     return demo
 
 
@@ -231,7 +245,7 @@ def test_pictures_only_run_writes_the_same_pictures_and_no_stamps(both_runs, tmp
         "makePictures:write_stamps=False",
     )
     butler = get_butler(both_runs.root)
-    full = _outputs(butler, "out/fused")
+    full = _outputs(butler, "out/fused_once")
     pictures_only = _outputs(butler, "out/pictures_only")
     assert not any(key[0] == "zooniverse_stamps" for key in pictures_only)
     assert sum(key[0] == "zooniverse_rgb" for key in pictures_only) > 1
@@ -240,4 +254,27 @@ def test_pictures_only_run_writes_the_same_pictures_and_no_stamps(both_runs, tmp
             assert _same_table(value, full[key]), key
         else:
             assert value == full[key], key
-    assert _same_table(account_targets(butler, "out/fused"), account_targets(butler, "out/pictures_only"))
+    assert _same_table(
+        account_targets(butler, "out/fused_once"), account_targets(butler, "out/pictures_only")
+    )
+
+
+def test_fused_default_pictures_each_object_once(both_runs):
+    """The fused pipeline's default (shardCatalog ``assign_to=inner_patch``
+    with the fallback to a neighbour) pictures every object the
+    overlapping patches picture, each once, and accounts for every row.
+    """
+    butler = get_butler(both_runs.root)
+    every = account_targets(butler, "out/fused")
+    once = account_targets(butler, "out/fused_once")
+    assert len(once) == len(every) > 100
+    assert list(once["row_index"]) == list(every["row_index"])
+    pictured = once["status"] == "pictured"
+    assert list(pictured) == list(every["status"] == "pictured")
+    assert set(once["n_pictures"][pictured]) == {1}
+    assert (every["n_pictures"][pictured] > 1).any()  # The demo has objects in patch overlaps.
+    n_once = sum(
+        len(butler.get(ref))
+        for ref in butler.query_datasets("zooniverse_rgb", collections="out/fused_once", explain=False)
+    )
+    assert n_once == int(pictured.sum())

@@ -179,8 +179,13 @@ class MakeZooniversePicturesConnections(PipelineTaskConnections, dimensions=("sk
         storageClass="ArrowAstropy",
         dimensions=("skymap", "tract", "patch"),
     )
-    coadds = cT.Input(
-        doc="The deep coadd of every band of the patch, each read once.",
+    coadds = cT.PrerequisiteInput(
+        doc=(
+            "The deep coadd of every band of the patch, each read once. A prerequisite (coadds are made "
+            "before this pipeline runs) so that shardCatalog may look up its neighbours' coadds too "
+            "(fallback_to_neighbour): pipe_base refuses a dataset type that is a prerequisite of one "
+            "task and a regular input of another."
+        ),
         name="deep_coadd",
         storageClass="MaskedImageV2",
         dimensions=("skymap", "tract", "patch", "band"),
