@@ -291,20 +291,21 @@ def test_neighbour_coadds_found_at_graph_build(coadd_registry):
 
 def test_fallback_cannot_share_its_dataset_type_with_a_regular_input(coadd_registry):
     # pipe_base refuses a dataset type that is a prerequisite input of one
-    # task and a regular input of another: the fused pipeline's makePictures
-    # reads deep_coadd, so the fallback runs shardCatalog on its own
-    # (`-p ZooniverseCutoutsFused.yaml#shardCatalog`) and makePictures after.
+    # task and a regular input of another: the three-task pipeline's
+    # extractStamps reads deep_coadd as a regular input (it makes its band
+    # quanta), so the fallback needs the fused pipeline, whose makePictures
+    # reads deep_coadd as a prerequisite too (its default).
     from lsst.pipe.base import Pipeline
     from lsst.pipe.base.pipeline_graph import ConnectionTypeConsistencyError
 
     butler, _ = coadd_registry
-    pipeline = Pipeline.from_uri(str(PIPELINE))
-    pipeline.addConfigOverride("shardCatalog", "assign_to", "inner_patch")
-    pipeline.addConfigOverride("shardCatalog", "fallback_to_neighbour", True)
+    three_tasks = Pipeline.from_uri(str(PIPELINE.with_name("ZooniverseCutouts.yaml")))
+    three_tasks.addConfigOverride("shardCatalog", "assign_to", "inner_patch")
+    three_tasks.addConfigOverride("shardCatalog", "fallback_to_neighbour", True)
     with pytest.raises(ConnectionTypeConsistencyError, match="deep_coadd"):
-        pipeline.to_graph(registry=butler.registry)
-    alone = Pipeline.from_uri(f"{PIPELINE}#shardCatalog")
-    alone.addConfigOverride("shardCatalog", "assign_to", "inner_patch")
-    alone.addConfigOverride("shardCatalog", "fallback_to_neighbour", True)
-    graph = alone.to_graph(registry=butler.registry)
+        three_tasks.to_graph(registry=butler.registry)
+    fused = Pipeline.from_uri(str(PIPELINE))
+    config = fused.to_graph().tasks["shardCatalog"].config
+    assert config.assign_to == "inner_patch" and config.fallback_to_neighbour
+    graph = fused.to_graph(registry=butler.registry)
     assert "deep_coadd" in graph.dataset_types and graph.dataset_types["deep_coadd"].is_prerequisite

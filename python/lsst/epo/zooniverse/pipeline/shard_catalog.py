@@ -124,9 +124,11 @@ class ShardCatalogConfig(PipelineTaskConfig, pipelineConnections=ShardCatalogCon
         "inner box is nearest to it, if the row is in that neighbour's region.  What each patch has "
         "comes from the neighbour_coadds prerequisite input, looked up when the quantum graph is "
         "built; its dataset type (connections.neighbour_coadds, default deep_coadd) must not be a "
-        "regular input of another task of the same pipeline, so run shardCatalog on its own "
-        "(-p ZooniverseCutoutsFused.yaml#shardCatalog), then makePictures on its output "
-        "(#makePictures, --dataset-query-constraint zooniverse_targets_patch).",
+        "regular input of another task of the same pipeline: the fused pipeline "
+        "(ZooniverseCutoutsFused.yaml, whose makePictures reads deep_coadd as a prerequisite too) sets "
+        "this and inner_patch by default; with the three-task pipeline, whose extractStamps reads "
+        "deep_coadd as a regular input, run shardCatalog on its own (#shardCatalog), then the other "
+        "tasks on its output (--dataset-query-constraint zooniverse_targets_patch).",
         default=False,
     )
     fallback_bands = ListField[str](
@@ -159,7 +161,8 @@ def select_patch_rows(
     bands_by_patch: Mapping[int, Collection[str]] | None = None,
     fallback_bands: Collection[str] = (),
 ) -> tuple[Table, dict[str, int]]:
-    # Over 80 lines with its docstring (ten parameters); the code is one pass of about 55 lines.
+    # Over 80 lines with its docstring (ten parameters); the code is
+    # one pass of about 55 lines.
     """Select the catalog rows that fall in one patch.
 
     Parameters
