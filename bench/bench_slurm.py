@@ -53,7 +53,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_pipeline import BIN, INPUTS, SKYMAP, build_repo, environment  # noqa: E402
-from scale_model import DATASETS_PER_PATCH, QUANTA_PER_PATCH, Costs, check, table  # noqa: E402
+from scale_model import Costs, check, table  # noqa: E402
 from slurm_cluster import ThrowawaySlurm  # noqa: E402
 
 _STAMP = re.compile(r"^\w+ (\d{4}-\d\d-\d\dT[0-9:.]+\+00:00) ", re.M)
@@ -180,11 +180,11 @@ def main() -> None:
         "per_picture": per_picture,
         "objects_per_patch": float(args.objects_per_patch),
         "overlap": runs[0]["pictures"] / n_objects,
-        "graph_fixed": runs[0]["prepare"] - g1 * patches * QUANTA_PER_PATCH,
+        "graph_fixed": runs[0]["prepare"] - g1 * patches * Costs.quanta_per_patch,
         "graph_per_quantum": g1,
         "start_fixed": sum(run["start_and_init"] for run in runs) / len(runs),
         "final_fixed": min(final, startup),
-        "final_per_dataset": max(0.0, final - startup) / (patches * DATASETS_PER_PATCH),
+        "final_per_dataset": max(0.0, final - startup) / (patches * Costs.datasets_per_patch),
     }
     print(f"objects {n_objects}, patches {patches}; pipetask qgraph {small} (2 patches), {large} (all)")
     for run in runs:

@@ -53,11 +53,6 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-QUANTA_PER_PATCH = 5  # shardCatalog, extractStamps g, r, i, composeRgb.
-# What the final job registers per patch: targets_patch, three Stamps, the
-# ZIP and its report, and each of the five quanta's metadata and log.
-DATASETS_PER_PATCH = 16
-
 
 @dataclass(frozen=True)
 class Costs:
@@ -81,6 +76,12 @@ class Costs:
         ``a``: init job, parsl start, block start.
     final_fixed, final_per_dataset : `float`
         ``f0``, ``f1``: the final job.
+    quanta_per_patch : `int`
+        Quanta of a patch (three-task pipeline: shardCatalog,
+        extractStamps g, r, i, composeRgb).
+    datasets_per_patch : `int`
+        What the final job registers per patch (targets_patch, three
+        Stamps, the ZIP and its report, each quantum's metadata and log).
     """
 
     # Defaults: bench/bench_slurm.py on this 2-core machine, 2026-12-04
@@ -96,6 +97,8 @@ class Costs:
     start_fixed: float = 40.1
     final_fixed: float = 9.25
     final_per_dataset: float = 0.0175
+    quanta_per_patch: int = 5
+    datasets_per_patch: int = 16
 
 
 IDLE_MACHINE = {"job_startup": 3.5, "per_picture": 0.0025}
@@ -168,10 +171,10 @@ def predict(objects: int, cores: int, costs: Costs, patches_per_job: int | None 
     execution = waves * job_seconds
     fixed = (
         costs.graph_fixed
-        + costs.graph_per_quantum * patches * QUANTA_PER_PATCH
+        + costs.graph_per_quantum * patches * costs.quanta_per_patch
         + costs.start_fixed
         + costs.final_fixed
-        + costs.final_per_dataset * patches * DATASETS_PER_PATCH
+        + costs.final_per_dataset * patches * costs.datasets_per_patch
     )
     return Prediction(
         objects=objects,
