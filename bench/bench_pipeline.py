@@ -247,11 +247,13 @@ def run_bps(
     cluster: bool = True,
     patches_per_job: int | None = None,
     cluster_algorithm: str | None = None,
+    fused: bool = False,
 ) -> tuple[float, float]:
     """``bps submit`` of the shipped file with ``cores`` parsl workers
-    (``cluster_algorithm``, if given, replaces the file's); return the wall
-    time of the whole command and of its submit stage (the workflow's
-    execution: parsl runs it inside ``bps submit``).
+    (``cluster_algorithm``, if given, replaces the file's; ``fused`` runs
+    the fused pipeline, as config/bps/zooniverse_fused.yaml does); return
+    the wall time of the whole command and of its submit stage (the
+    workflow's execution: parsl runs it inside ``bps submit``).
     """
     text = (
         (ROOT / "config" / "bps" / "zooniverse.yaml")
@@ -270,6 +272,14 @@ def run_bps(
             r"^clusterAlgorithm: .*$", f"clusterAlgorithm: {cluster_algorithm}", text, flags=re.M
         )
         assert n == 1
+    size_option = f"-c extractStamps:stamp_size={stamp_size}"
+    if fused:
+        text = text.replace("ZooniverseCutouts.yaml", "ZooniverseCutoutsFused.yaml", 1)
+        text, n = re.subn(
+            r"pipetasks: shardCatalog,extractStamps,composeRgb", "pipetasks: shardCatalog,makePictures", text
+        )
+        assert n == 1
+        size_option = f"-c makePictures:extractStamps.stamp_size={stamp_size}"
     submit = workdir / f"submit_{output.replace('/', '_')}.yaml"
     submit.write_text(text)
     env = environment()
@@ -284,7 +294,7 @@ def run_bps(
             "-d",
             f"skymap='{SKYMAP}'",
             "--extra-qgraph-options",
-            f"--dataset-query-constraint zooniverse_targets -c extractStamps:stamp_size={stamp_size}",
+            f"--dataset-query-constraint zooniverse_targets {size_option}",
         ],
         env=env,
         capture_output=True,

@@ -256,6 +256,15 @@ def compare(
             counts = count_objects(repo, name)
             record("bps", wall, cpu, counts)
             record("bps_submit_stage", submit, float("nan"), counts)
+            if fused:
+                name = f"out/peer_bps_fused_{k}"
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir, fused=True)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                counts = count_objects(repo, name)
+                record("bps_fused", wall, cpu, counts)
+                record("bps_fused_submit_stage", submit, float("nan"), counts)
     print(f"median of {rounds} alternated rounds; the machine is shared (other jobs ran meanwhile)")
     print(
         f"{'contender':58s} {'pics':>6s} {'objects':>6s} {'wall':>9s} {'objects/s':>10s}"
@@ -270,6 +279,8 @@ def compare(
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
         "bps_submit_stage": "bps submit, 2 parsl workers, submit stage",
+        "bps_fused": "bps submit zooniverse_fused.yaml, 2 parsl workers, whole command",
+        "bps_fused_submit_stage": "bps submit zooniverse_fused.yaml, 2 parsl workers, submit stage",
     }
     rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
     for name in ("pipeline", "fused", "pictures_only"):
@@ -286,8 +297,13 @@ def compare(
             f"per CPU second {rates['fused'][1] / rates['pipeline'][1]:.2f}x"
         )
     if two_cores:
-        for name in ("bps", "bps_submit_stage"):
-            print(f"{name} / peer pool of 2: {rates[name][0] / rates['peer_pool'][0]:.2f}x (wall)")
+        for name in ("bps", "bps_submit_stage", "bps_fused", "bps_fused_submit_stage"):
+            if name not in rates:
+                continue
+            line = f"{name} / peer pool of 2: {rates[name][0] / rates['peer_pool'][0]:.2f}x (wall)"
+            if not name.endswith("stage"):
+                line += f", {rates[name][1] / rates['peer_pool'][1]:.2f}x per CPU second"
+            print(line)
     memory_run = "out/peer_memory"
     run_pipeline(repo, memory_run, stamp_size, workdir, jobs=2)
     for label, peaks in quantum_memory(repo, memory_run).items():
