@@ -72,6 +72,29 @@ class DatasetTypeSpec:
 
         return DatasetType(self.name, self.dimensions, self.storage_class, universe=universe)
 
+    def connection(self, kind: Any, doc: str, **options: Any) -> Any:
+        """Return a pipeline task connection to this dataset type.
+
+        Parameters
+        ----------
+        kind : `type`
+            The connection type (``lsst.pipe.base.connectionTypes.Input``,
+            ``Output``, ``PrerequisiteInput``).
+        doc : `str`
+            What the connection is for.
+        **options
+            Further connection options (``multiple``, ``deferLoad``, ...).
+
+        Returns
+        -------
+        connection : `lsst.pipe.base.connectionTypes.BaseConnection`
+            The connection, with this spec's name, storage class and
+            dimensions.
+        """
+        return kind(
+            doc=doc, name=self.name, storageClass=self.storage_class, dimensions=self.dimensions, **options
+        )
+
 
 DEEP_COADD = DatasetTypeSpec("deep_coadd", ("skymap", "tract", "patch", "band"), "MaskedImageV2")
 """Coadds, as `lsst.images.MaskedImage` read from afw-layout files."""

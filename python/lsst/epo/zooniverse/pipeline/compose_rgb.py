@@ -51,6 +51,7 @@ from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnect
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
+from ..butler.dataset_types import RGB, RGB_REPORT, STAMPS, TARGETS_PATCH
 from ..formats.rgb_collection import FRAME_BAND_PATTERN, METADATA_POLICIES, RgbCollection
 from ..formats.stamps import Stamps
 from .config_errors import ConfigValueError
@@ -102,32 +103,24 @@ class ChannelConfig(Config):
 class ComposeRgbConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch")):
     """Connections of `ComposeRgbTask`."""
 
-    stamps = cT.Input(
+    stamps = STAMPS.connection(
+        cT.Input,
         doc="Postage stamps of every band of the patch.",
-        name="zooniverse_stamps",
-        storageClass="ZooniverseStamps",
-        dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
         minimum=0,
         deferLoad=True,  # Read without the variance planes (runQuantum).
     )
-    targets_patch = cT.Input(
+    targets_patch = TARGETS_PATCH.connection(
+        cT.Input,
         doc="Catalog rows of the patch, so that rows without stamps are reported too.",
-        name="zooniverse_targets_patch",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
-    rgb = cT.Output(
+    rgb = RGB.connection(
+        cT.Output,
         doc="RGB pictures of the patch's objects, stored as a ZIP of PNG.",
-        name="zooniverse_rgb",
-        storageClass="ZooniverseRgb",
-        dimensions=("skymap", "tract", "patch"),
     )
-    rgb_report = cT.Output(
+    rgb_report = RGB_REPORT.connection(
+        cT.Output,
         doc="One row per catalog row of the patch: its picture, or why there is none.",
-        name="zooniverse_rgb_report",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
 
 

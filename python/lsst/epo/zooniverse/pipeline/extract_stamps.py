@@ -44,6 +44,7 @@ from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, Pipeli
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
+from ..butler.dataset_types import DEEP_COADD, STAMPS, TARGETS_PATCH
 from ..butler.legacy_coadd import legacy_mask_bits
 from ..formats.stamps import Stamps, cut_stamp
 from .config_errors import ConfigValueError
@@ -52,23 +53,17 @@ from .config_errors import ConfigValueError
 class ExtractStampsConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch", "band")):
     """Connections of `ExtractStampsTask`."""
 
-    targets_patch = cT.Input(
+    targets_patch = TARGETS_PATCH.connection(
+        cT.Input,
         doc="Catalog rows inside the patch (output of shardCatalog).",
-        name="zooniverse_targets_patch",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
-    coadd = cT.Input(
+    coadd = DEEP_COADD.connection(
+        cT.Input,
         doc="The deep coadd of this patch and band, read once per quantum.",
-        name="deep_coadd",
-        storageClass="MaskedImageV2",
-        dimensions=("skymap", "tract", "patch", "band"),
     )
-    stamps = cT.Output(
+    stamps = STAMPS.connection(
+        cT.Output,
         doc="One postage stamp per catalog row, in the lsst.meas.algorithms Stamps layout.",
-        name="zooniverse_stamps",
-        storageClass="ZooniverseStamps",
-        dimensions=("skymap", "tract", "patch", "band"),
     )
 
 

@@ -45,6 +45,7 @@ from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, Pipeli
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
+from ..butler.dataset_types import DEEP_COADD, RGB, RGB_REPORT, STAMPS, TARGETS_PATCH
 from ..formats.stamps import Stamp, Stamps
 from ..formats.stamps_layout import celestial_wcs, set_wcs_factory, shifted_wcs, wcs_factory
 from .compose_rgb import ComposeRgbTask
@@ -173,44 +174,34 @@ class MakeZooniversePicturesConnections(PipelineTaskConnections, dimensions=("sk
     and composeRgb, with the same dataset types.
     """
 
-    targets_patch = cT.Input(
+    targets_patch = TARGETS_PATCH.connection(
+        cT.Input,
         doc="Catalog rows inside the patch (output of shardCatalog).",
-        name="zooniverse_targets_patch",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
-    coadds = cT.PrerequisiteInput(
+    coadds = DEEP_COADD.connection(
+        cT.PrerequisiteInput,
         doc=(
             "The deep coadd of every band of the patch, each read once. A prerequisite (coadds are made "
             "before this pipeline runs) so that shardCatalog may look up its neighbours' coadds too "
             "(fallback_to_neighbour): pipe_base refuses a dataset type that is a prerequisite of one "
             "task and a regular input of another."
         ),
-        name="deep_coadd",
-        storageClass="MaskedImageV2",
-        dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
         minimum=0,  # A patch without coadds still gets its report (status no_coadd), as in composeRgb.
         deferLoad=True,  # Read one band at a time, in band order (runQuantum).
     )
-    stamps = cT.Output(
+    stamps = STAMPS.connection(
+        cT.Output,
         doc="One postage stamp per catalog row and band, in the lsst.meas.algorithms Stamps layout.",
-        name="zooniverse_stamps",
-        storageClass="ZooniverseStamps",
-        dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
     )
-    rgb = cT.Output(
+    rgb = RGB.connection(
+        cT.Output,
         doc="RGB pictures of the patch's objects, stored as a ZIP of PNG.",
-        name="zooniverse_rgb",
-        storageClass="ZooniverseRgb",
-        dimensions=("skymap", "tract", "patch"),
     )
-    rgb_report = cT.Output(
+    rgb_report = RGB_REPORT.connection(
+        cT.Output,
         doc="One row per catalog row of the patch: its picture, or why there is none.",
-        name="zooniverse_rgb_report",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
 
     def __init__(self, *, config=None):

@@ -39,6 +39,7 @@ from lsst.pipe.base import NoWorkFound, PipelineTask, PipelineTaskConfig, Pipeli
 from lsst.pipe.base import connectionTypes as cT
 from lsst.utils.timer import timeMethod
 
+from ..butler.dataset_types import DEEP_COADD, SKYMAP, TARGETS, TARGETS_PATCH
 from ..butler.skymap_geometry import SkyMapGeometry
 from ..butler.tract_frame import TractFrame
 from .config_errors import ConfigValueError
@@ -50,42 +51,34 @@ _LOG = logging.getLogger(__name__)
 class ShardCatalogConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch")):
     """Connections of `ShardCatalogTask`."""
 
-    targets = cT.Input(
+    targets = TARGETS.connection(
+        cT.Input,
         doc="The PI's catalog, sharded by HTM level-7 trixel; every shard that overlaps the patch.",
-        name="zooniverse_targets",
-        storageClass="ArrowAstropy",
-        dimensions=("htm7",),
         multiple=True,
         deferLoad=True,
     )
-    sky_map = cT.PrerequisiteInput(
+    sky_map = SKYMAP.connection(
+        cT.PrerequisiteInput,
         doc="Optional: this package's sky map geometry (tract WCS, patch inner/outer boxes), used when "
         "the repository has it; without it the geometry comes from the skymap, tract and patch "
         "dimension records every Rubin repository holds.",
-        name="zooniverse_skymap",
-        storageClass="ZooniverseSkyMap",
-        dimensions=("skymap",),
         minimum=0,
     )
-    neighbour_coadds = cT.PrerequisiteInput(
+    neighbour_coadds = DEEP_COADD.connection(
+        cT.PrerequisiteInput,
         doc="Only with assign_to='inner_patch' and fallback_to_neighbour: the coadds of this patch and "
         "of the patches overlapping it, found when the quantum graph is built (never read; their data "
         "IDs say which patch has which band).  pipe_base refuses a dataset type that is a prerequisite "
         "here and a regular input of another task of the same pipeline.",
-        name="deep_coadd",
-        storageClass="MaskedImageV2",
-        dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
         minimum=0,
         deferLoad=True,
         lookupFunction=find_neighbour_coadds,
     )
-    targets_patch = cT.Output(
+    targets_patch = TARGETS_PATCH.connection(
+        cT.Output,
         doc="Catalog rows inside the patch, with their tract pixel position and distance to the "
         "patch's inner boundary.",
-        name="zooniverse_targets_patch",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
     )
 
     def __init__(self, *, config=None):
