@@ -248,23 +248,16 @@ def compare(
     if two_cores:
         for k in range(rounds):
             record("peer_pool", *run_peer(work_list, workdir / f"peer_pool_{k}", False, 2, stamp_size))
-            name = f"out/peer_bps_{k}"
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            counts = count_objects(repo, name)
-            record("bps", wall, cpu, counts)
-            record("bps_submit_stage", submit, float("nan"), counts)
-            if fused:
-                name = f"out/peer_bps_fused_{k}"
+            # The shipped submit file, then (with fused) the fused one.
+            for label, use_fused in [("bps", False), ("bps_fused", True)][: 2 if fused else 1]:
+                name = f"out/peer_{label}_{k}"
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir, fused=True)
+                wall, submit = bench.run_bps(repo, name, 2, stamp_size, workdir, fused=use_fused)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 counts = count_objects(repo, name)
-                record("bps_fused", wall, cpu, counts)
-                record("bps_fused_submit_stage", submit, float("nan"), counts)
+                record(label, wall, cpu, counts)
+                record(f"{label}_submit_stage", submit, float("nan"), counts)
     print(f"median of {rounds} alternated rounds; the machine is shared (other jobs ran meanwhile)")
     print(
         f"{'contender':58s} {'pics':>6s} {'objects':>6s} {'wall':>9s} {'objects/s':>10s}"
