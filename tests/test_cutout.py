@@ -454,6 +454,46 @@ def test_decode_png_empty_and_misplaced_header():
         decode_png(PNG_SIGNATURE + _chunk(b"tEXt", b"a\0b") + _chunk(b"IEND", b""))
 
 
+@pytest.mark.parametrize("level", range(1, 10))
+def test_zlib_ng_run_length_deflate_equals_zlib(level):
+    """zlib-ng's run-length deflate, which the PNG writer uses, gives the
+    bytes of zlib's, so pictures do not depend on which is installed.
+    """
+    import zlib
+
+    from zlib_ng import zlib_ng
+
+    rng = np.random.default_rng(level)
+    for size in (16, 101, 256, 1024):
+        width = 3 * size + 1  # Filter byte and RGB pixels of a row.
+        noise = rng.integers(0, 256, (size, width), dtype=np.uint8)
+        sky = rng.normal(40, 3, (size, width)).clip(0, 255).astype(np.uint8)
+        padded = np.zeros((size, width), np.uint8)
+        padded[size // 3 : size // 2] = noise[size // 3 : size // 2]
+        for rows in (noise, sky, padded):
+            data = rows.tobytes()
+            streams = []
+            for library in (zlib, zlib_ng):
+                deflater = library.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+                streams.append(deflater.compress(data) + deflater.flush())
+            assert streams[0] == streams[1], (size, level)
+            assert zlib.decompress(streams[1]) == data
+
+
+def test_png_without_zlib_ng_is_the_same(monkeypatch):
+    """Without zlib-ng the writer falls back to zlib with the same bytes."""
+    import zlib
+
+    import lsst.epo.zooniverse.formats.png as png_module
+
+    pixels = np.random.default_rng(3).integers(0, 256, (101, 101, 3), dtype=np.uint8)
+    with_ng = png_module.encode_png(pixels, text={"object_id": "1"})
+    monkeypatch.setattr(png_module, "_rle_zlib", zlib)
+    monkeypatch.setattr(png_module, "_RLE_LIBRARY", "zlib")
+    assert png_module.png_deflate_library(1) == "zlib"
+    assert png_module.encode_png(pixels, text={"object_id": "1"}) == with_ng
+
+
 @pytest.mark.parametrize("deflate", ["default", "isal", "no_isal"])
 @pytest.mark.parametrize("shape", [(1, 1), (37, 53), (64, 48, 3), (5, 300, 4), (101, 101, 3)])
 def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
@@ -464,14 +504,15 @@ def test_native_encoder_equals_pillow(tmp_path, monkeypatch, deflate, shape):
 
     if deflate == "default":
         monkeypatch.delenv(png_module.DEFLATE_VARIABLE, raising=False)
-        assert png_module.png_deflate_library(1) == "zlib"  # reproducible bytes
+        assert png_module.png_deflate_library(1) == "zlib-ng"  # reproducible bytes
+        assert png_module.png_deflate_library(4) == "zlib"
     elif deflate == "isal":
         monkeypatch.setenv(png_module.DEFLATE_VARIABLE, "isal")
         assert png_module.png_deflate_library(1) == "isal"
     else:  # isal asked for but not installed
         monkeypatch.setenv(png_module.DEFLATE_VARIABLE, "isal")
         monkeypatch.setattr(png_module, "_isal_zlib", None)
-        assert png_module.png_deflate_library(1) == "zlib"
+        assert png_module.png_deflate_library(1) == "zlib-ng"
     rng = np.random.default_rng(sum(shape))
     pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
     pixels[: shape[0] // 2] //= 16  # Some compressible sky.
