@@ -51,12 +51,12 @@ from zooniverse_test_utils import (
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
 from lsst.epo.zooniverse.formats import fits_cards, stamps_astropy, stamps_fast, stamps_layout
+from lsst.epo.zooniverse.formats.stamp_cutting import cut_stamp
 from lsst.epo.zooniverse.formats.stamps import (
     DEFAULT_MASK_PLANES,
     STAMPCLS,
     Stamp,
     Stamps,
-    cut_stamp,
     read_stamps,
     read_stamps_index,
     write_stamps,

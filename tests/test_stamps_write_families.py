@@ -36,7 +36,8 @@ from astropy.wcs import WCS, Sip
 from zooniverse_test_utils import tan_sip_wcs
 
 from lsst.epo.zooniverse.formats import fits_block_writer, fits_cards, stamps_astropy, stamps_writer
-from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, cut_stamp, write_stamps
+from lsst.epo.zooniverse.formats.stamp_cutting import cut_stamp
+from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, write_stamps
 from lsst.epo.zooniverse.formats.wcs_metadata import CrpixTemplates
 
 

@@ -29,6 +29,7 @@ from .butler.config import *
 from .formats.cutout import *
 from .formats.png import PngError
 from .formats.rgb_collection import *
+from .formats.stamp_cutting import *
 from .formats.stamps import *
 
 try:

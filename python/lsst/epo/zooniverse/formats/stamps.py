@@ -55,7 +55,6 @@ __all__ = [
     "STAMPCLS",
     "Stamp",
     "Stamps",
-    "cut_stamp",
     "read_stamps",
     "read_stamps_index",
     "write_stamps",
@@ -369,99 +368,6 @@ class Stamps(Sequence[Stamp]):
             The stamps.
         """
         return read_stamps(filename)
-
-
-def cut_stamp(
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    variance: np.ndarray | None,
-    *,
-    parent_x0: int,
-    parent_y0: int,
-    x0: int,
-    y0: int,
-    width: int,
-    height: int,
-    no_data_bit: int = DEFAULT_MASK_PLANES["NO_DATA"],
-    share: bool = False,
-    **kwargs: Any,
-) -> Stamp:
-    """Cut a stamp from parent planes held in memory, padding the part that
-    falls outside them.
-
-    Parameters
-    ----------
-    image, mask, variance : `numpy.ndarray`
-        Parent planes (``mask`` and ``variance`` may be `None`), row 0 at
-        ``parent_y0``.
-    parent_x0, parent_y0 : `int`
-        Parent-frame coordinates of ``image[0, 0]``.
-    x0, y0, width, height : `int`
-        The stamp's bounding box in the parent frame.
-    no_data_bit : `int`, optional
-        Mask bit set on padded pixels, and counted as "no data" for the
-        coverage.
-    share : `bool`, optional
-        If `True`, a stamp wholly inside the parent gets views of its
-        planes, not copies (which must then not change while the stamp is
-        in use); padded stamps are copies either way.
-    **kwargs
-        Further `Stamp` fields (``ra``, ``dec``, ``object_id``,
-        ``edge_distance``, ``wcs``).
-
-    Returns
-    -------
-    stamp : `Stamp`
-        The stamp.  Pixels outside the parent are NaN in image and variance
-        and have the ``NO_DATA`` bit set in the mask; ``coverage`` is the
-        fraction of pixels that are finite and not flagged ``NO_DATA``.
-
-    Raises
-    ------
-    ValueError
-        Raised for a non-positive stamp size.
-    """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"Stamp size must be positive, not {width}x{height}.")
-    px0, py0 = x0 - parent_x0, y0 - parent_y0
-    inside = 0 <= px0 <= image.shape[1] - width and 0 <= py0 <= image.shape[0] - height
-    if share and inside and mask is not None:
-        box = (slice(py0, py0 + height), slice(px0, px0 + width))
-        planes = (image[box], mask[box], None if variance is None else variance[box])
-    else:
-        planes = _padded_planes(image, mask, variance, px0, py0, width, height, no_data_bit)
-    has_data = np.isfinite(planes[0]) & ((planes[1] & (1 << no_data_bit)) == 0)
-    return Stamp(*planes, x0=x0, y0=y0, coverage=float(has_data.mean()), **kwargs)
-
-
-def _padded_planes(
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    variance: np.ndarray | None,
-    px0: int,
-    py0: int,
-    width: int,
-    height: int,
-    no_data_bit: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Copy a stamp's planes from its parent's, padding the part outside
-    them (NaN, ``NO_DATA``); ``px0, py0`` is its corner in parent array
-    indices.
-    """
-    stamp_image = np.full((height, width), np.nan, dtype=np.float32)
-    stamp_mask = np.full((height, width), 1 << no_data_bit, dtype=np.int32)
-    stamp_variance = np.full((height, width), np.nan, dtype=np.float32)
-    # Overlap in parent array indices.
-    ix0, iy0 = max(px0, 0), max(py0, 0)
-    ix1, iy1 = min(px0 + width, image.shape[1]), min(py0 + height, image.shape[0])
-    if ix1 > ix0 and iy1 > iy0:
-        target = (slice(iy0 - py0, iy1 - py0), slice(ix0 - px0, ix1 - px0))
-        source = (slice(iy0, iy1), slice(ix0, ix1))
-        stamp_image[target] = image[source]
-        stamp_mask[target] = 0 if mask is None else mask[source]
-        if variance is not None:
-            stamp_variance[target] = variance[source]
-    return stamp_image, stamp_mask, stamp_variance if variance is not None else None
 
 
 def write_stamps(stamps: Stamps, filename: str | os.PathLike | IO[bytes]) -> None:

@@ -46,7 +46,8 @@ from lsst.utils.timer import timeMethod
 
 from ..butler.dataset_types import DEEP_COADD, STAMPS, TARGETS_PATCH
 from ..butler.legacy_coadd import legacy_mask_bits
-from ..formats.stamps import Stamps, cut_stamp
+from ..formats.stamp_cutting import CoverageMap, cut_stamp
+from ..formats.stamps import Stamps
 from .config_errors import ConfigValueError
 
 
@@ -307,6 +308,11 @@ class ExtractStampsTask(PipelineTask):
             mask_planes=mask_planes,
             use_variance=variance is not None,
         )
+        # Every stamp's coverage from one table (the same value cut_stamp
+        # would count from the float32 stamp).
+        covered = (
+            CoverageMap(image, mask, no_data_bit, parent_x0, parent_y0) if image.dtype == np.float32 else None
+        )
         n_empty = 0
         for k, object_id in enumerate(targets_patch["object_id"]):
             size = int(sizes[k])
@@ -324,6 +330,7 @@ class ExtractStampsTask(PipelineTask):
                 height=size,
                 no_data_bit=no_data_bit,
                 share=True,  # Views of the coadd: no per-stamp copy.
+                coverage=None if covered is None else covered.coverage(x0, y0, size, size),
                 ra=float(ra[k]),
                 dec=float(dec[k]),
                 object_id=str(object_id),
