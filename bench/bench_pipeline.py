@@ -58,11 +58,16 @@ Measured:
    processes against ``bps submit`` with two workers; and the peak RSS of
    every quantum (``bench/peer_compare.py``); with ``--fused`` also the
    fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``) as another
-   contender in the same alternated rounds.
+   contender in the same alternated rounds.  The rounds start with the
+   free memory filled with page cache (``--cold-page-cache`` skips it), so
+   that no contender pays this virtual machine's cost of faulting back
+   memory the host took while it was free (see
+   ``peer_compare.fill_page_cache``).
 
 Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
        [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
-       [--compare-clustering] [--peer [--rounds N] [--two-cores] [--fused]]
+       [--compare-clustering] [--peer [--rounds N] [--two-cores] [--fused]
+       [--cold-page-cache]]
 """
 
 from __future__ import annotations
@@ -511,6 +516,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds of --peer")
     parser.add_argument("--two-cores", action="store_true", help="--peer: also peer pool against BPS")
     parser.add_argument(
+        "--cold-page-cache",
+        action="store_true",
+        help="--peer: do not fill the free memory with page cache first (see peer_compare.fill_page_cache)",
+    )
+    parser.add_argument(
         "--fused", action="store_true", help="--peer: also the fused pipeline, alternated in the same rounds"
     )
     args = parser.parse_args()
@@ -527,7 +537,15 @@ def main() -> None:
         if args.peer:
             from peer_compare import compare
 
-            compare(repo, work, args.stamp_size, args.rounds, args.two_cores, fused=args.fused)
+            compare(
+                repo,
+                work,
+                args.stamp_size,
+                args.rounds,
+                args.two_cores,
+                fused=args.fused,
+                fill_cache=not args.cold_page_cache,
+            )
             return
         rows = []
         graph_s, exec_s = run_pipetask(repo, "out/j1", 1, args.stamp_size, work)

@@ -56,9 +56,10 @@ PEER = Path(__file__).resolve().parent / "peer_script.py"
 FUSED = bench.ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"
 
 
-def timed(command: list[str], **kwargs) -> tuple[float, float]:
-    """Run a command; return its wall time and the CPU time (user +
-    system) of it and its children, in seconds.
+def timed(command: list[str], **kwargs) -> tuple[float, float, float]:
+    """Run a command; return its wall time, the CPU time (user + system)
+    of it and its children, and their system (kernel) CPU time, in
+    seconds.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -67,7 +68,43 @@ def timed(command: list[str], **kwargs) -> tuple[float, float]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         sys.exit(f"{command[:3]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    system = after.ru_stime - before.ru_stime
+    return wall, (after.ru_utime - before.ru_utime) + system, system
+
+
+def fill_page_cache(workdir: Path, keep_free: int = 2 << 30) -> Path | None:
+    """Fill the free memory with the page cache of a file (kept until the
+    caller deletes it), so that every contender writes in the steady state
+    of a machine that has been writing for a while; return the file, or
+    `None` if there was little free memory.
+
+    Notes
+    -----
+    On this project's virtual machines, memory that has stayed free for a
+    while is handed back to the host (free page reporting), and the first
+    write into it faults it back in: ``perf`` shows the kernel's page-cache
+    copy (``copy_folio_from_iter_atomic``) at 27-34 % of a fused run's
+    samples and 8-11 s of system CPU for the 5.6 GB of Stamps of 16 patches,
+    against 2.2-2.5 s once the page cache is full and recycles its own
+    pages.  The cost falls on whoever grows the page cache first, and so
+    on the contender that writes the most, whatever its code.
+    """
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    free = int(meminfo["MemFree"].split()[0]) * 1024
+    size = free - keep_free
+    if size < 1 << 30:
+        return None
+    path = workdir / "page_cache_filler"
+    chunk = bytes(64 << 20)
+    start = time.perf_counter()
+    with open(path, "wb") as stream:
+        for _ in range(size // len(chunk)):
+            stream.write(chunk)
+    print(
+        f"page cache filled: {size / 2**30:.1f} GiB written to {path.name} in "
+        f"{time.perf_counter() - start:.0f} s (free memory was {free / 2**30:.1f} GiB)"
+    )
+    return path
 
 
 def peer_work_list(repo: str, output: str, workdir: Path) -> Path:
@@ -110,9 +147,9 @@ def run_peer(work_list: Path, out_dir: Path, fast: bool, processes: int, stamp_s
         command.append("--fast")
     if processes > 1:
         command += ["--processes", str(processes)]
-    wall, cpu = timed(command)
+    wall, cpu, system = timed(command)
     names = [name for path in out_dir.glob("*.zip") for name in _zip_names(path)]
-    return wall, cpu, (len(names), len(set(names)))
+    return wall, cpu, (len(names), len(set(names))), system
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -165,8 +202,8 @@ def run_pipeline(
         capture_output=True,
     )
     command = [str(bench.BIN / "pipetask"), "run", "-j", str(jobs), *options, "-g", str(graph)]
-    wall, cpu = timed(command + ["--register-dataset-types"], env=bench.environment())
-    return wall, cpu, count_objects(repo, output)
+    wall, cpu, system = timed(command + ["--register-dataset-types"], env=bench.environment())
+    return wall, cpu, count_objects(repo, output), system
 
 
 def count_objects(repo: str, output: str) -> tuple[int, int]:
@@ -199,27 +236,34 @@ def quantum_memory(repo: str, output: str) -> dict[str, list[float]]:
 
 
 def _rate_line(
-    label: str, counts: list[tuple[int, int]], walls: list[float], cpus: list[float]
+    label: str, counts: list[tuple[int, int]], walls: list[float], cpus: list[float], systems: list[float]
 ) -> tuple[float, float]:
     """Print a contender's medians; return its objects pictured per
     second of wall and of CPU time.
     """
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    wall, cpu, system = statistics.median(walls), statistics.median(cpus), statistics.median(systems)
     pictures, objects = counts[0]
     rate_wall, rate_cpu = objects / wall, objects / cpu
     print(
         f"{label:58s} {pictures:6d} {objects:6d} {wall:7.2f} s {rate_wall:8.1f}/s"
-        f"  cpu {cpu:7.2f} s {rate_cpu:8.1f}/s"
+        f"  cpu {cpu:7.2f} s {rate_cpu:8.1f}/s (system {system:.2f} s)"
         f"  (walls {', '.join(f'{w:.2f}' for w in walls)})"
     )
     return rate_wall, rate_cpu
 
 
 def compare(
-    repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: bool, fused: bool = False
+    repo: str,
+    workdir: Path,
+    stamp_size: int,
+    rounds: int,
+    two_cores: bool,
+    fused: bool = False,
+    fill_cache: bool = True,
 ) -> None:
     """Alternate the pipeline (and, with ``fused``, the fused pipeline) and
-    the peer; print rates and ratios.
+    the peer; print rates and ratios.  With ``fill_cache`` (the default)
+    the free memory is first filled with page cache (`fill_page_cache`).
     """
     # The peer's rows per patch: those of the fused pipeline's default
     # (each object in one patch), so that the peer, too, pictures each
@@ -227,13 +271,26 @@ def compare(
     first = "out/peer_reference"
     run_pipeline(repo, first, stamp_size, workdir, fused=True)
     work_list = peer_work_list(repo, first, workdir)
-    runs: dict[str, tuple[list, list, list]] = {}
+    filler = fill_page_cache(workdir) if fill_cache else None
+    try:
+        _compare_rounds(repo, workdir, stamp_size, rounds, two_cores, fused, work_list)
+    finally:
+        if filler is not None:
+            filler.unlink()
 
-    def record(name, wall, cpu, counts):
-        entry = runs.setdefault(name, ([], [], []))
+
+def _compare_rounds(
+    repo: str, workdir: Path, stamp_size: int, rounds: int, two_cores: bool, fused: bool, work_list: Path
+) -> None:
+    """The alternated rounds of `compare` and their report."""
+    runs: dict[str, tuple[list, list, list, list]] = {}
+
+    def record(name, wall, cpu, counts, system=float("nan")):
+        entry = runs.setdefault(name, ([], [], [], []))
         entry[0].append(counts)
         entry[1].append(wall)
         entry[2].append(cpu)
+        entry[3].append(system)
 
     for k in range(rounds):
         record("peer", *run_peer(work_list, workdir / f"peer_{k}", False, 1, stamp_size))
