@@ -193,7 +193,7 @@ def environment() -> dict[str, str]:
     )
 
 
-def _collection_options(repo: str, output: str) -> list[str]:
+def collection_options(repo: str, output: str) -> list[str]:
     """Repository, input and output options of pipetask and bps."""
     return ["-b", repo, "-i", ",".join(INPUTS), "-o", output]
 
@@ -208,7 +208,7 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
         [
             str(BIN / "pipetask"),
             "qgraph",
-            *_collection_options(repo, output),
+            *collection_options(repo, output),
             "-p",
             str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"),
             "-d",
@@ -231,7 +231,7 @@ def run_pipetask(repo: str, output: str, jobs: int, stamp_size: int, workdir: Pa
             "run",
             "-j",
             str(jobs),
-            *_collection_options(repo, output),
+            *collection_options(repo, output),
             "-g",
             str(graph),
             "--register-dataset-types",
@@ -295,7 +295,7 @@ def run_bps(
             str(BIN / "bps"),
             "submit",
             str(submit),
-            *_collection_options(repo, output),
+            *collection_options(repo, output),
             "-d",
             f"skymap='{SKYMAP}'",
             "--extra-qgraph-options",
@@ -322,78 +322,6 @@ def count_pictures(repo: str, output: str) -> tuple[int, list]:
     refs = butler.query_datasets("zooniverse_rgb", collections=output, explain=False)
     collections = [butler.get(ref) for ref in refs]
     return sum(len(c) for c in collections), collections
-
-
-def notebook_baseline(repo: str, n_objects: int, stamp_size: int, out_dir: Path, repeats: int = 3) -> float:
-    """The notebook way, per object: three bbox gets, make_lupton_rgb, a
-    matplotlib figure saved as PNG.  Returns objects per second, the best
-    of ``repeats`` passes over the same objects (the first pass also pays
-    matplotlib's warm-up; the best pass is the baseline least favourable
-    to the pipeline).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    from lsst.epo.zooniverse.butler.config import get_butler
-
-    butler = get_butler(repo, collections=list(INPUTS))
-    skymap = butler.get("zooniverse_skymap", skymap=SKYMAP)
-    tract = skymap.tract(0)
-    refs = butler.query_datasets("zooniverse_targets", explain=False)
-    targets = butler.get(refs[0])
-    for ref in refs[1:]:
-        if len(targets) >= n_objects:
-            break
-        from astropy.table import vstack
-
-        targets = vstack([targets, butler.get(ref)])
-    targets = targets[:n_objects]
-    x, y = tract.wcs.wcs_world2pix(np.asarray(targets["ra"]), np.asarray(targets["dec"]), 0)
-    half = stamp_size // 2
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        done = _notebook_pass(butler, tract, targets, x, y, half, stamp_size, out_dir)
-        best = max(best, done / (time.perf_counter() - start))
-    return best
-
-
-def _notebook_pass(butler, tract, targets, x, y, half: int, stamp_size: int, out_dir: Path) -> int:
-    """One pass of the notebook way over ``targets``; returns the number of
-    PNGs made.
-    """
-    import matplotlib.pyplot as plt
-    from astropy.visualization import make_lupton_rgb
-
-    from lsst.images import Box, Interval
-
-    done = 0
-    for k in range(len(targets)):
-        patches = [
-            p for p in tract.patch_ids() if tract.patch_inner_bbox(p).contains(np.array(x[k]), np.array(y[k]))
-        ]
-        if not patches:
-            continue
-        outer = tract.patch_outer_bbox(patches[0])
-        cx, cy = int(np.floor(x[k] + 0.5)), int(np.floor(y[k] + 0.5))
-        x0 = min(max(cx - half, outer.x0), outer.x1 - stamp_size)
-        y0 = min(max(cy - half, outer.y0), outer.y1 - stamp_size)
-        bbox = Box(y=Interval(y0, y0 + stamp_size), x=Interval(x0, x0 + stamp_size))
-        planes = [
-            butler.get(
-                "deep_coadd", skymap=SKYMAP, tract=0, patch=patches[0], band=band, parameters={"bbox": bbox}
-            ).image.array
-            for band in ("i", "r", "g")
-        ]
-        rgb = make_lupton_rgb(*planes, stretch=400, Q=8)
-        figure = plt.figure()
-        plt.imshow(rgb, origin="lower")
-        plt.axis("off")
-        figure.savefig(out_dir / f"cutout{targets['object_id'][k]}.png")
-        plt.close(figure)
-        done += 1
-    return done
 
 
 def stamps_round_trip_rate(repo: str, output: str, workdir: Path) -> float:
@@ -591,7 +519,9 @@ def main() -> None:
                     timings.append(f"{label}: submit stage {submit_s:.1f} s of {total:.1f} s")
         baseline_dir = work / "notebook"
         baseline_dir.mkdir()
-        baseline = notebook_baseline(repo, args.baseline_objects, args.stamp_size, baseline_dir)
+        from notebook_way import notebook_way_rate
+
+        baseline = notebook_way_rate(repo, args.baseline_objects, args.stamp_size, baseline_dir)
         encoders = encode_ceilings(collections)
         ceiling = next(iter(encoders.values()))[0]
         round_trip = stamps_round_trip_rate(repo, "out/j1", work)

@@ -177,7 +177,7 @@ def run_pipeline(
     """
     fused = fused or pictures_only
     graph = workdir / f"{output.replace('/', '_')}.qg"
-    options = bench._collection_options(repo, output)
+    options = bench.collection_options(repo, output)
     pipeline = FUSED if fused else bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"
     size_label = "makePictures:extractStamps" if fused else "extractStamps"
     subprocess.run(
