@@ -27,6 +27,12 @@ Usage::
 
     python bench/bench_slurm.py [--patches-per-side 4]
         [--objects-per-patch 400] [--patches-per-job 4] [--json costs.json]
+        [--fused]
+
+``--fused`` submits ``config/bps/zooniverse_fused.yaml`` (shardCatalog +
+makePictures, each object pictured once) instead of the three-task file,
+and the model then counts the fused pipeline's quanta and datasets per
+patch (`scale_model.FUSED_SHAPE`).
 
 Needs Debian's Slurm and munge (``scripts/setup_env.sh --test-tools``) and
 root or the ``munge`` account; the cluster (tests/slurm_cluster.py) is
@@ -53,7 +59,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_pipeline import BIN, INPUTS, SKYMAP, build_repo, environment  # noqa: E402
-from scale_model import Costs, check, table  # noqa: E402
+from scale_model import FUSED_SHAPE, Costs, check, table  # noqa: E402
 from slurm_cluster import ThrowawaySlurm  # noqa: E402
 
 _STAMP = re.compile(r"^\w+ (\d{4}-\d\d-\d\dT[0-9:.]+\+00:00) ", re.M)
@@ -89,13 +95,15 @@ def job_records(submit_dir: Path) -> list[dict]:
     return records
 
 
-def run_slurm(cluster: ThrowawaySlurm, repo: str, nodes: int, patches_per_job: int, work: Path) -> dict:
+def run_slurm(
+    cluster: ThrowawaySlurm, repo: str, nodes: int, patches_per_job: int, work: Path, fused: bool = False
+) -> dict:
     """One ``bps submit`` with ``nodes`` one-core nodes; its timings."""
     output = f"u/bench/slurm{nodes}"
     submit = work / f"submit_{nodes}.yaml"
     submit.write_text(
         "includeConfigs:\n"
-        "  - ${EPO_ZOONIVERSE_DIR}/config/bps/zooniverse.yaml\n"
+        f"  - ${{EPO_ZOONIVERSE_DIR}}/config/bps/{'zooniverse_fused' if fused else 'zooniverse'}.yaml\n"
         "  - ${EPO_ZOONIVERSE_DIR}/config/bps/sites/slurm.yaml\n"
         f"cluster:\n  patches:\n    partitionMaxSize: {patches_per_job}\n"
         f"site:\n  slurm:\n    nodes: {nodes}\n    cores_per_node: 1\n    walltime: '01:00:00'\n"
@@ -139,13 +147,14 @@ def run_slurm(cluster: ThrowawaySlurm, repo: str, nodes: int, patches_per_job: i
     }
 
 
-def graph_seconds(repo: str, where: str, work: Path, name: str) -> tuple[float, int]:
+def graph_seconds(repo: str, where: str, work: Path, name: str, fused: bool = False) -> tuple[float, int]:
     """Wall time and quanta of ``pipetask qgraph`` for ``where``."""
+    pipeline = ROOT / "pipelines" / ("ZooniverseCutoutsFused.yaml" if fused else "ZooniverseCutouts.yaml")
     graph = work / f"{name}.qg"
     start = time.perf_counter()
     result = subprocess.run(
         [str(BIN / "pipetask"), "qgraph", "-b", repo, "-i", ",".join(INPUTS), "-o", f"u/bench/{name}",
-         "-p", str(ROOT / "pipelines" / "ZooniverseCutouts.yaml"), "-d", where,
+         "-p", str(pipeline), "-d", where,
          "--dataset-query-constraint", "zooniverse_targets", "-q", str(graph)],
         env=environment(), capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -160,14 +169,21 @@ def main() -> None:
     parser.add_argument("--objects-per-patch", type=int, default=400)
     parser.add_argument("--patches-per-job", type=int, default=4)
     parser.add_argument("--json", help="write the costs and runs here (for scale_model.py --measured)")
+    parser.add_argument("--fused", action="store_true", help="submit the fused pipeline's file")
     args = parser.parse_args()
+    shape = FUSED_SHAPE if args.fused else {}
+    quanta_per_patch = shape.get("quanta_per_patch", Costs.quanta_per_patch)
+    datasets_per_patch = shape.get("datasets_per_patch", Costs.datasets_per_patch)
     with tempfile.TemporaryDirectory(prefix="bench_slurm_") as tmp:
         work = Path(tmp)
         repo, n_objects = build_repo(work, args.objects_per_patch, patches_per_side=args.patches_per_side)
-        small = graph_seconds(repo, f"skymap='{SKYMAP}' AND patch IN (0, 1)", work, "graph_small")
-        large = graph_seconds(repo, f"skymap='{SKYMAP}'", work, "graph_large")
+        where = f"skymap='{SKYMAP}'"
+        small = graph_seconds(repo, f"{where} AND patch IN (0, 1)", work, "graph_small", args.fused)
+        large = graph_seconds(repo, where, work, "graph_large", args.fused)
         with ThrowawaySlurm(nodes=2, cpus_per_node=1) as cluster:
-            runs = [run_slurm(cluster, repo, nodes, args.patches_per_job, work) for nodes in (1, 2)]
+            runs = [
+                run_slurm(cluster, repo, nodes, args.patches_per_job, work, args.fused) for nodes in (1, 2)
+            ]
     jobs = [job for run in runs for job in run["job_details"]]
     startup = sum(job["first_quantum"] - job["start"] for job in jobs) / len(jobs)
     working = sum(job["end"] - job["first_quantum"] for job in jobs)
@@ -180,11 +196,13 @@ def main() -> None:
         "per_picture": per_picture,
         "objects_per_patch": float(args.objects_per_patch),
         "overlap": runs[0]["pictures"] / n_objects,
-        "graph_fixed": runs[0]["prepare"] - g1 * patches * Costs.quanta_per_patch,
+        "graph_fixed": runs[0]["prepare"] - g1 * patches * quanta_per_patch,
         "graph_per_quantum": g1,
         "start_fixed": sum(run["start_and_init"] for run in runs) / len(runs),
         "final_fixed": min(final, startup),
-        "final_per_dataset": max(0.0, final - startup) / (patches * Costs.datasets_per_patch),
+        "final_per_dataset": max(0.0, final - startup) / (patches * datasets_per_patch),
+        "quanta_per_patch": quanta_per_patch,
+        "datasets_per_patch": datasets_per_patch,
     }
     print(f"objects {n_objects}, patches {patches}; pipetask qgraph {small} (2 patches), {large} (all)")
     for run in runs:

@@ -43,7 +43,8 @@ The model (bench/RESULTS.md, "Scale model"):
 
 Run ``python bench/scale_model.py`` for the table with the figures
 measured here, or ``--measured FILE`` with bench/bench_slurm.py's JSON to
-check the model against measured runs.
+check the model against measured runs (``--fused`` for the fused
+pipeline's shape, `FUSED_SHAPE`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,12 @@ class Costs:
     quanta_per_patch: int = 5
     datasets_per_patch: int = 16
 
+
+FUSED_SHAPE = {"quanta_per_patch": 2, "datasets_per_patch": 10, "overlap": 1.0}
+"""Shape of the fused pipeline (``config/bps/zooniverse_fused.yaml``):
+shardCatalog and makePictures per patch; targets_patch, three Stamps, the
+ZIP, its report and each quantum's metadata and log registered per patch;
+each object pictured once (``assign_to=inner_patch``)."""
 
 IDLE_MACHINE = {"job_startup": 3.5, "per_picture": 0.0025}
 """Per-job start-up and per-picture cost on an idle machine of this kind:
@@ -276,8 +283,9 @@ def main() -> None:
     parser.add_argument("--cores", default="64,1024")
     parser.add_argument("--objects-per-patch", type=float, default=1000.0, help="catalog density")
     parser.add_argument("--idle", action="store_true", help="idle-machine job start-up and picture cost")
+    parser.add_argument("--fused", action="store_true", help="the fused pipeline's shape (FUSED_SHAPE)")
     args = parser.parse_args()
-    costs = Costs()
+    costs = Costs(**{**asdict(Costs()), **FUSED_SHAPE}) if args.fused else Costs()
     runs: list[dict] = []
     if args.measured:
         with open(args.measured) as stream:
