@@ -87,7 +87,12 @@ def fill_page_cache(workdir: Path, keep_free: int = 2 << 30) -> Path | None:
     samples and 8-11 s of system CPU for the 5.6 GB of Stamps of 16 patches,
     against 2.2-2.5 s once the page cache is full and recycles its own
     pages.  The cost falls on whoever grows the page cache first, and so
-    on the contender that writes the most, whatever its code.
+    on the contender that writes the most, whatever its code.  The filling
+    holds for a minute or two only: the guest's DAMON reclaim scheme
+    (``/sys/kernel/mm/damon/admin/kdamonds/0``: ``pageout`` of memory idle
+    for 12 aggregation intervals of 5 s, up to 128 MiB a second) pages out
+    what stays idle, the filler first, and that memory goes back to the
+    host too.  Rounds later in a run are colder again.
     """
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     free = int(meminfo["MemFree"].split()[0]) * 1024
