@@ -84,7 +84,7 @@ def fill_page_cache(workdir: Path, keep_free: int = 2 << 30) -> Path | None:
     while is handed back to the host (free page reporting), and the first
     write into it faults it back in: ``perf`` shows the kernel's page-cache
     copy (``copy_folio_from_iter_atomic``) at 27-34 % of a fused run's
-    samples and 8-11 s of system CPU for the 5.6 GB of Stamps of 16 patches,
+    samples and 8-13 s of system CPU for the 5.6 GB of Stamps of 16 patches,
     against 2.2-2.5 s once the page cache is full and recycles its own
     pages.  The cost falls on whoever grows the page cache first, and so
     on the contender that writes the most, whatever its code.  The filling
