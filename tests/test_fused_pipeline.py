@@ -28,7 +28,6 @@ aside), and the same accounting of every catalog row.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_test_utils import run_outputs
 
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
@@ -78,37 +78,6 @@ def _run(repo: str, inputs: str, output: str, pipeline: Path, *extra: str) -> No
         "zooniverse_targets",
         *extra,
     )
-
-
-def _stamps_bytes(data: bytes) -> bytes:
-    """A Stamps file's headers and pixels, the Butler's provenance cards
-    (dataset id and run, different in any two runs) removed.
-    """
-    from astropy.io import fits
-
-    parts = []
-    with fits.open(io.BytesIO(data)) as hdus:
-        for hdu in hdus:
-            cards = [card.image for card in hdu.header.cards if "LSST BUTLER" not in card.keyword]
-            payload = b"" if hdu.data is None else hdu.data.tobytes()
-            parts.append("".join(cards).encode() + payload)
-    return b"\0".join(parts)
-
-
-def _outputs(butler, collection: str) -> dict[tuple, object]:
-    """Every RGB ZIP and Stamps file of a run as bytes, and every report
-    as a table, by dataset type and data ID.
-    """
-    result = {}
-    for dataset_type in ("zooniverse_rgb", "zooniverse_stamps", "zooniverse_rgb_report"):
-        for ref in butler.query_datasets(dataset_type, collections=collection, explain=False):
-            key = (dataset_type, *sorted((k, str(v)) for k, v in ref.dataId.required.items()))
-            if dataset_type == "zooniverse_rgb_report":
-                result[key] = butler.get(ref)
-                continue
-            data = butler.getURI(ref).read()
-            result[key] = _stamps_bytes(data) if dataset_type == "zooniverse_stamps" else data
-    return result
 
 
 def _same_table(a, b) -> bool:
@@ -209,8 +178,8 @@ def test_stamps_as_read_match_a_file_read_back(tmp_path):
 
 def test_fused_outputs_byte_identical(both_runs):
     butler = get_butler(both_runs.root)
-    three = _outputs(butler, "out/three")
-    fused = _outputs(butler, "out/fused")
+    three = run_outputs(butler, "out/three")
+    fused = run_outputs(butler, "out/fused")
     assert sorted(three) == sorted(fused)
     assert sum(key[0] == "zooniverse_stamps" for key in three) > 10
     for key, value in three.items():
@@ -245,8 +214,8 @@ def test_pictures_only_run_writes_the_same_pictures_and_no_stamps(both_runs, tmp
         "makePictures:write_stamps=False",
     )
     butler = get_butler(both_runs.root)
-    full = _outputs(butler, "out/fused_once")
-    pictures_only = _outputs(butler, "out/pictures_only")
+    full = run_outputs(butler, "out/fused_once")
+    pictures_only = run_outputs(butler, "out/pictures_only")
     assert not any(key[0] == "zooniverse_stamps" for key in pictures_only)
     assert sum(key[0] == "zooniverse_rgb" for key in pictures_only) > 1
     for key, value in pictures_only.items():

@@ -34,7 +34,6 @@ Slurm is not installed, and fails there too when ``CI`` is set.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_test_utils import RUN_OUTPUT_TYPES, run_outputs
 from slurm_cluster import SlurmNotFoundError, ThrowawaySlurm
 
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
@@ -218,30 +218,6 @@ def _failed_count(output: str) -> int:
     return int(counts[-1])
 
 
-def _outputs(butler, collection: str) -> dict[tuple, bytes]:
-    """The bytes of every RGB ZIP and Stamps file of a run, by data ID;
-    the Stamps with the Butler's provenance cards (dataset id and run,
-    which differ between any two runs) removed.
-    """
-    from astropy.io import fits
-
-    result = {}
-    for dataset_type in ("zooniverse_rgb", "zooniverse_stamps"):
-        for ref in butler.query_datasets(dataset_type, collections=collection, explain=False):
-            data = butler.getURI(ref).read()
-            if dataset_type == "zooniverse_stamps":
-                parts = []
-                with fits.open(io.BytesIO(data)) as hdus:
-                    for hdu in hdus:
-                        cards = [card.image for card in hdu.header.cards if "LSST BUTLER" not in card.keyword]
-                        payload = b"" if hdu.data is None else hdu.data.tobytes()
-                        parts.append("".join(cards).encode() + payload)
-                data = b"\0".join(parts)
-            key = (dataset_type, *sorted((k, str(v)) for k, v in ref.dataId.required.items()))
-            result[key] = data
-    return result
-
-
 def _job_nodes(submit_dir: Path) -> dict[str, str]:
     """Node of each pipeline job: the first line of its stdout (the test's
     ``commandPrefix`` prints ``SLURMD_NODENAME``).
@@ -353,8 +329,8 @@ def test_slurm_run_survives_a_killed_job_and_matches_local(slurm_cluster, tmp_pa
     assert "not_processed" not in set(accounted["status"])
     for column in ("row_index", "object_id", "status", "reason", "tract", "patch", "file"):
         assert list(accounted[column]) == list(expected[column]), column
-    local_outputs = _outputs(butler, "u/test/local")
-    slurm_outputs = _outputs(butler, "u/test/slurm")
+    local_outputs = run_outputs(butler, "u/test/local", RUN_OUTPUT_TYPES[:2])
+    slurm_outputs = run_outputs(butler, "u/test/slurm", RUN_OUTPUT_TYPES[:2])
     assert sorted(slurm_outputs) == sorted(local_outputs)
     assert any(key[0] == "zooniverse_rgb" for key in local_outputs)
     different = [key for key in local_outputs if local_outputs[key] != slurm_outputs[key]]

@@ -1,0 +1,88 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""Helpers for the pipeline tests: a run's outputs in a form two runs can
+be compared by.
+"""
+
+from __future__ import annotations
+
+import io
+
+RUN_OUTPUT_TYPES = ("zooniverse_rgb", "zooniverse_stamps", "zooniverse_rgb_report")
+"""The dataset types `run_outputs` collects by default."""
+
+
+def stamps_content(data: bytes) -> bytes:
+    """Return a Stamps file's headers and pixels without the Butler's
+    provenance cards (dataset id and run, which differ between any two
+    runs).
+
+    Parameters
+    ----------
+    data : `bytes`
+        The file.
+
+    Returns
+    -------
+    content : `bytes`
+        Every HDU's cards but the provenance ones, then its pixels.
+    """
+    from astropy.io import fits
+
+    parts = []
+    with fits.open(io.BytesIO(data)) as hdus:
+        for hdu in hdus:
+            cards = [card.image for card in hdu.header.cards if "LSST BUTLER" not in card.keyword]
+            payload = b"" if hdu.data is None else hdu.data.tobytes()
+            parts.append("".join(cards).encode() + payload)
+    return b"\0".join(parts)
+
+
+def run_outputs(butler, collection: str, dataset_types=RUN_OUTPUT_TYPES) -> dict[tuple, object]:
+    """Return a run's outputs by dataset type and data ID: each RGB ZIP as
+    bytes, each Stamps file as `stamps_content`, each report as a table.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        The repository.
+    collection : `str`
+        The run's output collection.
+    dataset_types : `tuple` [`str`], optional
+        Which of `RUN_OUTPUT_TYPES` to collect.
+
+    Returns
+    -------
+    outputs : `dict` [`tuple`, `object`]
+        ``(dataset type, *sorted data ID items)`` to the output.
+    """
+    result = {}
+    for dataset_type in dataset_types:
+        for ref in butler.query_datasets(dataset_type, collections=collection, explain=False):
+            key = (dataset_type, *sorted((k, str(v)) for k, v in ref.dataId.required.items()))
+            if dataset_type == "zooniverse_rgb_report":
+                result[key] = butler.get(ref)
+                continue
+            data = butler.getURI(ref).read()
+            result[key] = stamps_content(data) if dataset_type == "zooniverse_stamps" else data
+    return result
