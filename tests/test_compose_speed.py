@@ -36,7 +36,7 @@ from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
 from lsst.epo.zooniverse.formats.stamps import Stamp, Stamps
 from lsst.epo.zooniverse.pipeline.compose_rgb import ChannelConfig, ComposeRgbConfig, ComposeRgbTask
 from lsst.epo.zooniverse.pipeline.orientation import orient_picture, orient_to_north_up
-from lsst.epo.zooniverse.pipeline.picture_batch import BATCH_SIZE, clean_planes, mix_channels
+from lsst.epo.zooniverse.pipeline.picture_batch import BATCH_SIZE, clean_planes, mix_channels, strided_samples
 from lsst.epo.zooniverse.pipeline.stretch_sky import robust_sky, sample_stride, sky_black_levels
 
 
@@ -240,3 +240,22 @@ def test_stamps_of_another_size_are_pictured_between_batches():
         patch=0,
     )
     np.testing.assert_array_equal(result.rgb.images[5], alone.rgb.images[0])
+
+
+@pytest.mark.parametrize("stride", [1, 3, 7, 101])
+def test_strided_samples_match_each_plane_sampled(stride):
+    """Sky samples taken from stacks of planes are those of each plane
+    sampled alone, in order: views of a parent across chunk boundaries,
+    and planes of other shapes or types.
+    """
+    rng = np.random.default_rng(stride)
+    parent = rng.normal(size=(200, 230)).astype(np.float32)
+    views = [parent[y : y + 21, x : x + 21] for x, y in rng.integers(0, 170, size=(11, 2))]
+    mixed = [*views[:4], np.zeros(21 * 21, np.int32).astype(np.float32), *views[4:]]
+    typed = [*views[:3], views[3].astype(np.float64)]
+    for planes in (views, mixed, typed, views[:1]):
+        expected = np.concatenate([p.ravel()[::stride] for p in planes])
+        for chunk in (1, 3, 256):
+            got = strided_samples(planes, stride, chunk=chunk)
+            assert got.dtype == expected.dtype
+            assert np.array_equal(got, expected)

@@ -255,6 +255,34 @@ def batch_stretch(
     return rgb.reshape(n, height, width, 3)
 
 
+def strided_samples(planes: Sequence[np.ndarray], stride: int, chunk: int = 256) -> np.ndarray:
+    """Return every ``stride``-th value of each plane, counted from its
+    first value in row-major order, the planes one after the other.
+
+    Parameters
+    ----------
+    planes : `~collections.abc.Sequence` [`numpy.ndarray`]
+        The planes (views of a parent or arrays of their own).
+    stride : `int`
+        Step between samples.
+    chunk : `int`, optional
+        Planes of one shape and type stacked at a time (one copy of up to
+        this many planes instead of a copy of each).
+
+    Returns
+    -------
+    samples : `numpy.ndarray`
+        ``np.concatenate([p.ravel()[::stride] for p in planes])``.
+    """
+    if not planes or any(p.shape != planes[0].shape or p.dtype != planes[0].dtype for p in planes):
+        return np.concatenate([p.ravel()[::stride] for p in planes])
+    parts = []
+    for start in range(0, len(planes), chunk):
+        stacked = np.stack(planes[start : start + chunk])
+        parts.append(stacked.reshape(len(stacked), -1)[:, ::stride].ravel())
+    return np.concatenate(parts)
+
+
 def patch_black_levels(
     config: Any,
     band_stamps: Sequence[Sequence[Any]],
@@ -296,18 +324,14 @@ def patch_black_levels(
         images, masks = [], []
         for j in range(len(backgrounds)):
             stamps = [objects[j] for objects in band_stamps]
-            images.append(np.concatenate([s.image.ravel()[::stride] for s in stamps]))
+            images.append(strided_samples([s.image for s in stamps], stride))
             if all(s.mask is None for s in stamps):
                 masks.append(None)
             else:
                 masks.append(
-                    np.concatenate(
-                        [
-                            np.zeros(s.image.size, np.int32)[::stride]
-                            if s.mask is None
-                            else s.mask.ravel()[::stride]
-                            for s in stamps
-                        ]
+                    strided_samples(
+                        [np.zeros(s.image.size, np.int32) if s.mask is None else s.mask for s in stamps],
+                        stride,
                     )
                 )
         samples = mix_channels(clean_planes(images, masks, backgrounds, bad_bits, in_place=True)[0], weights)
