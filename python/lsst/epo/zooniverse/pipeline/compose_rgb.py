@@ -367,12 +367,13 @@ class ComposeRgbTask(PipelineTask):
         )
         if eligible:
             reference = eligible[0][1][0]
-            orientation = (0, False)
             if config.orientation == "north_up" and reference.wcs is not None:
                 orientation = orient_to_north_up(reference.wcs)
         # Batches of consecutive pictures whose stamps have one shape.
         for batch in _batches(eligible):
-            pictures = self._compose_batch([e[1] for e in batch], used, weights, bad_bits, orientation, black)
+            pictures = self._compose_batch(
+                [e[1] for e in batch], used, weights, backgrounds, bad_bits, orientation, black
+            )
             for (k, _, coverage), (picture, picture_wcs, picture_frames) in zip(batch, pictures):
                 images.append(picture)
                 wcs_list.append(picture_wcs)
@@ -460,6 +461,7 @@ class ComposeRgbTask(PipelineTask):
         band_stamps: Sequence[Sequence[Stamps]],
         used: Sequence[str],
         weights: np.ndarray,
+        backgrounds: Sequence[float],
         bad_bits: Sequence[int],
         orientation: tuple[int, bool],
         black: list[float | None] | None,
@@ -469,7 +471,6 @@ class ComposeRgbTask(PipelineTask):
         `None`).
         """
         config = self.config
-        backgrounds = [self._background(band) for band in used]
         planes, bad = stacked_planes(band_stamps, backgrounds, bad_bits)
         channels = mix_channels(planes, weights, batched=True)
         rgb = batch_stretch(config.stretch, channels, black)

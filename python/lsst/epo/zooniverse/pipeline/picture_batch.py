@@ -148,15 +148,24 @@ def stacked_planes(
     """
     images, masks = [], []
     for j in range(len(backgrounds)):
-        stamps = [objects[j] for objects in band_stamps]
-        images.append(np.stack([stamp.image for stamp in stamps]))
-        if all(stamp.mask is None for stamp in stamps):
-            masks.append(None)
-        else:
-            masks.append(
-                np.stack([np.zeros(s.image.shape, np.int32) if s.mask is None else s.mask for s in stamps])
-            )
+        band_images, band_masks = _band_pixels(band_stamps, j)
+        images.append(np.stack(band_images))
+        masks.append(None if band_masks is None else np.stack(band_masks))
     return clean_planes(images, masks, backgrounds, bad_bits, in_place=True)
+
+
+def _band_pixels(
+    band_stamps: Sequence[Sequence[Any]], band: int
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Return the images of band ``band``'s stamps of a batch of objects,
+    and their masks (zeros for a stamp without one; `None` if none has
+    one).
+    """
+    stamps = [objects[band] for objects in band_stamps]
+    images = [stamp.image for stamp in stamps]
+    if all(stamp.mask is None for stamp in stamps):
+        return images, None
+    return images, [np.zeros(s.image.shape, np.int32) if s.mask is None else s.mask for s in stamps]
 
 
 def mix_channels(
@@ -323,17 +332,9 @@ def patch_black_levels(
     if ((weights > 0).sum(axis=0) <= 1).all():
         images, masks = [], []
         for j in range(len(backgrounds)):
-            stamps = [objects[j] for objects in band_stamps]
-            images.append(strided_samples([s.image for s in stamps], stride))
-            if all(s.mask is None for s in stamps):
-                masks.append(None)
-            else:
-                masks.append(
-                    strided_samples(
-                        [np.zeros(s.image.size, np.int32) if s.mask is None else s.mask for s in stamps],
-                        stride,
-                    )
-                )
+            band_images, band_masks = _band_pixels(band_stamps, j)
+            images.append(strided_samples(band_images, stride))
+            masks.append(None if band_masks is None else strided_samples(band_masks, stride))
         samples = mix_channels(clean_planes(images, masks, backgrounds, bad_bits, in_place=True)[0], weights)
     else:
         parts: list[list[np.ndarray]] = [[], [], []]

@@ -45,10 +45,12 @@ pictures use), the row is also given to one neighbour that has every band,
 build time through `find_neighbour_coadds`, the lookup function of an
 optional prerequisite input, so the decision needs no registry at run
 time.  pipe_base refuses a dataset type that is a prerequisite input of
-one task and a regular input of another in the same pipeline, and
-``makePictures`` and ``extractStamps`` read ``deep_coadd`` as a regular
-input: with the fallback, ``shardCatalog`` runs as a pipeline of its own
-and the picture tasks run on its output.  The fallback is decided per
+one task and a regular input of another in the same pipeline: the fused
+pipeline's ``makePictures`` reads ``deep_coadd`` as a prerequisite, so the
+fallback runs there in one step (its default); the three-task pipeline's
+``extractStamps`` reads it as a regular input, so with the fallback its
+``shardCatalog`` runs as a pipeline of its own and the picture tasks run
+on its output.  The fallback is decided per
 dataset (a coadd exists for the band or not), not per pixel: a row whose
 home coadd exists but has no data at the row is reported by the picture
 task (``no_data``, ``low_coverage``), not moved.
