@@ -68,3 +68,53 @@ def test_default_pixel_frame_is_one_frame_in_pixels():
 def test_other_missing_attributes_still_raise():
     with pytest.raises(AttributeError, match="NO_SUCH_NAME"):
         getattr(legacy_coadd, "NO_SUCH_NAME")
+
+
+FREEZE_TWICE = """
+import gc
+from lsst.epo.zooniverse.pipeline.startup_objects import freeze_startup_objects
+before = gc.get_freeze_count()
+first = freeze_startup_objects()
+after_first = gc.get_freeze_count()
+made_later = [[i] for i in range(5000)]
+second = freeze_startup_objects()
+print(before, first, after_first, second, gc.get_freeze_count())
+"""
+
+
+def test_startup_objects_are_frozen_once_per_process():
+    result = subprocess.run([sys.executable, "-c", FREEZE_TWICE], capture_output=True, text=True, check=True)
+    before, first, after_first, second, after_second = result.stdout.split()
+    assert (before, first, second) == ("0", "True", "False")
+    # The imported modules' objects are frozen; the lists made after the
+    # first call are not, by the second.
+    assert int(after_first) > 10_000
+    assert int(after_second) == int(after_first)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "shard_catalog.ShardCatalogTask",
+        "extract_stamps.ExtractStampsTask",
+        "compose_rgb.ComposeRgbTask",
+        "make_pictures.MakeZooniversePicturesTask",
+    ],
+)
+def test_every_task_freezes_startup_objects_before_its_quantum(task, monkeypatch):
+    module_name, class_name = task.split(".")
+    module = __import__(f"lsst.epo.zooniverse.pipeline.{module_name}", fromlist=[class_name])
+    calls = []
+
+    class StopBeforeReadingError(Exception):
+        pass
+
+    class NoInputs:
+        def get(self, refs):
+            raise StopBeforeReadingError
+
+    monkeypatch.setattr(module, "freeze_startup_objects", lambda: calls.append(True))
+    task_class = getattr(module, class_name)
+    with pytest.raises(StopBeforeReadingError):
+        task_class.runQuantum(object.__new__(task_class), NoInputs(), None, None)
+    assert calls == [True]

@@ -64,6 +64,7 @@ from .picture_batch import (
     patch_black_levels,
     stacked_planes,
 )
+from .startup_objects import freeze_startup_objects
 from .stretch import StretchConfig
 
 CHANNELS = ("red", "green", "blue")
@@ -261,6 +262,7 @@ class ComposeRgbTask(PipelineTask):
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         # Docstring inherited.
+        freeze_startup_objects()
         inputs = butlerQC.get(inputRefs)
         bands = [ref.dataId["band"] for ref in inputRefs.stamps]
         # Pictures need the image and mask planes only: the variance

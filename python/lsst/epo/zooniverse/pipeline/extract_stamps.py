@@ -49,6 +49,7 @@ from ..butler.legacy_coadd import legacy_mask_bits
 from ..formats.stamp_cutting import CoverageMap, cut_stamp
 from ..formats.stamps import Stamps
 from .config_errors import ConfigValueError
+from .startup_objects import freeze_startup_objects
 
 
 class ExtractStampsConnections(PipelineTaskConnections, dimensions=("skymap", "tract", "patch", "band")):
@@ -227,6 +228,7 @@ class ExtractStampsTask(PipelineTask):
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         # Docstring inherited.
+        freeze_startup_objects()
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         outputs = self.run(

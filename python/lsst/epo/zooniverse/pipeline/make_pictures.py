@@ -50,6 +50,7 @@ from ..formats.stamps import Stamp, Stamps
 from ..formats.stamps_layout import celestial_wcs, set_wcs_factory, shifted_wcs, wcs_factory
 from .compose_rgb import ComposeRgbTask
 from .extract_stamps import ExtractStampsTask
+from .startup_objects import freeze_startup_objects
 
 # Projections whose stamps a reader gives one WCS construction per
 # family (`~lsst.epo.zooniverse.formats.stamps_fast.StampWcs`).
@@ -270,6 +271,7 @@ class MakeZooniversePicturesTask(PipelineTask):
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         # Docstring inherited.
+        freeze_startup_objects()
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         handles = sorted(inputs["coadds"], key=lambda handle: handle.dataId["band"])

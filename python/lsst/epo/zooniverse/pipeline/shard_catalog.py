@@ -44,6 +44,7 @@ from ..butler.skymap_geometry import SkyMapGeometry
 from ..butler.tract_frame import TractFrame
 from .config_errors import ConfigValueError
 from .sharding.patch_assignment import ASSIGNMENT_RULES, PatchGrid, find_neighbour_coadds, patch_bands
+from .startup_objects import freeze_startup_objects
 
 _LOG = logging.getLogger(__name__)
 
@@ -289,6 +290,7 @@ class ShardCatalogTask(PipelineTask):
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         # Docstring inherited.
+        freeze_startup_objects()
         inputs = butlerQC.get(inputRefs)
         data_id = butlerQC.quantum.dataId
         bands_by_patch = None
