@@ -36,7 +36,10 @@ fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``: shardCatalog +
 makePictures, the pictures made from the stamps in memory) runs as a
 further contender in the same rounds, the same way, and so does the
 fused pipeline without the Stamps (``makePictures.write_stamps=False``:
-the peer's own job, the same picture bytes).
+the peer's own job, the same picture bytes), and so does the fused
+pipeline the way a BPS job runs it (``pipetask run-qbb``: a
+quantum-backed Butler, no registry), its init outputs and registration
+(BPS's first and final jobs) timed apart and added in a further line.
 """
 
 from __future__ import annotations
@@ -211,6 +214,65 @@ def run_pipeline(
     return wall, cpu, count_objects(repo, output), system
 
 
+def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
+    """Run the fused pipeline the way each BPS job runs it: build the
+    graph with its datastore records (not timed), write the init outputs
+    (``pipetask pre-exec-init-qbb``, BPS's ``pipetaskInit`` job), execute
+    every quantum in one ``pipetask run-qbb -j 1`` process (a BPS job;
+    no registry), then register the outputs (``butler
+    transfer-from-graph``, BPS's final job).
+
+    Returns
+    -------
+    steps : `dict` [`str`, `tuple`]
+        ``init``, ``run`` and ``transfer``: each wall, CPU, (pictures,
+        objects pictured) and system CPU, as `run_pipeline` returns them.
+    """
+    graph = workdir / f"{output.replace('/', '_')}.qg"
+    environment = bench.environment()
+    subprocess.run(
+        [
+            str(bench.BIN / "pipetask"),
+            "qgraph",
+            *bench.collection_options(repo, output),
+            "-p",
+            str(FUSED),
+            "-d",
+            f"skymap='{bench.SKYMAP}'",
+            "--dataset-query-constraint",
+            "zooniverse_targets",
+            "--qgraph-datastore-records",
+            "-c",
+            f"makePictures:extractStamps.stamp_size={stamp_size}",
+            "-q",
+            str(graph),
+        ],
+        check=True,
+        env=environment,
+        capture_output=True,
+    )
+    steps = {}
+    for step, command in [
+        ("init", [str(bench.BIN / "pipetask"), "pre-exec-init-qbb", repo, str(graph)]),
+        ("run", [str(bench.BIN / "pipetask"), "run-qbb", "-j", "1", repo, str(graph)]),
+        (
+            "transfer",
+            [
+                str(bench.BIN / "butler"),
+                "transfer-from-graph",
+                "--register-dataset-types",
+                "--update-output-chain",
+                str(graph),
+                repo,
+            ],
+        ),
+    ]:
+        wall, cpu, system = timed(command, env=environment)
+        steps[step] = (wall, cpu, system)
+    counts = count_objects(repo, output)
+    return {step: (wall, cpu, counts, system) for step, (wall, cpu, system) in steps.items()}
+
+
 def count_objects(repo: str, output: str) -> tuple[int, int]:
     """Return the pictures of a run and the distinct objects they show."""
     collections = bench.count_pictures(repo, output)[1]
@@ -306,6 +368,11 @@ def _compare_rounds(
                 "pictures_only",
                 *run_pipeline(repo, f"out/peer_pictures_{k}", stamp_size, workdir, pictures_only=True),
             )
+            steps = run_quantum_backed(repo, f"out/peer_qbb_{k}", stamp_size, workdir)
+            for step, (wall, cpu, counts, system) in steps.items():
+                record(f"qbb_{step}", wall, cpu, counts, system)
+            wall, cpu, system = (sum(values[i] for values in steps.values()) for i in (0, 1, 3))
+            record("qbb_whole", wall, cpu, counts, system)
         record("peer_fast", *run_peer(work_list, workdir / f"peer_fast_{k}", True, 1, stamp_size))
     if two_cores:
         for k in range(rounds):
@@ -330,6 +397,10 @@ def _compare_rounds(
         "pipeline": "pipetask run -j 1, whole process (graph built before)",
         "fused": "pipetask run -j 1, fused pipeline, whole process",
         "pictures_only": "pipetask run -j 1, fused, write_stamps=False (no Stamps)",
+        "qbb_run": "pipetask run-qbb -j 1, fused (a BPS job), whole process",
+        "qbb_init": "pipetask pre-exec-init-qbb (BPS pipetaskInit job)",
+        "qbb_transfer": "butler transfer-from-graph (BPS final job)",
+        "qbb_whole": "fused, quantum-backed: init + run-qbb + transfer",
         "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
@@ -338,7 +409,7 @@ def _compare_rounds(
         "bps_fused_submit_stage": "bps submit zooniverse_fused.yaml, 2 parsl workers, submit stage",
     }
     rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
-    for name in ("pipeline", "fused", "pictures_only"):
+    for name in ("pipeline", "fused", "pictures_only", "qbb_run", "qbb_whole"):
         if name not in rates:
             continue
         for peer in ("peer", "peer_fast"):
