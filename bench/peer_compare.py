@@ -47,6 +47,7 @@ from __future__ import annotations
 import csv
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,13 +176,15 @@ def run_pipeline(
     jobs: int = 1,
     fused: bool = False,
     pictures_only: bool = False,
+    keep_files: bool = False,
 ):
     """Build the graph (not timed), then run ``pipetask run -j jobs`` as a
     whole process; return wall, CPU and (pictures, objects pictured).
     ``fused`` runs the
     fused pipeline instead of the three-task one; ``pictures_only`` runs
     it without writing the Stamps (``makePictures.write_stamps=False``),
-    the peer's job exactly.
+    the peer's job exactly.  The run's files are deleted once counted
+    unless ``keep_files``.
     """
     fused = fused or pictures_only
     graph = workdir / f"{output.replace('/', '_')}.qg"
@@ -211,7 +214,10 @@ def run_pipeline(
     )
     command = [str(bench.BIN / "pipetask"), "run", "-j", str(jobs), *options, "-g", str(graph)]
     wall, cpu, system = timed(command + ["--register-dataset-types"], env=bench.environment())
-    return wall, cpu, count_objects(repo, output), system
+    counts = count_objects(repo, output)
+    if not keep_files:
+        delete_run_files(repo, output)
+    return wall, cpu, counts, system
 
 
 def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
@@ -270,7 +276,16 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
         wall, cpu, system = timed(command, env=environment)
         steps[step] = (wall, cpu, system)
     counts = count_objects(repo, output)
+    delete_run_files(repo, output)
     return {step: (wall, cpu, counts, system) for step, (wall, cpu, system) in steps.items()}
+
+
+def delete_run_files(repo: str, output: str) -> None:
+    """Delete the files a run wrote under the repository (its registry
+    entries stay; nothing reads them again), so that the rounds of a
+    16-patch comparison (5.6 GB of Stamps a pipeline run) fit on the disk.
+    """
+    shutil.rmtree(Path(repo) / output, ignore_errors=True)
 
 
 def count_objects(repo: str, output: str) -> tuple[int, int]:
@@ -336,8 +351,9 @@ def compare(
     # (each object in one patch), so that the peer, too, pictures each
     # object once.
     first = "out/peer_reference"
-    run_pipeline(repo, first, stamp_size, workdir, fused=True)
+    run_pipeline(repo, first, stamp_size, workdir, fused=True, keep_files=True)
     work_list = peer_work_list(repo, first, workdir)
+    delete_run_files(repo, first)
     filler = fill_page_cache(workdir) if fill_cache else None
     try:
         _compare_rounds(repo, workdir, stamp_size, rounds, two_cores, fused, work_list)
@@ -385,6 +401,7 @@ def _compare_rounds(
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 counts = count_objects(repo, name)
+                delete_run_files(repo, name)
                 record(label, wall, cpu, counts)
                 record(f"{label}_submit_stage", submit, float("nan"), counts)
     print(f"median of {rounds} alternated rounds; the machine is shared (other jobs ran meanwhile)")
@@ -431,16 +448,20 @@ def _compare_rounds(
                 line += f", {rates[name][1] / rates['peer_pool'][1]:.2f}x per CPU second"
             print(line)
     memory_run = "out/peer_memory"
-    run_pipeline(repo, memory_run, stamp_size, workdir, jobs=2)
-    for label, peaks in quantum_memory(repo, memory_run).items():
+    run_pipeline(repo, memory_run, stamp_size, workdir, jobs=2, keep_files=True)
+    memory = quantum_memory(repo, memory_run)
+    delete_run_files(repo, memory_run)
+    for label, peaks in memory.items():
         print(
             f"peak RSS per quantum, {label} ({len(peaks)} quanta, each in its own process, -j 2): "
             f"median {statistics.median(peaks):.0f} MiB, max {max(peaks):.0f} MiB"
         )
     if fused:
         fused_memory_run = "out/peer_memory_fused"
-        run_pipeline(repo, fused_memory_run, stamp_size, workdir, jobs=2, fused=True)
-        for label, peaks in quantum_memory(repo, fused_memory_run).items():
+        run_pipeline(repo, fused_memory_run, stamp_size, workdir, jobs=2, fused=True, keep_files=True)
+        fused_memory = quantum_memory(repo, fused_memory_run)
+        delete_run_files(repo, fused_memory_run)
+        for label, peaks in fused_memory.items():
             print(
                 f"fused pipeline, peak RSS per quantum, {label} ({len(peaks)} quanta, -j 2): "
                 f"median {statistics.median(peaks):.0f} MiB, max {max(peaks):.0f} MiB"
