@@ -20,16 +20,54 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
 
-"""Helpers for the pipeline tests: a run's outputs in a form two runs can
-be compared by.
+"""Helpers for the pipeline tests: the real ``pipetask`` of this
+environment, and a run's outputs in a form two runs can be compared by.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR
+
+BIN = Path(sys.executable).parent
+"""Where this environment's ``pipetask`` is."""
 
 RUN_OUTPUT_TYPES = ("zooniverse_rgb", "zooniverse_stamps", "zooniverse_rgb_report")
 """The dataset types `run_outputs` collects by default."""
+
+
+def pipetask(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real ``pipetask`` command of this environment (with the
+    package's Butler configs on ``DAF_BUTLER_CONFIG_PATH``); with
+    ``check``, fail the test, showing its output, if it fails.
+    """
+    env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR))
+    result = subprocess.run([str(BIN / "pipetask"), *args], capture_output=True, text=True, env=env)
+    if check:
+        assert result.returncode == 0, (
+            f"pipetask {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def run_pipeline_file(
+    repo: str, inputs: str, output: str, pipeline: str, where: str, *extra: str, constrain: bool = True
+) -> None:
+    """``pipetask run -j 2`` of a pipeline (file or URI with a subset)
+    selecting data with ``where``, registering dataset types; with
+    ``constrain``, only data IDs with catalog rows
+    (``--dataset-query-constraint zooniverse_targets``).
+    """
+    constraint = ("--dataset-query-constraint", "zooniverse_targets") if constrain else ()
+    pipetask(
+        "run", "-j", "2", "-b", repo, "-i", inputs, "-o", output, "-p", pipeline, "-d", where,
+        "--register-dataset-types", *constraint, *extra,
+    )  # fmt: skip
 
 
 def stamps_content(data: bytes) -> bytes:

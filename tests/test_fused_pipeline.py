@@ -28,16 +28,13 @@ aside), and the same accounting of every catalog row.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_test_utils import run_outputs
+from pipeline_test_utils import run_outputs, run_pipeline_file
 
-from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.accounting import account_targets
 from lsst.epo.zooniverse.pipeline.make_pictures import MakeZooniversePicturesConfig, stamps_as_read
@@ -48,36 +45,11 @@ PIPELINE = ROOT / "pipelines" / "ZooniverseCutouts.yaml"
 FUSED = ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"
 DEMO_CONFIG = ROOT / "config" / "composeRgb_demo.py"
 TARGETS_RUN = "targets/sample"
-BIN = Path(sys.executable).parent
 SKYMAP = "zooniverse_demo"
 
 
-def _pipetask(*args: str) -> None:
-    env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR))
-    result = subprocess.run([str(BIN / "pipetask"), *args], capture_output=True, text=True, env=env)
-    assert result.returncode == 0, f"pipetask failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-
-
 def _run(repo: str, inputs: str, output: str, pipeline: Path, *extra: str) -> None:
-    _pipetask(
-        "run",
-        "-j",
-        "2",
-        "-b",
-        repo,
-        "-i",
-        inputs,
-        "-o",
-        output,
-        "-p",
-        str(pipeline),
-        "-d",
-        f"skymap='{SKYMAP}'",
-        "--register-dataset-types",
-        "--dataset-query-constraint",
-        "zooniverse_targets",
-        *extra,
-    )
+    run_pipeline_file(repo, inputs, output, str(pipeline), f"skymap='{SKYMAP}'", *extra)
 
 
 def _same_table(a, b) -> bool:

@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -41,8 +38,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from PIL import Image
+from pipeline_test_utils import pipetask, run_pipeline_file
 
-from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.accounting import account_targets
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
@@ -51,42 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "pipelines" / "ZooniverseCutouts.yaml"
 DEMO_CONFIG = ROOT / "config" / "composeRgb_demo.py"
 TARGETS_RUN = "targets/sample"
-BIN = Path(sys.executable).parent
-
-
-def pipetask(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real ``pipetask`` command of this environment."""
-    env = dict(os.environ, DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR))
-    result = subprocess.run([str(BIN / "pipetask"), *args], capture_output=True, text=True, env=env)
-    if check:
-        assert result.returncode == 0, (
-            f"pipetask {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-        )
-    return result
 
 
 def run_pipeline(repo: str, inputs: str, output: str, *extra: str, subset: str = "", query: str = "") -> None:
     uri = f"{PIPELINE}#{subset}" if subset else str(PIPELINE)
     where = "skymap='zooniverse_demo'" + (f" AND {query}" if query else "")
-    constraint = () if subset == "composeRgb" else ("--dataset-query-constraint", "zooniverse_targets")
-    pipetask(
-        "run",
-        "-j",
-        "2",
-        "-b",
-        repo,
-        "-i",
-        inputs,
-        "-o",
-        output,
-        "-p",
-        uri,
-        "-d",
-        where,
-        "--register-dataset-types",
-        *constraint,
-        *extra,
-    )
+    run_pipeline_file(repo, inputs, output, uri, where, *extra, constrain=subset != "composeRgb")
 
 
 @pytest.fixture(scope="module")
