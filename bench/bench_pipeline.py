@@ -58,16 +58,18 @@ Measured:
    processes against ``bps submit`` with two workers; and the peak RSS of
    every quantum (``bench/peer_compare.py``); with ``--fused`` also the
    fused pipeline (``pipelines/ZooniverseCutoutsFused.yaml``) as another
-   contender in the same alternated rounds.  The rounds start with the
-   free memory filled with page cache (``--cold-page-cache`` skips it), so
-   that no contender pays this virtual machine's cost of faulting back
-   memory the host took while it was free (see
-   ``peer_compare.fill_page_cache``).
+   contender in the same alternated rounds.  So that no contender pays
+   this virtual machine's cost of faulting back memory the host took
+   while it was free, the kernel's free page reporting is paused for the
+   rounds where this process may do so (``bench/vm_memory.py``;
+   ``--keep-free-page-reporting`` leaves it on) and the rounds start with
+   the free memory filled with page cache (``--cold-page-cache`` skips
+   it; see ``peer_compare.fill_page_cache``).
 
 Usage: python bench/bench_pipeline.py [--objects-per-patch N] [--stamp-size S]
        [--patches-per-side N] [--patches-per-job N] [--skip-bps | --bps-only]
        [--compare-clustering] [--peer [--rounds N] [--two-cores] [--fused]
-       [--cold-page-cache]]
+       [--cold-page-cache] [--keep-free-page-reporting]]
 """
 
 from __future__ import annotations
@@ -442,6 +444,11 @@ def main() -> None:
         help="--peer: do not fill the free memory with page cache first (see peer_compare.fill_page_cache)",
     )
     parser.add_argument(
+        "--keep-free-page-reporting",
+        action="store_true",
+        help="--peer: leave the kernel's free page reporting on (see vm_memory.py)",
+    )
+    parser.add_argument(
         "--fused", action="store_true", help="--peer: also the fused pipeline, alternated in the same rounds"
     )
     args = parser.parse_args()
@@ -466,6 +473,7 @@ def main() -> None:
                 args.two_cores,
                 fused=args.fused,
                 fill_cache=not args.cold_page_cache,
+                pause_page_reporting=not args.keep_free_page_reporting,
             )
             return
         rows = []

@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 
 import bench_pipeline as bench
+from vm_memory import free_page_reporting_paused
 
 PEER = Path(__file__).resolve().parent / "peer_script.py"
 FUSED = bench.ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"
@@ -96,7 +97,10 @@ def fill_page_cache(workdir: Path, keep_free: int = 2 << 30) -> Path | None:
     (``/sys/kernel/mm/damon/admin/kdamonds/0``: ``pageout`` of memory idle
     for 12 aggregation intervals of 5 s, up to 128 MiB a second) pages out
     what stays idle, the filler first, and that memory goes back to the
-    host too.  Rounds later in a run are colder again.
+    host too.  Rounds later in a run are colder again, unless free page
+    reporting is paused (`vm_memory.free_page_reporting_paused`, which
+    `compare` does first where it can): then the filling faults every
+    free page in once, and memory freed later stays the guest's.
     """
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     free = int(meminfo["MemFree"].split()[0]) * 1024
@@ -342,10 +346,14 @@ def compare(
     two_cores: bool,
     fused: bool = False,
     fill_cache: bool = True,
+    pause_page_reporting: bool = True,
 ) -> None:
     """Alternate the pipeline (and, with ``fused``, the fused pipeline) and
     the peer; print rates and ratios.  With ``fill_cache`` (the default)
-    the free memory is first filled with page cache (`fill_page_cache`).
+    the free memory is first filled with page cache (`fill_page_cache`);
+    with ``pause_page_reporting`` (the default) the kernel's free page
+    reporting is stopped for the run where it can be
+    (`vm_memory.free_page_reporting_paused`).
     """
     # The peer's rows per patch: those of the fused pipeline's default
     # (each object in one patch), so that the peer, too, pictures each
@@ -354,12 +362,14 @@ def compare(
     run_pipeline(repo, first, stamp_size, workdir, fused=True, keep_files=True)
     work_list = peer_work_list(repo, first, workdir)
     delete_run_files(repo, first)
-    filler = fill_page_cache(workdir) if fill_cache else None
-    try:
-        _compare_rounds(repo, workdir, stamp_size, rounds, two_cores, fused, work_list)
-    finally:
-        if filler is not None:
-            filler.unlink()
+    with free_page_reporting_paused(pause_page_reporting) as state:
+        print(state, flush=True)
+        filler = fill_page_cache(workdir) if fill_cache else None
+        try:
+            _compare_rounds(repo, workdir, stamp_size, rounds, two_cores, fused, work_list)
+        finally:
+            if filler is not None:
+                filler.unlink()
 
 
 def _compare_rounds(
