@@ -45,9 +45,9 @@ holds a short JSON description (format version, metadata policy, column
 types) so that a read gives back an equal collection.
 
 This module holds the collection and its writer and reader; the index
-(`.rgb_index`), the entry names (`.rgb_names`) and the ZIP container
-(`.rgb_zip`) have their own modules, whose public names are re-exported
-here.
+(`.rgb_index`), the entry names (`.rgb_names`), the check of band frames
+(`.rgb_frames`) and the ZIP container (`.rgb_zip`) have their own
+modules, whose public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ from .png import (
     validate_image_array,
     xmp_chunk,
 )
+from .rgb_frames import check_band_frames
 from .rgb_index import (
     COLUMN_DTYPES,
     FRAME_BAND_PATTERN,
@@ -214,7 +215,7 @@ class RgbCollection:
                 raise ValueError(f"WCS {k} must be a 2-axis celestial WCS, not ctype {ctype}.")
         self._wcs = list(wcs)
         self.metadata_policy = normalize_metadata_policy(metadata_policy)
-        self._frames = _check_frames(frames, arrays)
+        self._frames = check_band_frames(frames, arrays)
         self._frame_files = frame_entry_names(
             [str(f) for f in table["file"]], [None if f is None else list(f) for f in self._frames]
         )
@@ -423,55 +424,6 @@ class RgbCollection:
             ):
                 return False
         return all(np.array_equal(a, b) for a, b in zip(self._images, other._images))
-
-
-def _check_frames(
-    frames: Sequence[Mapping[str, np.ndarray] | None] | None, images: Sequence[np.ndarray]
-) -> list[dict[str, np.ndarray] | None]:
-    """Validate the ``frames`` argument of `RgbCollection`; return one
-    `None` or `dict` of read-only arrays per image.
-    """
-    if frames is None:
-        return [None] * len(images)
-    if isinstance(frames, (Mapping, str, bytes, np.ndarray)) or not isinstance(frames, Sequence):
-        raise TypeError(
-            f"frames must be None or a list with one entry per image, not {type(frames).__name__}."
-        )
-    if len(frames) != len(images):
-        raise ValueError(f"{len(frames)} frame entries for {len(images)} images.")
-    checked: list[dict[str, np.ndarray] | None] = []
-    for k, picture_frames in enumerate(frames):
-        if picture_frames is None or (isinstance(picture_frames, Mapping) and not picture_frames):
-            checked.append(None)
-            continue
-        if not isinstance(picture_frames, Mapping):
-            raise TypeError(
-                f"frames[{k}] must be None or a dict band -> 2-D uint8 array, "
-                f"not {type(picture_frames).__name__}."
-            )
-        expected = images[k].shape[:2]
-        result: dict[str, np.ndarray] = {}
-        for band, frame in picture_frames.items():
-            if not isinstance(band, str) or not FRAME_BAND_PATTERN.fullmatch(band):
-                raise ValueError(
-                    f"frames[{k}]: band name {band!r} is not 1-16 characters from A-Z a-z 0-9 _ -."
-                )
-            if not isinstance(frame, np.ndarray):
-                raise TypeError(
-                    f"frames[{k}][{band!r}] must be a 2-D uint8 numpy array, not {type(frame).__name__}."
-                )
-            if frame.dtype != np.uint8:
-                raise TypeError(f"frames[{k}][{band!r}] must have dtype uint8, not {frame.dtype}.")
-            if frame.shape != expected:
-                raise ValueError(
-                    f"frames[{k}][{band!r}] has shape {frame.shape}; expected {expected}, "
-                    "the height and width of its image."
-                )
-            array = np.array(frame, dtype=np.uint8, order="C", copy=True)
-            array.flags.writeable = False
-            result[band] = array
-        checked.append(result)
-    return checked
 
 
 def _wcs_texts(collection: RgbCollection) -> list[str | None]:
