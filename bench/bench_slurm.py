@@ -27,7 +27,7 @@ Usage::
 
     python bench/bench_slurm.py [--patches-per-side 4]
         [--objects-per-patch 400] [--patches-per-job 4] [--json costs.json]
-        [--fused]
+        [--fused] [--keep-free-page-reporting]
 
 ``--fused`` submits ``config/bps/zooniverse_fused.yaml`` (shardCatalog +
 makePictures, each object pictured once) instead of the three-task file,
@@ -36,7 +36,9 @@ patch (`scale_model.FUSED_SHAPE`).
 
 Needs Debian's Slurm and munge (``scripts/setup_env.sh --test-tools``) and
 root or the ``munge`` account; the cluster (tests/slurm_cluster.py) is
-stopped at the end.  Each job's stdout starts with the time it started
+stopped at the end.  As ``bench_pipeline.py --peer`` does, the kernel's
+free page reporting is paused for the runs where this process may
+(``vm_memory.py``).  Each job's stdout starts with the time it started
 (the submit file's ``commandPrefix``); its log gives its quanta.
 """
 
@@ -62,6 +64,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench_pipeline import BIN, INPUTS, SKYMAP, build_repo, environment  # noqa: E402
 from scale_model import FUSED_SHAPE, Costs, check, table  # noqa: E402
 from slurm_cluster import ThrowawaySlurm  # noqa: E402
+from vm_memory import free_page_reporting_paused  # noqa: E402
 
 _STAMP = re.compile(r"^\w+ (\d{4}-\d\d-\d\dT[0-9:.]+\+00:00) ", re.M)
 _TOOK = re.compile(r"Execution of task '(\w+)' on quantum .* took ([0-9.]+) seconds")
@@ -171,11 +174,20 @@ def main() -> None:
     parser.add_argument("--patches-per-job", type=int, default=4)
     parser.add_argument("--json", help="write the costs and runs here (for scale_model.py --measured)")
     parser.add_argument("--fused", action="store_true", help="submit the fused pipeline's file")
+    parser.add_argument(
+        "--keep-free-page-reporting",
+        action="store_true",
+        help="leave the kernel's free page reporting on (see vm_memory.py)",
+    )
     args = parser.parse_args()
     shape = FUSED_SHAPE if args.fused else {}
     quanta_per_patch = shape.get("quanta_per_patch", Costs.quanta_per_patch)
     datasets_per_patch = shape.get("datasets_per_patch", Costs.datasets_per_patch)
-    with tempfile.TemporaryDirectory(prefix="bench_slurm_") as tmp:
+    with (
+        free_page_reporting_paused(not args.keep_free_page_reporting) as state,
+        tempfile.TemporaryDirectory(prefix="bench_slurm_") as tmp,
+    ):
+        print(state, flush=True)
         work = Path(tmp)
         repo, n_objects = build_repo(work, args.objects_per_patch, patches_per_side=args.patches_per_side)
         where = f"skymap='{SKYMAP}'"
