@@ -39,7 +39,10 @@ The kernel's knob is the module parameter
 ``/sys/module/page_reporting/parameters/page_reporting_order``: free
 blocks of that order and above are reported (``mm/page_reporting.c``);
 an order above the largest the buddy allocator has reports nothing.
-Writing it needs root.
+Writing it needs root.  The value is restored when the ``with`` block
+ends, also after an error; a benchmark killed outright (``SIGKILL``,
+``SIGTERM``) leaves reporting paused until the value printed at the start
+(9 here) is written back, or the machine restarts.
 """
 
 from __future__ import annotations
