@@ -264,7 +264,7 @@ def batch_stretch(
     return rgb.reshape(n, height, width, 3)
 
 
-def strided_samples(planes: Sequence[np.ndarray], stride: int, chunk: int = 256) -> np.ndarray:
+def strided_samples(planes: Sequence[np.ndarray], stride: int) -> np.ndarray:
     """Return every ``stride``-th value of each plane, counted from its
     first value in row-major order, the planes one after the other.
 
@@ -274,22 +274,27 @@ def strided_samples(planes: Sequence[np.ndarray], stride: int, chunk: int = 256)
         The planes (views of a parent or arrays of their own).
     stride : `int`
         Step between samples.
-    chunk : `int`, optional
-        Planes of one shape and type stacked at a time (one copy of up to
-        this many planes instead of a copy of each).
 
     Returns
     -------
     samples : `numpy.ndarray`
         ``np.concatenate([p.ravel()[::stride] for p in planes])``.
+
+    Notes
+    -----
+    Planes of one shape and type are sampled by one gather each at the
+    sampled positions, without copying the rest of a plane that is a view
+    of its parent (a stamp inside its coadd).
     """
     if not planes or any(p.shape != planes[0].shape or p.dtype != planes[0].dtype for p in planes):
         return np.concatenate([p.ravel()[::stride] for p in planes])
-    parts = []
-    for start in range(0, len(planes), chunk):
-        stacked = np.stack(planes[start : start + chunk])
-        parts.append(stacked.reshape(len(stacked), -1)[:, ::stride].ravel())
-    return np.concatenate(parts)
+    if stride == 1:
+        return np.stack(planes).ravel()
+    positions = np.unravel_index(np.arange(0, planes[0].size, stride), planes[0].shape)
+    samples = np.empty((len(planes), len(positions[0])), dtype=planes[0].dtype)
+    for row, plane in zip(samples, planes):
+        row[...] = plane[positions]
+    return samples.ravel()
 
 
 def patch_black_levels(
