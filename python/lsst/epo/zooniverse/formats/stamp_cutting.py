@@ -62,8 +62,11 @@ class CoverageMap:
             has_data &= (mask & (1 << no_data_bit)) == 0
         height, width = has_data.shape
         table = np.zeros((height + 1, width + 1), dtype=np.int64)
-        np.cumsum(has_data, axis=0, out=table[1:, 1:])
-        np.cumsum(table[1:, 1:], axis=1, out=table[1:, 1:])
+        # Along the rows first, then the rows added one to the next (each
+        # pass over contiguous memory; integer sums, so the order changes
+        # nothing).
+        np.cumsum(has_data, axis=1, out=table[1:, 1:])
+        np.add.accumulate(table[1:, 1:], axis=0, out=table[1:, 1:])
         self._table = table
         self._shape = (height, width)
         self._origin = (parent_x0, parent_y0)
