@@ -35,7 +35,12 @@ from lsst.epo.zooniverse.formats.stamps import Stamp, Stamps
 from lsst.epo.zooniverse.pipeline.compose_rgb import ComposeRgbConfig, ComposeRgbTask
 from lsst.epo.zooniverse.pipeline.stretch import StretchConfig, asinh_rgb, linear_rgb, lupton_rgb
 from lsst.epo.zooniverse.pipeline.stretch_parameters import global_stretch_parameters, stretch_parameters
-from lsst.epo.zooniverse.pipeline.stretch_sky import robust_sky, sample_stride, sky_black_levels
+from lsst.epo.zooniverse.pipeline.stretch_sky import (
+    MAX_SKY_SAMPLES,
+    robust_sky,
+    sample_stride,
+    sky_black_levels,
+)
 
 NOISE = (3.0, 2.0, 1.5)
 SKY = (10.0, -4.0, 0.5)
@@ -181,6 +186,27 @@ def test_sample_stride():
     assert sample_stride(100, 10) == 1
     stride = sample_stride(10_000_000, 64, limit=1_000_000)
     assert stride >= 10 and math.gcd(stride, 64) == 1
+
+
+def test_sampled_sky_matches_every_pixel():
+    """The sky of a patch of 800 stamps of 101 px measured on the sampled
+    pixels (at most MAX_SKY_SAMPLES) is that of all its pixels to a small
+    fraction of the noise, with a source in each stamp's centre and a
+    gradient along the rows (which a stride sharing a factor with the row
+    length would sample unevenly).
+    """
+    rng = np.random.default_rng(11)
+    n_stamps, size, sigma = 800, 101, 16.0
+    stamps = rng.normal(1.5, sigma, (n_stamps, size, size)).astype(np.float32)
+    stamps += np.linspace(-0.5 * sigma, 0.5 * sigma, size, dtype=np.float32)
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    stamps += (50 * sigma * np.exp(-(xx**2 + yy**2) / 8.0)).astype(np.float32)
+    stride = sample_stride(stamps.size, size)
+    assert stride > 1 and stamps.size // stride <= MAX_SKY_SAMPLES
+    everything = robust_sky(stamps)
+    sampled = robust_sky(stamps.reshape(n_stamps, -1)[:, ::stride])
+    assert abs(sampled[0] - everything[0]) < 0.02 * everything[1]
+    assert abs(sampled[1] - everything[1]) < 0.01 * everything[1]
 
 
 def _noisy_stamps(band, ids, sigma, seed, size=21):
