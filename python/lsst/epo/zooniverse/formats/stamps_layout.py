@@ -488,7 +488,10 @@ def shifted_wcs(base: astropy.wcs.WCS, crpix: list[float]) -> astropy.wcs.WCS:
     if any(table is not None for table in (base.cpdis1, base.cpdis2, base.det2im1, base.det2im2)):
         wcs = base.deepcopy()
     else:
-        wcs = astropy.wcs.WCS(naxis=base.naxis, fix=False, preserve_units=base.preserve_units)
+        # astropy 6.1 (which pyproject allows) has no preserve_units: pass
+        # it only for a WCS that has it set.
+        units = {"preserve_units": True} if getattr(base, "preserve_units", False) else {}
+        wcs = astropy.wcs.WCS(naxis=base.naxis, fix=False, **units)
         wcs.wcs = copy.deepcopy(base.wcs)
         wcs.sip = base.sip
         wcs.pixel_shape = base.pixel_shape
