@@ -28,6 +28,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import lsst.epo.zooniverse
 
 
@@ -42,6 +44,36 @@ def test_package_root_does_not_import_butler():
     code = "import sys, lsst.epo.zooniverse; print('lsst.daf.butler' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_package_root_imports_nothing_heavy():
+    code = (
+        "import sys, lsst.epo.zooniverse; "
+        "print(sorted(m for m in ('astropy', 'numpy', 'PIL', 'sqlalchemy') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_package_root_names_are_those_of_their_modules():
+    root = lsst.epo.zooniverse
+    modules = {m: importlib.import_module(m, root.__name__) for m in set(root.ROOT_NAME_MODULES.values())}
+    # The package root takes every public name of its modules but PngError
+    # alone from the PNG module (whose other names are the codec's).
+    expected = {
+        name: m
+        for m, module in modules.items()
+        for name in (["PngError"] if m == ".formats.png" else module.__all__)
+    }
+    assert root.ROOT_NAME_MODULES == expected
+    for name, m in expected.items():
+        assert getattr(root, name) is getattr(modules[m], name)
+    assert set(root.__all__) == {*expected, "__version__"} and set(root.__all__) <= set(dir(root))
+    namespace = {}
+    exec("from lsst.epo.zooniverse import *", namespace)
+    assert namespace["Stamps"] is modules[".formats.stamps"].Stamps
+    with pytest.raises(AttributeError, match="no attribute 'Stampz'"):
+        root.Stampz
 
 
 def test_version():

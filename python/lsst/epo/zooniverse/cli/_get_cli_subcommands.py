@@ -25,8 +25,6 @@ __all__ = ["get_cli_subcommands"]
 
 from typing import Any
 
-from . import cmd
-
 
 def get_cli_subcommands() -> list[Any]:
     """Return the ``butler`` subcommands this package provides.
@@ -35,5 +33,13 @@ def get_cli_subcommands() -> list[Any]:
     -------
     commands : `list` [`click.Command`]
         The commands (found through the ``butler.cli`` entry point).
+
+    Notes
+    -----
+    The commands, and daf_butler's command-line helpers they are built
+    with, are imported here rather than with the package: the
+    ``zooniverse-epo`` program imports this package and does not need them.
     """
+    from . import cmd
+
     return [getattr(cmd, name) for name in cmd.__all__]

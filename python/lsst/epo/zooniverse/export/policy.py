@@ -41,8 +41,8 @@ from typing import Annotated, Any
 
 import pydantic
 
-from ..formats.png import check_text_key
-from ..formats.rgb_collection import METADATA_POLICIES
+from ..formats.png_chunks import check_text_key
+from ..formats.rgb_index import METADATA_POLICIES
 from .settings_files import SettingsModel, SettingValueError, read_settings_file, validate_settings
 
 SAFE_OWNER = re.compile(r"[A-Za-z0-9_.-]+")
