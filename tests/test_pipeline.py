@@ -51,10 +51,12 @@ DEMO_CONFIG = ROOT / "config" / "composeRgb_demo.py"
 TARGETS_RUN = "targets/sample"
 
 
-def run_pipeline(repo: str, inputs: str, output: str, *extra: str, subset: str = "", query: str = "") -> None:
+def run_pipeline(
+    repo: str, inputs: str, output: str, *extra: str, subset: str = "", query: str = "", jobs: int = 1
+) -> None:
     uri = f"{PIPELINE}#{subset}" if subset else str(PIPELINE)
     where = "skymap='zooniverse_demo'" + (f" AND {query}" if query else "")
-    run_pipeline_file(repo, inputs, output, uri, where, *extra, constrain=subset != "composeRgb")
+    run_pipeline_file(repo, inputs, output, uri, where, *extra, constrain=subset != "composeRgb", jobs=jobs)
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +222,9 @@ def test_rerun_is_byte_identical_and_overrides_change_output(demo_run):
         f"composeRgb:{DEMO_CONFIG}",
         subset="composeRgb",
         query="tract=0 AND patch IN (0, 1, 4)",
+        # The first run's quanta ran in the pipetask process; these run
+        # each in a spawned process, and must make the same bytes.
+        jobs=2,
     )
     run_pipeline(
         demo.root,

@@ -259,7 +259,7 @@ def test_pipetask_on_a_drp_shaped_repository(drp_repo):
     assert butler.registry.getDatasetType("deep_coadd").storageClass_name == "ExposureF"
     assert "zooniverse_skymap" not in {d.name for d in butler.registry.queryDatasetTypes()}
     _run(
-        str(BIN / "pipetask"), "run", "-j", "2", "-b", drp_repo.root,
+        str(BIN / "pipetask"), "run", "-j", "1", "-b", drp_repo.root,
         "-i", f"{drp_repo.collection},u/pi/targets", "-o", "u/pi/cutouts", "-p", str(PIPELINE),
         "--dataset-query-constraint", "zooniverse_targets", "--register-dataset-types",
     )  # fmt: skip
