@@ -46,11 +46,20 @@ def test_package_root_does_not_import_butler():
     assert result.stdout.strip() == "False"
 
 
-def test_package_root_imports_nothing_heavy():
-    code = (
-        "import sys, lsst.epo.zooniverse; "
-        "print(sorted(m for m in ('astropy', 'numpy', 'PIL', 'sqlalchemy') if m in sys.modules))"
-    )
+@pytest.mark.parametrize(
+    "module, not_imported",
+    [
+        # Every submodule's import runs the package root's first.
+        ("lsst.epo.zooniverse", ("astropy", "numpy", "PIL", "sqlalchemy", "lsst.daf.butler")),
+        # zooniverse-epo's start-up, before a command runs.
+        ("lsst.epo.zooniverse.cli.epo", ("astropy", "numpy", "PIL", "sqlalchemy", "lsst.daf.butler")),
+        # What review, approve, publish and status need; poll's reads of
+        # the PIs' repositories import daf_butler (and astropy) as they run.
+        ("lsst.epo.zooniverse.export.service", ("astropy", "lsst.daf.butler")),
+    ],
+)
+def test_start_up_imports_nothing_heavy(module, not_imported):
+    code = f"import sys, {module}; print(sorted(m for m in {not_imported!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

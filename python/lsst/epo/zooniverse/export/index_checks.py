@@ -40,7 +40,7 @@ import io
 import zipfile
 from collections.abc import Iterable, Mapping
 
-from ..formats.rgb_collection import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME
+from ..formats.rgb_index import FRAME_BAND_PATTERN, FRAMES_COLUMN, INDEX_NAME
 from .anonymisation import IdentifyingValues
 from .content_sniffing import archive_kind
 from .validation_results import ArtifactFindings, show_name

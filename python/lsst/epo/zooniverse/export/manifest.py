@@ -69,7 +69,7 @@ import tempfile
 import types
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..formats.rgb_collection import METADATA_POLICIES, normalize_metadata_policy
+from ..formats.rgb_index import METADATA_POLICIES, normalize_metadata_policy
 from .anonymisation import contains_token, looks_like_coordinate
 from .csv_cells import escape_csv_row
 from .index_checks import ANONYMISED_COLUMNS, identifying_index_value

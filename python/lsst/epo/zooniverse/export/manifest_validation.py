@@ -40,7 +40,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import IO
 
-from ..formats.rgb_collection import normalize_metadata_policy
+from ..formats.rgb_index import normalize_metadata_policy
 from .anonymisation import looks_like_coordinate
 from .manifest_format import EXTERNAL_ID_HEADER, MANIFEST_ROW_LIMIT, is_loopback_url, location_problems
 

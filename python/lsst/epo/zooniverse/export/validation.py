@@ -67,7 +67,7 @@ import stat
 from collections.abc import Sequence
 from typing import IO
 
-from ..formats.rgb_collection import INDEX_NAME, normalize_metadata_policy
+from ..formats.rgb_index import INDEX_NAME, normalize_metadata_policy
 from .content_sniffing import archive_kind
 from .index_checks import identifying_index_value, match_index, parse_index
 from .png_checks import CheckedPng, ImageRejectedError, check_png

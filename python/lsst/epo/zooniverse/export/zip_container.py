@@ -52,7 +52,7 @@ import unicodedata
 import zipfile
 from typing import IO
 
-from ..formats.rgb_collection import INDEX_NAME
+from ..formats.rgb_index import INDEX_NAME
 from .policy import DataRightsPolicy
 from .validation_results import ArtifactFindings, show_name
 

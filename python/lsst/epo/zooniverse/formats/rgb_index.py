@@ -56,12 +56,14 @@ import json
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.table import Table
 
 from .png_chunks import check_text_value, text_chunk
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 INDEX_NAME = "index.csv"
 """Name of the index entry in the ZIP."""
@@ -528,6 +530,10 @@ def parse_index(
             )
         except ValueError as err:
             raise RgbCollectionError(f"{name}: {INDEX_NAME} column {column!r} is not {kind}: {err}") from err
+    # astropy.table is imported here, not with the module: the export
+    # service's commands that never read an index start without it.
+    from astropy.table import Table
+
     table = Table(columns, names=[c for c in header[:-1] if c != FRAMES_COLUMN])
     wcs_text = [row[-1] for row in body]
     files = [str(f) for f in table["file"]]
