@@ -40,7 +40,7 @@ Prints wall times, input images/s and megapixels/s, output coadds,
 pictures and pictures/s, and the peak RSS of each step.
 
 Usage: python bench/bench_ingest_images.py [--tiles-per-side 5]
-       [--tile-size 2048] [--bands 4] [--objects 2000] [--jobs 2] [--keep DIR]
+       [--tile-size 2048] [--bands 4] [--objects 2000] [--jobs 1] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -175,7 +175,12 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=2048)
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--objects", type=int, default=2000)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="pipetask -j (default 1: -j N > 1 starts a new Python for every quantum)",
+    )
     parser.add_argument("--keep", default=None, help="Work in this directory and keep it.")
     options = parser.parse_args()
 
