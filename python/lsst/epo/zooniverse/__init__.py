@@ -39,7 +39,8 @@ except ImportError:
     __version__ = "unknown"
 
 # The module each name of the package root comes from; tests/test_import.py
-# checks that this is exactly the union of those modules' ``__all__``.
+# checks that this is exactly the union of those modules' ``__all__`` (of
+# formats.png, the codec's module, PngError alone).
 ROOT_NAME_MODULES: dict[str, str] = {
     **dict.fromkeys(
         [
