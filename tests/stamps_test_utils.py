@@ -40,6 +40,7 @@ from zooniverse_test_utils import (
 )
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
+from lsst.epo.zooniverse.formats import stamps_astropy
 from lsst.epo.zooniverse.formats.stamps import (
     DEFAULT_MASK_PLANES,
     Stamp,
@@ -510,3 +511,10 @@ def no_astropy_reader(monkeypatch):
 
     monkeypatch.setattr(stamps_module, "_read_stamps_astropy", refuse)
     monkeypatch.setattr(stamps_module, "read_stamps_index_astropy", refuse)
+
+
+def astropy_bytes(stamps):
+    """The file the astropy-only writer (the reference) makes of stamps."""
+    buffer = io.BytesIO()
+    stamps_astropy.write_stamps_astropy(stamps, buffer)
+    return buffer.getvalue()

@@ -36,6 +36,7 @@ import pytest
 from astropy.wcs import WCS, Sip
 from stamps_test_utils import (
     MASK_PLANES,
+    astropy_bytes,
     make_many,
     make_stamps,
     no_astropy_reader,
@@ -48,7 +49,7 @@ from zooniverse_test_utils import (
 )
 
 import lsst.epo.zooniverse.formats.stamps as stamps_module
-from lsst.epo.zooniverse.formats import fits_cards, stamps_astropy, stamps_fast, stamps_layout
+from lsst.epo.zooniverse.formats import fits_cards, stamps_fast, stamps_layout
 from lsst.epo.zooniverse.formats.stamps import (
     Stamp,
     Stamps,
@@ -153,15 +154,9 @@ def _fast_cases():
     return cases
 
 
-def _astropy_bytes(stamps):
-    buffer = io.BytesIO()
-    stamps_astropy.write_stamps_astropy(stamps, buffer)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("name, stamps", _fast_cases(), ids=[name for name, _ in _fast_cases()])
 def test_fast_writer_is_byte_identical_to_astropy(tmp_path, name, stamps):
-    expected = _astropy_bytes(stamps)
+    expected = astropy_bytes(stamps)
     buffer = io.BytesIO()
     assert stamps_fast.write_stamps_fast(stamps, buffer) is True  # Not left to astropy.
     assert buffer.getvalue() == expected
@@ -180,7 +175,7 @@ def test_writer_leaves_unusual_files_to_astropy(tmp_path):
         stamps = Stamps([stamp], metadata=metadata)
         assert stamps_fast.write_stamps_fast(stamps, io.BytesIO()) is False
         try:
-            expected = _astropy_bytes(stamps)
+            expected = astropy_bytes(stamps)
         except Exception as err:
             with pytest.raises(type(err)):
                 write_stamps(stamps, io.BytesIO())
@@ -194,7 +189,7 @@ def test_writer_leaves_unusual_files_to_astropy(tmp_path):
     assert stamps_fast.write_stamps_fast(odd, io.BytesIO()) is False
     buffer = io.BytesIO()
     write_stamps(odd, buffer)
-    assert buffer.getvalue() == _astropy_bytes(odd)
+    assert buffer.getvalue() == astropy_bytes(odd)
     # A compressed file name.
     path = str(tmp_path / "stamps.fits.gz")
     write_stamps(make_stamps(), path)

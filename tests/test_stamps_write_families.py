@@ -33,9 +33,10 @@ import math
 import numpy as np
 import pytest
 from astropy.wcs import WCS, Sip
+from stamps_test_utils import astropy_bytes
 from zooniverse_test_utils import tan_sip_wcs
 
-from lsst.epo.zooniverse.formats import fits_block_writer, fits_cards, stamps_astropy, stamps_writer
+from lsst.epo.zooniverse.formats import fits_block_writer, fits_cards, stamps_writer
 from lsst.epo.zooniverse.formats.stamp_cutting import cut_stamp
 from lsst.epo.zooniverse.formats.stamps import DEFAULT_MASK_PLANES, Stamp, Stamps, write_stamps
 from lsst.epo.zooniverse.formats.wcs_metadata import CrpixTemplates
@@ -96,12 +97,6 @@ def _cut(parent_wcs, positions, sizes, *, use_mask=True, use_variance=True, seed
     return stamps
 
 
-def _astropy_bytes(stamps):
-    buffer = io.BytesIO()
-    stamps_astropy.write_stamps_astropy(stamps, buffer)
-    return buffer.getvalue()
-
-
 def _fast_bytes(stamps):
     buffer = io.BytesIO()
     assert stamps_writer.write_stamps_fast(stamps, buffer) is True
@@ -160,7 +155,7 @@ def _two_parents():
 @pytest.mark.parametrize("name", list(_cases()))
 def test_families_byte_identical_to_astropy(name):
     make = _cases()[name]
-    expected = _astropy_bytes(make())
+    expected = astropy_bytes(make())
     # Twice: the second file finds the CRPIX cards of the first.
     assert _fast_bytes(make()) == expected
     assert _fast_bytes(make()) == expected
@@ -182,7 +177,7 @@ def test_another_band_does_not_ask_wcslib_again(monkeypatch):
     band = _cut(_tan(crval=(33.0, -4.0), crpix=(777.5, 888.5)), _POSITIONS, [11] * len(_POSITIONS), seed=1)
     second = _fast_bytes(band)
     assert len(calls) == len(_POSITIONS) + 1  # Only the first stamp of the parent.
-    assert second == _astropy_bytes(band) and first != second
+    assert second == astropy_bytes(band) and first != second
 
 
 class CountingStream(io.BytesIO):
@@ -203,7 +198,7 @@ def test_stamps_go_to_the_file_in_few_writes():
     stream = CountingStream()
     assert stamps_writer.write_stamps_fast(stamps, stream) is True
     size = len(stream.getvalue())
-    assert size == len(_astropy_bytes(stamps))
+    assert size == len(astropy_bytes(stamps))
     assert stream.calls <= math.ceil(size / fits_block_writer.BUFFER_SIZE) + 1 < len(stamps)
 
 
@@ -231,7 +226,7 @@ def test_stamp_larger_than_the_buffer(tmp_path):
     assert stream.getvalue() == b"x" * 2880 * 150 + b"y" * 3 * 2880 * 380 + b"z" * 2880
     path = tmp_path / "big.fits"
     write_stamps(stamps, path)
-    assert path.read_bytes() == _astropy_bytes(stamps)
+    assert path.read_bytes() == astropy_bytes(stamps)
 
 
 def test_array_cards_are_the_cards_one_by_one():
@@ -270,4 +265,4 @@ def test_files_of_generic_stamps_have_their_size(tmp_path):
     stamps = _cut(_tan(), _POSITIONS, [11, 15, 11, 4, 15, 11, 1, 11], materialise=set(range(8)))
     path = tmp_path / "own.fits"
     write_stamps(stamps, path)
-    assert path.read_bytes() == _astropy_bytes(stamps)
+    assert path.read_bytes() == astropy_bytes(stamps)
