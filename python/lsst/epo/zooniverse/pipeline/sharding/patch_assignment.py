@@ -263,13 +263,25 @@ def find_neighbour_coadds(
     """
     tract_id = {"skymap": data_id["skymap"], "tract": data_id["tract"]}
     region = registry.expandDataId(data_id).region
-    neighbours = {
+    # Two narrow queries a quantum: the registry's spatial index finds the
+    # overlapping patches, then their coadds; asking for every patch and
+    # coadd of the tract and filtering here cost time in proportion to
+    # the tract's size, for each of its quanta.
+    neighbours = {int(data_id["patch"])} | {
         int(record.id)
-        for record in registry.queryDimensionRecords("patch", dataId=tract_id)
-        if record.id == data_id["patch"] or not region.isDisjointFrom(record.region)
+        for record in registry.queryDimensionRecords(
+            "patch", dataId=tract_id, where="patch.region OVERLAPS :region", bind={"region": region}
+        )
     }
-    refs = registry.queryDatasets(dataset_type, collections=collections, dataId=tract_id, findFirst=True)
+    refs = registry.queryDatasets(
+        dataset_type,
+        collections=collections,
+        dataId=tract_id,
+        where="patch IN (:patches)",
+        bind={"patches": sorted(neighbours)},
+        findFirst=True,
+    )
     return sorted(
-        (ref for ref in refs if int(ref.dataId["patch"]) in neighbours),
+        refs,
         key=lambda ref: (int(ref.dataId["patch"]), str(ref.dataId["band"])),
     )
