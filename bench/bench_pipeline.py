@@ -96,10 +96,21 @@ STOCK_CLUSTERING = "lsst.ctrl.bps.quantum_clustering_funcs.dimension_clustering"
 
 
 def build_repo(
-    root: Path, objects_per_patch: int, seed: int = 7, patches_per_side: int = 2
+    root: Path,
+    objects_per_patch: int,
+    seed: int = 7,
+    patches_per_side: int = 2,
+    inner_size: int = 1000,
+    border: int = 50,
+    registry_db: str | None = None,
+    n_tracts: int = 1,
 ) -> tuple[str, int]:
     """Make the benchmark repository and shard its catalog; return the repo
-    path and the number of objects.
+    path and the number of objects.  ``n_tracts`` tracts of
+    ``patches_per_side`` squared patches, each ``inner_size`` pixels square
+    inside a ``border``;
+    the registry on SQLite, or in the database ``registry_db`` (a
+    SQLAlchemy URL).
     """
     from astropy.table import Table
 
@@ -117,65 +128,89 @@ def build_repo(
     from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
     repo = str(root / "repo")
-    make_butler_repo(repo)
+    if registry_db is None:
+        make_butler_repo(repo)
+    else:
+        from lsst.daf.butler import Butler, Config
+        from lsst.epo.zooniverse.butler.config import SEED_CONFIG
+
+        config = Config(SEED_CONFIG)
+        config["registry", "db"] = registry_db
+        Butler.makeRepo(repo, config=config)
     butler = get_butler(repo, writeable=True)
-    inner, border = 1000, 50
+    inner = inner_size
     n = patches_per_side
     size = n * inner + 2 * border
-    tract = TractGeometry(
-        0, wcs_to_header_string(make_tan_wcs(150.0, 2.0, 0.2, size, size)), n, n, (inner, inner), border
+    # Tracts side by side along the equator of the bench's sky, apart.
+    spacing = 1.5 * size * 0.2 / 3600.0
+    tracts = tuple(
+        TractGeometry(
+            t,
+            wcs_to_header_string(make_tan_wcs(150.0 + t * spacing, 2.0, 0.2, size, size)),
+            n,
+            n,
+            (inner, inner),
+            border,
+        )
+        for t in range(n_tracts)
     )
-    skymap = SkyMapGeometry(SKYMAP, (tract,))
+    skymap = SkyMapGeometry(SKYMAP, tracts)
     register_demo_instruments(butler)
     skymap.register(butler)
     register_dataset_types(butler)
     butler.registry.registerCollection("skymaps", CollectionType.RUN)
     butler.put(skymap, SKYMAP_SPEC.name, skymap=SKYMAP, run="skymaps")
-    sources = make_sources(
-        tract.wcs,
-        size,
-        size,
-        n_stars=n * n * objects_per_patch // 2,
-        n_galaxies=n * n * objects_per_patch // 2,
-        seed=seed,
-    )
     staging = root / "staging"
     staging.mkdir()
     datasets = []
-    for band_index, band in enumerate("gri"):
-        image, variance = render_tract(
-            sources, tract.wcs, size, size, band, seed=seed + band_index, scale_arcsec=0.2
+    all_sources = []
+    for tract in tracts:
+        sources = make_sources(
+            tract.wcs,
+            size,
+            size,
+            n_stars=n * n * objects_per_patch // 2,
+            n_galaxies=n * n * objects_per_patch // 2,
+            seed=seed + 1000 * tract.tract_id,
+            first_id=1 + len(all_sources),
         )
-        mask = np.zeros(image.shape, np.int32)
-        for patch in tract.patch_ids():
-            box = tract.patch_outer_bbox(patch)
-            cut = (slice(box.y0, box.y1), slice(box.x0, box.x1))
-            path = staging / f"coadd_{patch}_{band}.fits"
-            write_legacy_masked_image(
-                path,
-                image=np.ascontiguousarray(image[cut]),
-                mask=np.ascontiguousarray(mask[cut]),
-                variance=np.ascontiguousarray(variance[cut]),
-                x0=box.x0,
-                y0=box.y0,
-                wcs=tract.wcs,
-                mask_planes=COADD_MASK_PLANES,
+        all_sources.extend(sources)
+        for band_index, band in enumerate("gri"):
+            image, variance = render_tract(
+                sources, tract.wcs, size, size, band, seed=seed + band_index, scale_arcsec=0.2
             )
-            data_id = butler.registry.expandDataId(skymap=SKYMAP, tract=0, patch=patch, band=band)
-            datasets.append(
-                FileDataset(
-                    path=str(path),
-                    refs=[DatasetRef(DEEP_COADD.make(butler.dimensions), data_id, run="coadds")],
-                    formatter=LegacyCoaddFormatter,
+            mask = np.zeros(image.shape, np.int32)
+            for patch in tract.patch_ids():
+                box = tract.patch_outer_bbox(patch)
+                cut = (slice(box.y0, box.y1), slice(box.x0, box.x1))
+                path = staging / f"coadd_{tract.tract_id}_{patch}_{band}.fits"
+                write_legacy_masked_image(
+                    path,
+                    image=np.ascontiguousarray(image[cut]),
+                    mask=np.ascontiguousarray(mask[cut]),
+                    variance=np.ascontiguousarray(variance[cut]),
+                    x0=box.x0,
+                    y0=box.y0,
+                    wcs=tract.wcs,
+                    mask_planes=COADD_MASK_PLANES,
                 )
-            )
+                data_id = butler.registry.expandDataId(
+                    skymap=SKYMAP, tract=tract.tract_id, patch=patch, band=band
+                )
+                datasets.append(
+                    FileDataset(
+                        path=str(path),
+                        refs=[DatasetRef(DEEP_COADD.make(butler.dimensions), data_id, run="coadds")],
+                        formatter=LegacyCoaddFormatter,
+                    )
+                )
     butler.registry.registerCollection("coadds", CollectionType.RUN)
     butler.ingest(*datasets, transfer="move")
     catalog = Table(
         {
-            "object_id": [str(s.source_id) for s in sources],
-            "ra": [s.ra for s in sources],
-            "dec": [s.dec for s in sources],
+            "object_id": [str(s.source_id) for s in all_sources],
+            "ra": [s.ra for s in all_sources],
+            "dec": [s.dec for s in all_sources],
         }
     )
     catalog_path = root / "catalog.csv"

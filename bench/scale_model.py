@@ -44,7 +44,10 @@ The model (bench/RESULTS.md, "Scale model"):
 Run ``python bench/scale_model.py`` for the table with the figures
 measured here, or ``--measured FILE`` with bench/bench_slurm.py's JSON to
 check the model against measured runs (``--fused`` for the fused
-pipeline's shape, `FUSED_SHAPE`).
+pipeline's shape, `FUSED_SHAPE`); ``--serial FILE`` takes ``g0``, ``g1``,
+``f0`` and ``f1`` from bench/bench_serial_costs.py's JSON, lines fitted
+over submissions of up to a thousand patches instead of the two sizes of a
+Slurm run.
 """
 
 from __future__ import annotations
@@ -284,6 +287,16 @@ def main() -> None:
     parser.add_argument("--objects-per-patch", type=float, default=1000.0, help="catalog density")
     parser.add_argument("--idle", action="store_true", help="idle-machine job start-up and picture cost")
     parser.add_argument("--fused", action="store_true", help="the fused pipeline's shape (FUSED_SHAPE)")
+    parser.add_argument(
+        "--serial", help="bench/bench_serial_costs.py's JSON: graph and final-job lines (g0, g1, f0, f1)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=SECONDS",
+        help="override one of Costs' fields (e.g. job_startup=2.09), after the files; repeatable",
+    )
     args = parser.parse_args()
     costs = Costs(**{**asdict(Costs()), **FUSED_SHAPE}) if args.fused else Costs()
     runs: list[dict] = []
@@ -294,6 +307,14 @@ def main() -> None:
         runs = data["runs"]
     if args.idle:
         costs = Costs(**{**asdict(costs), **IDLE_MACHINE})
+    if args.serial:
+        with open(args.serial) as stream:
+            costs = Costs(**{**asdict(costs), **json.load(stream)["costs"]})
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if field not in asdict(costs) or not value:
+            parser.error(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(asdict(costs))}")
+        costs = Costs(**{**asdict(costs), field: type(getattr(costs, field))(float(value))})
     runs_costs = costs
     costs = Costs(**{**asdict(costs), "objects_per_patch": args.objects_per_patch, "patches_per_job": 10})
     print(f"Costs: {asdict(costs)}\n")

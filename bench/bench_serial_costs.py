@@ -1,0 +1,269 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""The serial costs of one ``bps submit`` at several sizes: building and
+preparing the workflow, and the final job that registers every output.
+
+bench/scale_model.py charges each submission ``g0 + g1 * quanta`` for
+``bps``'s graph and preparation and ``f0 + f1 * datasets`` for its final
+job.  bench/bench_slurm.py can only estimate ``g1`` and ``f1`` from runs of
+16 patches, where they are the difference of two figures of a few seconds,
+and at 100 million objects they decide the prediction.  This bench measures
+both lines over a range of sizes in one run:
+
+- tracts of ``--patches-per-side`` squared small patches (10 x 10, about
+  as many as a tract of Rubin's ``lsst_cells_v1`` sky map has: the cost
+  of a quantum's graph lookups may grow with the tract), ``--inner-size``
+  pixels and a few objects each (the serial costs depend on the number
+  of quanta and datasets, not on the pixels), three bands, as many tracts
+  as the largest size needs;
+- for each size ``K`` (the first ``K`` patches, tract by tract):
+  ``bps prepare`` of the fused submit file (graph with datastore
+  records, clustering, the workflow: the stages ``bps submit`` runs
+  before it submits, with their own timings); the jobs' work, untimed as
+  a serial cost (``pipetask pre-exec-init-qbb``, then ``pipetask run-qbb
+  -j 1``, as the ``pipetaskInit`` and patch jobs run it); and the final
+  job's command as ctrl_bps runs it (``butler transfer-from-graph
+  --register-dataset-types --update-output-chain``), timed as a whole
+  process;
+- least-squares lines through the sizes, with each size's residual.
+
+``--registry postgresql`` puts the registry on a throw-away PostgreSQL
+server (tests/postgres_server.py; durability off: ``fsync``,
+``synchronous_commit`` and ``full_page_writes`` are off, so its figures are
+a lower bound for a production server), as the RSP and the USDF batch
+repositories have; the default is SQLite.  ``--json FILE`` writes the
+fitted costs for ``scale_model.py --serial FILE``.
+
+Usage::
+
+    python bench/bench_serial_costs.py [--sizes 25,100,400,1000]
+        [--patches-per-side 10] [--inner-size 100] [--objects-per-patch 4]
+        [--registry sqlite|postgresql] [--json serial.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_pipeline import BIN, INPUTS, SKYMAP, build_repo, environment  # noqa: E402
+from scale_model import FUSED_SHAPE  # noqa: E402
+from vm_memory import free_page_reporting_paused  # noqa: E402
+
+_STAGE = re.compile(r"(\w+) stage completed: Took ([0-9.]+) seconds")
+_QUANTA = re.compile(r"QuantumGraph contains (\d+) quanta")
+_TRANSFERRED = re.compile(r"Number of datasets transferred: (\d+)")
+
+
+def _run(command: list[str], cwd: Path) -> tuple[float, str]:
+    # ctrl_bps puts its submit directory under ${PWD}.
+    env = dict(environment(), PWD=str(cwd))
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    text = result.stdout + result.stderr
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} failed ({result.returncode}):\n{text[-6000:]}")
+    return seconds, text
+
+
+def first_patches(patches: int, per_tract: int) -> str:
+    """Data query of the first ``patches`` patches, whole tracts first."""
+    whole, rest = divmod(patches, per_tract)
+    parts = [f"tract IN (0..{whole - 1})"] if whole else []
+    if rest:
+        parts.append(f"(tract = {whole} AND patch IN (0..{rest - 1}))")
+    return f"skymap='{SKYMAP}' AND ({' OR '.join(parts)})"
+
+
+def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
+    """Prepare, run and finish one submission of the first ``patches``
+    patches; return its serial costs.
+    """
+    run_dir = work / f"size{patches}"
+    run_dir.mkdir()
+    submit = run_dir / "submit.yaml"
+    submit.write_text("includeConfigs:\n  - ${EPO_ZOONIVERSE_DIR}/config/bps/zooniverse_fused.yaml\n")
+    output = f"u/bench/serial{patches}"
+    where = first_patches(patches, per_tract)
+    prepare_wall, text = _run(
+        [str(BIN / "bps"), "prepare", str(submit), "-b", repo, "-i", ",".join(INPUTS), "-o", output,
+         "-d", where],
+        run_dir,
+    )  # fmt: skip
+    stages = {name: float(value) for name, value in _STAGE.findall(text)}
+    quanta = [int(n) for n in _QUANTA.findall(text)]
+    graphs = sorted(run_dir.rglob("*.qg"), key=lambda path: path.stat().st_size)
+    if not graphs or not quanta:
+        sys.exit(f"bps prepare made no graph for {patches} patches:\n{text[-3000:]}")
+    graph = str(graphs[-1])
+    init_wall, _ = _run([str(BIN / "pipetask"), "pre-exec-init-qbb", repo, graph], run_dir)
+    work_wall, _ = _run([str(BIN / "pipetask"), "run-qbb", "-j", "1", repo, graph], run_dir)
+    final_wall, text = _run(
+        [str(BIN / "butler"), "transfer-from-graph", "--register-dataset-types", "--update-output-chain",
+         graph, repo],
+        run_dir,
+    )  # fmt: skip
+    transferred = _TRANSFERRED.findall(text)
+    return {
+        "patches": patches,
+        "where": where,
+        "quanta": quanta[-1],
+        "prepare_stages": stages,
+        "prepare": sum(stages.values()),
+        "prepare_wall": prepare_wall,
+        "init": init_wall,
+        "jobs_work": work_wall,
+        "final": final_wall,
+        "datasets": int(transferred[-1]) if transferred else -1,
+    }
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x``; return ``(a, b)``."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return mean_y - b * mean_x, b
+
+
+def _registry_url(stack, kind: str) -> str | None:
+    if kind == "sqlite":
+        return None
+    import sqlalchemy
+    from postgres_server import ThrowawayPostgres
+
+    server = stack.enter_context(ThrowawayPostgres())
+    server.create_database("bench_registry")
+    url = server.url("bench_registry")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE EXTENSION btree_gist"))
+    engine.dispose()
+    return url
+
+
+def main() -> None:
+    import contextlib
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="25,100,400,1000", help="patches per submission")
+    parser.add_argument("--patches-per-side", type=int, default=10, help="a tract has N x N patches")
+    parser.add_argument("--objects-per-patch", type=int, default=4)
+    parser.add_argument("--inner-size", type=int, default=100, help="patch inner size, pixels")
+    parser.add_argument("--registry", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--json", help="write the fitted costs here (for scale_model.py --serial)")
+    parser.add_argument(
+        "--keep-free-page-reporting",
+        action="store_true",
+        help="leave the kernel's free page reporting on (see vm_memory.py)",
+    )
+    args = parser.parse_args()
+    sizes = sorted(int(v) for v in args.sizes.split(","))
+    side = args.patches_per_side
+    n_tracts = math.ceil(sizes[-1] / side**2)
+    with (
+        contextlib.ExitStack() as stack,
+        free_page_reporting_paused(not args.keep_free_page_reporting) as state,
+        tempfile.TemporaryDirectory(prefix="bench_serial_") as tmp,
+    ):
+        print(state, flush=True)
+        work = Path(tmp)
+        registry_db = _registry_url(stack, args.registry)
+        start = time.perf_counter()
+        repo, n_objects = build_repo(
+            work,
+            args.objects_per_patch,
+            patches_per_side=side,
+            inner_size=args.inner_size,
+            border=max(2, args.inner_size // 20),
+            registry_db=registry_db,
+            n_tracts=n_tracts,
+        )
+        print(
+            f"set-up: {n_tracts} tracts of {side}x{side} patches of {args.inner_size} px, "
+            f"{n_objects} objects, registry {args.registry} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+        records = []
+        for patches in sizes:
+            record = measure_size(repo, patches, side**2, work)
+            records.append(record)
+            print({k: round(v, 2) if isinstance(v, float) else v for k, v in record.items()}, flush=True)
+    # The model charges the whole ``bps`` process (its start-up included);
+    # the stages alone are printed beside it.
+    g0, g1 = fit_line([r["quanta"] for r in records], [r["prepare_wall"] for r in records])
+    s0, s1 = fit_line([r["quanta"] for r in records], [r["prepare"] for r in records])
+    f0, f1 = fit_line([r["datasets"] for r in records], [r["final"] for r in records])
+    print()
+    print(f"bps prepare, whole process: {g0:.2f} s + {1000 * g1:.2f} ms a quantum")
+    print(f"bps prepare, its stages: {s0:.2f} s + {1000 * s1:.2f} ms a quantum")
+    print(f"final job: {f0:.2f} s + {1000 * f1:.2f} ms a dataset")
+    print()
+    print(
+        "| patches | quanta | bps prepare | its stages | line | datasets | final job | line "
+        "| init job | jobs' work |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in records:
+        print(
+            f"| {r['patches']:,} | {r['quanta']:,} | {r['prepare_wall']:.1f} s | {r['prepare']:.1f} s "
+            f"| {g0 + g1 * r['quanta']:.1f} s | {r['datasets']:,} | {r['final']:.1f} s "
+            f"| {f0 + f1 * r['datasets']:.1f} s | {r['init']:.1f} s | {r['jobs_work']:.1f} s |"
+        )
+    if args.json:
+        datasets_per_patch = records[-1]["datasets"] / records[-1]["patches"]
+        costs = {
+            "graph_fixed": g0,
+            "graph_per_quantum": g1,
+            "final_fixed": f0,
+            "final_per_dataset": f1,
+        }
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "registry": args.registry,
+                    "costs": costs,
+                    "datasets_per_patch": datasets_per_patch,
+                    "fused_shape": FUSED_SHAPE,
+                    "runs": records,
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
