@@ -65,6 +65,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -82,20 +83,33 @@ from scale_model import FUSED_SHAPE  # noqa: E402
 from vm_memory import free_page_reporting_paused  # noqa: E402
 
 _STAGE = re.compile(r"(\w+) stage completed: Took ([0-9.]+) seconds")
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+"""GNU time (Debian's ``time`` package), for the peak memory of a command."""
 _QUANTA = re.compile(r"QuantumGraph contains (\d+) quanta")
 _TRANSFERRED = re.compile(r"Number of datasets transferred: (\d+)")
 
 
-def _run(command: list[str], cwd: Path) -> tuple[float, str]:
+def _run(command: list[str], cwd: Path) -> tuple[float, str, float]:
+    """Run a command; return its wall time, its output and its peak
+    resident memory (MiB; NaN without GNU time).
+
+    The peak comes from GNU ``time`` (``%M``), which starts the command
+    itself: the ``ru_maxrss`` that ``wait4`` gives this process for a
+    child it forked counts the fork's copy of this process (Linux records
+    the memory's high-water mark at ``exec``), several hundred MiB here.
+    """
     # ctrl_bps puts its submit directory under ${PWD}.
     env = dict(environment(), PWD=str(cwd))
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    text = result.stdout + result.stderr
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command[:3])} failed ({result.returncode}):\n{text[-6000:]}")
-    return seconds, text
+    with tempfile.NamedTemporaryFile("r") as peak:
+        prefix = [GNU_TIME, "-f", "%M", "-o", peak.name] if GNU_TIME else []
+        start = time.perf_counter()
+        result = subprocess.run(prefix + command, cwd=cwd, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        text = result.stdout + result.stderr
+        if result.returncode != 0:
+            sys.exit(f"{' '.join(command[:3])} failed ({result.returncode}):\n{text[-6000:]}")
+        kib = peak.read().split()
+    return seconds, text, int(kib[-1]) / 1024 if kib else math.nan
 
 
 def first_patches(patches: int, per_tract: int) -> str:
@@ -117,7 +131,7 @@ def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
     submit.write_text("includeConfigs:\n  - ${EPO_ZOONIVERSE_DIR}/config/bps/zooniverse_fused.yaml\n")
     output = f"u/bench/serial{patches}"
     where = first_patches(patches, per_tract)
-    prepare_wall, text = _run(
+    prepare_wall, text, prepare_rss = _run(
         [str(BIN / "bps"), "prepare", str(submit), "-b", repo, "-i", ",".join(INPUTS), "-o", output,
          "-d", where],
         run_dir,
@@ -128,14 +142,16 @@ def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
     if not graphs or not quanta:
         sys.exit(f"bps prepare made no graph for {patches} patches:\n{text[-3000:]}")
     graph = str(graphs[-1])
-    init_wall, _ = _run([str(BIN / "pipetask"), "pre-exec-init-qbb", repo, graph], run_dir)
-    work_wall, _ = _run([str(BIN / "pipetask"), "run-qbb", "-j", "1", repo, graph], run_dir)
-    final_wall, text = _run(
+    init_wall, _, _ = _run([str(BIN / "pipetask"), "pre-exec-init-qbb", repo, graph], run_dir)
+    work_wall, _, work_rss = _run([str(BIN / "pipetask"), "run-qbb", "-j", "1", repo, graph], run_dir)
+    final_wall, text, final_rss = _run(
         [str(BIN / "butler"), "transfer-from-graph", "--register-dataset-types", "--update-output-chain",
          graph, repo],
         run_dir,
     )  # fmt: skip
     transferred = _TRANSFERRED.findall(text)
+    if not transferred:
+        sys.exit(f"butler transfer-from-graph did not say how many datasets it registered:\n{text[-3000:]}")
     return {
         "patches": patches,
         "where": where,
@@ -146,7 +162,9 @@ def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
         "init": init_wall,
         "jobs_work": work_wall,
         "final": final_wall,
-        "datasets": int(transferred[-1]) if transferred else -1,
+        "datasets": int(transferred[-1]),
+        "graph_bytes": Path(graph).stat().st_size,
+        "peak_rss_mib": {"prepare": prepare_rss, "jobs_work": work_rss, "final": final_rss},
     }
 
 
@@ -191,7 +209,9 @@ def main() -> None:
         help="leave the kernel's free page reporting on (see vm_memory.py)",
     )
     args = parser.parse_args()
-    sizes = sorted(int(v) for v in args.sizes.split(","))
+    sizes = sorted({int(v) for v in args.sizes.split(",")})
+    if len(sizes) < 2 or sizes[0] < 1:
+        parser.error("--sizes: at least two different sizes, each of one patch or more")
     side = args.patches_per_side
     n_tracts = math.ceil(sizes[-1] / side**2)
     with (
@@ -242,6 +262,15 @@ def main() -> None:
             f"| {r['patches']:,} | {r['quanta']:,} | {r['prepare_wall']:.1f} s | {r['prepare']:.1f} s "
             f"| {g0 + g1 * r['quanta']:.1f} s | {r['datasets']:,} | {r['final']:.1f} s "
             f"| {f0 + f1 * r['datasets']:.1f} s | {r['init']:.1f} s | {r['jobs_work']:.1f} s |"
+        )
+    print()
+    print("| patches | graph file | peak RSS: bps prepare | the jobs' process | final job |")
+    print("|---|---|---|---|---|")
+    for r in records:
+        rss = r["peak_rss_mib"]
+        print(
+            f"| {r['patches']:,} | {r['graph_bytes'] / 2**10:,.0f} KiB | {rss['prepare']:.0f} MiB "
+            f"| {rss['jobs_work']:.0f} MiB | {rss['final']:.0f} MiB |"
         )
     if args.json:
         datasets_per_patch = records[-1]["datasets"] / records[-1]["patches"]

@@ -295,7 +295,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="FIELD=SECONDS",
-        help="override one of Costs' fields (e.g. job_startup=2.09), after the files; repeatable",
+        help="override one of Costs' fields (e.g. job_startup=2.09), after the files and the other "
+        "options; repeatable",
     )
     args = parser.parse_args()
     costs = Costs(**{**asdict(Costs()), **FUSED_SHAPE}) if args.fused else Costs()
@@ -310,13 +311,28 @@ def main() -> None:
     if args.serial:
         with open(args.serial) as stream:
             costs = Costs(**{**asdict(costs), **json.load(stream)["costs"]})
+    overrides = {}
     for item in args.set:
         field, _, value = item.partition("=")
-        if field not in asdict(costs) or not value:
+        if field not in asdict(costs):
             parser.error(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(asdict(costs))}")
-        costs = Costs(**{**asdict(costs), field: type(getattr(costs, field))(float(value))})
-    runs_costs = costs
-    costs = Costs(**{**asdict(costs), "objects_per_patch": args.objects_per_patch, "patches_per_job": 10})
+        try:
+            number = float(value)
+        except ValueError:
+            parser.error(f"--set {item!r}: {value!r} is not a number")
+        kind = type(getattr(costs, field))
+        if kind is int and not number.is_integer():
+            parser.error(f"--set {item!r}: {field} is a whole number")
+        overrides[field] = kind(number)
+    runs_costs = Costs(**{**asdict(costs), **overrides})
+    costs = Costs(
+        **{
+            **asdict(costs),
+            "objects_per_patch": args.objects_per_patch,
+            "patches_per_job": 10,
+            **overrides,
+        }
+    )
     print(f"Costs: {asdict(costs)}\n")
     objects = tuple(int(v) for v in args.objects.split(","))
     cores = tuple(int(v) for v in args.cores.split(","))
