@@ -289,6 +289,57 @@ def test_neighbour_coadds_found_at_graph_build(coadd_registry):
         assert bands == expected
 
 
+def test_neighbour_coadds_are_the_overlapping_patches_of_wide_tracts(tmp_path):
+    # Patches of 0.3 degrees: a tract spans several htm7 pixels, so the
+    # registry's spatial index (which find_neighbour_coadds queries) prunes
+    # patches before the exact overlap test; a second tract overlapping the
+    # first on the sky must not leak in.  The answer is compared, for every
+    # patch, with every record of the tract tested directly.
+    root = str(tmp_path / "repo")
+    make_butler_repo(root)
+    butler = get_butler(root, writeable=True)
+    inner, border, n = 5400, 200, 4
+    size = n * inner + 2 * border
+    headers = [wcs_to_header_string(make_tan_wcs(40.0 + 1.1 * t, -20.0, 0.2, size, size)) for t in range(2)]
+    tracts = tuple(TractGeometry(t, headers[t], n, n, (inner, inner), border) for t in range(2))
+    SkyMapGeometry("wide_test", tracts).register(butler)
+    registry = butler.registry
+    registry.syncDimensionData(
+        "instrument",
+        {"name": "Wide", "visit_max": 1, "visit_system": 0, "exposure_max": 1, "detector_max": 1},
+    )
+    for band in "gr":
+        registry.syncDimensionData("physical_filter", {"instrument": "Wide", "name": band, "band": band})
+    dataset_type = DEEP_COADD.make(butler.dimensions)
+    registry.registerDatasetType(dataset_type)
+    registry.registerRun("coadds")
+    registry.insertDatasets(
+        dataset_type,
+        [
+            {"skymap": "wide_test", "tract": t, "patch": p, "band": b}
+            for t in range(2)
+            for p in range(n * n)
+            for b in "gr"
+        ],
+        run="coadds",
+    )
+    records = {
+        t: list(registry.queryDimensionRecords("patch", dataId={"skymap": "wide_test", "tract": t}))
+        for t in range(2)
+    }
+    assert len(records[0]) == len(records[1]) == n * n
+    sizes = set()
+    for t in range(2):
+        for patch in records[t]:
+            data_id = registry.expandDataId(skymap="wide_test", tract=t, patch=patch.id)
+            expected = {other.id for other in records[t] if not patch.region.isDisjointFrom(other.region)}
+            refs = find_neighbour_coadds(dataset_type, registry, data_id, ["coadds"])
+            assert {int(ref.dataId["tract"]) for ref in refs} == {t}
+            assert patch_bands(ref.dataId for ref in refs) == {p: {"g", "r"} for p in expected}
+            sizes.add(len(expected))
+    assert sizes == {4, 6, 9}  # Corners, edges and the middle of a 4 x 4 tract.
+
+
 def test_fallback_cannot_share_its_dataset_type_with_a_regular_input(coadd_registry):
     # pipe_base refuses a dataset type that is a prerequisite input of one
     # task and a regular input of another: the three-task pipeline's
