@@ -246,6 +246,26 @@ def test_neighbour_coadds_connection_only_with_the_fallback():
     assert connections.neighbour_coadds.lookupFunction is find_neighbour_coadds
 
 
+def insert_registry_coadds(butler, sky_map: SkyMapGeometry, bands: str, data_ids: list[dict]):
+    """Register the sky map's records, the bands and registry-only coadds
+    (no files) of ``data_ids`` in the run ``coadds``; return their dataset
+    type.
+    """
+    sky_map.register(butler)
+    registry = butler.registry
+    registry.syncDimensionData(
+        "instrument",
+        {"name": "Inner", "visit_max": 1, "visit_system": 0, "exposure_max": 1, "detector_max": 1},
+    )
+    for band in bands:
+        registry.syncDimensionData("physical_filter", {"instrument": "Inner", "name": band, "band": band})
+    dataset_type = DEEP_COADD.make(butler.dimensions)
+    registry.registerDatasetType(dataset_type)
+    registry.registerRun("coadds")
+    registry.insertDatasets(dataset_type, data_ids, run="coadds")
+    return dataset_type
+
+
 @pytest.fixture(scope="module")
 def coadd_registry(tmp_path_factory):
     """A repository with the sky map's records and registry-only coadds:
@@ -254,26 +274,13 @@ def coadd_registry(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("inner") / "repo")
     make_butler_repo(root)
     butler = get_butler(root, writeable=True)
-    sky_map = make_sky_map(3, 3)
-    sky_map.register(butler)
-    registry = butler.registry
-    registry.syncDimensionData(
-        "instrument",
-        {"name": "Inner", "visit_max": 1, "visit_system": 0, "exposure_max": 1, "detector_max": 1},
-    )
-    for band in "gri":
-        registry.syncDimensionData("physical_filter", {"instrument": "Inner", "name": band, "band": band})
-    dataset_type = DEEP_COADD.make(butler.dimensions)
-    registry.registerDatasetType(dataset_type)
-    registry.registerRun("coadds")
     data_ids = [
         {"skymap": "inner_test", "tract": 0, "patch": p, "band": b}
         for p in range(9)
         for b in "gri"
         if p != 2 and (p, b) != (4, "g")
     ]
-    registry.insertDatasets(dataset_type, data_ids, run="coadds")
-    return butler, dataset_type
+    return butler, insert_registry_coadds(butler, make_sky_map(3, 3), "gri", data_ids)
 
 
 def test_neighbour_coadds_found_at_graph_build(coadd_registry):
@@ -302,27 +309,14 @@ def test_neighbour_coadds_are_the_overlapping_patches_of_wide_tracts(tmp_path):
     size = n * inner + 2 * border
     headers = [wcs_to_header_string(make_tan_wcs(40.0 + 1.1 * t, -20.0, 0.2, size, size)) for t in range(2)]
     tracts = tuple(TractGeometry(t, headers[t], n, n, (inner, inner), border) for t in range(2))
-    SkyMapGeometry("wide_test", tracts).register(butler)
+    data_ids = [
+        {"skymap": "wide_test", "tract": t, "patch": p, "band": b}
+        for t in range(2)
+        for p in range(n * n)
+        for b in "gr"
+    ]
+    dataset_type = insert_registry_coadds(butler, SkyMapGeometry("wide_test", tracts), "gr", data_ids)
     registry = butler.registry
-    registry.syncDimensionData(
-        "instrument",
-        {"name": "Wide", "visit_max": 1, "visit_system": 0, "exposure_max": 1, "detector_max": 1},
-    )
-    for band in "gr":
-        registry.syncDimensionData("physical_filter", {"instrument": "Wide", "name": band, "band": band})
-    dataset_type = DEEP_COADD.make(butler.dimensions)
-    registry.registerDatasetType(dataset_type)
-    registry.registerRun("coadds")
-    registry.insertDatasets(
-        dataset_type,
-        [
-            {"skymap": "wide_test", "tract": t, "patch": p, "band": b}
-            for t in range(2)
-            for p in range(n * n)
-            for b in "gr"
-        ],
-        run="coadds",
-    )
     records = {
         t: list(registry.queryDimensionRecords("patch", dataId={"skymap": "wide_test", "tract": t}))
         for t in range(2)
