@@ -334,6 +334,24 @@ def test_neighbour_coadds_are_the_overlapping_patches_of_wide_tracts(tmp_path):
     assert sizes == {4, 6, 9}  # Corners, edges and the middle of a 4 x 4 tract.
 
 
+def test_neighbour_coadds_of_two_sky_maps_of_one_name(tmp_path):
+    # The tract records are read once a process (by sky map name, hash and
+    # tract): two repositories whose sky maps share a name but not their
+    # geometry must each get their own patches.
+    answers = []
+    for nx in (3, 2):
+        root = str(tmp_path / f"repo{nx}")
+        make_butler_repo(root)
+        butler = get_butler(root, writeable=True)
+        data_ids = [{"skymap": "inner_test", "tract": 0, "patch": p, "band": "g"} for p in range(nx * 2)]
+        dataset_type = insert_registry_coadds(butler, make_sky_map(nx, 2), "g", data_ids)
+        data_id = butler.registry.expandDataId(skymap="inner_test", tract=0, patch=1)
+        refs = find_neighbour_coadds(dataset_type, butler.registry, data_id, ["coadds"])
+        answers.append(sorted(patch_bands(ref.dataId for ref in refs)))
+    # Patch 1 is the middle of the first row of 3 x 2, the right one of 2 x 2.
+    assert answers == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3]]
+
+
 def test_fallback_cannot_share_its_dataset_type_with_a_regular_input(coadd_registry):
     # pipe_base refuses a dataset type that is a prerequisite input of one
     # task and a regular input of another: the three-task pipeline's

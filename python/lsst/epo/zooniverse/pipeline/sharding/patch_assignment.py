@@ -233,6 +233,35 @@ def patch_bands(data_ids: Iterable[Mapping[str, Any]]) -> dict[int, set[str]]:
     return bands
 
 
+_TRACT_PATCHES: dict[tuple[str, bytes, int], tuple[tuple[int, Any], ...]] = {}
+"""Patch ids and regions of the tracts seen, by sky map name, sky map hash
+and tract.  A registered sky map's records never change, and its hash (of
+its configuration, for lsst.skymap and for this package's geometries)
+tells two sky maps of one name apart, so the records of a tract are read
+once a process rather than once a quantum of the graph."""
+
+_TRACT_PATCHES_KEPT = 64
+"""Tracts kept in `_TRACT_PATCHES`; it is emptied when it would hold more."""
+
+
+def _tract_patches(registry: Any, data_id: Any) -> tuple[tuple[int, Any], ...]:
+    """Return ``(patch id, region)`` of every patch of ``data_id``'s tract
+    (``data_id`` expanded).
+    """
+    skymap = data_id.records["skymap"]
+    key = (str(skymap.name), bytes(skymap.hash), int(data_id["tract"]))
+    patches = _TRACT_PATCHES.get(key)
+    if patches is None:
+        records = registry.queryDimensionRecords(
+            "patch", dataId={"skymap": data_id["skymap"], "tract": data_id["tract"]}
+        )
+        patches = tuple((int(record.id), record.region) for record in records)
+        if len(_TRACT_PATCHES) >= _TRACT_PATCHES_KEPT:
+            _TRACT_PATCHES.clear()
+        _TRACT_PATCHES[key] = patches
+    return patches
+
+
 def find_neighbour_coadds(
     dataset_type: Any, registry: Any, data_id: Any, collections: Sequence[str]
 ) -> list[Any]:
@@ -261,17 +290,18 @@ def find_neighbour_coadds(
         overlaps the quantum's patch region (the patch itself included),
         sorted by patch and band.
     """
+    # One query a quantum: the tract's patch records come from
+    # _tract_patches (read once a tract), the overlap test is the
+    # records' own regions; only the coadds, which may change between two
+    # graphs, are looked up every time.
+    if not data_id.hasRecords():
+        data_id = registry.expandDataId(data_id)
+    region = data_id.region
     tract_id = {"skymap": data_id["skymap"], "tract": data_id["tract"]}
-    region = registry.expandDataId(data_id).region
-    # Two narrow queries a quantum: the registry's spatial index finds the
-    # overlapping patches, then their coadds; asking for every patch and
-    # coadd of the tract and filtering here cost time in proportion to
-    # the tract's size, for each of its quanta.
     neighbours = {int(data_id["patch"])} | {
-        int(record.id)
-        for record in registry.queryDimensionRecords(
-            "patch", dataId=tract_id, where="patch.region OVERLAPS :region", bind={"region": region}
-        )
+        patch
+        for patch, patch_region in _tract_patches(registry, data_id)
+        if not region.isDisjointFrom(patch_region)
     }
     refs = registry.queryDatasets(
         dataset_type,
