@@ -78,7 +78,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_pipeline import BIN, INPUTS, SKYMAP, build_repo, environment  # noqa: E402
+from bench_pipeline import BIN, environment  # noqa: E402
+from bench_repo import INPUTS, SKYMAP, build_repo  # noqa: E402
 from scale_model import FUSED_SHAPE  # noqa: E402
 from vm_memory import free_page_reporting_paused  # noqa: E402
 

@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 
 import bench_pipeline as bench
+from bench_repo import SKYMAP
 from vm_memory import free_page_reporting_paused
 
 PEER = Path(__file__).resolve().parent / "peer_script.py"
@@ -203,7 +204,7 @@ def run_pipeline(
             "-p",
             str(pipeline),
             "-d",
-            f"skymap='{bench.SKYMAP}'",
+            f"skymap='{SKYMAP}'",
             "--dataset-query-constraint",
             "zooniverse_targets",
             "-c",
@@ -248,7 +249,7 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
             "-p",
             str(FUSED),
             "-d",
-            f"skymap='{bench.SKYMAP}'",
+            f"skymap='{SKYMAP}'",
             "--dataset-query-constraint",
             "zooniverse_targets",
             "--qgraph-datastore-records",
