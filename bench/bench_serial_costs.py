@@ -63,6 +63,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -181,22 +182,12 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 def _registry_url(stack, kind: str) -> str | None:
     if kind == "sqlite":
         return None
-    import sqlalchemy
     from postgres_server import ThrowawayPostgres
 
-    server = stack.enter_context(ThrowawayPostgres())
-    server.create_database("bench_registry")
-    url = server.url("bench_registry")
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(sqlalchemy.text("CREATE EXTENSION btree_gist"))
-    engine.dispose()
-    return url
+    return stack.enter_context(ThrowawayPostgres()).create_registry_database("bench_registry")
 
 
 def main() -> None:
-    import contextlib
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="25,100,400,1000", help="patches per submission")
     parser.add_argument("--patches-per-side", type=int, default=10, help="a tract has N x N patches")

@@ -275,6 +275,37 @@ class ThrowawayPostgres:
             )
         )
 
+    def create_registry_database(self, name: str) -> str:
+        """Create an empty database for a Butler registry and return its
+        URL.
+
+        daf_butler's PostgreSQL registry needs the ``btree_gist``
+        extension; it is a trusted extension, so the database's owner (the
+        ``epo`` role) creates it.
+
+        Parameters
+        ----------
+        name : `str`
+            Database name: lower-case letters, digits and underscores.
+
+        Returns
+        -------
+        url : `str`
+            The database's SQLAlchemy URL, as `url` gives it (it contains
+            the password, so do not log it).
+        """
+        import sqlalchemy
+
+        self.create_database(name)
+        url = self.url(name)
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(sqlalchemy.text("CREATE EXTENSION btree_gist"))
+        finally:
+            engine.dispose()
+        return url
+
     def drop_database(self, name: str) -> None:
         """Drop a database, even with clients still connected to it.
 

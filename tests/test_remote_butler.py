@@ -74,20 +74,17 @@ class _RegistryServer:
 @contextlib.contextmanager
 def postgres_registry(postgres_server):
     """A PostgreSQL database for the Butler server's registry, on the
-    tests' throw-away server (btree_gist is a trusted extension: the
-    database's owner may create it).
+    tests' throw-away server.
     """
     import sqlalchemy
 
     from lsst.daf.butler.tests.postgresql import TemporaryPostgresInstance
 
     name = f"butler_{uuid.uuid4().hex[:12]}"
-    postgres_server.create_database(name)
-    engine = sqlalchemy.create_engine(postgres_server.url(name))
+    url = postgres_server.create_registry_database(name)
+    engine = sqlalchemy.create_engine(url)
     try:
-        with engine.begin() as connection:
-            connection.execute(sqlalchemy.text("CREATE EXTENSION btree_gist"))
-        yield TemporaryPostgresInstance(_RegistryServer(postgres_server.url(name)), engine)
+        yield TemporaryPostgresInstance(_RegistryServer(url), engine)
     finally:
         engine.dispose()
         postgres_server.drop_database(name)
