@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -238,9 +239,9 @@ def main() -> None:
                 f"{job['pictures']} pictures in {job['end'] - job['first_quantum']:.1f} s"
             )
     print("costs:", {k: round(v, 5) for k, v in costs.items()})
-    model = Costs(**{**Costs().__dict__, **costs, "patches_per_job": 10, "objects_per_patch": 1000.0})
+    model = replace(Costs(), **{**costs, "patches_per_job": 10, "objects_per_patch": 1000.0})
     print()
-    print(check(runs, Costs(**{**Costs().__dict__, **costs, "patches_per_job": args.patches_per_job})))
+    print(check(runs, replace(Costs(), **{**costs, "patches_per_job": args.patches_per_job})))
     print()
     print(table(model, (1_000_000, 100_000_000), (64, 1024)))
     if args.json:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -299,18 +299,18 @@ def main() -> None:
         "options; repeatable",
     )
     args = parser.parse_args()
-    costs = Costs(**{**asdict(Costs()), **FUSED_SHAPE}) if args.fused else Costs()
+    costs = replace(Costs(), **FUSED_SHAPE) if args.fused else Costs()
     runs: list[dict] = []
     if args.measured:
         with open(args.measured) as stream:
             data = json.load(stream)
-        costs = Costs(**{**asdict(costs), **data["costs"]})
+        costs = replace(costs, **data["costs"])
         runs = data["runs"]
     if args.idle:
-        costs = Costs(**{**asdict(costs), **IDLE_MACHINE})
+        costs = replace(costs, **IDLE_MACHINE)
     if args.serial:
         with open(args.serial) as stream:
-            costs = Costs(**{**asdict(costs), **json.load(stream)["costs"]})
+            costs = replace(costs, **json.load(stream)["costs"])
     overrides = {}
     for item in args.set:
         field, _, value = item.partition("=")
@@ -324,14 +324,9 @@ def main() -> None:
         if kind is int and not number.is_integer():
             parser.error(f"--set {item!r}: {field} is a whole number")
         overrides[field] = kind(number)
-    runs_costs = Costs(**{**asdict(costs), **overrides})
-    costs = Costs(
-        **{
-            **asdict(costs),
-            "objects_per_patch": args.objects_per_patch,
-            "patches_per_job": 10,
-            **overrides,
-        }
+    runs_costs = replace(costs, **overrides)
+    costs = replace(
+        costs, **{"objects_per_patch": args.objects_per_patch, "patches_per_job": 10, **overrides}
     )
     print(f"Costs: {asdict(costs)}\n")
     objects = tuple(int(v) for v in args.objects.split(","))
