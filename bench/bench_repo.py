@@ -74,15 +74,7 @@ def build_repo(
     from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
     repo = str(root / "repo")
-    if registry_db is None:
-        make_butler_repo(repo)
-    else:
-        from lsst.daf.butler import Butler, Config
-        from lsst.epo.zooniverse.butler.config import SEED_CONFIG
-
-        config = Config(SEED_CONFIG)
-        config["registry", "db"] = registry_db
-        Butler.makeRepo(repo, config=config)
+    make_butler_repo(repo, registry_db=registry_db)
     butler = get_butler(repo, writeable=True)
     inner = inner_size
     n = patches_per_side

@@ -178,7 +178,7 @@ def get_butler(repo: str, **kwargs: Any) -> Any:
     return butler
 
 
-def make_butler_repo(root: str, **kwargs: Any) -> Any:
+def make_butler_repo(root: str, *, registry_db: str | None = None, **kwargs: Any) -> Any:
     """Create a repository whose own configuration includes this package's
     storage classes and formatters.
 
@@ -186,6 +186,10 @@ def make_butler_repo(root: str, **kwargs: Any) -> Any:
     ----------
     root : `str`
         Where to create the repository.
+    registry_db : `str`, optional
+        SQLAlchemy URL of the registry's database (e.g. an empty
+        PostgreSQL database with the ``btree_gist`` extension); by default
+        a SQLite file in ``root``.
     **kwargs
         Passed to `lsst.daf.butler.Butler.makeRepo`.
 
@@ -196,7 +200,10 @@ def make_butler_repo(root: str, **kwargs: Any) -> Any:
     """
     from lsst.daf.butler import Butler, Config
 
-    return Butler.makeRepo(root, config=Config(SEED_CONFIG), **kwargs)
+    config = Config(SEED_CONFIG)
+    if registry_db is not None:
+        config["registry", "db"] = registry_db
+    return Butler.makeRepo(root, config=config, **kwargs)
 
 
 if __name__ == "__main__":

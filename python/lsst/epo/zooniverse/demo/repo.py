@@ -342,6 +342,7 @@ def make_demo_repo(
     overwrite: bool = False,
     seed: int = 20261125,
     progress: Callable[[str], None] | None = None,
+    registry_db: str | None = None,
 ) -> DemoRepo:
     """Build a complete local repository for demonstrations and tests.
 
@@ -356,6 +357,9 @@ def make_demo_repo(
         Seed of the synthetic sky and noise.
     progress : callable, optional
         Called with a short message at each step (default: log at INFO).
+    registry_db : `str`, optional
+        SQLAlchemy URL of an empty database for the registry (e.g.
+        PostgreSQL, as on the RSP); by default a SQLite file in ``root``.
 
     Returns
     -------
@@ -376,7 +380,7 @@ def make_demo_repo(
             raise FileExistsError(f"{root} exists; choose another path or pass overwrite=True (--overwrite).")
         shutil.rmtree(root)
     say(f"Creating repository {root}")
-    make_butler_repo(str(root))
+    make_butler_repo(str(root), registry_db=registry_db)
     butler = get_butler(str(root), writeable=True)
     skymap = make_demo_skymap()
     register_demo_instruments(butler)
