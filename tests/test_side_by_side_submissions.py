@@ -1,0 +1,139 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+
+"""A catalog split by tract into ``bps submit``s that run side by side
+against one PostgreSQL registry, each with its own output RUN and one
+shared output chain (doc/batch_sites.md, "Large catalogs: several
+submissions side by side"): both land, and every catalog row ends up as
+one submission of the whole catalog leaves it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipeline_test_utils import run_pipeline_file
+
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.demo import make_demo_repo
+from lsst.epo.zooniverse.pipeline.accounting import account_targets
+from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SKYMAP = "zooniverse_demo"
+TARGETS_RUN = "targets/sample"
+OUTPUT = "u/test/side"
+GROUPS = {"tract0": "tract = 0", "tracts1-2": "tract IN (1, 2)"}
+"""Each submission's own output RUN suffix and its tracts."""
+
+
+@pytest.fixture
+def demo_on_postgres(tmp_path, postgres_server):
+    """The demo repository with its registry on the tests' PostgreSQL
+    server and the sample catalog sharded.
+    """
+    name = f"side_{uuid.uuid4().hex[:12]}"
+    url = postgres_server.create_registry_database(name)
+    try:
+        demo = make_demo_repo(tmp_path / "repo", registry_db=url)
+        shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run=TARGETS_RUN)
+        yield demo
+    finally:
+        postgres_server.drop_database(name)
+
+
+def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postgres):
+    demo = demo_on_postgres
+    inputs = f"{demo.collection},{TARGETS_RUN}"
+    submit_dir = tmp_path / "submit"
+    submit_dir.mkdir()
+    # One directory for both: distinct output runs also mean distinct
+    # submit directories (``submitPath`` is ``${PWD}/submit/{outputRun}``).
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
+        EPO_ZOONIVERSE_DIR=str(ROOT),
+        PWD=str(submit_dir),
+    )
+    runs = {label: f"{OUTPUT}/{label}" for label in GROUPS}
+    submissions = {
+        label: subprocess.Popen(
+            [
+                str(BIN / "bps"),
+                "submit",
+                str(ROOT / "config" / "bps" / "zooniverse_fused.yaml"),
+                "-b",
+                demo.root,
+                "-i",
+                inputs,
+                "-o",
+                OUTPUT,
+                "--output-run",
+                runs[label],
+                "-d",
+                f"skymap = '{SKYMAP}' AND {tracts}",
+            ],
+            cwd=submit_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for label, tracts in GROUPS.items()
+    }
+    for label, process in submissions.items():
+        output = process.communicate()[0]
+        assert process.returncode == 0, f"{label}:\n{output[-6000:]}"
+    butler = get_butler(demo.root)
+    # Both final jobs prepended their run to the one chain, in either order,
+    # before the inputs the first of them put there.
+    chain = butler.collections.get_info(OUTPUT).children
+    assert sorted(chain[:2]) == sorted(runs.values())
+    assert list(chain[2:]) == list(butler.collections.query(inputs.split(","), flatten_chains=True))
+    # Each tract's outputs are in the run of the submission that had it.
+    rgb = butler.query_datasets("zooniverse_rgb", collections=OUTPUT, explain=False)
+    assert {ref.dataId["tract"] for ref in rgb} == {0, 1, 2}
+    for ref in rgb:
+        expected = "tract0" if ref.dataId["tract"] == 0 else "tracts1-2"
+        assert ref.run == runs[expected], ref
+    # Every row ends up as in one submission of the whole catalog (the
+    # same pipeline and options as the submit file, through pipetask).
+    run_pipeline_file(
+        demo.root, inputs, "u/test/whole", str(ROOT / "pipelines" / "ZooniverseCutoutsFused.yaml"),
+        f"skymap = '{SKYMAP}'",
+    )  # fmt: skip
+    split = account_targets(butler, OUTPUT)
+    whole = account_targets(butler, "u/test/whole")
+    assert len(split) == split.meta["n_rows"] > 100
+    assert "not_processed" not in set(split["status"])
+    assert (split["status"] == "pictured").sum() > 100
+    for name in split.colnames:
+        a, b = np.asarray(split[name]), np.asarray(whole[name])
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
