@@ -23,13 +23,15 @@
 """A catalog split by tract into ``bps submit``s that run side by side
 against one PostgreSQL registry, each with its own output RUN and one
 shared output chain (doc/batch_sites.md, "Large catalogs: several
-submissions side by side"): both land, and every catalog row ends up as
-one submission of the whole catalog leaves it.
+submissions side by side"), as ``butler plan-zooniverse-submissions``
+prints them: both land, and every catalog row ends up as one submission
+of the whole catalog leaves it.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -43,86 +45,110 @@ from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.accounting import account_targets
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
+from lsst.epo.zooniverse.pipeline.submission_plan import catalog_tracts
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SKYMAP = "zooniverse_demo"
 TARGETS_RUN = "targets/sample"
 OUTPUT = "u/test/side"
-GROUPS = {"tract0": "tract = 0", "tracts1-2": "tract IN (1, 2)"}
-"""Each submission's own output RUN suffix and its tracts."""
 
 
-@pytest.fixture
-def demo_on_postgres(tmp_path, postgres_server):
+def _environment(**extra: str) -> dict[str, str]:
+    return dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
+        EPO_ZOONIVERSE_DIR=str(ROOT),
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_on_postgres(tmp_path_factory, postgres_server):
     """The demo repository with its registry on the tests' PostgreSQL
     server and the sample catalog sharded.
     """
     name = f"side_{uuid.uuid4().hex[:12]}"
     url = postgres_server.create_registry_database(name)
     try:
-        demo = make_demo_repo(tmp_path / "repo", registry_db=url)
+        demo = make_demo_repo(tmp_path_factory.mktemp("side") / "repo", registry_db=url)
         shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run=TARGETS_RUN)
         yield demo
     finally:
         postgres_server.drop_database(name)
 
 
+def test_catalog_tracts(demo_on_postgres):
+    butler = get_butler(demo_on_postgres.root)
+    assert catalog_tracts(butler, [TARGETS_RUN], SKYMAP) == [0, 1, 2]
+    assert catalog_tracts(butler, [TARGETS_RUN], SKYMAP, where="tract > 0") == [1, 2]
+    with pytest.raises(LookupError, match="not registered"):
+        catalog_tracts(butler, [TARGETS_RUN], "lsst_cells_v1")
+    with pytest.raises(LookupError, match="No zooniverse_targets"):
+        catalog_tracts(butler, [demo_on_postgres.collection], SKYMAP)
+
+
+def test_plan_command_errors_are_one_line(demo_on_postgres, tmp_path):
+    result = subprocess.run(
+        [str(BIN / "butler"), "plan-zooniverse-submissions", demo_on_postgres.root, "no/such/run",
+         "--skymap", SKYMAP, "--submit-file", "f.yaml", "--output", OUTPUT],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no/such/run" in result.stderr.strip().splitlines()[-1]
+
+
 def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postgres):
     demo = demo_on_postgres
     inputs = f"{demo.collection},{TARGETS_RUN}"
+    plan = subprocess.run(
+        [str(BIN / "butler"), "plan-zooniverse-submissions", demo.root, TARGETS_RUN, "--skymap", SKYMAP,
+         "--submit-file", str(ROOT / "config" / "bps" / "zooniverse_fused.yaml"), "--output", OUTPUT,
+         "--tracts-per-submission", "2", "--inputs", inputs],
+        env=_environment(),
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    lines = plan.stdout.splitlines()
+    assert len(lines) == 2 and "3 tracts in 2 submissions" in plan.stderr
+    runs = [shlex.split(line)[shlex.split(line).index("--output-run") + 1] for line in lines]
+    assert len(set(runs)) == 2 and all(run.startswith(f"{OUTPUT}/") for run in runs)
+    # The lines run as printed, at once, from one directory: distinct
+    # output runs also mean distinct submit directories
+    # (``${PWD}/submit/{outputRun}``).
     submit_dir = tmp_path / "submit"
     submit_dir.mkdir()
-    # One directory for both: distinct output runs also mean distinct
-    # submit directories (``submitPath`` is ``${PWD}/submit/{outputRun}``).
-    env = dict(
-        os.environ,
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
-        EPO_ZOONIVERSE_DIR=str(ROOT),
-        PWD=str(submit_dir),
-    )
-    runs = {label: f"{OUTPUT}/{label}" for label in GROUPS}
-    submissions = {
-        label: subprocess.Popen(
-            [
-                str(BIN / "bps"),
-                "submit",
-                str(ROOT / "config" / "bps" / "zooniverse_fused.yaml"),
-                "-b",
-                demo.root,
-                "-i",
-                inputs,
-                "-o",
-                OUTPUT,
-                "--output-run",
-                runs[label],
-                "-d",
-                f"skymap = '{SKYMAP}' AND {tracts}",
-            ],
+    env = _environment(PWD=str(submit_dir))
+    submissions = [
+        subprocess.Popen(
+            ["sh", "-c", line],
             cwd=submit_dir,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )  # fmt: skip
-        for label, tracts in GROUPS.items()
-    }
-    for label, process in submissions.items():
+        for line in lines
+    ]
+    for line, process in zip(lines, submissions):
         output = process.communicate()[0]
-        assert process.returncode == 0, f"{label}:\n{output[-6000:]}"
+        assert process.returncode == 0, f"{line}:\n{output[-6000:]}"
     butler = get_butler(demo.root)
     # Both final jobs prepended their run to the one chain, in either order,
     # before the inputs the first of them put there.
     chain = butler.collections.get_info(OUTPUT).children
-    assert sorted(chain[:2]) == sorted(runs.values())
+    assert sorted(chain[:2]) == sorted(runs)
     assert list(chain[2:]) == list(butler.collections.query(inputs.split(","), flatten_chains=True))
-    # Each tract's outputs are in the run of the submission that had it.
+    # Each tract's outputs are in the run of the submission that had it
+    # (tracts 0 and 1 in the first, 2 in the second).
     rgb = butler.query_datasets("zooniverse_rgb", collections=OUTPUT, explain=False)
     assert {ref.dataId["tract"] for ref in rgb} == {0, 1, 2}
     for ref in rgb:
-        expected = "tract0" if ref.dataId["tract"] == 0 else "tracts1-2"
-        assert ref.run == runs[expected], ref
+        assert ref.run == runs[0 if ref.dataId["tract"] < 2 else 1], ref
     # Every row ends up as in one submission of the whole catalog (the
     # same pipeline and options as the submit file, through pipetask).
     run_pipeline_file(

@@ -22,6 +22,7 @@
 __all__ = [
     "ingest_zooniverse_images",
     "make_zooniverse_demo_repo",
+    "plan_zooniverse_submissions",
     "shard_zooniverse_catalog",
     "summarize_zooniverse_run",
 ]
@@ -29,6 +30,7 @@ __all__ = [
 from .commands import (
     ingest_zooniverse_images,
     make_zooniverse_demo_repo,
+    plan_zooniverse_submissions,
     shard_zooniverse_catalog,
     summarize_zooniverse_run,
 )

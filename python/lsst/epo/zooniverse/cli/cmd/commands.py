@@ -26,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "ingest_zooniverse_images",
     "make_zooniverse_demo_repo",
+    "plan_zooniverse_submissions",
     "shard_zooniverse_catalog",
     "summarize_zooniverse_run",
 ]
@@ -171,6 +172,35 @@ def summarize_zooniverse_run(**kwargs: Any) -> None:
     does not exist, or holds no pictures, is a one-line error.
     """
     from ...script.summarize_zooniverse_run import summarize_zooniverse_run as run
+
+    run(**kwargs)
+
+
+@click.command(short_help="Print the bps submit commands of a catalog split by tract.", cls=ButlerCommand)
+@repo_argument(required=True)
+@click.argument("collections", callback=split_commas)
+@click.option("--skymap", required=True, help="Name of the sky map (e.g. lsst_cells_v1).")
+@click.option("--submit-file", required=True, help="The BPS submit file every submission runs.")
+@click.option("--output", required=True, help="The output chain all submissions share.")
+@click.option(
+    "--tracts-per-submission",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Most tracts a submission.",
+)
+@click.option("--inputs", default=None, help="Input collections (-i), if the submit file does not name them.")
+@click.option("--where", default="", help="More constraints on the tracts (a Butler query expression).")
+def plan_zooniverse_submissions(**kwargs: Any) -> None:
+    """Print one ``bps submit`` command a line for a large catalog, split
+    by tract: the tracts of SKYMAP that overlap the sharded catalog in
+    COLLECTIONS (comma-separated), in submissions of at most
+    --tracts-per-submission tracts, each with its own output run
+    OUTPUT/<timestamp>/partNNN in the one output chain OUTPUT, so that
+    they can run side by side (two submissions that share a run fail in
+    the later one's final job).  A summary goes to standard error.
+    """
+    from ...script.plan_zooniverse_submissions import plan_zooniverse_submissions as run
 
     run(**kwargs)
 

@@ -1,0 +1,120 @@
+# This file is part of epo_zooniverse.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+
+"""Splitting a catalog's tracts into ``bps submit`` commands
+(`lsst.epo.zooniverse.pipeline.submission_plan`); the commands running side
+by side are in tests/test_side_by_side_submissions.py.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+
+from lsst.epo.zooniverse.pipeline.submission_plan import plan_submissions, split_evenly
+from lsst.epo.zooniverse.script.plan_zooniverse_submissions import shell_line
+
+
+@pytest.mark.parametrize(
+    ("n_tracts", "per_part", "sizes"),
+    [
+        (23, 10, [8, 8, 7]),
+        (20, 10, [10, 10]),
+        (21, 10, [7, 7, 7]),
+        (3, 10, [3]),
+        (5, 1, [1, 1, 1, 1, 1]),
+        (0, 10, []),
+    ],
+)
+def test_split_evenly_makes_the_fewest_parts_of_near_equal_size(n_tracts, per_part, sizes):
+    tracts = list(range(100, 100 + n_tracts))
+    parts = split_evenly(tracts, per_part)
+    assert [len(part) for part in parts] == sizes
+    assert [t for part in parts for t in part] == tracts
+
+
+def test_split_evenly_refuses_empty_parts():
+    with pytest.raises(ValueError, match="at least 1"):
+        split_evenly([1, 2], 0)
+
+
+def test_plan_gives_each_submission_its_own_run_in_one_chain():
+    parts = plan_submissions(
+        [9815, 9813, 9814, 9813, 10001],
+        skymap="lsst_cells_v1",
+        submit_file="my submit.yaml",
+        output="u/pi/zooniverse_cutouts",
+        tracts_per_submission=2,
+        repo="/repo/main",
+        timestamp="20261206T063000Z",
+    )
+    assert [part.tracts for part in parts] == [(9813, 9814), (9815, 10001)]
+    assert [part.output_run for part in parts] == [
+        "u/pi/zooniverse_cutouts/20261206T063000Z/part001",
+        "u/pi/zooniverse_cutouts/20261206T063000Z/part002",
+    ]
+    assert parts[0].data_query == "skymap = 'lsst_cells_v1' AND tract IN (9813, 9814)"
+    assert parts[1].command == (
+        "bps", "submit", "my submit.yaml", "-b", "/repo/main", "-o", "u/pi/zooniverse_cutouts",
+        "--output-run", "u/pi/zooniverse_cutouts/20261206T063000Z/part002",
+        "-d", "skymap = 'lsst_cells_v1' AND tract IN (9815, 10001)",
+    )  # fmt: skip
+    # Two plans a second apart name different runs; parts past 999 widen.
+    other = plan_submissions(range(1500), skymap="s", submit_file="f", output="o", tracts_per_submission=1)
+    assert len({part.output_run for part in other}) == 1500
+    assert other[0].output_run.endswith("/part0001") and other[-1].output_run.endswith("/part1500")
+
+
+@pytest.mark.parametrize(
+    ("skymap", "tracts", "per", "message"),
+    [
+        ("lsst' OR 1=1 OR skymap='x", [1], 10, "Sky map name"),
+        ("a b", [1], 10, "Sky map name"),
+        ("lsst_cells_v1", [], 10, "No tract"),
+        ("lsst_cells_v1", [1], 0, "at least 1"),
+    ],
+)
+def test_plan_refuses_bad_input(skymap, tracts, per, message):
+    with pytest.raises(ValueError, match=message):
+        plan_submissions(tracts, skymap=skymap, submit_file="f", output="o", tracts_per_submission=per)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("bps", "submit", "a b.yaml", "-d", "skymap = 'x' AND tract IN (1, 2)"),
+        ("bps", "submit", "f", "-d", 'odd "$HOME" `x` \\ !'),
+        ("bps", "submit", "it's", "-o", "u/pi/a;rm -rf /", "-d", "skymap = 'x' AND tract IN (3)"),
+    ],
+)
+def test_shell_line_round_trips_through_sh(command):
+    line = shell_line(command, command[-1])
+    assert tuple(shlex.split(line)) == command
+    # sh itself reads the line back into the same arguments.
+    through_sh = subprocess.run(
+        ["sh", "-c", "set -- " + line + '; for a in "$@"; do printf "%s\\0" "$a"; done'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert through_sh.stdout == "".join(f"{a}\0" for a in command)
