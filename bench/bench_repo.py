@@ -30,6 +30,7 @@ with `SKYMAP` and `INPUTS`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,19 @@ SKYMAP = "bench_skymap"
 
 INPUTS = ("coadds", "targets", "skymaps")
 """Input collections of the pipeline runs: coadds, sharded catalog, sky map."""
+
+
+def registry_database(stack: contextlib.ExitStack, kind: str, name: str) -> str | None:
+    """Return the registry URL of a bench repository: `None` (SQLite in
+    the repository) for ``kind`` ``"sqlite"``, or a new database ``name``
+    on a throw-away PostgreSQL server (tests/postgres_server.py, which must
+    be importable) that ``stack`` stops on exit, for ``"postgresql"``.
+    """
+    if kind == "sqlite":
+        return None
+    from postgres_server import ThrowawayPostgres
+
+    return stack.enter_context(ThrowawayPostgres()).create_registry_database(name)
 
 
 def build_repo(

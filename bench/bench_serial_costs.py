@@ -41,9 +41,11 @@ both lines over a range of sizes in one run:
   before it submits, with their own timings); the jobs' work, untimed as
   a serial cost (``pipetask pre-exec-init-qbb``, then ``pipetask run-qbb
   -j 1``, as the ``pipetaskInit`` and patch jobs run it); and the final
-  job's command as ctrl_bps runs it (``butler transfer-from-graph
-  --register-dataset-types --update-output-chain``), timed as a whole
-  process;
+  job's command as the submit file has ctrl_bps run it (``butler
+  aggregate-graph GRAPH REPO -j 1 --register-dataset-types
+  --update-output-chain``: ctrl_bps's ``finalJob.command1`` with the
+  submit file's one CPU; until session 16 this bench ran ``butler
+  transfer-from-graph`` instead), timed as a whole process;
 - least-squares lines through the sizes, with each size's residual.
 
 ``--registry postgresql`` puts the registry on a throw-away PostgreSQL
@@ -80,7 +82,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_pipeline import BIN, environment  # noqa: E402
-from bench_repo import INPUTS, SKYMAP, build_repo  # noqa: E402
+from bench_repo import INPUTS, SKYMAP, build_repo, registry_database  # noqa: E402
 from scale_model import FUSED_SHAPE  # noqa: E402
 from vm_memory import free_page_reporting_paused  # noqa: E402
 
@@ -88,7 +90,7 @@ _STAGE = re.compile(r"(\w+) stage completed: Took ([0-9.]+) seconds")
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 """GNU time (Debian's ``time`` package), for the peak memory of a command."""
 _QUANTA = re.compile(r"QuantumGraph contains (\d+) quanta")
-_TRANSFERRED = re.compile(r"Number of datasets transferred: (\d+)")
+_INGESTED = re.compile(r"Ingested (\d+) dataset\(s\)")
 
 
 def _run(command: list[str], cwd: Path) -> tuple[float, str, float]:
@@ -147,13 +149,13 @@ def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
     init_wall, _, _ = _run([str(BIN / "pipetask"), "pre-exec-init-qbb", repo, graph], run_dir)
     work_wall, _, work_rss = _run([str(BIN / "pipetask"), "run-qbb", "-j", "1", repo, graph], run_dir)
     final_wall, text, final_rss = _run(
-        [str(BIN / "butler"), "transfer-from-graph", "--register-dataset-types", "--update-output-chain",
-         graph, repo],
+        [str(BIN / "butler"), "aggregate-graph", graph, repo, "-j", "1", "--register-dataset-types",
+         "--update-output-chain"],
         run_dir,
     )  # fmt: skip
-    transferred = _TRANSFERRED.findall(text)
-    if not transferred:
-        sys.exit(f"butler transfer-from-graph did not say how many datasets it registered:\n{text[-3000:]}")
+    ingested = _INGESTED.findall(text)
+    if not ingested:
+        sys.exit(f"butler aggregate-graph did not say how many datasets it registered:\n{text[-3000:]}")
     return {
         "patches": patches,
         "where": where,
@@ -164,7 +166,7 @@ def measure_size(repo: str, patches: int, per_tract: int, work: Path) -> dict:
         "init": init_wall,
         "jobs_work": work_wall,
         "final": final_wall,
-        "datasets": int(transferred[-1]),
+        "datasets": int(ingested[-1]),
         "graph_bytes": Path(graph).stat().st_size,
         "peak_rss_mib": {"prepare": prepare_rss, "jobs_work": work_rss, "final": final_rss},
     }
@@ -177,14 +179,6 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     sxx = sum((x - mean_x) ** 2 for x in xs)
     b = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
     return mean_y - b * mean_x, b
-
-
-def _registry_url(stack, kind: str) -> str | None:
-    if kind == "sqlite":
-        return None
-    from postgres_server import ThrowawayPostgres
-
-    return stack.enter_context(ThrowawayPostgres()).create_registry_database("bench_registry")
 
 
 def main() -> None:
@@ -213,7 +207,7 @@ def main() -> None:
     ):
         print(state, flush=True)
         work = Path(tmp)
-        registry_db = _registry_url(stack, args.registry)
+        registry_db = registry_database(stack, args.registry, "bench_registry")
         start = time.perf_counter()
         repo, n_objects = build_repo(
             work,

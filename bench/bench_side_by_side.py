@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -60,7 +62,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_pipeline import BIN, environment  # noqa: E402
-from bench_repo import INPUTS, SKYMAP, build_repo  # noqa: E402
+from bench_repo import INPUTS, SKYMAP, build_repo, registry_database  # noqa: E402
 from vm_memory import free_page_reporting_paused  # noqa: E402
 
 SUBMIT_FILE = ROOT / "config" / "bps" / "zooniverse_fused.yaml"
@@ -73,24 +75,31 @@ def submit_command(repo: str, output: str, where: str, output_run: str | None = 
     return command + (["--output-run", output_run] if output_run else [])
 
 
-def run_together(commands: list[list[str]], cwd: Path) -> float:
-    """Start every command at once; return the wall time until the last
-    ends.  Exits with a command's output if it failed.
+def run_together(commands: list[list[str]], cwd: Path) -> tuple[float, list[float]]:
+    """Start every command at once, each with its output in
+    ``cwd/submission<N>.log``; return the wall time until the last ends
+    and each one's own.  Exits with a command's output if it failed.
     """
     env = dict(environment(), PWD=str(cwd))  # ctrl_bps submits under ${PWD}.
+    logs = [cwd / f"submission{k}.log" for k in range(len(commands))]
     start = time.perf_counter()
-    processes = [
-        subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for command in commands
-    ]
-    outputs = [process.communicate()[0] for process in processes]
-    seconds = time.perf_counter() - start
-    for process, output in zip(processes, outputs):
+    with contextlib.ExitStack() as files:
+        processes = [
+            subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=files.enter_context(log.open("w")), stderr=subprocess.STDOUT
+            )
+            for command, log in zip(commands, logs)
+        ]
+        ends = [math.nan] * len(processes)
+        while any(math.isnan(end) for end in ends):
+            for k, process in enumerate(processes):
+                if math.isnan(ends[k]) and process.poll() is not None:
+                    ends[k] = time.perf_counter() - start
+            time.sleep(0.05)
+    for process, log in zip(processes, logs):
         if process.returncode != 0:
-            sys.exit(f"bps submit failed ({process.returncode}):\n{output[-6000:]}")
-    return seconds
+            sys.exit(f"bps submit failed ({process.returncode}):\n{log.read_text()[-6000:]}")
+    return max(ends), ends
 
 
 def count_pictures(repo: str, output: str) -> int:
@@ -102,6 +111,18 @@ def count_pictures(repo: str, output: str) -> int:
     return sum(len(butler.get(ref.makeComponentRef("index"))) for ref in refs)
 
 
+@contextlib.contextmanager
+def _work_directory(keep: bool) -> Iterator[str]:
+    """A temporary directory, removed at the end unless ``keep``."""
+    if keep:
+        path = tempfile.mkdtemp(prefix="bench_side_")
+        print(f"work directory (kept): {path}", flush=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench_side_") as path:
+            yield path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracts", type=int, default=2, help="tracts, one side-by-side submission each")
@@ -110,6 +131,7 @@ def main() -> None:
     parser.add_argument("--inner-size", type=int, default=100, help="patch inner size, pixels")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--registry", choices=("sqlite", "postgresql"), default="postgresql")
+    parser.add_argument("--keep-work", action="store_true", help="keep the repository and the logs")
     parser.add_argument(
         "--keep-free-page-reporting",
         action="store_true",
@@ -121,16 +143,11 @@ def main() -> None:
     with (
         contextlib.ExitStack() as stack,
         free_page_reporting_paused(not args.keep_free_page_reporting) as state,
-        tempfile.TemporaryDirectory(prefix="bench_side_") as tmp,
+        _work_directory(args.keep_work) as tmp,
     ):
         print(state, flush=True)
         work = Path(tmp)
-        registry_db = None
-        if args.registry == "postgresql":
-            from postgres_server import ThrowawayPostgres
-
-            server = stack.enter_context(ThrowawayPostgres())
-            registry_db = server.create_registry_database("bench_side")
+        registry_db = registry_database(stack, args.registry, "bench_side")
         repo, n_objects = build_repo(
             work,
             args.objects_per_patch,
@@ -155,8 +172,12 @@ def main() -> None:
                     ]
                 run_dir = work / f"{output.replace('/', '_')}"
                 run_dir.mkdir()
-                walls[name].append(run_together(commands, run_dir))
-                print(f"round {k + 1}: {name}: {walls[name][-1]:.1f} s", flush=True)
+                wall, each = run_together(commands, run_dir)
+                walls[name].append(wall)
+                print(
+                    f"round {k + 1}: {name}: {wall:.1f} s (each: {', '.join(f'{t:.1f}' for t in each)})",
+                    flush=True,
+                )
             pictures = {name: count_pictures(repo, f"u/bench/{tag}{k}") for name, tag in
                         (("one", "one"), ("side by side", "side"))}  # fmt: skip
             if len(set(pictures.values())) != 1:

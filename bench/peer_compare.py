@@ -231,12 +231,13 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
     (``pipetask pre-exec-init-qbb``, BPS's ``pipetaskInit`` job), execute
     every quantum in one ``pipetask run-qbb -j 1`` process (a BPS job;
     no registry), then register the outputs (``butler
-    transfer-from-graph``, BPS's final job).
+    aggregate-graph -j 1 --register-dataset-types --update-output-chain``,
+    BPS's final job as the shipped submit file runs it).
 
     Returns
     -------
     steps : `dict` [`str`, `tuple`]
-        ``init``, ``run`` and ``transfer``: each wall, CPU, (pictures,
+        ``init``, ``run`` and ``final``: each wall, CPU, (pictures,
         objects pictured) and system CPU, as `run_pipeline` returns them.
     """
     graph = workdir / f"{output.replace('/', '_')}.qg"
@@ -267,14 +268,16 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
         ("init", [str(bench.BIN / "pipetask"), "pre-exec-init-qbb", repo, str(graph)]),
         ("run", [str(bench.BIN / "pipetask"), "run-qbb", "-j", "1", repo, str(graph)]),
         (
-            "transfer",
+            "final",
             [
                 str(bench.BIN / "butler"),
-                "transfer-from-graph",
-                "--register-dataset-types",
-                "--update-output-chain",
+                "aggregate-graph",
                 str(graph),
                 repo,
+                "-j",
+                "1",
+                "--register-dataset-types",
+                "--update-output-chain",
             ],
         ),
     ]:
@@ -427,8 +430,8 @@ def _compare_rounds(
         "pictures_only": "pipetask run -j 1, fused, write_stamps=False (no Stamps)",
         "qbb_run": "pipetask run-qbb -j 1, fused (a BPS job), whole process",
         "qbb_init": "pipetask pre-exec-init-qbb (BPS pipetaskInit job)",
-        "qbb_transfer": "butler transfer-from-graph (BPS final job)",
-        "qbb_whole": "fused, quantum-backed: init + run-qbb + transfer",
+        "qbb_final": "butler aggregate-graph (BPS final job)",
+        "qbb_whole": "fused, quantum-backed: init + run-qbb + final job",
         "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",

@@ -30,6 +30,7 @@ of the whole catalog leaves it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -89,16 +90,36 @@ def test_catalog_tracts(demo_on_postgres):
         catalog_tracts(butler, [demo_on_postgres.collection], SKYMAP)
 
 
-def test_plan_command_errors_are_one_line(demo_on_postgres, tmp_path):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"repo": "no/such/repo"}, "does not exist"),
+        ({"collections": "no/such/run"}, "no/such/run"),
+        ({"--skymap": "lsst_cells_v1"}, "not registered"),
+        ({"--where": "tract >"}, "Failed to parse"),
+        ({"--where": "tract >\n 0"}, "control character"),
+        ({"--output": TARGETS_RUN}, "is a RUN collection"),
+    ],
+)
+def test_plan_command_errors_are_one_line(demo_on_postgres, change, message):
+    arguments = {
+        "repo": demo_on_postgres.root,
+        "collections": TARGETS_RUN,
+        "--skymap": SKYMAP,
+        "--submit-file": str(ROOT / "config" / "bps" / "zooniverse_fused.yaml"),
+        "--output": OUTPUT,
+    } | change
+    options = [item for key, value in arguments.items() if key.startswith("--") for item in (key, value)]
     result = subprocess.run(
-        [str(BIN / "butler"), "plan-zooniverse-submissions", demo_on_postgres.root, "no/such/run",
-         "--skymap", SKYMAP, "--submit-file", "f.yaml", "--output", OUTPUT],
+        [str(BIN / "butler"), "plan-zooniverse-submissions", arguments["repo"], arguments["collections"],
+         *options],
         env=_environment(),
         capture_output=True,
         text=True,
     )  # fmt: skip
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "no/such/run" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
 
 
 def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postgres):
@@ -123,20 +144,23 @@ def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postg
     submit_dir = tmp_path / "submit"
     submit_dir.mkdir()
     env = _environment(PWD=str(submit_dir))
-    submissions = [
-        subprocess.Popen(
-            ["sh", "-c", line],
-            cwd=submit_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for line in lines
-    ]
-    for line, process in zip(lines, submissions):
-        output = process.communicate()[0]
-        assert process.returncode == 0, f"{line}:\n{output[-6000:]}"
+    logs = [tmp_path / f"part{k}.log" for k in range(len(lines))]
+    with contextlib.ExitStack() as files:
+        # Output to files: a pipe that fills would hold one submission up.
+        submissions = [
+            subprocess.Popen(
+                ["sh", "-c", line],
+                cwd=submit_dir,
+                env=env,
+                stdout=files.enter_context(log.open("w")),
+                stderr=subprocess.STDOUT,
+            )
+            for line, log in zip(lines, logs)
+        ]
+        for process in submissions:
+            process.wait()
+    for line, process, log in zip(lines, submissions, logs):
+        assert process.returncode == 0, f"{line}:\n{log.read_text()[-6000:]}"
     butler = get_butler(demo.root)
     # Both final jobs prepended their run to the one chain, in either order,
     # before the inputs the first of them put there.

@@ -79,24 +79,70 @@ def test_plan_gives_each_submission_its_own_run_in_one_chain():
         "--output-run", "u/pi/zooniverse_cutouts/20261206T063000Z/part002",
         "-d", "skymap = 'lsst_cells_v1' AND tract IN (9815, 10001)",
     )  # fmt: skip
-    # Two plans a second apart name different runs; parts past 999 widen.
+    # Parts past 999 widen the number.
     other = plan_submissions(range(1500), skymap="s", submit_file="f", output="o", tracts_per_submission=1)
     assert len({part.output_run for part in other}) == 1500
     assert other[0].output_run.endswith("/part0001") and other[-1].output_run.endswith("/part1500")
 
 
+def test_plan_puts_where_in_every_data_query():
+    parts = plan_submissions(
+        [1, 2, 3],
+        skymap="s",
+        submit_file="f",
+        output="o/",
+        tracts_per_submission=2,
+        where="band IN ('g', 'r')",
+    )
+    assert [part.data_query for part in parts] == [
+        "skymap = 's' AND tract IN (1, 2) AND (band IN ('g', 'r'))",
+        "skymap = 's' AND tract IN (3) AND (band IN ('g', 'r'))",
+    ]
+    # A trailing slash does not make an empty name component.
+    assert parts[0].output_run.startswith("o/") and "//" not in parts[0].output_run
+
+
 @pytest.mark.parametrize(
-    ("skymap", "tracts", "per", "message"),
+    ("change", "message"),
     [
-        ("lsst' OR 1=1 OR skymap='x", [1], 10, "Sky map name"),
-        ("a b", [1], 10, "Sky map name"),
-        ("lsst_cells_v1", [], 10, "No tract"),
-        ("lsst_cells_v1", [1], 0, "at least 1"),
+        ({"skymap": "lsst' OR 1=1 OR skymap='x"}, "Sky map name"),
+        ({"skymap": "a b"}, "Sky map name"),
+        ({"skymap": "lsst_cells_v1\n"}, "Sky map name"),
+        ({"tracts": []}, "No tract"),
+        ({"tracts_per_submission": 0}, "at least 1"),
+        ({"output": "u/o\ntouch /tmp/x #"}, "control character"),
+        ({"submit_file": "a\rb.yaml"}, "control character"),
+        ({"repo": "/repo\tmain"}, "control character"),
+        ({"inputs": "a,\x7fb"}, "control character"),
+        ({"where": 'band = "g"'}, "double quote"),
+        ({"where": "tract > 0) OR (tract >= 0"}, "unbalanced"),
+        ({"where": "(tract > 0"}, "unbalanced"),
+        ({"output": "/"}, "empty"),
     ],
 )
-def test_plan_refuses_bad_input(skymap, tracts, per, message):
+def test_plan_refuses_bad_input(change, message):
+    arguments = {"tracts": [1], "skymap": "lsst_cells_v1", "submit_file": "f", "output": "o"} | change
     with pytest.raises(ValueError, match=message):
-        plan_submissions(tracts, skymap=skymap, submit_file="f", output="o", tracts_per_submission=per)
+        plan_submissions(arguments.pop("tracts"), **arguments)
+
+
+def test_plan_keeps_parentheses_inside_strings():
+    (part,) = plan_submissions([1], skymap="s", submit_file="f", output="o", where="band = ')'")
+    assert part.data_query.endswith("AND (band = ')')")
+
+
+def test_catalog_tracts_without_the_dataset_type(tmp_path):
+    from lsst.epo.zooniverse.butler.config import get_butler, make_butler_repo
+    from lsst.epo.zooniverse.pipeline.submission_plan import catalog_tracts
+
+    make_butler_repo(str(tmp_path / "repo"))
+    butler = get_butler(str(tmp_path / "repo"), writeable=True)
+    butler.registry.insertDimensionData(
+        "skymap", {"name": "s", "hash": b"h", "tract_max": 4, "patch_nx_max": 2, "patch_ny_max": 2}
+    )
+    butler.collections.register("empty")
+    with pytest.raises(LookupError, match="No zooniverse_targets datasets in empty"):
+        catalog_tracts(butler, ["empty"], "s")
 
 
 @pytest.mark.parametrize(

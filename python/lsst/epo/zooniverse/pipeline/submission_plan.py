@@ -88,20 +88,31 @@ def catalog_tracts(butler: Any, collections: Sequence[str], skymap: str, where: 
     ------
     LookupError
         Raised if the sky map is not registered or the collections hold
-        no sharded catalog.
+        no sharded catalog (the dataset type not registered included).
+    lsst.daf.butler.MissingCollectionError
+        Raised if a collection does not exist.
+    lsst.daf.butler.InvalidQueryError
+        Raised if ``where`` is not a valid expression.
     """
+    from lsst.daf.butler import MissingDatasetTypeError
+
     if not butler.query_dimension_records(
         "skymap", where="skymap = name", bind={"name": skymap}, explain=False
     ):
         raise LookupError(f"Sky map {skymap!r} is not registered in this repository.")
-    if not butler.query_datasets(TARGETS.name, collections=list(collections), limit=1, explain=False):
-        raise LookupError(
-            f"No {TARGETS.name} datasets in {', '.join(collections)}: give the sharding command's run."
-        )
-    expression = "skymap = name" + (f" AND ({where})" if where else "")
+    no_catalog = f"No {TARGETS.name} datasets in {', '.join(collections)}: give the sharding command's run."
+    try:
+        if not butler.query_datasets(TARGETS.name, collections=list(collections), limit=1, explain=False):
+            raise LookupError(no_catalog)
+    except MissingDatasetTypeError:
+        raise LookupError(no_catalog) from None
     with butler.query() as query:
         query = query.join_dataset_search(TARGETS.name, collections=list(collections))
-        data_ids = query.data_ids(["tract"]).where(expression, bind={"name": skymap})
+        data_ids = query.data_ids(["tract"]).where("skymap = name", bind={"name": skymap})
+        if where:
+            # A separate term: ``where`` cannot close the parenthesis of
+            # the sky map's.
+            data_ids = data_ids.where(where)
         return sorted({int(data_id["tract"]) for data_id in data_ids})
 
 
@@ -147,6 +158,7 @@ def plan_submissions(
     tracts_per_submission: int = 10,
     repo: str | None = None,
     inputs: str | None = None,
+    where: str = "",
     timestamp: str | None = None,
 ) -> list[SubmissionPart]:
     """Make the ``bps submit`` commands of a catalog split by tract.
@@ -167,6 +179,9 @@ def plan_submissions(
         Repository (``-b``), if the submit file does not name it.
     inputs : `str`, optional
         Input collections (``-i``), if the submit file does not name them.
+    where : `str`, optional
+        More constraints, added to every part's data query (``-d``, which
+        replaces the submit file's ``dataQuery``).
     timestamp : `str`, optional
         Names this plan's runs, ``{output}/{timestamp}/partNNN``; by
         default the current UTC time as BPS writes it
@@ -180,12 +195,28 @@ def plan_submissions(
     Raises
     ------
     ValueError
-        Raised if there is no tract, ``tracts_per_submission`` is below 1
-        or the sky map's name has characters a sky map name does not.
+        Raised if there is no tract, ``tracts_per_submission`` is below 1,
+        the sky map's name has characters a sky map name does not, a value
+        holds a control character (a newline would split a command in
+        two lines), ``where`` holds a double quote (ctrl_bps passes the
+        data query to ``pipetask`` in double quotes) or unbalanced
+        parentheses (which could escape the ``AND (...)`` it is put in),
+        or ``output`` is empty.
     """
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", skymap):
         raise ValueError(f"Sky map name {skymap!r}: only letters, digits and _ . + - are expected.")
-    if not tracts:
+    values = {"submit file": submit_file, "output": output, "repo": repo, "inputs": inputs, "where": where}
+    for name, value in values.items():
+        if value and any(ord(character) < 32 or ord(character) == 127 for character in value):
+            raise ValueError(f"The {name} {value!r} holds a control character (a newline, a tab, ...).")
+    if '"' in where:
+        raise ValueError(f"The where expression {where!r} holds a double quote: use single quotes.")
+    if not _parentheses_balanced(where):
+        raise ValueError(f"The where expression {where!r} has unbalanced parentheses.")
+    output = output.rstrip("/")
+    if not output:
+        raise ValueError("The output collection is empty.")
+    if len(tracts) == 0:
         raise ValueError("No tract to submit.")
     stamp = timestamp or datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     groups = split_evenly(sorted({int(t) for t in tracts}), tracts_per_submission)
@@ -198,7 +229,24 @@ def plan_submissions(
     parts = []
     for k, group in enumerate(groups, start=1):
         data_query = f"skymap = '{skymap}' AND tract IN ({', '.join(str(t) for t in group)})"
+        if where:
+            data_query += f" AND ({where})"
         output_run = f"{output}/{stamp}/part{k:0{width}d}"
         command = (*common, "-o", output, "--output-run", output_run, "-d", data_query)
         parts.append(SubmissionPart(group, data_query, output_run, command))
     return parts
+
+
+def _parentheses_balanced(expression: str) -> bool:
+    """Tell whether an expression's parentheses, outside its single-quoted
+    strings, close in order and all close.
+    """
+    depth = 0
+    for k, piece in enumerate(expression.split("'")):
+        if k % 2:  # Inside a string literal.
+            continue
+        for character in piece:
+            depth += {"(": 1, ")": -1}.get(character, 0)
+            if depth < 0:
+                return False
+    return depth == 0

@@ -25,14 +25,16 @@ of a large catalog split by tract.
 
 __all__ = ["plan_zooniverse_submissions", "shell_line"]
 
+import os
 import shlex
+from typing import Any
 
 import click
 
-from lsst.daf.butler import InvalidQueryError, MissingCollectionError
+from lsst.daf.butler import ButlerUserError, CollectionType, MissingCollectionError
 
 from ..butler.config import get_butler
-from ..pipeline.submission_plan import catalog_tracts, plan_submissions
+from ..pipeline.submission_plan import SubmissionPart, catalog_tracts, plan_submissions
 
 
 def plan_zooniverse_submissions(
@@ -51,13 +53,14 @@ def plan_zooniverse_submissions(
     Parameters
     ----------
     repo : `str`
-        Repository (also each command's ``-b``).
+        Repository (also each command's ``-b``; made absolute if it is a
+        local path).
     collections : `list` [`str`]
         Collections holding the sharded catalog.
     skymap : `str`
         The sky map's name.
     submit_file : `str`
-        The BPS submit file every part runs.
+        The BPS submit file every part runs (made absolute).
     output : `str`
         The output chain all parts share.
     tracts_per_submission : `int`, optional
@@ -65,16 +68,18 @@ def plan_zooniverse_submissions(
     inputs : `str`, optional
         Input collections (``-i``), if the submit file does not name them.
     where : `str`, optional
-        More constraints on the tracts.
+        More constraints on the tracts and in every part's data query.
 
     Raises
     ------
     click.ClickException
-        Raised (a one-line error) for a missing collection or sky map, no
-        sharded catalog, no tract, a bad sky map name or ``where``.
+        Raised (a one-line error) for a missing repository, collection or
+        sky map, no sharded catalog, no tract, a bad sky map name or
+        ``where``, an output that is a RUN collection, or runs of the plan
+        that exist already.
     """
-    butler = get_butler(repo)
     try:
+        butler = get_butler(repo)
         tracts = catalog_tracts(butler, collections, skymap, where)
         if not tracts:
             constraint = f" where {where}" if where else ""
@@ -83,23 +88,61 @@ def plan_zooniverse_submissions(
         parts = plan_submissions(
             tracts,
             skymap=skymap,
-            submit_file=submit_file,
+            submit_file=os.path.abspath(submit_file),
             output=output,
             tracts_per_submission=tracts_per_submission,
-            repo=repo,
+            repo=os.path.abspath(repo) if os.path.exists(repo) else repo,
             inputs=inputs,
+            where=where,
         )
-    except (LookupError, ValueError, MissingCollectionError, InvalidQueryError) as err:
-        raise click.ClickException(str(err)) from None
+        check_outputs(butler, parts)
+    except (LookupError, ValueError, FileNotFoundError, ButlerUserError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise click.ClickException(" ".join(str(message).split())) from None
     for part in parts:
         click.echo(shell_line(part.command, part.data_query))
     run_root = parts[0].output_run.rsplit("/", 1)[0]
+    n_tracts = f"{len(tracts)} tract{'s' if len(tracts) != 1 else ''}"
+    n_parts = f"{len(parts)} submission{'s' if len(parts) != 1 else ''}"
     click.echo(
-        f"{len(tracts)} tracts in {len(parts)} submissions of at most {tracts_per_submission} tracts; "
-        f"their runs are {run_root}/part*, all in the chain {output}. Run them side by side, e.g. "
-        "4 at a time: xargs -d '\\n' -n 1 -P 4 sh -c < FILE",
+        f"{n_tracts} in {n_parts} of at most {tracts_per_submission} tracts; their runs are "
+        f"{run_root}/part*, all in the chain {parts[0].command[parts[0].command.index('-o') + 1]}. "
+        "Run them side by side, e.g. 4 at a time: xargs -d '\\n' -n 1 -P 4 sh -c < FILE",
         err=True,
     )
+
+
+def check_outputs(butler: Any, parts: list[SubmissionPart]) -> None:
+    """Refuse a plan whose final jobs would fail after all the work: an
+    output that exists and is not a chain, or a part's run that exists
+    already.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        The repository.
+    parts : `list` [`~..pipeline.submission_plan.SubmissionPart`]
+        The plan.
+
+    Raises
+    ------
+    ValueError
+        Raised for either.
+    """
+
+    def collection_type(name: str) -> CollectionType | None:
+        try:
+            return butler.collections.get_info(name).type
+        except MissingCollectionError:
+            return None
+
+    output = parts[0].command[parts[0].command.index("-o") + 1]
+    kind = collection_type(output)
+    if kind not in (None, CollectionType.CHAINED):
+        raise ValueError(f"{output} is a {kind.name} collection: the output must be a new name or a chain.")
+    for part in parts:
+        if collection_type(part.output_run) is not None:
+            raise ValueError(f"Run {part.output_run} exists already (a plan made in the same second?).")
 
 
 def shell_line(command: tuple[str, ...], data_query: str) -> str:

@@ -180,7 +180,12 @@ def summarize_zooniverse_run(**kwargs: Any) -> None:
 @repo_argument(required=True)
 @click.argument("collections", callback=split_commas)
 @click.option("--skymap", required=True, help="Name of the sky map (e.g. lsst_cells_v1).")
-@click.option("--submit-file", required=True, help="The BPS submit file every submission runs.")
+@click.option(
+    "--submit-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The BPS submit file every submission runs.",
+)
 @click.option("--output", required=True, help="The output chain all submissions share.")
 @click.option(
     "--tracts-per-submission",
@@ -190,7 +195,12 @@ def summarize_zooniverse_run(**kwargs: Any) -> None:
     help="Most tracts a submission.",
 )
 @click.option("--inputs", default=None, help="Input collections (-i), if the submit file does not name them.")
-@click.option("--where", default="", help="More constraints on the tracts (a Butler query expression).")
+@click.option(
+    "--where",
+    default="",
+    help="More constraints (a Butler query expression): on the tracts, and in every submission's data "
+    "query, which replaces the submit file's dataQuery.",
+)
 def plan_zooniverse_submissions(**kwargs: Any) -> None:
     """Print one ``bps submit`` command a line for a large catalog, split
     by tract: the tracts of SKYMAP that overlap the sharded catalog in
@@ -198,7 +208,9 @@ def plan_zooniverse_submissions(**kwargs: Any) -> None:
     --tracts-per-submission tracts, each with its own output run
     OUTPUT/<timestamp>/partNNN in the one output chain OUTPUT, so that
     they can run side by side (two submissions that share a run fail in
-    the later one's final job).  A summary goes to standard error.
+    the later one's final job).  Each command's data query (-d) replaces
+    the submit file's dataQuery: give other constraints with --where.  A
+    summary goes to standard error.
     """
     from ...script.plan_zooniverse_submissions import plan_zooniverse_submissions as run
 
