@@ -69,6 +69,7 @@ def test_plan_gives_each_submission_its_own_run_in_one_chain():
         timestamp="20261206T063000Z",
     )
     assert [part.tracts for part in parts] == [(9813, 9814), (9815, 10001)]
+    assert {part.output for part in parts} == {"u/pi/zooniverse_cutouts"}
     assert [part.output_run for part in parts] == [
         "u/pi/zooniverse_cutouts/20261206T063000Z/part001",
         "u/pi/zooniverse_cutouts/20261206T063000Z/part002",

@@ -52,6 +52,8 @@ class SubmissionPart:
         The tracts it runs, ascending.
     data_query : `str`
         Its ``-d`` expression.
+    output : `str`
+        The output chain every part shares (``-o``).
     output_run : `str`
         Its own RUN collection (``--output-run``).
     command : `tuple` [`str`, ...]
@@ -60,6 +62,7 @@ class SubmissionPart:
 
     tracts: tuple[int, ...]
     data_query: str
+    output: str
     output_run: str
     command: tuple[str, ...]
 
@@ -233,7 +236,7 @@ def plan_submissions(
             data_query += f" AND ({where})"
         output_run = f"{output}/{stamp}/part{k:0{width}d}"
         command = (*common, "-o", output, "--output-run", output_run, "-d", data_query)
-        parts.append(SubmissionPart(group, data_query, output_run, command))
+        parts.append(SubmissionPart(group, data_query, output, output_run, command))
     return parts
 
 

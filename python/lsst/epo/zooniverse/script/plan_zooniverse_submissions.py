@@ -106,7 +106,7 @@ def plan_zooniverse_submissions(
     n_parts = f"{len(parts)} submission{'s' if len(parts) != 1 else ''}"
     click.echo(
         f"{n_tracts} in {n_parts} of at most {tracts_per_submission} tracts; their runs are "
-        f"{run_root}/part*, all in the chain {parts[0].command[parts[0].command.index('-o') + 1]}. "
+        f"{run_root}/part*, all in the chain {parts[0].output}. "
         "Run them side by side, e.g. 4 at a time: xargs -d '\\n' -n 1 -P 4 sh -c < FILE",
         err=True,
     )
@@ -136,7 +136,7 @@ def check_outputs(butler: Any, parts: list[SubmissionPart]) -> None:
         except MissingCollectionError:
             return None
 
-    output = parts[0].command[parts[0].command.index("-o") + 1]
+    output = parts[0].output
     kind = collection_type(output)
     if kind not in (None, CollectionType.CHAINED):
         raise ValueError(f"{output} is a {kind.name} collection: the output must be a new name or a chain.")
