@@ -42,11 +42,13 @@ import numpy as np
 import pytest
 from pipeline_test_utils import run_pipeline_file
 
+from lsst.daf.butler import CollectionType
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.accounting import account_targets
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
-from lsst.epo.zooniverse.pipeline.submission_plan import catalog_tracts
+from lsst.epo.zooniverse.pipeline.submission_plan import catalog_tracts, plan_submissions
+from lsst.epo.zooniverse.script.plan_zooniverse_submissions import check_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -88,6 +90,25 @@ def test_catalog_tracts(demo_on_postgres):
         catalog_tracts(butler, [TARGETS_RUN], "lsst_cells_v1")
     with pytest.raises(LookupError, match="No zooniverse_targets"):
         catalog_tracts(butler, [demo_on_postgres.collection], SKYMAP)
+
+
+def test_plan_refuses_a_run_that_exists(demo_on_postgres):
+    butler = get_butler(demo_on_postgres.root, writeable=True)
+    parts = plan_submissions(
+        [0, 1, 2],
+        skymap=SKYMAP,
+        submit_file="f",
+        output="u/test/taken",
+        tracts_per_submission=1,
+        timestamp="T",
+    )
+    check_outputs(butler, parts)  # Nothing there yet.
+    butler.collections.register("u/test/taken/T/part002", CollectionType.RUN)
+    with pytest.raises(ValueError, match="Run u/test/taken/T/part002 exists already"):
+        check_outputs(butler, parts)
+    # An existing chain is what the parts prepend to.
+    butler.collections.register("u/test/chain", CollectionType.CHAINED)
+    check_outputs(butler, plan_submissions([0], skymap=SKYMAP, submit_file="f", output="u/test/chain"))
 
 
 @pytest.mark.parametrize(

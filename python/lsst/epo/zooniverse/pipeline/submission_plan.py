@@ -206,16 +206,9 @@ def plan_submissions(
         parentheses (which could escape the ``AND (...)`` it is put in),
         or ``output`` is empty.
     """
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", skymap):
-        raise ValueError(f"Sky map name {skymap!r}: only letters, digits and _ . + - are expected.")
-    values = {"submit file": submit_file, "output": output, "repo": repo, "inputs": inputs, "where": where}
-    for name, value in values.items():
-        if value and any(ord(character) < 32 or ord(character) == 127 for character in value):
-            raise ValueError(f"The {name} {value!r} holds a control character (a newline, a tab, ...).")
-    if '"' in where:
-        raise ValueError(f"The where expression {where!r} holds a double quote: use single quotes.")
-    if not _parentheses_balanced(where):
-        raise ValueError(f"The where expression {where!r} has unbalanced parentheses.")
+    _check_values(
+        skymap, where, {"submit file": submit_file, "output": output, "repo": repo, "inputs": inputs}
+    )
     output = output.rstrip("/")
     if not output:
         raise ValueError("The output collection is empty.")
@@ -238,6 +231,21 @@ def plan_submissions(
         command = (*common, "-o", output, "--output-run", output_run, "-d", data_query)
         parts.append(SubmissionPart(group, data_query, output, output_run, command))
     return parts
+
+
+def _check_values(skymap: str, where: str, values: dict[str, str | None]) -> None:
+    """Raise `ValueError` for a sky map name, ``where`` or other value that
+    `plan_submissions` refuses.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", skymap):
+        raise ValueError(f"Sky map name {skymap!r}: only letters, digits and _ . + - are expected.")
+    for name, value in values.items() | {("where", where)}:
+        if value and any(ord(character) < 32 or ord(character) == 127 for character in value):
+            raise ValueError(f"The {name} {value!r} holds a control character (a newline, a tab, ...).")
+    if '"' in where:
+        raise ValueError(f"The where expression {where!r} holds a double quote: use single quotes.")
+    if not _parentheses_balanced(where):
+        raise ValueError(f"The where expression {where!r} has unbalanced parentheses.")
 
 
 def _parentheses_balanced(expression: str) -> bool:

@@ -23,7 +23,7 @@
 of a large catalog split by tract.
 """
 
-__all__ = ["plan_zooniverse_submissions", "shell_line"]
+__all__ = ["check_outputs", "plan_zooniverse_submissions", "shell_line"]
 
 import os
 import shlex
