@@ -30,6 +30,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR
@@ -37,8 +38,29 @@ from lsst.epo.zooniverse.butler.config import CONFIG_DIR
 BIN = Path(sys.executable).parent
 """Where this environment's ``pipetask`` is."""
 
+ROOT = Path(__file__).resolve().parent.parent
+"""The package's source tree (``EPO_ZOONIVERSE_DIR``)."""
+
 RUN_OUTPUT_TYPES = ("zooniverse_rgb", "zooniverse_stamps", "zooniverse_rgb_report")
 """The dataset types `run_outputs` collects by default."""
+
+
+def command_environment(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """Return the environment of a ``bps``, ``butler`` or ``pipetask``
+    subprocess: ``base`` (default `os.environ`) with this environment's
+    programs first on ``PATH``, the package's Butler configs on
+    ``DAF_BUTLER_CONFIG_PATH`` and ``EPO_ZOONIVERSE_DIR`` (which the
+    shipped submit files include from), then ``extra`` (e.g. ``PWD``,
+    under which BPS makes its submit directory).
+    """
+    base = os.environ if base is None else base
+    return dict(
+        base,
+        PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}",
+        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
+        EPO_ZOONIVERSE_DIR=str(ROOT),
+        **extra,
+    )
 
 
 def pipetask(*args: str, check: bool = True) -> subprocess.CompletedProcess:

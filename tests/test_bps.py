@@ -28,32 +28,22 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from pipeline_test_utils import BIN, ROOT, command_environment
 
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 
 @pytest.mark.parametrize("submit_file", ["zooniverse.yaml", "zooniverse_fused.yaml"])
 def test_bps_submit_with_parsl(tmp_path, submit_file):
     demo = make_demo_repo(tmp_path / "repo")
     shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
-    env = dict(
-        os.environ,
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
-        EPO_ZOONIVERSE_DIR=str(ROOT),
-    )
     submit_dir = tmp_path / "submit"
     submit_dir.mkdir()
-    env["PWD"] = str(submit_dir)  # BPS's submitPath is ${PWD}/submit/...
+    env = command_environment(PWD=str(submit_dir))  # BPS's submitPath is ${PWD}/submit/...
     result = subprocess.run(
         [
             str(BIN / "bps"),

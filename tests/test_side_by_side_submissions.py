@@ -31,40 +31,24 @@ of the whole catalog leaves it.
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import subprocess
-import sys
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_test_utils import run_pipeline_file
+from pipeline_test_utils import BIN, ROOT, command_environment, run_pipeline_file
 
 from lsst.daf.butler import CollectionType
-from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.accounting import account_targets
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 from lsst.epo.zooniverse.pipeline.submission_plan import catalog_tracts, plan_submissions
 from lsst.epo.zooniverse.script.plan_zooniverse_submissions import check_outputs
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SKYMAP = "zooniverse_demo"
 TARGETS_RUN = "targets/sample"
 OUTPUT = "u/test/side"
-
-
-def _environment(**extra: str) -> dict[str, str]:
-    return dict(
-        os.environ,
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
-        EPO_ZOONIVERSE_DIR=str(ROOT),
-        **extra,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +56,10 @@ def demo_on_postgres(tmp_path_factory, postgres_server):
     """The demo repository with its registry on the tests' PostgreSQL
     server and the sample catalog sharded.
     """
-    name = f"side_{uuid.uuid4().hex[:12]}"
-    url = postgres_server.create_registry_database(name)
-    try:
+    with postgres_server.temporary_registry_database("side") as url:
         demo = make_demo_repo(tmp_path_factory.mktemp("side") / "repo", registry_db=url)
         shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run=TARGETS_RUN)
         yield demo
-    finally:
-        postgres_server.drop_database(name)
 
 
 def test_catalog_tracts(demo_on_postgres):
@@ -134,7 +114,7 @@ def test_plan_command_errors_are_one_line(demo_on_postgres, change, message):
     result = subprocess.run(
         [str(BIN / "butler"), "plan-zooniverse-submissions", arguments["repo"], arguments["collections"],
          *options],
-        env=_environment(),
+        env=command_environment(),
         capture_output=True,
         text=True,
     )  # fmt: skip
@@ -150,7 +130,7 @@ def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postg
         [str(BIN / "butler"), "plan-zooniverse-submissions", demo.root, TARGETS_RUN, "--skymap", SKYMAP,
          "--submit-file", str(ROOT / "config" / "bps" / "zooniverse_fused.yaml"), "--output", OUTPUT,
          "--tracts-per-submission", "2", "--inputs", inputs],
-        env=_environment(),
+        env=command_environment(),
         capture_output=True,
         text=True,
     )  # fmt: skip
@@ -164,7 +144,7 @@ def test_submissions_side_by_side_share_one_output_chain(tmp_path, demo_on_postg
     # (``${PWD}/submit/{outputRun}``).
     submit_dir = tmp_path / "submit"
     submit_dir.mkdir()
-    env = _environment(PWD=str(submit_dir))
+    env = command_environment(PWD=str(submit_dir))
     logs = [tmp_path / f"part{k}.log" for k in range(len(lines))]
     with contextlib.ExitStack() as files:
         # Output to files: a pipe that fills would hold one submission up.

@@ -38,21 +38,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from pipeline_test_utils import RUN_OUTPUT_TYPES, run_outputs
+from pipeline_test_utils import BIN, ROOT, RUN_OUTPUT_TYPES, command_environment, run_outputs
 from slurm_cluster import SlurmNotFoundError, ThrowawaySlurm
 
-from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
+from lsst.epo.zooniverse.butler.config import get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SITES = ROOT / "config" / "bps" / "sites"
 QUERY = "skymap = 'zooniverse_demo'"
 PARSL = "lsst.ctrl.bps.parsl.ParslService"
@@ -78,17 +75,6 @@ def slurm_cluster():
         pytest.skip(missing)
     with cluster:
         yield cluster
-
-
-def _env(base: dict[str, str], cwd: Path) -> dict[str, str]:
-    env = dict(
-        base,
-        PATH=f"{BIN}{os.pathsep}{base.get('PATH', '')}",
-        DAF_BUTLER_CONFIG_PATH=str(CONFIG_DIR),
-        EPO_ZOONIVERSE_DIR=str(ROOT),
-        PWD=str(cwd),  # BPS's submitPath is ${PWD}/submit/...
-    )
-    return env
 
 
 def _site_submit_file(path: Path, site: str, extra: str = "") -> Path:
@@ -239,7 +225,7 @@ def test_slurm_run_survives_a_killed_job_and_matches_local(slurm_cluster, tmp_pa
     inputs = f"{demo.collection},targets/sample"
     work = tmp_path / "work"
     work.mkdir()
-    env = _env(slurm_cluster.env(), work)
+    env = command_environment(slurm_cluster.env(), PWD=str(work))  # BPS's submitPath is ${PWD}/submit/...
 
     # The local reference: one process on this machine.
     local, output = _run(
