@@ -35,6 +35,7 @@ from __future__ import annotations
 __all__ = ["PostgresNotFoundError", "ThrowawayPostgres", "find_postgres_bin_dir"]
 
 import atexit
+import contextlib
 import os
 import pwd
 import re
@@ -43,6 +44,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -305,6 +308,29 @@ class ThrowawayPostgres:
         finally:
             engine.dispose()
         return url
+
+    @contextlib.contextmanager
+    def temporary_registry_database(self, prefix: str) -> Iterator[str]:
+        """Create a registry database of a new name, as
+        `create_registry_database`, yield its URL and drop it on exit.
+
+        Parameters
+        ----------
+        prefix : `str`
+            Start of the name (lower-case letters, digits, underscores);
+            a random suffix makes it unique.
+
+        Yields
+        ------
+        url : `str`
+            The database's SQLAlchemy URL.
+        """
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        url = self.create_registry_database(name)
+        try:
+            yield url
+        finally:
+            self.drop_database(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, even with clients still connected to it.

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import uuid
 import zipfile
 
 import pytest
@@ -80,14 +79,12 @@ def postgres_registry(postgres_server):
 
     from lsst.daf.butler.tests.postgresql import TemporaryPostgresInstance
 
-    name = f"butler_{uuid.uuid4().hex[:12]}"
-    url = postgres_server.create_registry_database(name)
-    engine = sqlalchemy.create_engine(url)
-    try:
-        yield TemporaryPostgresInstance(_RegistryServer(url), engine)
-    finally:
-        engine.dispose()
-        postgres_server.drop_database(name)
+    with postgres_server.temporary_registry_database("butler") as url:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            yield TemporaryPostgresInstance(_RegistryServer(url), engine)
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(
