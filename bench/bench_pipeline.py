@@ -88,6 +88,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_repo import INPUTS, SKYMAP, build_repo
+from vm_memory import add_free_page_reporting_option
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -353,11 +354,7 @@ def main() -> None:
         action="store_true",
         help="--peer: do not fill the free memory with page cache first (see peer_compare.fill_page_cache)",
     )
-    parser.add_argument(
-        "--keep-free-page-reporting",
-        action="store_true",
-        help="--peer: leave the kernel's free page reporting on (see vm_memory.py)",
-    )
+    add_free_page_reporting_option(parser, "--peer")
     parser.add_argument(
         "--fused", action="store_true", help="--peer: also the fused pipeline, alternated in the same rounds"
     )

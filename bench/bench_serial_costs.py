@@ -84,7 +84,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench_pipeline import BIN, environment  # noqa: E402
 from bench_repo import INPUTS, SKYMAP, build_repo, registry_database  # noqa: E402
 from scale_model import FUSED_SHAPE  # noqa: E402
-from vm_memory import free_page_reporting_paused  # noqa: E402
+from vm_memory import add_free_page_reporting_option, free_page_reporting_paused  # noqa: E402
 
 _STAGE = re.compile(r"(\w+) stage completed: Took ([0-9.]+) seconds")
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
@@ -189,11 +189,7 @@ def main() -> None:
     parser.add_argument("--inner-size", type=int, default=100, help="patch inner size, pixels")
     parser.add_argument("--registry", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--json", help="write the fitted costs here (for scale_model.py --serial)")
-    parser.add_argument(
-        "--keep-free-page-reporting",
-        action="store_true",
-        help="leave the kernel's free page reporting on (see vm_memory.py)",
-    )
+    add_free_page_reporting_option(parser)
     args = parser.parse_args()
     sizes = sorted({int(v) for v in args.sizes.split(",")})
     if len(sizes) < 2 or sizes[0] < 1:

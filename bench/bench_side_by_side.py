@@ -61,9 +61,9 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_pipeline import BIN, environment  # noqa: E402
+from bench_pipeline import BIN, count_pictures, environment  # noqa: E402
 from bench_repo import INPUTS, SKYMAP, build_repo, registry_database  # noqa: E402
-from vm_memory import free_page_reporting_paused  # noqa: E402
+from vm_memory import add_free_page_reporting_option, free_page_reporting_paused  # noqa: E402
 
 SUBMIT_FILE = ROOT / "config" / "bps" / "zooniverse_fused.yaml"
 
@@ -102,15 +102,6 @@ def run_together(commands: list[list[str]], cwd: Path) -> tuple[float, list[floa
     return max(ends), ends
 
 
-def count_pictures(repo: str, output: str) -> int:
-    """Number of PNGs in an output chain's ``zooniverse_rgb`` datasets."""
-    from lsst.epo.zooniverse.butler.config import get_butler
-
-    butler = get_butler(repo)
-    refs = butler.query_datasets("zooniverse_rgb", collections=output, explain=False)
-    return sum(len(butler.get(ref.makeComponentRef("index"))) for ref in refs)
-
-
 @contextlib.contextmanager
 def _work_directory(keep: bool) -> Iterator[str]:
     """A temporary directory, removed at the end unless ``keep``."""
@@ -132,11 +123,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--registry", choices=("sqlite", "postgresql"), default="postgresql")
     parser.add_argument("--keep-work", action="store_true", help="keep the repository and the logs")
-    parser.add_argument(
-        "--keep-free-page-reporting",
-        action="store_true",
-        help="leave the kernel's free page reporting on (see vm_memory.py)",
-    )
+    add_free_page_reporting_option(parser)
     args = parser.parse_args()
     if args.tracts < 2:
         parser.error("--tracts: at least 2")
@@ -178,7 +165,7 @@ def main() -> None:
                     f"round {k + 1}: {name}: {wall:.1f} s (each: {', '.join(f'{t:.1f}' for t in each)})",
                     flush=True,
                 )
-            pictures = {name: count_pictures(repo, f"u/bench/{tag}{k}") for name, tag in
+            pictures = {name: count_pictures(repo, f"u/bench/{tag}{k}")[0] for name, tag in
                         (("one", "one"), ("side by side", "side"))}  # fmt: skip
             if len(set(pictures.values())) != 1:
                 sys.exit(f"round {k + 1}: the contenders made different numbers of pictures: {pictures}")

@@ -66,7 +66,7 @@ from bench_pipeline import BIN, environment  # noqa: E402
 from bench_repo import INPUTS, SKYMAP, build_repo  # noqa: E402
 from scale_model import FUSED_SHAPE, Costs, check, table  # noqa: E402
 from slurm_cluster import ThrowawaySlurm  # noqa: E402
-from vm_memory import free_page_reporting_paused  # noqa: E402
+from vm_memory import add_free_page_reporting_option, free_page_reporting_paused  # noqa: E402
 
 _STAMP = re.compile(r"^\w+ (\d{4}-\d\d-\d\dT[0-9:.]+\+00:00) ", re.M)
 _TOOK = re.compile(r"Execution of task '(\w+)' on quantum .* took ([0-9.]+) seconds")
@@ -176,11 +176,7 @@ def main() -> None:
     parser.add_argument("--patches-per-job", type=int, default=4)
     parser.add_argument("--json", help="write the costs and runs here (for scale_model.py --measured)")
     parser.add_argument("--fused", action="store_true", help="submit the fused pipeline's file")
-    parser.add_argument(
-        "--keep-free-page-reporting",
-        action="store_true",
-        help="leave the kernel's free page reporting on (see vm_memory.py)",
-    )
+    add_free_page_reporting_option(parser)
     args = parser.parse_args()
     shape = FUSED_SHAPE if args.fused else {}
     quanta_per_patch = shape.get("quanta_per_patch", Costs.quanta_per_patch)

@@ -47,8 +47,9 @@ ends, also after an error; a benchmark killed outright (``SIGKILL``,
 
 from __future__ import annotations
 
-__all__ = ["free_page_reporting_paused"]
+__all__ = ["add_free_page_reporting_option", "free_page_reporting_paused"]
 
+import argparse
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,3 +112,22 @@ def free_page_reporting_paused(pause: bool = True) -> Iterator[str]:
                 f"free page reporting restored (page_reporting_order {saved}); "
                 f"{(after - before) / 2**20:.1f} GiB reported while paused"
             )
+
+
+def add_free_page_reporting_option(parser: argparse.ArgumentParser, applies_to: str = "") -> None:
+    """Add the benches' ``--keep-free-page-reporting`` option (its value:
+    ``keep_free_page_reporting``), for `free_page_reporting_paused`.
+
+    Parameters
+    ----------
+    parser : `argparse.ArgumentParser`
+        The bench's parser.
+    applies_to : `str`, optional
+        The option it goes with, said first in the help (e.g. ``--peer``).
+    """
+    prefix = f"{applies_to}: " if applies_to else ""
+    parser.add_argument(
+        "--keep-free-page-reporting",
+        action="store_true",
+        help=f"{prefix}leave the kernel's free page reporting on (see vm_memory.py)",
+    )
