@@ -26,12 +26,15 @@ by side are in tests/test_side_by_side_submissions.py.
 
 from __future__ import annotations
 
+import datetime
+import re
 import shlex
 import subprocess
 
 import pytest
 
-from lsst.epo.zooniverse.pipeline.submission_plan import plan_submissions, split_evenly
+from lsst.epo.zooniverse.pipeline import submission_plan
+from lsst.epo.zooniverse.pipeline.submission_plan import plan_name, plan_submissions, split_evenly
 from lsst.epo.zooniverse.script.plan_zooniverse_submissions import shell_line
 
 
@@ -84,6 +87,27 @@ def test_plan_gives_each_submission_its_own_run_in_one_chain():
     other = plan_submissions(range(1500), skymap="s", submit_file="f", output="o", tracts_per_submission=1)
     assert len({part.output_run for part in other}) == 1500
     assert other[0].output_run.endswith("/part0001") and other[-1].output_run.endswith("/part1500")
+
+
+def test_plans_made_in_the_same_second_do_not_share_runs(monkeypatch):
+    # BPS names runs to the second; two plans of one output made at once
+    # (two notebooks) must still give every part a run of its own.
+    frozen = datetime.datetime(2026, 12, 6, 6, 30, tzinfo=datetime.UTC)
+
+    class FrozenClock(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen
+
+    monkeypatch.setattr(submission_plan.datetime, "datetime", FrozenClock)
+    runs = [
+        part.output_run
+        for _ in range(2)
+        for part in plan_submissions([1, 2], skymap="s", submit_file="f", output="o", tracts_per_submission=1)
+    ]
+    assert len(set(runs)) == 4
+    assert all(re.fullmatch(r"o/20261206T063000Z-[0-9a-f]{6}/part00[12]", run) for run in runs), runs
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", plan_name())
 
 
 def test_plan_puts_where_in_every_data_query():

@@ -24,18 +24,22 @@ side by side (doc/batch_sites.md, "Large catalogs: several submissions
 side by side").
 
 Every submission gets its own output RUN, all under one invocation's
-timestamp, and puts it in the same output chain: BPS's default run name,
+name, and puts it in the same output chain: BPS's default run name,
 ``{output}/{timestamp}``, has one-second resolution, and two submissions
 that share a run fail in the later one's final job after all its work.
+An invocation's name is the UTC time as BPS writes it and a random
+suffix, so that two plans made in the same second (two notebooks of one
+PI) do not share runs either.
 """
 
 from __future__ import annotations
 
-__all__ = ["SubmissionPart", "catalog_tracts", "plan_submissions", "split_evenly"]
+__all__ = ["SubmissionPart", "catalog_tracts", "plan_name", "plan_submissions", "split_evenly"]
 
 import dataclasses
 import datetime
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,8 +191,9 @@ def plan_submissions(
         replaces the submit file's ``dataQuery``).
     timestamp : `str`, optional
         Names this plan's runs, ``{output}/{timestamp}/partNNN``; by
-        default the current UTC time as BPS writes it
-        (``20261206T063000Z``).
+        default the current UTC time as BPS writes it and six random hex
+        digits (``20261206T063000Z-5f3a9c``), unique even for plans made
+        in the same second.
 
     Returns
     -------
@@ -214,7 +219,7 @@ def plan_submissions(
         raise ValueError("The output collection is empty.")
     if len(tracts) == 0:
         raise ValueError("No tract to submit.")
-    stamp = timestamp or datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = timestamp or plan_name()
     groups = split_evenly(sorted({int(t) for t in tracts}), tracts_per_submission)
     width = max(3, len(str(len(groups))))
     common = ["bps", "submit", submit_file]
@@ -231,6 +236,19 @@ def plan_submissions(
         command = (*common, "-o", output, "--output-run", output_run, "-d", data_query)
         parts.append(SubmissionPart(group, data_query, output, output_run, command))
     return parts
+
+
+def plan_name() -> str:
+    """Return a new plan's name: the UTC time to the second, as BPS names
+    runs, and six random hex digits.
+
+    Returns
+    -------
+    name : `str`
+        For example ``20261206T063000Z-5f3a9c``; names sort by time.
+    """
+    now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{secrets.token_hex(3)}"
 
 
 def _check_values(skymap: str, where: str, values: dict[str, str | None]) -> None:

@@ -142,7 +142,7 @@ def check_outputs(butler: Any, parts: list[SubmissionPart]) -> None:
         raise ValueError(f"{output} is a {kind.name} collection: the output must be a new name or a chain.")
     for part in parts:
         if collection_type(part.output_run) is not None:
-            raise ValueError(f"Run {part.output_run} exists already (a plan made in the same second?).")
+            raise ValueError(f"Run {part.output_run} exists already (were these commands run before?).")
 
 
 def shell_line(command: tuple[str, ...], data_query: str) -> str:

@@ -206,7 +206,7 @@ def plan_zooniverse_submissions(**kwargs: Any) -> None:
     by tract: the tracts of SKYMAP that overlap the sharded catalog in
     COLLECTIONS (comma-separated), in submissions of at most
     --tracts-per-submission tracts, each with its own output run
-    OUTPUT/<timestamp>/partNNN in the one output chain OUTPUT, so that
+    OUTPUT/<time>-<random>/partNNN in the one output chain OUTPUT, so that
     they can run side by side (two submissions that share a run fail in
     the later one's final job).  Each command's data query (-d) replaces
     the submit file's dataQuery: give other constraints with --where.  A
