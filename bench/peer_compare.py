@@ -39,7 +39,8 @@ fused pipeline without the Stamps (``makePictures.write_stamps=False``:
 the peer's own job, the same picture bytes), and so does the fused
 pipeline the way a BPS job runs it (``pipetask run-qbb``: a
 quantum-backed Butler, no registry), its init outputs and registration
-(BPS's first and final jobs) timed apart and added in a further line.
+(BPS's first and final jobs) timed apart and added in a further line,
+and that BPS job once more without the Stamps.
 """
 
 from __future__ import annotations
@@ -225,8 +226,9 @@ def run_pipeline(
     return wall, cpu, counts, system
 
 
-def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
-    """Run the fused pipeline the way each BPS job runs it: build the
+def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path, pictures_only: bool = False):
+    """Run the fused pipeline the way each BPS job runs it (with
+    ``pictures_only``, without writing the Stamps): build the
     graph with its datastore records (not timed), write the init outputs
     (``pipetask pre-exec-init-qbb``, BPS's ``pipetaskInit`` job), execute
     every quantum in one ``pipetask run-qbb -j 1`` process (a BPS job;
@@ -256,6 +258,7 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path):
             "--qgraph-datastore-records",
             "-c",
             f"makePictures:extractStamps.stamp_size={stamp_size}",
+            *(["-c", "makePictures:write_stamps=False"] if pictures_only else []),
             "-q",
             str(graph),
         ],
@@ -403,6 +406,10 @@ def _compare_rounds(
                 record(f"qbb_{step}", wall, cpu, counts, system)
             wall, cpu, system = (sum(values[i] for values in steps.values()) for i in (0, 1, 3))
             record("qbb_whole", wall, cpu, counts, system)
+            steps = run_quantum_backed(
+                repo, f"out/peer_qbb_pictures_{k}", stamp_size, workdir, pictures_only=True
+            )
+            record("qbb_pictures_run", *steps["run"])
         record("peer_fast", *run_peer(work_list, workdir / f"peer_fast_{k}", True, 1, stamp_size))
     if two_cores:
         for k in range(rounds):
@@ -432,6 +439,7 @@ def _compare_rounds(
         "qbb_init": "pipetask pre-exec-init-qbb (BPS pipetaskInit job)",
         "qbb_final": "butler aggregate-graph (BPS final job)",
         "qbb_whole": "fused, quantum-backed: init + run-qbb + final job",
+        "qbb_pictures_run": "pipetask run-qbb -j 1, fused, write_stamps=False (no Stamps)",
         "peer_fast": "peer --fast, 1 process (Pillow Z_RLE, memmap)",
         "peer_pool": "peer, pool of 2 processes",
         "bps": "bps submit, 2 parsl workers, whole command (CPU: those of its processes waited for)",
@@ -440,7 +448,7 @@ def _compare_rounds(
         "bps_fused_submit_stage": "bps submit zooniverse_fused.yaml, 2 parsl workers, submit stage",
     }
     rates = {name: _rate_line(labels[name], *runs[name]) for name in labels if name in runs}
-    for name in ("pipeline", "fused", "pictures_only", "qbb_run", "qbb_whole"):
+    for name in ("pipeline", "fused", "pictures_only", "qbb_run", "qbb_whole", "qbb_pictures_run"):
         if name not in rates:
             continue
         for peer in ("peer", "peer_fast"):
