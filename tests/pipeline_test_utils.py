@@ -159,3 +159,33 @@ def run_outputs(butler, collection: str, dataset_types=RUN_OUTPUT_TYPES) -> dict
             data = butler.getURI(ref).read()
             result[key] = stamps_content(data) if dataset_type == "zooniverse_stamps" else data
     return result
+
+
+def assert_run_matches(butler, reference: str, collection: str) -> None:
+    """Fail unless a run accounts for every catalog row as the reference
+    run does, column by column, and holds the same RGB ZIPs and Stamps
+    (`run_outputs`: byte for byte, the Stamps' provenance cards aside).
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        The repository.
+    reference : `str`
+        The reference run's output collection (e.g. a local ``pipetask
+        run``).
+    collection : `str`
+        The run to check.
+    """
+    from lsst.epo.zooniverse.pipeline.accounting import account_targets
+
+    expected = account_targets(butler, reference)
+    accounted = account_targets(butler, collection)
+    assert len(accounted) == accounted.meta["n_rows"] == len(expected)
+    for column in ("row_index", "object_id", "status", "reason", "tract", "patch", "file"):
+        assert list(accounted[column]) == list(expected[column]), column
+    reference_outputs = run_outputs(butler, reference, RUN_OUTPUT_TYPES[:2])
+    outputs = run_outputs(butler, collection, RUN_OUTPUT_TYPES[:2])
+    assert sorted(outputs) == sorted(reference_outputs)
+    assert any(key[0] == "zooniverse_rgb" for key in reference_outputs)
+    different = [key for key in reference_outputs if reference_outputs[key] != outputs[key]]
+    assert not different, different

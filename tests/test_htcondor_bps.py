@@ -36,7 +36,7 @@ import subprocess
 
 import pytest
 from htcondor_dagman import Dag, kill_first_attempt, split_arguments
-from pipeline_test_utils import BIN, ROOT, RUN_OUTPUT_TYPES, command_environment, pipetask, run_outputs
+from pipeline_test_utils import BIN, ROOT, assert_run_matches, command_environment, pipetask
 
 from lsst.epo.zooniverse.butler.config import get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
@@ -47,7 +47,6 @@ QUERY = "skymap = 'zooniverse_demo'"
 
 def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     import lsst.ctrl.bps.htcondor  # noqa: F401 (the real plugin; a test dependency)
-    from lsst.epo.zooniverse.pipeline.accounting import account_targets
 
     demo = make_demo_repo(tmp_path / "repo")
     shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
@@ -106,17 +105,7 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     butler = get_butler(demo.root)
     # The final job made the output chain.
     assert butler.collections.get_info("u/test/htcondor").type.name == "CHAINED"
-    expected = account_targets(butler, "u/test/local")
-    accounted = account_targets(butler, "u/test/htcondor")
-    assert len(accounted) == accounted.meta["n_rows"] == len(expected)
-    for column in ("row_index", "object_id", "status", "reason", "tract", "patch", "file"):
-        assert list(accounted[column]) == list(expected[column]), column
-    local_outputs = run_outputs(butler, "u/test/local", RUN_OUTPUT_TYPES[:2])
-    htcondor_outputs = run_outputs(butler, "u/test/htcondor", RUN_OUTPUT_TYPES[:2])
-    assert sorted(htcondor_outputs) == sorted(local_outputs)
-    assert any(key[0] == "zooniverse_rgb" for key in local_outputs)
-    different = [key for key in local_outputs if local_outputs[key] != htcondor_outputs[key]]
-    assert not different, different
+    assert_run_matches(butler, "u/test/local", "u/test/htcondor")
 
 
 # --- The stand-in refuses what it does not model, and retries as HTCondor ---
