@@ -19,59 +19,88 @@
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 
-"""A stand-in for HTCondor's DAGMan and schedd that runs, on this
+"""A stand-in for HTCondor's DAGMan, schedd and starter that runs, on this
 machine, the DAG and submit files ctrl_bps_htcondor writes (``bps
 prepare`` with the real plugin), for the tests of the HTCondor site.
 
 HTCondor's daemons are not installable here: Debian has no ``htcondor``
 package, and PyPI's ``htcondor`` wheel holds the Python bindings only, so
 ``bps submit`` stops at ``Submit.from_dag`` with ``HTCondorException:
-Failed to locate condor_dagman executable in PATH``.  What is modelled,
-from the HTCondor manual ("DAGMan Workflows"; "condor_submit": the
-commands below) and ctrl_bps_htcondor's ``prepare_utils.py`` and
-``final_post.sh``; anything else in a DAG or submit file is refused, so a
-file this stand-in runs is one it understands:
+Failed to locate condor_dagman executable in PATH``.  The job policy
+expressions are evaluated with HTCondor's own ClassAd library from that
+wheel (``classad2``).  What is modelled, from the HTCondor manual ("DAGMan
+Workflows", "condor_submit", "The Environment of a Job") and source
+(``src/condor_dagman/dag.h``, ``src/condor_utils/condor_arglist.cpp``,
+``src/condor_utils/submit_utils.cpp``), and ctrl_bps_htcondor's
+``prepare_utils.py`` and ``final_post.sh``; anything else in a DAG or
+submit file is refused, so a file this stand-in runs is one it
+understands:
 
 ========================  ====================================================
 DAG / submit command      modelled as
 ========================  ====================================================
 ``JOB name file DIR d``   a node; its submit file is read relative to ``d``
-``PARENT a CHILD b``      ``b`` runs only after every parent succeeded; a
-                          node whose parent failed never runs
+``PARENT a CHILD b``      ``b`` runs only after every parent succeeded; no
+                          descendant of a failed node runs
 ``FINAL name file DIR``   runs last, whatever happened before
 ``SCRIPT POST node cmd``  only on the FINAL node (ctrl_bps_htcondor's only
-                          use): run in the DAG's directory with
-                          ``$DAG_STATUS`` and ``$RETURN``; its exit status is
-                          the DAG's
-``CONFIG``,               accepted, no effect here
-``NODE_STATUS_FILE``,
-``SET_JOB_ATTR``
-``executable``,           run as a process, arguments in HTCondor's new
-``arguments``             syntax (double-quoted, single quotes group);
-                          ``transfer_executable=True`` copies it into the
-                          job's scratch directory first
-``getenv``                must be true: the submitter's environment
+                          use), run in the node's ``DIR`` with
+                          ``$DAG_STATUS`` (0, or 2 when a node failed) and
+                          ``$RETURN`` (the job's exit code, minus the
+                          signal's number when killed); the DAG succeeds
+                          (0) or fails (1) as it exits
+``CONFIG file``           read: ``DAGMAN_MANAGER_JOB_APPEND_GETENV = True``
+                          passes the submitter's whole environment on;
+                          otherwise the jobs get DAGMan's default list
+                          (``PATH``, ``HOME``, ``USER``, ``TZ``, ``LANG``,
+                          ``LC_ALL``, ``PYTHONPATH``, ``PERL*``,
+                          ``CONDOR_*``, ``BEARER_TOKEN*``, ``PEGASUS_*``)
+``NODE_STATUS_FILE``,     accepted, not written or used (so no ``bps
+``SET_JOB_ATTR``          report`` or ``bps restart`` from them)
+``executable``,           an absolute path or one relative to ``DIR`` (no
+``arguments``             ``PATH`` search), arguments in the new syntax of
+                          ``condor_arglist.cpp``; ``transfer_executable``
+                          (default true) copies it into the scratch
+                          directory first
+``getenv``                must be true; plus the starter's ``TMPDIR``,
+                          ``TMP``, ``TEMP``, ``_CONDOR_SCRATCH_DIR``,
+                          ``BATCH_SYSTEM`` and ``OMP_NUM_THREADS``
 ``should_transfer_files`` must be YES: each attempt runs in an empty
-                          scratch directory, not in ``DIR``
+                          scratch directory, its stdout and stderr written
+                          there and copied back over ``output``/``error``
+                          (under ``DIR``) when it ends
 ``transfer_output_files`` must be empty
-``output``, ``error``,    written under ``DIR``; ``$(Cluster)`` is the
-``log``                   attempt's cluster id, ``$$([NumJobStarts ?: 0])``
-                          the number of earlier starts
-``max_retries``,          exit 0 ends the job; an exit code
-``retry_until``           ``retry_until`` names (``member(ExitCode, {...})``
-                          or one integer) ends it failed; any other exit
-                          is retried up to ``max_retries`` times
-``on_exit_hold`` with     a job killed by a signal or exiting above 128 is
-``periodic_release``      held and released again, as ctrl_bps_htcondor's
-                          memory-retry expressions do below their cap: it
-                          counts as a retry
-``request_*``, ``+attr``, accepted, not enforced (no matchmaking here)
+``output``, ``error``,    ``$(Cluster)`` is the node's job id (one for all
+``log``                   its attempts), ``$$([NumJobStarts ?: 0])`` the
+                          earlier starts; the log is plain text, not an
+                          HTCondor event log
+``request_memory``        evaluated before each start; a job whose peak
+                          resident memory (``wait4``) exceeds it is held
+                          (reason 34, subcode 0)
+``on_exit_hold``,         evaluated (``classad2``) on the job's ad when it
+``on_exit_hold_subcode``  ends; true: held (reason 3, that subcode)
+``periodic_remove``,      evaluated on a held job: removed (the node fails),
+``periodic_release``      else released and started again (a job neither
+                          removed nor released would wait forever: an error
+                          here)
+``max_retries``,          a job that ends unheld leaves the queue when
+``retry_until``           ``NumJobCompletions > JobMaxRetries || ExitCode
+                          =?= 0 || (retry_until)`` (an integer N meaning
+                          ``ExitCode =?= N``), as condor_submit writes it;
+                          else it starts again
+``concurrency_limit``     ignored, recorded in `Dag.unused`: condor_submit's
+                          command is ``concurrency_limits`` and it warns
+                          that this one is unused
+``request_cpus``,         accepted, not enforced (no matchmaking here);
+``request_disk``,         ``request_cpus`` sets ``OMP_NUM_THREADS``
 ``universe=vanilla``,
-``queue``
+``+attr``, ``queue``
 ========================  ====================================================
 
 Jobs run one at a time (HTCondor runs ready nodes at once); the order of
-ready nodes is the DAG file's.
+ready nodes is the DAG file's.  Eviction (a lost execute node: the job
+requeued, no completion counted) is not modelled; a killed job is one
+that ended by a signal, as the kernel's out-of-memory killer ends it.
 """
 
 from __future__ import annotations
@@ -84,36 +113,56 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+import classad2
 
 ACCEPTED_SUBMIT_COMMANDS = {
     "universe", "should_transfer_files", "when_to_transfer_output", "transfer_output_files",
     "transfer_executable", "on_exit_hold", "on_exit_hold_reason", "on_exit_hold_subcode",
     "request_cpus", "request_memory", "request_disk", "retry_until", "max_retries",
     "periodic_release", "periodic_remove", "getenv", "executable", "arguments", "output",
-    "error", "log", "concurrency_limit",
+    "error", "log",
 }  # fmt: skip
 """Submit commands whose meaning the table of this module covers."""
+
+UNUSED_BY_CONDOR_SUBMIT = {"concurrency_limit"}
+"""Commands condor_submit warns are unused (and ignores)."""
+
+DAGMAN_DEFAULT_GETENV = ("PATH", "HOME", "USER", "TZ", "LANG", "LC_ALL", "PYTHONPATH")
+DAGMAN_DEFAULT_GETENV_PREFIXES = ("PERL", "CONDOR_", "BEARER_TOKEN", "PEGASUS_")
+"""What DAGMan's own job takes from the submitter's environment by
+default (the manual's DAGMan configuration,
+``DAGMAN_MANAGER_JOB_APPEND_GETENV``).
+"""
+
+HOLD_BY_POLICY = 3
+HOLD_OVER_MEMORY = 34
+"""HTCondor's hold reason codes: ``JobPolicy`` and ``JobOutOfResources``."""
 
 
 @dataclasses.dataclass
 class DagNode:
-    """A DAG node, its submit file's commands and its attempts' exit
-    codes (negative: the signal that ended it).
+    """A DAG node, its submit file's commands, its job id and its
+    attempts' exit codes (negative: the signal that ended it).
     """
 
     name: str
     directory: Path
     commands: dict[str, str]
+    cluster: int
     parents: list[str] = dataclasses.field(default_factory=list)
-    starts: int = 0
     status: int | None = None
     exits: list[int] = dataclasses.field(default_factory=list)
+    holds: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
-def read_submit_file(path: Path) -> dict[str, str]:
-    """Return a submit file's commands, refusing any not modelled."""
+def read_submit_file(path: Path, unused: list[str]) -> dict[str, str]:
+    """Return a submit file's commands, refusing any not modelled and
+    appending those condor_submit would ignore to ``unused``.
+    """
     commands: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.strip()
@@ -121,6 +170,9 @@ def read_submit_file(path: Path) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         key = key.strip().lower()
+        if sep and key in UNUSED_BY_CONDOR_SUBMIT:
+            unused.append(key)
+            continue
         if not sep or key not in ACCEPTED_SUBMIT_COMMANDS:
             raise ValueError(f"{path}: submit command not modelled: {line!r}")
         commands[key] = value.strip()
@@ -134,65 +186,95 @@ def read_submit_file(path: Path) -> dict[str, str]:
 
 
 def split_arguments(value: str) -> list[str]:
-    """Split HTCondor's new-syntax ``arguments`` value."""
+    """Split an ``arguments`` value in HTCondor's new syntax: the whole in
+    double quotes (``""`` a literal one), words split at space, tab, CR
+    and LF, single quotes grouping (``''`` a literal one inside them, and
+    ``''`` alone an empty argument).
+    """
     if not (len(value) >= 2 and value.startswith('"') and value.endswith('"')):
         raise ValueError(f"only the new (double-quoted) arguments syntax is modelled: {value}")
-    body = value[1:-1].replace('""', '"')
-    words, word, quoted, k = [], [], False, 0
+    inner = value[1:-1]
+    body = []
+    k = 0
+    while k < len(inner):
+        if inner[k] == '"':
+            if inner[k + 1 : k + 2] != '"':
+                raise ValueError(f"unexpected double quote in arguments: {value}")
+            k += 1
+        body.append(inner[k])
+        k += 1
+    words: list[str] = []
+    word: list[str] = []
+    started = quoted = False
+    k = 0
     while k < len(body):
         char = body[k]
+        if quoted and char == "'" and k + 1 < len(body) and body[k + 1] == "'":
+            word.append("'")
+            k += 2
+            continue
         if char == "'":
-            if quoted and body[k + 1 : k + 2] == "'":
-                word.append("'")
-                k += 2
-                continue
             quoted = not quoted
-        elif char.isspace() and not quoted:
-            if word:
+            started = True
+        elif char in " \t\r\n" and not quoted:
+            if started:
                 words.append("".join(word))
-                word = []
+                word, started = [], False
         else:
             word.append(char)
+            started = True
         k += 1
     if quoted:
         raise ValueError(f"unbalanced single quote in arguments: {value}")
-    if word:
+    if started:
         words.append("".join(word))
     return words
 
 
-def stop_codes(retry_until: str | None) -> set[int]:
-    """Return the exit codes ``retry_until`` stops retrying at."""
+def retry_until_expression(retry_until: str | None) -> str:
+    """Return ``retry_until`` as condor_submit puts it in the job's exit
+    policy (an integer N means ``ExitCode =?= N``).
+    """
     if retry_until is None:
-        return set()
-    if re.fullmatch(r"\d+", retry_until):
-        return {int(retry_until)}
-    match = re.fullmatch(r"member\(ExitCode, \{([\d, ]*)\}\)", retry_until)
-    if match is None:
-        raise ValueError(f"retry_until not modelled: {retry_until}")
-    return {int(code) for code in match.group(1).split(",") if code.strip()}
+        return "false"
+    if re.fullmatch(r"-?\d+", retry_until.strip()):
+        return f"ExitCode =?= {retry_until.strip()}"
+    return retry_until
+
+
+def evaluate(expression: str, ad: Mapping) -> object:
+    """Evaluate a ClassAd expression on a job ad with HTCondor's library."""
+    return classad2.ExprTree(expression).eval(classad2.ClassAd(dict(ad)))
 
 
 class Dag:
-    """A DAG file ctrl_bps_htcondor wrote, ready to run (`run`)."""
+    """A DAG file ctrl_bps_htcondor wrote, ready to run (`run`).
+
+    Parameters
+    ----------
+    dag_file : `pathlib.Path`
+        The DAG.
+
+    Attributes
+    ----------
+    unused : `dict` [`str`, `list` [`str`]]
+        Per node, the submit commands condor_submit would warn are unused.
+    """
 
     def __init__(self, dag_file: Path):
         self.path = dag_file
         self.nodes: dict[str, DagNode] = {}
         self.final: DagNode | None = None
         self.post: list[str] | None = None
+        self.append_getenv = False
+        self.unused: dict[str, list[str]] = {}
         for line in dag_file.read_text().splitlines():
             words = shlex.split(line)
             if not words:
                 continue
             keyword = words[0].upper()
             if keyword in ("JOB", "FINAL") and len(words) == 5 and words[3].upper() == "DIR":
-                directory = dag_file.parent / words[4]
-                node = DagNode(words[1], directory, read_submit_file(directory / words[2]))
-                if keyword == "FINAL":
-                    self.final = node
-                else:
-                    self.nodes[node.name] = node
+                self._add_node(keyword, words[1], dag_file.parent / words[4], words[2])
             elif keyword == "PARENT" and "CHILD" in words:
                 split = words.index("CHILD")
                 for child in words[split + 1 :]:
@@ -201,23 +283,55 @@ class Dag:
                 if self.final is None or words[2] != self.final.name:
                     raise ValueError(f"a POST script on a node other than FINAL is not modelled: {line}")
                 self.post = words[3:]
-            elif keyword in ("CONFIG", "NODE_STATUS_FILE", "SET_JOB_ATTR"):
+            elif keyword == "CONFIG" and len(words) == 2:
+                self._read_config(dag_file.parent / words[1])
+            elif keyword in ("NODE_STATUS_FILE", "SET_JOB_ATTR"):
                 continue
             else:
                 raise ValueError(f"{dag_file}: DAG command not modelled: {line!r}")
+
+    def _add_node(self, keyword: str, name: str, directory: Path, submit_file: str) -> None:
+        unused: list[str] = []
+        cluster = 1000 + len(self.nodes) + (self.final is not None)
+        node = DagNode(name, directory, read_submit_file(directory / submit_file, unused), cluster)
+        if unused:
+            self.unused[name] = unused
+        if keyword == "FINAL":
+            self.final = node
+        else:
+            self.nodes[name] = node
+
+    def _read_config(self, path: Path) -> None:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip().upper() == "DAGMAN_MANAGER_JOB_APPEND_GETENV":
+                self.append_getenv = value.strip().lower() == "true"
+
+    def job_environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """Return what the jobs get of the submitter's environment
+        (``getenv = True`` in each job: DAGMan's own environment).
+        """
+        if self.append_getenv:
+            return dict(env)
+        return {
+            key: value
+            for key, value in env.items()
+            if key in DAGMAN_DEFAULT_GETENV or key.startswith(DAGMAN_DEFAULT_GETENV_PREFIXES)
+        }
 
     def run(
         self,
         env: Mapping[str, str],
         on_start: Callable[[DagNode, subprocess.Popen], None] | None = None,
     ) -> int:
-        """Run every node as DAGMan would; return the DAG's exit status.
+        """Run every node as DAGMan would; return the DAG's exit status
+        (0 or 1).
 
-        ``env`` is the submitter's environment (``getenv = True``);
-        ``on_start(node, process)`` is called as each attempt starts (a
-        test may kill the process there, as a lost node would).
+        ``env`` is the submitter's environment; ``on_start(node, process)``
+        is called as each attempt starts (a test may kill the process
+        there).
         """
-        self.env = dict(env)
+        self.env = self.job_environment(env)
         pending = list(self.nodes.values())
         while pending:
             ready = [n for n in pending if all(self.nodes[p].status == 0 for p in n.parents)]
@@ -227,80 +341,113 @@ class Dag:
             for node in ready:
                 self._run_node(node, on_start)
             pending = [n for n in pending if n not in ready and n not in blocked]
-        failed = any(node.status != 0 for node in self.nodes.values())
-        dag_status = 1 if failed else 0
+        dag_status = 2 if any(node.status != 0 for node in self.nodes.values()) else 0
         if self.final is None:
-            return dag_status
+            return 0 if dag_status == 0 else 1
         self._run_node(self.final, on_start)
         if self.post is None:
-            return dag_status or self.final.status
+            return 0 if self.final.status == 0 else 1
         arguments = [
             {"$DAG_STATUS": str(dag_status), "$RETURN": str(self.final.status)}.get(word, word)
             for word in self.post
         ]
-        return subprocess.run(arguments, cwd=self.path.parent, env=self.env).returncode
+        post = subprocess.run(arguments, cwd=self.final.directory, env=self.env)
+        return 0 if post.returncode == 0 else 1
 
     def _run_node(self, node: DagNode, on_start) -> None:
-        """Run a node's job, retrying as its submit file says."""
-        commands = node.commands
-        retries = int(commands.get("max_retries", "0"))
-        stops = stop_codes(commands.get("retry_until"))
-        while True:
-            code = self._attempt(node, on_start)
-            node.starts += 1
-            node.exits.append(code)
-            killed = code < 0 or code > 128
-            if code == 0 or (not killed and code in stops) or node.starts > retries:
-                node.status = code
-                return
-
-    def _attempt(self, node: DagNode, on_start) -> int:
-        """Run one attempt in an empty scratch directory; return its exit
-        code (negative: the signal that ended it).
+        """Run a node's job until it leaves the queue, as its submit
+        file's policy says.
         """
         commands = node.commands
-        cluster = str(os.getpid() * 1000 + node.starts)
+        ad: dict[str, object] = {"JobMaxRetries": int(commands.get("max_retries", "0")),
+                                 "NumJobStarts": 0, "NumJobCompletions": 0, "JobStatus": 1}  # fmt: skip
+        exit_policy = (
+            f"NumJobCompletions > JobMaxRetries || ExitCode =?= 0 || "
+            f"({retry_until_expression(commands.get('retry_until'))})"
+        )
+        while True:
+            request = evaluate(commands.get("request_memory", "0"), ad)
+            code, peak_mb = self._attempt(node, on_start, int(ad["NumJobStarts"]))
+            ad["NumJobStarts"] = int(ad["NumJobStarts"]) + 1
+            ad["MemoryUsage"] = peak_mb
+            node.exits.append(code)
+            for key in ("ExitCode", "ExitSignal", "HoldReasonCode", "HoldReasonSubCode"):
+                ad.pop(key, None)
+            if isinstance(request, int | float) and request > 0 and peak_mb > request:
+                hold = (HOLD_OVER_MEMORY, 0)
+            else:
+                ad["NumJobCompletions"] = int(ad["NumJobCompletions"]) + 1
+                ad["ExitBySignal"] = code < 0
+                ad["ExitSignal" if code < 0 else "ExitCode"] = -code if code < 0 else code
+                hold = None
+                if evaluate(commands.get("on_exit_hold", "false"), ad) is True:
+                    hold = (HOLD_BY_POLICY, int(commands.get("on_exit_hold_subcode", "0")))
+                elif evaluate(exit_policy, ad) is True:
+                    node.status = code
+                    return
+                else:
+                    continue
+            node.holds.append(hold)
+            ad.update(JobStatus=5, HoldReasonCode=hold[0], HoldReasonSubCode=hold[1])
+            if evaluate(commands.get("periodic_remove", "false"), ad) is True:
+                node.status = code if code != 0 else -1002
+                return
+            if evaluate(commands.get("periodic_release", "false"), ad) is not True:
+                raise RuntimeError(f"{node.name}: held {hold} and never released nor removed")
+            ad.update(JobStatus=1, LastJobStatus=5, LastHoldReasonCode=hold[0], LastHoldReasonSubCode=hold[1])
+
+    def _attempt(self, node: DagNode, on_start, earlier_starts: int) -> tuple[int, float]:
+        """Run one attempt in an empty scratch directory; return its exit
+        code (negative: the signal that ended it) and its peak resident
+        memory in MB.
+        """
+        commands = node.commands
 
         def name(key: str) -> Path:
-            value = commands[key].replace("$(Cluster)", cluster)
-            value = value.replace("$$([NumJobStarts ?: 0])", str(node.starts))
+            value = commands[key].replace("$(Cluster)", str(node.cluster))
+            value = value.replace("$$([NumJobStarts ?: 0])", str(earlier_starts))
             if "$" in value:
                 raise ValueError(f"{node.name}: macro not modelled in {key} = {commands[key]}")
             return node.directory / value
 
+        executable = Path(commands["executable"])
+        if not executable.is_absolute():
+            executable = node.directory / executable
         with tempfile.TemporaryDirectory(prefix=f"htcondor_{node.name}_") as scratch:
-            executable = commands["executable"]
             if commands.get("transfer_executable", "True").lower() == "true":
-                executable = shutil.copy(executable, scratch)
-            arguments = split_arguments(commands.get("arguments", '""'))
-            with open(name("output"), "ab") as output:
-                error = output if commands["error"] == commands["output"] else open(name("error"), "ab")
-                try:
-                    process = subprocess.Popen(
-                        [executable, *arguments], cwd=scratch, stdout=output, stderr=error, env=self.env
-                    )
-                    if on_start is not None:
-                        on_start(node, process)
-                    code = process.wait()
-                finally:
-                    if error is not output:
-                        error.close()
+                executable = Path(shutil.copy(executable, scratch))
+            starter = {"TMPDIR": scratch, "TMP": scratch, "TEMP": scratch, "_CONDOR_SCRATCH_DIR": scratch}
+            starter.update(BATCH_SYSTEM="HTCondor", OMP_NUM_THREADS=commands.get("request_cpus", "1"))
+            env = dict(self.env, **starter)
+            stdout, stderr = Path(scratch, "_condor_stdout"), Path(scratch, "_condor_stderr")
+            with open(stdout, "wb") as out, open(stderr, "wb") as err:
+                shared = commands.get("error") == commands.get("output")
+                process = subprocess.Popen(
+                    [str(executable), *split_arguments(commands.get("arguments", '""'))],
+                    cwd=scratch, stdout=out, stderr=out if shared else err, env=env,
+                )  # fmt: skip
+                if on_start is not None:
+                    on_start(node, process)
+                _, wait_status, usage = os.wait4(process.pid, 0)
+                process.returncode = code = os.waitstatus_to_exitcode(wait_status)
+            shutil.copyfile(stdout, name("output"))
+            if not shared:
+                shutil.copyfile(stderr, name("error"))
         with open(name("log"), "a") as log:
-            log.write(f"attempt {node.starts} exit {code}\n")
-        return code
+            log.write(f"attempt {earlier_starts} exit {code}\n")
+        return code, usage.ru_maxrss / 1024
 
 
 def kill_first_attempt(label: str, after: float = 1.0):
     """Return an ``on_start`` that kills the first attempt of the first
-    node whose name starts with ``label`` (SIGKILL after ``after`` seconds),
-    and the list the killed node's name is appended to.
+    node whose name starts with ``label`` (SIGKILL after ``after``
+    seconds, as the out-of-memory killer would), and the list the killed
+    node's name is appended to.
     """
-    import threading
-
     killed: list[str] = []
 
     def on_start(node: DagNode, process: subprocess.Popen) -> None:
-        if killed or not node.name.startswith(label) or node.starts:
+        if killed or not node.name.startswith(label) or node.exits:
             return
         killed.append(node.name)
         threading.Timer(after, lambda: process.poll() is None and process.send_signal(signal.SIGKILL)).start()

@@ -80,6 +80,10 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     for name in patch_jobs:
         assert dag.nodes[name].parents == ["pipetaskInit"]
         assert split_arguments(dag.nodes[name].commands["arguments"])[2] == "run-qbb"
+    # The memory policy the stand-in's own tests use is the plugin's.
+    for line in _memory_policy(4096, 491520).splitlines():
+        key, value = line.split("=", 1)
+        assert dag.nodes[patch_jobs[0]].commands[key] == value, key
     final_script = dag.final.commands["executable"]
     assert "aggregate-graph" in open(final_script).read()
 
@@ -98,9 +102,12 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     assert status == 0, logs[-6000:]
     assert len(killed) == 1
     node = dag.nodes[killed[0]]
-    assert node.exits == [-9, 0], node.exits
+    assert node.exits == [-9, 0] and node.holds == [(3, 34)], (node.exits, node.holds)
     assert all(node.exits == [0] for node in dag.nodes.values() if node.name != killed[0])
     assert dag.final.exits == [0]
+    # ctrl_bps_htcondor writes the final job's concurrency_limit, which
+    # condor_submit ignores (its command is concurrency_limits).
+    assert dag.unused == {"finalJob": ["concurrency_limit"]}
 
     butler = get_butler(demo.root)
     # The final job made the output chain.
@@ -125,7 +132,9 @@ def _submit_file(directory, executable: str, arguments: str, extra: str = "") ->
 
 def test_stand_in_splits_arguments_as_htcondor():
     assert split_arguments("\"a 'b c' 'it''s' \"\"q\"\"  d\"") == ["a", "b c", "it's", '"q"', "d"]
-    for bad in ("a b", '"a \'b"'):
+    assert split_arguments("\"a '' b\"") == ["a", "", "b"]
+    assert split_arguments('"a\fb"') == ["a\fb"]  # Only space, tab, CR and LF split.
+    for bad in ("a b", '"a \'b"', '"a "b"', '"a""""'):
         with pytest.raises(ValueError):
             split_arguments(bad)
 
@@ -163,11 +172,72 @@ def test_stand_in_retries_and_stops_as_htcondor(tmp_path):
     (tmp_path / "w.dag").write_text(
         'JOB flaky "job.sub" DIR "flaky"\nJOB stop "job.sub" DIR "stop"\nJOB child "job.sub" DIR "child"\n'
         'PARENT stop CHILD child\nFINAL final "job.sub" DIR "final"\n'
-        "SCRIPT POST final /bin/sh -c 'exit $0' $DAG_STATUS\n"
+        "SCRIPT POST final /bin/sh -c 'echo $0 > post_status; exit $0' $DAG_STATUS\n"
     )
     dag = Dag(tmp_path / "w.dag")
     assert dag.run({"PATH": "/usr/bin:/bin"}) == 1
+    assert (tmp_path / "final" / "post_status").read_text() == "2\n"  # DAG_STATUS_NODE_FAILED.
     assert dag.nodes["flaky"].exits == [3, 3, 0]
     assert dag.nodes["stop"].exits == [2]
     assert dag.nodes["child"].exits == []
     assert dag.final.exits == [0]
+
+
+def _memory_policy(base_mb: int, cap_mb: int) -> str:
+    """ctrl_bps_htcondor's memory-retry commands (prepare_utils.py) for
+    ``requestMemory: base_mb``, ``memoryMultiplier: 2.0`` and
+    ``memoryLimit: cap_mb``.
+    """
+    held_for_memory = (
+        "(HoldReasonCode =?= 34 && HoldReasonSubCode =?= 0 "
+        "|| HoldReasonCode =?= 3 && HoldReasonSubCode =?= 34)"
+    )
+    last_held = held_for_memory.replace("Hold", "LastHold")
+    grown = f"min({{int({base_mb} * pow(2.0, NumJobStarts - 1)), {cap_mb}}})"
+    return (
+        "on_exit_hold=ExitBySignal == true || ExitCode > 128\non_exit_hold_subcode=34\n"
+        f"request_memory=(LastJobStatus =?= 5 && {last_held}) ? "
+        f"min({{int({base_mb} * pow(2.0, NumJobStarts)), {cap_mb}}}) : "
+        f"min({{max({{{base_mb}, MemoryUsage ?: 0}}), {cap_mb}}})\n"
+        "periodic_release=JobStatus == 5 && NumJobStarts <= JobMaxRetries && (HoldReasonCode =?= 12 || "
+        f"{held_for_memory} && {grown} < {cap_mb})\n"
+        f"periodic_remove=JobStatus == 5 && (NumJobStarts > JobMaxRetries || ({held_for_memory} && "
+        f"{grown} == {cap_mb}))\n"
+    )
+
+
+def test_stand_in_holds_releases_and_removes_by_the_policy(tmp_path):
+    # Killed by a signal every time: held (3, 34), released with twice the
+    # memory while below the cap, removed at it: two starts, not 1 + 3.
+    _submit_file(tmp_path / "oom", "/bin/sh", "\"-c 'kill -9 $$'\"", _memory_policy(4096, 8192))
+    # Over its memory request (1 MB, cap 4 MB): held (34, 0) by the
+    # starter, released at 2 MB, then removed at the cap.
+    hungry = "\"-c 'x=$(head -c 20000000 /dev/zero | tr \\\\0 x); exit 0'\""
+    _submit_file(tmp_path / "hungry", "/bin/sh", hungry, _memory_policy(1, 4))
+    _submit_file(tmp_path / "fits", "/bin/sh", "\"-c 'exit 0'\"", _memory_policy(4096, 8192))
+    (tmp_path / "m.dag").write_text(
+        'JOB oom "job.sub" DIR "oom"\nJOB hungry "job.sub" DIR "hungry"\nJOB fits "job.sub" DIR "fits"\n'
+    )
+    dag = Dag(tmp_path / "m.dag")
+    assert dag.run({"PATH": "/usr/bin:/bin"}) == 1
+    assert dag.nodes["oom"].exits == [-9, -9] and dag.nodes["oom"].holds == [(3, 34), (3, 34)]
+    assert dag.nodes["hungry"].holds == [(34, 0), (34, 0), (34, 0)]
+    assert dag.nodes["fits"].exits == [0] and dag.nodes["fits"].holds == []
+    assert dag.nodes["oom"].status != 0 and dag.nodes["hungry"].status != 0
+
+
+def test_stand_in_gives_jobs_dagmans_environment(tmp_path):
+    _submit_file(tmp_path / "show", "/usr/bin/env", '""')
+    (tmp_path / "e.dag").write_text('JOB show "job.sub" DIR "show"\n')
+    dag = Dag(tmp_path / "e.dag")
+    assert dag.run({"PATH": "/usr/bin:/bin", "HOME": "/root", "DAF_BUTLER_CONFIG_PATH": "/x"}) == 0
+    seen = dict(
+        line.split("=", 1) for line in next((tmp_path / "show").glob("job.*.out")).read_text().splitlines()
+    )
+    assert seen["HOME"] == "/root" and "DAF_BUTLER_CONFIG_PATH" not in seen
+    assert seen["TMPDIR"] == seen["_CONDOR_SCRATCH_DIR"] != str(tmp_path / "show")
+    (tmp_path / "dagman.conf").write_text("DAGMAN_MANAGER_JOB_APPEND_GETENV = True\n")
+    (tmp_path / "f.dag").write_text('CONFIG dagman.conf\nJOB show "job.sub" DIR "show"\n')
+    dag = Dag(tmp_path / "f.dag")
+    assert dag.run({"PATH": "/usr/bin:/bin", "DAF_BUTLER_CONFIG_PATH": "/x"}) == 0
+    assert "DAF_BUTLER_CONFIG_PATH=/x" in next((tmp_path / "show").glob("job.*.out")).read_text()
