@@ -52,9 +52,8 @@ DAG / submit command      modelled as
 ``CONFIG file``           read: ``DAGMAN_MANAGER_JOB_APPEND_GETENV = True``
                           passes the submitter's whole environment on;
                           otherwise the jobs get DAGMan's default list
-                          (``PATH``, ``HOME``, ``USER``, ``TZ``, ``LANG``,
-                          ``LC_ALL``, ``PYTHONPATH``, ``PERL*``,
-                          ``CONDOR_*``, ``BEARER_TOKEN*``, ``PEGASUS_*``)
+                          (`DAGMAN_DEFAULT_GETENV`: ``PATH``, ``HOME``,
+                          ``PYTHONPATH``, ``_CONDOR_*`` and a few more)
 ``NODE_STATUS_FILE``,     accepted, not written or used (so no ``bps
 ``SET_JOB_ATTR``          report`` or ``bps restart`` from them)
 ``executable``,           an absolute path or one relative to ``DIR`` (no
@@ -94,7 +93,11 @@ DAG / submit command      modelled as
 ``request_cpus``,         accepted, not enforced (no matchmaking here);
 ``request_disk``,         ``request_cpus`` sets ``OMP_NUM_THREADS``
 ``universe=vanilla``,
+``when_to_transfer_output``,
+``on_exit_hold_reason``,
 ``+attr``, ``queue``
+``$`` in any other value  refused (``$ENV(...)`` and other macros are not
+                          expanded here)
 ========================  ====================================================
 
 Jobs run one at a time (HTCondor runs ready nodes at once); the order of
@@ -106,6 +109,7 @@ that ended by a signal, as the kernel's out-of-memory killer ends it.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 import re
 import shlex
@@ -131,11 +135,15 @@ ACCEPTED_SUBMIT_COMMANDS = {
 UNUSED_BY_CONDOR_SUBMIT = {"concurrency_limit"}
 """Commands condor_submit warns are unused (and ignores)."""
 
-DAGMAN_DEFAULT_GETENV = ("PATH", "HOME", "USER", "TZ", "LANG", "LC_ALL", "PYTHONPATH")
-DAGMAN_DEFAULT_GETENV_PREFIXES = ("PERL", "CONDOR_", "BEARER_TOKEN", "PEGASUS_")
+DAGMAN_DEFAULT_GETENV = (
+    "CONDOR_CONFIG", "_CONDOR_*", "PATH", "PYTHONPATH", "PERL*", "PEGASUS_*", "TZ", "HOME", "USER",
+    "LANG", "LC_ALL", "BEARER_TOKEN", "BEARER_TOKEN_FILE", "XDG_RUNTIME_DIR", "ASAN_OPTIONS",
+    "LSAN_OPTIONS",
+)  # fmt: skip
 """What DAGMan's own job takes from the submitter's environment by
-default (the manual's DAGMan configuration,
-``DAGMAN_MANAGER_JOB_APPEND_GETENV``).
+default (``fnmatch`` patterns; HTCondor's test of it,
+``src/condor_tests/test_dagman_proper_env.py``), unless
+``DAGMAN_MANAGER_JOB_APPEND_GETENV`` says otherwise.
 """
 
 HOLD_BY_POLICY = 3
@@ -160,8 +168,24 @@ class DagNode:
 
 
 def read_submit_file(path: Path, unused: list[str]) -> dict[str, str]:
-    """Return a submit file's commands, refusing any not modelled and
-    appending those condor_submit would ignore to ``unused``.
+    """Return a submit file's commands.
+
+    Parameters
+    ----------
+    path : `pathlib.Path`
+        The submit file.
+    unused : `list` [`str`]
+        Appended with the commands condor_submit would ignore.
+
+    Returns
+    -------
+    commands : `dict` [`str`, `str`]
+        Command (lower case) to value.
+
+    Raises
+    ------
+    ValueError
+        Raised for a command or value this module does not model.
     """
     commands: dict[str, str] = {}
     for line in path.read_text().splitlines():
@@ -176,6 +200,9 @@ def read_submit_file(path: Path, unused: list[str]) -> dict[str, str]:
         if not sep or key not in ACCEPTED_SUBMIT_COMMANDS:
             raise ValueError(f"{path}: submit command not modelled: {line!r}")
         commands[key] = value.strip()
+    for key, value in commands.items():
+        if "$" in value and key not in ("output", "error", "log"):
+            raise ValueError(f"{path}: macro not modelled in {key} = {value}")
     if commands.get("getenv", "").lower() != "true":
         raise ValueError(f"{path}: only getenv = True is modelled")
     if commands.get("should_transfer_files", "").upper() != "YES":
@@ -186,10 +213,25 @@ def read_submit_file(path: Path, unused: list[str]) -> dict[str, str]:
 
 
 def split_arguments(value: str) -> list[str]:
-    """Split an ``arguments`` value in HTCondor's new syntax: the whole in
-    double quotes (``""`` a literal one), words split at space, tab, CR
-    and LF, single quotes grouping (``''`` a literal one inside them, and
-    ``''`` alone an empty argument).
+    """Split an ``arguments`` value in HTCondor's new syntax.
+
+    Parameters
+    ----------
+    value : `str`
+        The whole in double quotes (``""`` a literal one); words split at
+        space, tab, CR and LF; single quotes group (``''`` is a literal
+        one inside them, and an empty argument alone).
+
+    Returns
+    -------
+    arguments : `list` [`str`]
+        The words.
+
+    Raises
+    ------
+    ValueError
+        Raised for the old syntax, a lone double quote or an unbalanced
+        single quote.
     """
     if not (len(value) >= 2 and value.startswith('"') and value.endswith('"')):
         raise ValueError(f"only the new (double-quoted) arguments syntax is modelled: {value}")
@@ -233,7 +275,18 @@ def split_arguments(value: str) -> list[str]:
 
 def retry_until_expression(retry_until: str | None) -> str:
     """Return ``retry_until`` as condor_submit puts it in the job's exit
-    policy (an integer N means ``ExitCode =?= N``).
+    policy.
+
+    Parameters
+    ----------
+    retry_until : `str` or `None`
+        The submit command's value: an expression, or an integer N
+        meaning ``ExitCode =?= N``.
+
+    Returns
+    -------
+    expression : `str`
+        A ClassAd expression (``false`` when there is none).
     """
     if retry_until is None:
         return "false"
@@ -243,7 +296,20 @@ def retry_until_expression(retry_until: str | None) -> str:
 
 
 def evaluate(expression: str, ad: Mapping) -> object:
-    """Evaluate a ClassAd expression on a job ad with HTCondor's library."""
+    """Evaluate a ClassAd expression on a job ad with HTCondor's library.
+
+    Parameters
+    ----------
+    expression : `str`
+        The expression.
+    ad : `~collections.abc.Mapping`
+        The job's attributes.
+
+    Returns
+    -------
+    value : `object`
+        Its value (``classad2.Value.Undefined`` where it is undefined).
+    """
     return classad2.ExprTree(expression).eval(classad2.ClassAd(dict(ad)))
 
 
@@ -257,8 +323,18 @@ class Dag:
 
     Attributes
     ----------
+    nodes : `dict` [`str`, `DagNode`]
+        The JOB nodes, in the DAG file's order.
+    final : `DagNode` or `None`
+        The FINAL node.
+    post : `list` [`str`] or `None`
+        The FINAL node's POST script and its arguments.
+    append_getenv : `bool`
+        Whether the DAG's CONFIG file passes the whole environment on.
     unused : `dict` [`str`, `list` [`str`]]
         Per node, the submit commands condor_submit would warn are unused.
+    env : `dict` [`str`, `str`]
+        The jobs' environment in the last `run`.
     """
 
     def __init__(self, dag_file: Path):
@@ -268,6 +344,7 @@ class Dag:
         self.post: list[str] | None = None
         self.append_getenv = False
         self.unused: dict[str, list[str]] = {}
+        self.env: dict[str, str] = {}
         for line in dag_file.read_text().splitlines():
             words = shlex.split(line)
             if not words:
@@ -309,14 +386,25 @@ class Dag:
 
     def job_environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """Return what the jobs get of the submitter's environment
-        (``getenv = True`` in each job: DAGMan's own environment).
+        (``getenv = True`` in each job gives them DAGMan's own).
+
+        Parameters
+        ----------
+        env : `~collections.abc.Mapping` [`str`, `str`]
+            The submitter's environment.
+
+        Returns
+        -------
+        job_env : `dict` [`str`, `str`]
+            The whole of it if the DAG's CONFIG file appends it, else the
+            variables `DAGMAN_DEFAULT_GETENV` matches.
         """
         if self.append_getenv:
             return dict(env)
         return {
             key: value
             for key, value in env.items()
-            if key in DAGMAN_DEFAULT_GETENV or key.startswith(DAGMAN_DEFAULT_GETENV_PREFIXES)
+            if any(fnmatch.fnmatchcase(key, pattern) for pattern in DAGMAN_DEFAULT_GETENV)
         }
 
     def run(
@@ -324,12 +412,20 @@ class Dag:
         env: Mapping[str, str],
         on_start: Callable[[DagNode, subprocess.Popen], None] | None = None,
     ) -> int:
-        """Run every node as DAGMan would; return the DAG's exit status
-        (0 or 1).
+        """Run every node as DAGMan would.
 
-        ``env`` is the submitter's environment; ``on_start(node, process)``
-        is called as each attempt starts (a test may kill the process
-        there).
+        Parameters
+        ----------
+        env : `~collections.abc.Mapping` [`str`, `str`]
+            The submitter's environment.
+        on_start : `~collections.abc.Callable`, optional
+            Called with the node and its process as each attempt starts (a
+            test may kill the process there).
+
+        Returns
+        -------
+        status : `int`
+            The DAG's exit status: 0, or 1 when it failed.
         """
         self.env = self.job_environment(env)
         pending = list(self.nodes.values())
@@ -440,9 +536,22 @@ class Dag:
 
 def kill_first_attempt(label: str, after: float = 1.0):
     """Return an ``on_start`` that kills the first attempt of the first
-    node whose name starts with ``label`` (SIGKILL after ``after``
-    seconds, as the out-of-memory killer would), and the list the killed
-    node's name is appended to.
+    node whose name starts with ``label``, as the out-of-memory killer
+    would.
+
+    Parameters
+    ----------
+    label : `str`
+        Start of the node's name.
+    after : `float`, optional
+        Seconds after the start to send SIGKILL.
+
+    Returns
+    -------
+    on_start : `~collections.abc.Callable`
+        For `Dag.run`.
+    killed : `list` [`str`]
+        The killed node's name, once it is chosen.
     """
     killed: list[str] = []
 
@@ -450,6 +559,13 @@ def kill_first_attempt(label: str, after: float = 1.0):
         if killed or not node.name.startswith(label) or node.exits:
             return
         killed.append(node.name)
-        threading.Timer(after, lambda: process.poll() is None and process.send_signal(signal.SIGKILL)).start()
+
+        def kill() -> None:
+            # Not process.poll(): reaping here would take the exit status
+            # from the stand-in's os.wait4.
+            if process.returncode is None:
+                os.kill(process.pid, signal.SIGKILL)
+
+        threading.Timer(after, kill).start()
 
     return on_start, killed

@@ -163,7 +163,8 @@ def run_outputs(butler, collection: str, dataset_types=RUN_OUTPUT_TYPES) -> dict
 
 def assert_run_matches(butler, reference: str, collection: str) -> None:
     """Fail unless a run accounts for every catalog row as the reference
-    run does, column by column, and holds the same RGB ZIPs and Stamps
+    run does, column by column (no row left unprocessed), and holds the
+    same RGB ZIPs and Stamps
     (`run_outputs`: byte for byte, the Stamps' provenance cards aside).
 
     Parameters
@@ -180,6 +181,7 @@ def assert_run_matches(butler, reference: str, collection: str) -> None:
 
     expected = account_targets(butler, reference)
     accounted = account_targets(butler, collection)
+    assert "not_processed" not in set(expected["status"])
     assert len(accounted) == accounted.meta["n_rows"] == len(expected)
     for column in ("row_index", "object_id", "status", "reason", "tract", "patch", "file"):
         assert list(accounted[column]) == list(expected[column]), column

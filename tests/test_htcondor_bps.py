@@ -69,6 +69,10 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     assert prepared.returncode == 0, prepared.stderr[-4000:]
     assert "Using HTCondor Python bindings" in prepared.stderr
     dag = Dag(next(work.glob("submit/u/test/htcondor/*/*.dag")))
+    # These bindings do not know DAGMAN_MANAGER_JOB_APPEND_GETENV, so the
+    # plugin leaves it out of dagman.conf: the jobs get DAGMan's default
+    # environment (doc/batch_sites.md).
+    assert "DAGMAN_MANAGER_JOB_APPEND_GETENV" in prepared.stderr and not dag.append_getenv
 
     # The site's settings reached every job: memory 4096 MB doubled on a
     # memory hold, three retries; jobs of patches; the final job registers.
@@ -95,7 +99,7 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     )  # fmt: skip
 
     # The workflow, with the first job of patches killed (SIGKILL) while it
-    # starts, as a lost node would end it.
+    # starts, as the out-of-memory killer would end it.
     on_start, killed = kill_first_attempt("patches_", after=0.5)
     status = dag.run(env, on_start)
     logs = "".join(path.read_text()[-2000:] for path in dag.path.parent.rglob("*.out"))
@@ -149,6 +153,10 @@ def test_stand_in_refuses_what_it_does_not_model(tmp_path):
         (tmp_path / "two.dag").write_text(f'JOB b "job.sub" DIR "b"\n{line}\n')
         with pytest.raises(ValueError, match="not modelled"):
             Dag(tmp_path / "two.dag")
+    _submit_file(tmp_path / "c", "/bin/echo", '"$ENV(HOME)"')
+    (tmp_path / "four.dag").write_text('JOB c "job.sub" DIR "c"\n')
+    with pytest.raises(ValueError, match="macro not modelled"):
+        Dag(tmp_path / "four.dag")
     (tmp_path / "b" / "job.sub").write_text(
         (tmp_path / "b" / "job.sub").read_text().replace("getenv=True", "")
     )
@@ -208,12 +216,19 @@ def _memory_policy(base_mb: int, cap_mb: int) -> str:
 
 def test_stand_in_holds_releases_and_removes_by_the_policy(tmp_path):
     # Killed by a signal every time: held (3, 34), released with twice the
-    # memory while below the cap, removed at it: two starts, not 1 + 3.
-    _submit_file(tmp_path / "oom", "/bin/sh", "\"-c 'kill -9 $$'\"", _memory_policy(4096, 8192))
+    # memory while below the cap, removed at it: two starts, not 1 + 2.
+    # ($ in a submit file is a macro: the jobs are scripts.)
+    scripts = {
+        "oom": "kill -9 $$",
+        "hungry": "x=$(head -c 20000000 /dev/zero | tr '\\0' x)\nexit 0",
+    }
+    for name, body in scripts.items():
+        (tmp_path / f"{name}.sh").write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / f"{name}.sh").chmod(0o755)
+    _submit_file(tmp_path / "oom", str(tmp_path / "oom.sh"), '""', _memory_policy(4096, 8192))
     # Over its memory request (1 MB, cap 4 MB): held (34, 0) by the
     # starter, released at 2 MB, then removed at the cap.
-    hungry = "\"-c 'x=$(head -c 20000000 /dev/zero | tr \\\\0 x); exit 0'\""
-    _submit_file(tmp_path / "hungry", "/bin/sh", hungry, _memory_policy(1, 4))
+    _submit_file(tmp_path / "hungry", str(tmp_path / "hungry.sh"), '""', _memory_policy(1, 4))
     _submit_file(tmp_path / "fits", "/bin/sh", "\"-c 'exit 0'\"", _memory_policy(4096, 8192))
     (tmp_path / "m.dag").write_text(
         'JOB oom "job.sub" DIR "oom"\nJOB hungry "job.sub" DIR "hungry"\nJOB fits "job.sub" DIR "fits"\n'
@@ -230,11 +245,19 @@ def test_stand_in_gives_jobs_dagmans_environment(tmp_path):
     _submit_file(tmp_path / "show", "/usr/bin/env", '""')
     (tmp_path / "e.dag").write_text('JOB show "job.sub" DIR "show"\n')
     dag = Dag(tmp_path / "e.dag")
-    assert dag.run({"PATH": "/usr/bin:/bin", "HOME": "/root", "DAF_BUTLER_CONFIG_PATH": "/x"}) == 0
+    submitter = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/root",
+        "_CONDOR_X": "1",
+        "CONDOR_X": "2",
+        "DAF_BUTLER_CONFIG_PATH": "/x",
+    }
+    assert dag.run(submitter) == 0
     seen = dict(
         line.split("=", 1) for line in next((tmp_path / "show").glob("job.*.out")).read_text().splitlines()
     )
-    assert seen["HOME"] == "/root" and "DAF_BUTLER_CONFIG_PATH" not in seen
+    assert seen["HOME"] == "/root" and seen["_CONDOR_X"] == "1"
+    assert "DAF_BUTLER_CONFIG_PATH" not in seen and "CONDOR_X" not in seen
     assert seen["TMPDIR"] == seen["_CONDOR_SCRATCH_DIR"] != str(tmp_path / "show")
     (tmp_path / "dagman.conf").write_text("DAGMAN_MANAGER_JOB_APPEND_GETENV = True\n")
     (tmp_path / "f.dag").write_text('CONFIG dagman.conf\nJOB show "job.sub" DIR "show"\n')

@@ -80,7 +80,7 @@ def test_plan_refuses_a_run_that_exists(demo_on_postgres):
         submit_file="f",
         output="u/test/taken",
         tracts_per_submission=1,
-        timestamp="T",
+        plan="T",
     )
     check_outputs(butler, parts)  # Nothing there yet.
     butler.collections.register("u/test/taken/T/part002", CollectionType.RUN)

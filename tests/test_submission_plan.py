@@ -33,7 +33,6 @@ import subprocess
 
 import pytest
 
-from lsst.epo.zooniverse.pipeline import submission_plan
 from lsst.epo.zooniverse.pipeline.submission_plan import plan_name, plan_submissions, split_evenly
 from lsst.epo.zooniverse.script.plan_zooniverse_submissions import shell_line
 
@@ -69,7 +68,7 @@ def test_plan_gives_each_submission_its_own_run_in_one_chain():
         output="u/pi/zooniverse_cutouts",
         tracts_per_submission=2,
         repo="/repo/main",
-        timestamp="20261206T063000Z",
+        plan="20261206T063000Z",
     )
     assert [part.tracts for part in parts] == [(9813, 9814), (9815, 10001)]
     assert {part.output for part in parts} == {"u/pi/zooniverse_cutouts"}
@@ -89,25 +88,20 @@ def test_plan_gives_each_submission_its_own_run_in_one_chain():
     assert other[0].output_run.endswith("/part0001") and other[-1].output_run.endswith("/part1500")
 
 
-def test_plans_made_in_the_same_second_do_not_share_runs(monkeypatch):
+def test_plans_made_in_the_same_second_do_not_share_runs():
     # BPS names runs to the second; two plans of one output made at once
     # (two notebooks) must still give every part a run of its own.
-    frozen = datetime.datetime(2026, 12, 6, 6, 30, tzinfo=datetime.UTC)
-
-    class FrozenClock(datetime.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return frozen
-
-    monkeypatch.setattr(submission_plan.datetime, "datetime", FrozenClock)
-    runs = [
-        part.output_run
-        for _ in range(2)
-        for part in plan_submissions([1, 2], skymap="s", submit_file="f", output="o", tracts_per_submission=1)
-    ]
-    assert len(set(runs)) == 4
-    assert all(re.fullmatch(r"o/20261206T063000Z-[0-9a-f]{6}/part00[12]", run) for run in runs), runs
-    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", plan_name())
+    second = datetime.datetime(2026, 12, 6, 6, 30, tzinfo=datetime.UTC)
+    names = {plan_name(second) for _ in range(20)}
+    assert len(names) == 20
+    assert all(re.fullmatch(r"20261206T063000Z-[0-9a-f]{6}", name) for name in names), names
+    # Local time is written as UTC.
+    eastern = datetime.timezone(datetime.timedelta(hours=-5))
+    assert plan_name(datetime.datetime(2026, 12, 6, 1, 30, tzinfo=eastern)).startswith("20261206T063000Z-")
+    # A plan's default name is one of these: every part under it.
+    parts = plan_submissions([1, 2], skymap="s", submit_file="f", output="o", tracts_per_submission=1)
+    assert re.fullmatch(r"o/\d{8}T\d{6}Z-[0-9a-f]{6}/part001", parts[0].output_run)
+    assert parts[1].output_run == parts[0].output_run[:-1] + "2"
 
 
 def test_plan_puts_where_in_every_data_query():

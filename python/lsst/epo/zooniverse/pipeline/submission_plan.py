@@ -166,7 +166,7 @@ def plan_submissions(
     repo: str | None = None,
     inputs: str | None = None,
     where: str = "",
-    timestamp: str | None = None,
+    plan: str | None = None,
 ) -> list[SubmissionPart]:
     """Make the ``bps submit`` commands of a catalog split by tract.
 
@@ -189,8 +189,8 @@ def plan_submissions(
     where : `str`, optional
         More constraints, added to every part's data query (``-d``, which
         replaces the submit file's ``dataQuery``).
-    timestamp : `str`, optional
-        Names this plan's runs, ``{output}/{timestamp}/partNNN``; by
+    plan : `str`, optional
+        Names this plan's runs, ``{output}/{plan}/partNNN``; by
         default the current UTC time as BPS writes it and six random hex
         digits (``20261206T063000Z-5f3a9c``), unique even for plans made
         in the same second.
@@ -219,7 +219,7 @@ def plan_submissions(
         raise ValueError("The output collection is empty.")
     if len(tracts) == 0:
         raise ValueError("No tract to submit.")
-    stamp = timestamp or plan_name()
+    plan = plan or plan_name()
     groups = split_evenly(sorted({int(t) for t in tracts}), tracts_per_submission)
     width = max(3, len(str(len(groups))))
     common = ["bps", "submit", submit_file]
@@ -232,23 +232,29 @@ def plan_submissions(
         data_query = f"skymap = '{skymap}' AND tract IN ({', '.join(str(t) for t in group)})"
         if where:
             data_query += f" AND ({where})"
-        output_run = f"{output}/{stamp}/part{k:0{width}d}"
+        output_run = f"{output}/{plan}/part{k:0{width}d}"
         command = (*common, "-o", output, "--output-run", output_run, "-d", data_query)
         parts.append(SubmissionPart(group, data_query, output, output_run, command))
     return parts
 
 
-def plan_name() -> str:
+def plan_name(now: datetime.datetime | None = None) -> str:
     """Return a new plan's name: the UTC time to the second, as BPS names
     runs, and six random hex digits.
+
+    Parameters
+    ----------
+    now : `datetime.datetime`, optional
+        The time (aware); by default the current time.
 
     Returns
     -------
     name : `str`
-        For example ``20261206T063000Z-5f3a9c``; names sort by time.
+        For example ``20261206T063000Z-5f3a9c``; names sort by time, and
+        two made in the same second differ.
     """
-    now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{now}-{secrets.token_hex(3)}"
+    now = now or datetime.datetime.now(tz=datetime.UTC)
+    return f"{now.astimezone(datetime.UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 def _check_values(skymap: str, where: str, values: dict[str, str | None]) -> None:
