@@ -61,6 +61,8 @@ DAG / submit command      modelled as
                           ``condor_arglist.cpp``; ``transfer_executable``
                           (default true) copies it into the scratch
                           directory first
+``environment``           the new syntax (double-quoted ``NAME='value'``
+                          entries), over what ``getenv`` gives
 ``getenv``                must be true; plus the starter's ``TMPDIR``,
                           ``TMP``, ``TEMP``, ``_CONDOR_SCRATCH_DIR``,
                           ``BATCH_SYSTEM`` and ``OMP_NUM_THREADS``
@@ -128,7 +130,7 @@ ACCEPTED_SUBMIT_COMMANDS = {
     "transfer_executable", "on_exit_hold", "on_exit_hold_reason", "on_exit_hold_subcode",
     "request_cpus", "request_memory", "request_disk", "retry_until", "max_retries",
     "periodic_release", "periodic_remove", "getenv", "executable", "arguments", "output",
-    "error", "log",
+    "error", "log", "environment",
 }  # fmt: skip
 """Submit commands whose meaning the table of this module covers."""
 
@@ -271,6 +273,35 @@ def split_arguments(value: str) -> list[str]:
     if started:
         words.append("".join(word))
     return words
+
+
+def parse_environment(value: str) -> dict[str, str]:
+    """Parse an ``environment`` value in HTCondor's new syntax.
+
+    Parameters
+    ----------
+    value : `str`
+        In double quotes, ``NAME=value`` entries separated by whitespace,
+        a value in single quotes where it holds spaces (``''`` a literal
+        one); the same quoting as `split_arguments`.
+
+    Returns
+    -------
+    environment : `dict` [`str`, `str`]
+        Name to value; these override what ``getenv`` gives the job.
+
+    Raises
+    ------
+    ValueError
+        Raised for the old syntax or an entry without ``=``.
+    """
+    environment = {}
+    for entry in split_arguments(value):
+        name, sep, entry_value = entry.partition("=")
+        if not sep or not name:
+            raise ValueError(f"environment entry is not NAME=value: {entry!r} in {value}")
+        environment[name] = entry_value
+    return environment
 
 
 def retry_until_expression(retry_until: str | None) -> str:
@@ -514,7 +545,7 @@ class Dag:
                 executable = Path(shutil.copy(executable, scratch))
             starter = {"TMPDIR": scratch, "TMP": scratch, "TEMP": scratch, "_CONDOR_SCRATCH_DIR": scratch}
             starter.update(BATCH_SYSTEM="HTCondor", OMP_NUM_THREADS=commands.get("request_cpus", "1"))
-            env = dict(self.env, **starter)
+            env = dict(self.env, **parse_environment(commands.get("environment", '""')), **starter)
             stdout, stderr = Path(scratch, "_condor_stdout"), Path(scratch, "_condor_stderr")
             with open(stdout, "wb") as out, open(stderr, "wb") as err:
                 shared = commands.get("error") == commands.get("output")

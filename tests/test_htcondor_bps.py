@@ -33,16 +33,47 @@ provenance cards aside), with every catalog row accounted for the same.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
-from htcondor_dagman import Dag, kill_first_attempt, split_arguments
+import yaml
+from htcondor_dagman import Dag, kill_first_attempt, parse_environment, split_arguments
 from pipeline_test_utils import BIN, ROOT, assert_run_matches, command_environment, pipetask
 
-from lsst.epo.zooniverse.butler.config import get_butler
+from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
 from lsst.epo.zooniverse.demo import make_demo_repo
 from lsst.epo.zooniverse.pipeline.sharding import shard_target_catalog
 
 QUERY = "skymap = 'zooniverse_demo'"
+
+
+def _as_existing_repository(root: str) -> None:
+    """Take this package's configuration out of a repository's own
+    butler.yaml, as in a repository it did not make (e.g. the USDF's
+    /repo/main): every process then needs it on DAF_BUTLER_CONFIG_PATH.
+    """
+    path = Path(root) / "butler.yaml"
+    config = yaml.safe_load(path.read_text())
+    del config["storageClasses"]
+    del config["datastore"]["formatters"]
+    path.write_text(yaml.safe_dump(config))
+
+
+def _prepare(submit: Path, demo, inputs: str, output: str, work: Path, env: dict) -> Dag:
+    """``bps prepare`` with the real plugin; return its workflow."""
+    prepared = subprocess.run(
+        [str(BIN / "bps"), "prepare", str(submit), "-b", demo.root, "-i", inputs, "-o", output, "-d", QUERY],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr[-4000:]
+    assert "Using HTCondor Python bindings" in prepared.stderr
+    # These bindings do not know DAGMAN_MANAGER_JOB_APPEND_GETENV, so the
+    # plugin leaves it out of dagman.conf: the jobs get DAGMan's default
+    # environment (doc/batch_sites.md).
+    assert "DAGMAN_MANAGER_JOB_APPEND_GETENV" in prepared.stderr
+    dag = Dag(next(work.glob(f"submit/{output}/*/*.dag")))
+    assert not dag.append_getenv
+    return dag
 
 
 def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
@@ -50,29 +81,22 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
 
     demo = make_demo_repo(tmp_path / "repo")
     shard_target_catalog(get_butler(demo.root, writeable=True), demo.sample_catalog, run="targets/sample")
+    _as_existing_repository(demo.root)
     inputs = f"{demo.collection},targets/sample"
     work = tmp_path / "work"
     work.mkdir()
     env = command_environment(PWD=str(work))  # BPS's submitPath is ${PWD}/submit/...
-    # The PI's submit file: the shipped one and one include.
+    # The PI's submit file: the shipped one, one include, and this
+    # package's configuration for the jobs (doc/batch_sites.md).
     submit = tmp_path / "htcondor.yaml"
     submit.write_text(
         "includeConfigs:\n"
         "  - ${EPO_ZOONIVERSE_DIR}/config/bps/zooniverse.yaml\n"
         "  - ${EPO_ZOONIVERSE_DIR}/config/bps/sites/htcondor.yaml\n"
+        f"environment:\n  DAF_BUTLER_CONFIG_PATH: {CONFIG_DIR}\n"
     )
-    prepared = subprocess.run(
-        [str(BIN / "bps"), "prepare", str(submit), "-b", demo.root, "-i", inputs, "-o", "u/test/htcondor",
-         "-d", QUERY],
-        cwd=work, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert prepared.returncode == 0, prepared.stderr[-4000:]
-    assert "Using HTCondor Python bindings" in prepared.stderr
-    dag = Dag(next(work.glob("submit/u/test/htcondor/*/*.dag")))
-    # These bindings do not know DAGMAN_MANAGER_JOB_APPEND_GETENV, so the
-    # plugin leaves it out of dagman.conf: the jobs get DAGMan's default
-    # environment (doc/batch_sites.md).
-    assert "DAGMAN_MANAGER_JOB_APPEND_GETENV" in prepared.stderr and not dag.append_getenv
+    dag = _prepare(submit, demo, inputs, "u/test/htcondor", work, env)
+    assert dag.nodes["pipetaskInit"].commands["environment"] == f"\"DAF_BUTLER_CONFIG_PATH='{CONFIG_DIR}'\""
 
     # The site's settings reached every job: memory 4096 MB doubled on a
     # memory hold, three retries; jobs of patches; the final job registers.
@@ -118,6 +142,17 @@ def test_htcondor_workflow_survives_a_killed_job_and_matches_local(tmp_path):
     assert butler.collections.get_info("u/test/htcondor").type.name == "CHAINED"
     assert_run_matches(butler, "u/test/local", "u/test/htcondor")
 
+    # Without the environment line the jobs do not find this package's
+    # storage classes (DAGMan does not pass DAF_BUTLER_CONFIG_PATH on):
+    # every job of patches fails, and so does the DAG.
+    submit.write_text(submit.read_text().split("environment:")[0])
+    bare = _prepare(submit, demo, inputs, "u/test/htcondor_bare", work, env)
+    assert "environment" not in bare.nodes["pipetaskInit"].commands
+    assert bare.run(env) == 1
+    assert all(bare.nodes[name].status == 1 for name in bare.nodes if name.startswith("patches_"))
+    logs = "".join(path.read_text() for path in bare.path.parent.glob("jobs/patches/*/*.out"))
+    assert "KeyError: 'Zooniverse" in logs
+
 
 # --- The stand-in refuses what it does not model, and retries as HTCondor ---
 
@@ -141,6 +176,9 @@ def test_stand_in_splits_arguments_as_htcondor():
     for bad in ("a b", '"a \'b"', '"a "b"', '"a""""'):
         with pytest.raises(ValueError):
             split_arguments(bad)
+    assert parse_environment("\"A='x y' B=2 C=''\"") == {"A": "x y", "B": "2", "C": ""}
+    with pytest.raises(ValueError, match="NAME=value"):
+        parse_environment('"A=1 novalue"')
 
 
 def test_stand_in_refuses_what_it_does_not_model(tmp_path):
