@@ -37,7 +37,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from htcondor_dagman import Dag, kill_first_attempt, parse_environment, split_arguments
+from htcondor_dagman import Dag, kill_first_attempt
+from htcondor_submit_file import parse_environment, split_arguments
 from pipeline_test_utils import BIN, ROOT, assert_run_matches, command_environment, pipetask
 
 from lsst.epo.zooniverse.butler.config import CONFIG_DIR, get_butler
