@@ -174,6 +174,49 @@ def _zip_names(path: Path) -> list[str]:
         return [name for name in archive.namelist() if name.endswith(".png")]
 
 
+def build_graph(
+    repo: str,
+    output: str,
+    stamp_size: int,
+    workdir: Path,
+    *,
+    fused: bool,
+    pictures_only: bool = False,
+    datastore_records: bool = False,
+) -> Path:
+    """Build a contender's quantum graph (not timed) and return its file:
+    the fused pipeline or the three-task one, with ``pictures_only``
+    without the Stamps, with ``datastore_records`` as BPS builds it for
+    ``pipetask run-qbb``.
+    """
+    graph = workdir / f"{output.replace('/', '_')}.qg"
+    pipeline = FUSED if fused else bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"
+    size_label = "makePictures:extractStamps." if fused else "extractStamps:"
+    subprocess.run(
+        [
+            str(bench.BIN / "pipetask"),
+            "qgraph",
+            *bench.collection_options(repo, output),
+            "-p",
+            str(pipeline),
+            "-d",
+            f"skymap='{SKYMAP}'",
+            "--dataset-query-constraint",
+            "zooniverse_targets",
+            *(["--qgraph-datastore-records"] if datastore_records else []),
+            "-c",
+            f"{size_label}stamp_size={stamp_size}",
+            *(["-c", "makePictures:write_stamps=False"] if pictures_only else []),
+            "-q",
+            str(graph),
+        ],
+        check=True,
+        env=bench.environment(),
+        capture_output=True,
+    )
+    return graph
+
+
 def run_pipeline(
     repo: str,
     output: str,
@@ -193,31 +236,8 @@ def run_pipeline(
     unless ``keep_files``.
     """
     fused = fused or pictures_only
-    graph = workdir / f"{output.replace('/', '_')}.qg"
+    graph = build_graph(repo, output, stamp_size, workdir, fused=fused, pictures_only=pictures_only)
     options = bench.collection_options(repo, output)
-    pipeline = FUSED if fused else bench.ROOT / "pipelines" / "ZooniverseCutouts.yaml"
-    size_label = "makePictures:extractStamps" if fused else "extractStamps"
-    subprocess.run(
-        [
-            str(bench.BIN / "pipetask"),
-            "qgraph",
-            *options,
-            "-p",
-            str(pipeline),
-            "-d",
-            f"skymap='{SKYMAP}'",
-            "--dataset-query-constraint",
-            "zooniverse_targets",
-            "-c",
-            f"{size_label}.stamp_size={stamp_size}" if fused else f"{size_label}:stamp_size={stamp_size}",
-            *(["-c", "makePictures:write_stamps=False"] if pictures_only else []),
-            "-q",
-            str(graph),
-        ],
-        check=True,
-        env=bench.environment(),
-        capture_output=True,
-    )
     command = [str(bench.BIN / "pipetask"), "run", "-j", str(jobs), *options, "-g", str(graph)]
     wall, cpu, system = timed(command + ["--register-dataset-types"], env=bench.environment())
     counts = count_objects(repo, output)
@@ -242,30 +262,10 @@ def run_quantum_backed(repo: str, output: str, stamp_size: int, workdir: Path, p
         ``init``, ``run`` and ``final``: each wall, CPU, (pictures,
         objects pictured) and system CPU, as `run_pipeline` returns them.
     """
-    graph = workdir / f"{output.replace('/', '_')}.qg"
-    environment = bench.environment()
-    subprocess.run(
-        [
-            str(bench.BIN / "pipetask"),
-            "qgraph",
-            *bench.collection_options(repo, output),
-            "-p",
-            str(FUSED),
-            "-d",
-            f"skymap='{SKYMAP}'",
-            "--dataset-query-constraint",
-            "zooniverse_targets",
-            "--qgraph-datastore-records",
-            "-c",
-            f"makePictures:extractStamps.stamp_size={stamp_size}",
-            *(["-c", "makePictures:write_stamps=False"] if pictures_only else []),
-            "-q",
-            str(graph),
-        ],
-        check=True,
-        env=environment,
-        capture_output=True,
+    graph = build_graph(
+        repo, output, stamp_size, workdir, fused=True, pictures_only=pictures_only, datastore_records=True
     )
+    environment = bench.environment()
     steps = {}
     for step, command in [
         ("init", [str(bench.BIN / "pipetask"), "pre-exec-init-qbb", repo, str(graph)]),
