@@ -125,6 +125,7 @@ def _cases():
         "zero CRPIX": lambda: _zero_crpix(),
         "fractional CRPIX": lambda: _cut(_tan(crpix=(1050.25, 33.125)), _POSITIONS, sizes),
         "two parents": lambda: _two_parents(),
+        "runs of sizes": lambda: _runs_of_sizes(),
     }
 
 
@@ -140,6 +141,17 @@ def _zero_crpix():
         stamps.append(a)
         stamps.append(b)
     return stamps
+
+
+def _runs_of_sizes():
+    """Runs of stamps of one size, longer and shorter than the stamps of
+    one size that fill the writer's buffer, with stamps whose WCS is their
+    own and stamps at the edges in between.
+    """
+    rng = np.random.default_rng(7)
+    sizes = [11] * 30 + [15] * 50 + [4] + [11] * 119 + [1] * 3
+    positions = [(int(x), int(y)) for x, y in rng.uniform(-5, 285, (len(sizes), 2))]
+    return _cut(_tan(), positions, sizes, materialise={31, 150})
 
 
 def _two_parents():
@@ -237,6 +249,16 @@ def test_array_cards_are_the_cards_one_by_one():
         "BBOX_X0": [0, -1, 10**19, -(10**20), np.int64(5), True],
         "HIERARCH_LONG": [1, 2.5, "s"],
         "lower": [1.0, "x"],
+        # Arrays of one kind (formatted in one pass).
+        "BBOX_W": [0, 1, -1, 10**19 - 1, -(10**19) + 1, 12345],
+        "BBOX_H": [7, 10**19],
+        "BBOX_Y0": [5, -(10**19)],
+        "COVERAGE": [0.0, -0.0, 1.0, 0.1, 2.0 / 3.0, 1e-05, 1e16, 1.5e300, -1.2345678901234567e-300],
+        "EDGEDIST": [1.0, math.inf],
+        "DEC_DEG": [1.0, math.nan],
+        "RA_ERR": [1.0, 2],
+        "TRACT": [1, 2.0],
+        "PATCH": [],
     }
     for key, listed in values.items():
         assert cards.array_cards(key, listed) == [cards.card(key, value) for value in listed], key

@@ -283,6 +283,9 @@ class CardFormatter:
         if not _STANDARD_KEY.match(key) or key in ("END", "CONTINUE", "COMMENT", "HISTORY"):
             return [self.card(key, value) for value in values]
         prefix = f"{key:8}= "
+        fast = _uniform_array_cards(prefix, values)
+        if fast is not None:
+            return fast
         isfinite = math.isfinite
         images = []
         for value in values:
@@ -301,6 +304,35 @@ class CardFormatter:
             else:
                 images.append(f"{prefix}{text:<70}")
         return images
+
+
+# Blank value columns after a 20-character value.
+_VALUE_PADDING = " " * (CARD - 10 - 20)
+
+# Integers written in 20 characters.
+_INT_LIMIT = 10**19
+
+
+def _uniform_array_cards(prefix: str, values: list[Any]) -> list[str] | None:
+    """Return the cards of a per-stamp array whose values are all of one
+    common kind, in one pass (`None` for any other array): integers of at
+    most 20 characters, or finite floats of at most 20 characters.
+    """
+    if not values:
+        return []
+    kind = type(values[0])
+    if kind is int:
+        if not all(type(value) is int and -_INT_LIMIT < value < _INT_LIMIT for value in values):
+            return None
+        return [f"{prefix}{value:>20d}{_VALUE_PADDING}" for value in values]
+    if kind is float:
+        if not all(type(value) is float for value in values):
+            return None
+        texts = [str(value) for value in values]
+        if any(len(text) > 20 or not text[-1].isdigit() for text in texts):
+            return None  # Long, or inf/nan (astropy refuses them).
+        return [f"{prefix}{text.replace('e', 'E'):>20}{_VALUE_PADDING}" for text in texts]
+    return None
 
 
 def header_bytes(cards: list[str]) -> bytes:
