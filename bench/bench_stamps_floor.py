@@ -43,16 +43,20 @@ WCS shifted per stamp):
 ``writer``
     `~lsst.epo.zooniverse.formats.stamps.write_stamps`, whole files.
 
-The three alternate over the rounds (medians); CPU is the process's user
-and system time.  Each round is a new patch (new stamp positions), so
-that the writer makes the WCS cards of every stamp of the first band as
-it does in a job.  Files are deleted between rounds (not timed), so each
-write fills new page-cache pages as a pipeline run does.
+The three alternate over the rounds (medians); with
+``--patches-per-round 16`` each writes 16 patches (5 GB) before its files
+are deleted, as a 16-patch job does, so that the kernel's writeback of
+the dirty pages weighs as in that job; CPU is the process's user
+and system time; the kernel's free page reporting is paused as in
+``bench_pipeline.py --peer``.  Each round is a new patch (new stamp
+positions), so that the writer makes the WCS cards of every stamp of the
+first band as it does in a job.  Files are deleted between rounds (not
+timed), so each write fills new page-cache pages as a pipeline run does.
 
 The budget line is what the Stamps may cost a patch for the BPS job to be
 1.3x the fast peer: ``(fast_peer / 1.3 - job_without_stamps) / patches``,
 from the wall times given on the command line (defaults: bench/RESULTS.md
-"Session 17", 16 patches).
+"Session 18", 16 patches).
 
 Usage: python bench/bench_stamps_floor.py [--rounds N] [--objects N]
 """
@@ -64,6 +68,7 @@ import tempfile
 import time
 
 import numpy as np
+from vm_memory import add_free_page_reporting_option, free_page_reporting_paused
 
 from lsst.epo.zooniverse.butler.skymap_geometry import make_tan_wcs
 from lsst.epo.zooniverse.formats.fits_block_writer import BlockWriter, open_for_writing
@@ -169,47 +174,69 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--objects", type=int, default=800, help="objects per patch (default 800)")
     parser.add_argument("--size", type=int, default=101, help="stamp side in pixels (default 101)")
-    parser.add_argument("--fast-peer-s", type=float, default=25.31, help="fast peer's wall time")
+    parser.add_argument("--fast-peer-s", type=float, default=23.17, help="fast peer's wall time")
     parser.add_argument(
-        "--job-without-stamps-s", type=float, default=17.46, help="BPS job, write_stamps=False"
+        "--job-without-stamps-s", type=float, default=17.16, help="BPS job, write_stamps=False"
     )
-    parser.add_argument("--job-with-stamps-s", type=float, default=23.29, help="BPS job with the Stamps")
+    parser.add_argument("--job-with-stamps-s", type=float, default=24.09, help="BPS job with the Stamps")
     parser.add_argument("--patches", type=int, default=16, help="patches of those runs")
+    parser.add_argument(
+        "--patches-per-round",
+        type=int,
+        default=1,
+        help="patches each contender writes before its files are deleted (16: as much as a 16-patch job)",
+    )
+    add_free_page_reporting_option(parser)
     args = parser.parse_args()
 
     results: dict[str, list[tuple[float, float]]] = {"copy": [], "copy + write": [], "writer": []}
     sizes: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="stamps_floor_") as tmp:
+    with (
+        free_page_reporting_paused(not args.keep_free_page_reporting) as state,
+        tempfile.TemporaryDirectory(prefix="stamps_floor_") as tmp,
+    ):
+        print(state)
         for round_number in range(args.rounds):
             # New positions every round: the writer's CRPIX cards are not
             # in its cache yet, as for a new patch in a job.
-            bands = patch_stamps(args.objects, args.size, seed=round_number + 1)
-            paths = [os.path.join(tmp, f"{band}.fits") for band in BANDS]
+            patches = [
+                patch_stamps(args.objects, args.size, seed=round_number * 1000 + k + 1)
+                for k in range(args.patches_per_round)
+            ]
+            paths = [[os.path.join(tmp, f"{k}_{band}.fits") for band in BANDS] for k in range(len(patches))]
 
-            def copy(bands=bands):
-                sizes["copy"] = sum(copy_pixels(stamps, _Discard()) for stamps in bands)
+            def copy(patches=patches):
+                sizes["copy"] = sum(copy_pixels(stamps, _Discard()) for bands in patches for stamps in bands)
 
-            def copy_write(bands=bands, paths=paths):
-                sizes["copy + write"] = sum(copy_and_write(s, p) for s, p in zip(bands, paths))
+            def copy_write(patches=patches, paths=paths):
+                sizes["copy + write"] = sum(
+                    copy_and_write(stamps, path)
+                    for bands, band_paths in zip(patches, paths)
+                    for stamps, path in zip(bands, band_paths)
+                )
 
-            def writer(bands=bands, paths=paths):
-                for stamps, path in zip(bands, paths):
-                    write_stamps(stamps, path)
-                sizes["writer"] = sum(os.path.getsize(path) for path in paths)
+            def writer(patches=patches, paths=paths):
+                for bands, band_paths in zip(patches, paths):
+                    for stamps, path in zip(bands, band_paths):
+                        write_stamps(stamps, path)
+                sizes["writer"] = sum(os.path.getsize(path) for band_paths in paths for path in band_paths)
 
             order = [("copy", copy), ("copy + write", copy_write), ("writer", writer)]
             shift = round_number % len(order)
             for name, function in order[shift:] + order[:shift]:
-                results[name].append(timed(function))
-                for path in paths:
-                    if os.path.exists(path):
-                        os.unlink(path)
+                wall, cpu = timed(function)
+                results[name].append((wall / len(patches), cpu / len(patches)))
+                for band_paths in paths:
+                    for path in band_paths:
+                        if os.path.exists(path):
+                            os.unlink(path)
+            sizes.update({name: size // len(patches) for name, size in sizes.items()})
 
     budget = (args.fast_peer_s / 1.3 - args.job_without_stamps_s) / args.patches
     in_job = (args.job_with_stamps_s - args.job_without_stamps_s) / args.patches
     print(
         f"One patch: {args.objects} objects x {len(BANDS)} bands, {args.size} px; "
-        f"medians of {args.rounds} rounds"
+        f"{args.patches_per_round} patch(es) a round; medians of {args.rounds} rounds"
     )
     print()
     print("| per patch | MB | wall s | CPU s | the BPS job with Stamps at this cost, vs fast peer |")
