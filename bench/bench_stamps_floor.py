@@ -160,11 +160,13 @@ def copy_and_write(stamps: Stamps, path: str) -> int:
         return copy_pixels(stamps, stream, preallocate=True)
 
 
-def timed(function) -> tuple[float, float]:
-    """Wall and CPU (user + system) seconds of one call."""
+def timed(function) -> tuple[float, float, int]:
+    """Wall and CPU (user + system) seconds of one call, and what it
+    returned (the bytes it wrote).
+    """
     wall, cpu = time.perf_counter(), time.process_time()
-    function()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    written = function()
+    return time.perf_counter() - wall, time.process_time() - cpu, written
 
 
 def main() -> None:
@@ -190,7 +192,7 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, list[tuple[float, float]]] = {"copy": [], "copy + write": [], "writer": []}
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int] = {}  # Bytes a patch.
     with (
         free_page_reporting_paused(not args.keep_free_page_reporting) as state,
         tempfile.TemporaryDirectory(prefix="stamps_floor_") as tmp,
@@ -205,32 +207,32 @@ def main() -> None:
             ]
             paths = [[os.path.join(tmp, f"{k}_{band}.fits") for band in BANDS] for k in range(len(patches))]
 
-            def copy(patches=patches):
-                sizes["copy"] = sum(copy_pixels(stamps, _Discard()) for bands in patches for stamps in bands)
+            def copy(patches=patches) -> int:
+                return sum(copy_pixels(stamps, _Discard()) for bands in patches for stamps in bands)
 
-            def copy_write(patches=patches, paths=paths):
-                sizes["copy + write"] = sum(
+            def copy_write(patches=patches, paths=paths) -> int:
+                return sum(
                     copy_and_write(stamps, path)
                     for bands, band_paths in zip(patches, paths)
                     for stamps, path in zip(bands, band_paths)
                 )
 
-            def writer(patches=patches, paths=paths):
+            def writer(patches=patches, paths=paths) -> int:
                 for bands, band_paths in zip(patches, paths):
                     for stamps, path in zip(bands, band_paths):
                         write_stamps(stamps, path)
-                sizes["writer"] = sum(os.path.getsize(path) for band_paths in paths for path in band_paths)
+                return sum(os.path.getsize(path) for band_paths in paths for path in band_paths)
 
             order = [("copy", copy), ("copy + write", copy_write), ("writer", writer)]
             shift = round_number % len(order)
             for name, function in order[shift:] + order[:shift]:
-                wall, cpu = timed(function)
+                wall, cpu, written = timed(function)
                 results[name].append((wall / len(patches), cpu / len(patches)))
+                sizes[name] = written // len(patches)
                 for band_paths in paths:
                     for path in band_paths:
                         if os.path.exists(path):
                             os.unlink(path)
-            sizes.update({name: size // len(patches) for name, size in sizes.items()})
 
     budget = (args.fast_peer_s / 1.3 - args.job_without_stamps_s) / args.patches
     in_job = (args.job_with_stamps_s - args.job_without_stamps_s) / args.patches
